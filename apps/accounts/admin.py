@@ -1,0 +1,153 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.template.response import TemplateResponse
+from simple_history.admin import SimpleHistoryAdmin
+
+from .models import Account, ApiKey, Subscription
+from .services import api_key_input_errors, create_api_key, revoke_api_key, set_account_status
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ["plan", "status", "current_period_start", "current_period_end", "cancel_at_period_end"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Account)
+class AccountAdmin(SimpleHistoryAdmin):
+    list_display = ["external_id", "name", "email", "status", "plan", "created_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["external_id", "name", "email"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [SubscriptionInline]
+    actions = ["suspend", "reactivate"]
+    show_full_result_count = False  # no COUNT(*) over a large table on every page
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        plan = Subscription.objects.filter(
+            account=OuterRef("pk"), status__in=Subscription.LIVE_STATUSES
+        ).values("plan__code")[:1]
+        return super().get_queryset(request).annotate(_plan=Subquery(plan))
+
+    @admin.display(description="Plan", ordering="_plan")
+    def plan(self, account):
+        return account._plan or "—"
+
+    @admin.action(description="Suspend selected accounts (blocks consumption)")
+    def suspend(self, request, queryset):
+        self._set_status(request, queryset, Account.Status.SUSPENDED)
+
+    @admin.action(description="Reactivate selected accounts")
+    def reactivate(self, request, queryset):
+        self._set_status(request, queryset, Account.Status.ACTIVE)
+
+    def _set_status(self, request, queryset, status):
+        changed = sum(
+            set_account_status(account=account, status=status, acting_user=request.user)
+            for account in queryset
+        )
+        self.message_user(request, f"{changed} account(s) set to {status}.", messages.SUCCESS)
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "account", "plan", "status", "current_period_start", "current_period_end",
+        "cancel_at_period_end",
+    ]  # fmt: skip
+    list_filter = ["status", "plan", "cancel_at_period_end"]
+    list_select_related = ["account", "plan"]
+    search_fields = ["account__external_id", "account__name", "stripe_subscription_id"]
+    autocomplete_fields = ["account", "plan"]
+    readonly_fields = ["created_at", "updated_at"]
+    show_full_result_count = False
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes", "account", "expires_at"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None:
+            for field, problems in api_key_input_errors(
+                name=data.get("name"),
+                scopes=data.get("scopes") or [],
+                account=data.get("account"),
+                expires_at=data.get("expires_at"),
+            ).items():
+                for problem in problems:
+                    self.add_error(field if field in self.fields else None, problem)
+        return data
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(SimpleHistoryAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "scope_list", "account", "state", "last_used_at", "created_at"]
+    list_filter = ["revoked_at", "expires_at"]
+    list_select_related = ["account", "created_by"]
+    search_fields = ["name", "prefix", "account__external_id"]
+    autocomplete_fields = ["account"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["prefix", "account", "state", "created_by", "created_at", "last_used_at", "revoked_at"]
+
+    @admin.display(description="Scopes")
+    def scope_list(self, api_key):
+        return ", ".join(api_key.scopes)
+
+    @admin.display(description="State")
+    def state(self, api_key):
+        if api_key.revoked_at:
+            return "revoked"
+        return "active" if api_key.is_usable else "expired"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj._history_user = request.user
+            return super().save_model(request, obj, form, change)
+        api_key, raw_key = create_api_key(
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            account=form.cleaned_data.get("account"),
+            expires_at=form.cleaned_data.get("expires_at"),
+            created_by=request.user,
+        )
+        obj.pk = api_key.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+        request._api_key_secret = raw_key
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the secret on this one response; it is stored nowhere, not even in a message."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "api_key": obj,
+            "raw_key": request._api_key_secret,
+            "title": "API key created",
+        }
+        return TemplateResponse(request, "admin/accounts/apikey/created.html", context)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        for api_key in queryset:
+            revoke_api_key(api_key=api_key, acting_user=request.user)
+        self.message_user(request, f"{queryset.count()} key(s) revoked.", messages.SUCCESS)

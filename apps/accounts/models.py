@@ -1,0 +1,140 @@
+"""Customers of the SaaS (accounts), the plan each is on (subscriptions), and the API keys
+the SaaS's apps use to reach CreditDesk."""
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_\-.:@]{1,255}$"
+external_id_validator = RegexValidator(
+    EXTERNAL_ID_PATTERN, "Use 1-255 letters, digits or the characters _ - . : @"
+)
+
+
+class Account(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    external_id = models.CharField(
+        max_length=255,
+        unique=True,
+        validators=[external_id_validator],
+        help_text="The SaaS's own id for this customer; the API addresses accounts by it.",
+    )
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "suspended"]), name="account_status_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name or self.external_id
+
+
+class Subscription(models.Model):
+    """An account on a plan. At most one is live per account; ended ones stay as history."""
+
+    class Status(models.TextChoices):
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        CANCELED = "canceled", "Canceled"
+
+    LIVE_STATUSES = (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE)
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    cancel_at_period_end = models.BooleanField(default=False)
+    stripe_subscription_id = models.CharField(
+        max_length=255, null=True, blank=True, unique=True, help_text="Empty for manual plans."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-current_period_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=Q(status__in=["trialing", "active", "past_due"]),
+                name="subscription_one_live_per_account",
+            ),
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=models.F("current_period_start")),
+                name="subscription_period_ends_after_start",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "current_period_end"])]
+
+    def __str__(self):
+        return f"{self.account} on {self.plan}"
+
+
+class ApiKey(models.Model):
+    """A key for the SaaS's apps. The secret is shown once and stored only as a SHA-256 hash:
+    keys carry 240 random bits, so a slow password hash would buy nothing and cost every
+    request."""
+
+    class Scope(models.TextChoices):
+        USAGE_WRITE = "usage:write", "usage:write — check, consume, batch, reservations"
+        USAGE_READ = "usage:read", "usage:read — balances, entitlements, ledger, usage"
+        ACCOUNTS_WRITE = "accounts:write", "accounts:write — accounts, checkout, billing links"
+        GRANTS_WRITE = "grants:write", "grants:write — grant credits (service keys only)"
+
+    name = models.CharField(max_length=100, help_text="Which app or person uses this key.")
+    prefix = models.CharField(
+        max_length=16, unique=True, editable=False, help_text="Visible part of the key."
+    )
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text="Bind the key to one account; empty for a service key that reaches every account.",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(excluded_fields=["last_used_at"])
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_usable(self):
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

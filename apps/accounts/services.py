@@ -1,0 +1,134 @@
+import hashlib
+import secrets
+import string
+
+from dateutil.relativedelta import relativedelta
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import InvalidInput
+
+from .models import Account, ApiKey, Subscription
+
+KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_PUBLIC_ID_LENGTH = 8
+KEY_SECRET_LENGTH = 40  # 40 × log2(62) ≈ 238 random bits
+KEY_BRAND = "cdk"
+
+
+def hash_api_key(raw_key):
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def split_api_key(raw_key):
+    """`cdk_<public id>_<secret>` -> (`cdk_<public id>`, whole key); None if malformed."""
+    brand, sep, rest = raw_key.partition("_")
+    public_id, sep2, secret = rest.partition("_")
+    if (
+        brand != KEY_BRAND
+        or not sep
+        or not sep2
+        or len(public_id) != KEY_PUBLIC_ID_LENGTH
+        or len(secret) != KEY_SECRET_LENGTH
+    ):
+        return None
+    return f"{brand}_{public_id}"
+
+
+def api_key_input_errors(*, name, scopes, account, expires_at):
+    """Field -> problems for a would-be key; shared by the service, the admin and the command."""
+    errors = {}
+    unknown = [s for s in scopes if s not in ApiKey.Scope.values]
+    if unknown:
+        errors["scopes"] = [
+            f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(ApiKey.Scope.values)}."
+        ]
+    elif not scopes:
+        errors["scopes"] = ["Give at least one scope."]
+    if account is not None and ApiKey.Scope.GRANTS_WRITE in scopes:
+        errors.setdefault("scopes", []).append("grants:write is for service keys only.")
+    if not name or not name.strip():
+        errors["name"] = ["Give the key a name that says who uses it."]
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = ["Expiry must be in the future."]
+    return errors
+
+
+def create_api_key(*, name, scopes, account=None, expires_at=None, created_by=None):
+    """Make a key and return `(api_key, raw_key)`; the raw key exists only in this return value."""
+    scopes = sorted(set(scopes))
+    errors = api_key_input_errors(name=name, scopes=scopes, account=account, expires_at=expires_at)
+    if errors:
+        raise InvalidInput("The API key could not be created.", details=errors)
+
+    public_id = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_PUBLIC_ID_LENGTH))
+    secret = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_SECRET_LENGTH))
+    raw_key = f"{KEY_BRAND}_{public_id}_{secret}"
+    api_key = ApiKey.objects.create(
+        name=name.strip(),
+        prefix=f"{KEY_BRAND}_{public_id}",
+        secret_hash=hash_api_key(raw_key),
+        scopes=scopes,
+        account=account,
+        expires_at=expires_at,
+        created_by=created_by,
+    )
+    return api_key, raw_key
+
+
+def revoke_api_key(*, api_key, acting_user=None):
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key._history_user = acting_user
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def period_end_for(*, plan, start):
+    step = relativedelta(years=1) if plan.billing_interval == "year" else relativedelta(months=1)
+    return start + step
+
+
+def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
+    """Start a manual (non-Stripe) subscription, ending any live one. Credits for the new
+    period are granted by the ledger once it exists (issue 4/6)."""
+    starts_at = starts_at or timezone.now()
+    with transaction.atomic():
+        for live in Subscription.objects.select_for_update().filter(
+            account=account, status__in=Subscription.LIVE_STATUSES
+        ):
+            live.status = Subscription.Status.CANCELED
+            live._history_user = acting_user
+            live.save(update_fields=["status", "updated_at"])
+        subscription = Subscription(
+            account=account,
+            plan=plan,
+            current_period_start=starts_at,
+            current_period_end=period_end_for(plan=plan, start=starts_at),
+        )
+        subscription._history_user = acting_user
+        subscription.save()
+    return subscription
+
+
+def upsert_account(*, external_id, acting_user=None, **fields):
+    """Create or update an account by the SaaS's id. Returns `(account, created)`."""
+    account, created = Account.objects.get_or_create(external_id=external_id, defaults=fields)
+    if not created:
+        changed = [name for name, value in fields.items() if getattr(account, name) != value]
+        if changed:
+            for name in changed:
+                setattr(account, name, fields[name])
+            account._history_user = acting_user
+            account.save(update_fields=[*changed, "updated_at"])
+    return account, created
+
+
+def set_account_status(*, account, status, acting_user=None):
+    """Suspend or reactivate; returns whether anything changed."""
+    if account.status == status:
+        return False
+    account.status = status
+    account._history_user = acting_user
+    account.save(update_fields=["status", "updated_at"])
+    return True

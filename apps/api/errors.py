@@ -1,0 +1,62 @@
+"""The one place where errors become API.md's `{"error": {code, message, details}}`."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from apps.core.errors import DomainError, InvalidInput, NotFound
+
+logger = logging.getLogger(__name__)
+
+DOMAIN_STATUS = {
+    InvalidInput: status.HTTP_400_BAD_REQUEST,
+    NotFound: status.HTTP_404_NOT_FOUND,
+}
+
+
+def error_body(code, message, details=None):
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _domain_status(exc):
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return status.HTTP_400_BAD_REQUEST
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=_domain_status(exc))
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a real bug: Django's 500 handling logs it
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = error_body("validation_error", "The request is not valid.", details)
+    elif isinstance(exc, exceptions.ParseError):
+        body = error_body("malformed_json", str(exc.detail))
+    elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        body = error_body("unauthenticated", str(exc.detail))
+        exc.status_code = status.HTTP_401_UNAUTHORIZED
+    elif isinstance(exc, exceptions.PermissionDenied):
+        body = error_body("permission_denied", str(exc.detail))
+    elif isinstance(exc, exceptions.NotFound):
+        body = error_body("not_found", str(exc.detail))
+    elif isinstance(exc, exceptions.Throttled):
+        body = error_body("rate_limited", str(exc.detail))
+    else:
+        body = error_body(exc.default_code, str(exc.detail))
+    return Response(body, status=exc.status_code, headers=headers)

@@ -1,0 +1,1 @@
+"""Stripe through dj-stripe (issue 7)."""

@@ -1,0 +1,93 @@
+from django.contrib import admin
+from django.db.models import Count, Q
+from simple_history.admin import SimpleHistoryAdmin
+
+from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
+
+
+@admin.register(CreditType)
+class CreditTypeAdmin(SimpleHistoryAdmin):
+    list_display = ["code", "name", "updated_at"]
+    search_fields = ["code", "name"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Feature)
+class FeatureAdmin(SimpleHistoryAdmin):
+    list_display = ["code", "name", "kind", "credit_type", "credits_per_unit", "unit_name", "active"]
+    list_filter = ["kind", "active", "credit_type"]
+    list_select_related = ["credit_type"]
+    search_fields = ["code", "name", "description"]
+    autocomplete_fields = ["credit_type"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "description", "kind", "active"]}),
+        ("Price", {"fields": ["credit_type", "credits_per_unit", "unit_name"]}),
+        ("Changes", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+
+class PlanAllowanceInline(admin.TabularInline):
+    model = PlanAllowance
+    extra = 0
+    autocomplete_fields = ["credit_type"]
+    verbose_name = "included credits per period"
+    verbose_name_plural = "included credits per period"
+
+
+class PlanFeatureInline(admin.TabularInline):
+    model = PlanFeature
+    extra = 0
+    autocomplete_fields = ["feature"]
+    fields = ["feature", "enabled", "credits_per_unit", "limit_per_period"]
+
+
+@admin.register(Plan)
+class PlanAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "code", "name", "billing_interval", "price_label", "overage_policy", "live_subscriptions",
+        "public", "active",
+    ]  # fmt: skip
+    list_filter = ["active", "public", "billing_interval", "overage_policy", "currency"]
+    search_fields = ["code", "name", "description"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [PlanAllowanceInline, PlanFeatureInline]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "description", "public", "active"]}),
+        ("Price", {"fields": ["billing_interval", "price", "currency"]}),
+        (
+            "Rollover of unused included credits",
+            {"fields": ["rollover_percent", "rollover_cap", "rollover_expires_after_periods"]},
+        ),
+        ("Overage", {"fields": ["overage_policy", "overage_limit", "overage_unit_price"]}),
+        ("Changes", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request):
+        live = Q(subscriptions__status__in=["trialing", "active", "past_due"])
+        return super().get_queryset(request).annotate(_live=Count("subscriptions", filter=live))
+
+    @admin.display(description="Price", ordering="price")
+    def price_label(self, plan):
+        return f"{plan.price} {plan.currency} / {plan.billing_interval}"
+
+    @admin.display(description="Live subscriptions", ordering="_live")
+    def live_subscriptions(self, plan):
+        return plan._live
+
+
+@admin.register(CreditPack)
+class CreditPackAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "code", "name", "credit_type", "credits", "price_label", "expires_after_days", "public",
+        "active",
+    ]  # fmt: skip
+    list_filter = ["active", "public", "credit_type", "currency"]
+    list_select_related = ["credit_type"]
+    search_fields = ["code", "name", "description"]
+    autocomplete_fields = ["credit_type"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    @admin.display(description="Price", ordering="price")
+    def price_label(self, pack):
+        return f"{pack.price} {pack.currency}"

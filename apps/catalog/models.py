@@ -1,0 +1,241 @@
+"""The price book: what credits exist, what features cost, what plans and packs include.
+
+Staff edit it in the admin or through `import_catalog`; the apps never hard-code it.
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from apps.core.fields import code_field, credit_field, currency_field, money_field, unit_price_field
+
+
+class CreditType(models.Model):
+    """A currency of credits (e.g. "credits", "gpu_minutes"); each has its own wallet."""
+
+    code = code_field()
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.name
+
+
+class Feature(models.Model):
+    class Kind(models.TextChoices):
+        METERED = "metered", "Metered (costs credits)"
+        BOOLEAN = "boolean", "Boolean (on/off entitlement)"
+
+    code = code_field()
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.METERED)
+    credit_type = models.ForeignKey(
+        CreditType,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="features",
+        help_text="Which credits a metered feature spends. Empty for boolean features.",
+    )
+    credits_per_unit = credit_field(
+        default=1, help_text="Credits charged per unit used; plans may override it."
+    )
+    unit_name = models.CharField(max_length=32, default="unit", help_text='e.g. "call", "page".')
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credits_per_unit__gte=0), name="feature_credits_per_unit_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="boolean") | Q(credit_type__isnull=False),
+                name="feature_metered_has_credit_type",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.kind == self.Kind.METERED and not self.credit_type_id:
+            raise ValidationError({"credit_type": "A metered feature needs a credit type."})
+
+
+class Plan(models.Model):
+    class Interval(models.TextChoices):
+        MONTH = "month", "Monthly"
+        YEAR = "year", "Yearly"
+
+    class OveragePolicy(models.TextChoices):
+        BLOCK = "block", "Block when credits run out"
+        ALLOW = "allow", "Allow overage up to a limit, billed at period end"
+
+    code = code_field()
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    billing_interval = models.CharField(max_length=8, choices=Interval.choices, default="month")
+    price = money_field(default=0, help_text="Price per billing interval.")
+    currency = currency_field()
+    public = models.BooleanField(default=True, help_text="Listed in the API and billing page.")
+    active = models.BooleanField(default=True, help_text="Inactive plans take no new customers.")
+
+    rollover_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of unused included credits carried into the next period (0-100).",
+    )
+    rollover_cap = credit_field(
+        null=True, blank=True, help_text="Most credits that may roll over; empty for no cap."
+    )
+    rollover_expires_after_periods = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        default=1,
+        help_text="Rolled-over credits expire after this many periods; empty for never.",
+    )
+
+    overage_policy = models.CharField(
+        max_length=8, choices=OveragePolicy.choices, default=OveragePolicy.BLOCK
+    )
+    overage_limit = credit_field(
+        default=0, help_text="Credits an account may go below zero under the allow policy."
+    )
+    overage_unit_price = unit_price_field(
+        default=0, help_text="Price per overage credit, billed at period end."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["price", "code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="plan_price_gte_0"),
+            models.CheckConstraint(
+                condition=Q(rollover_percent__gte=0, rollover_percent__lte=100),
+                name="plan_rollover_percent_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(rollover_cap__isnull=True) | Q(rollover_cap__gte=0),
+                name="plan_rollover_cap_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(overage_limit__gte=0), name="plan_overage_limit_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(overage_unit_price__gte=0), name="plan_overage_unit_price_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(overage_policy="allow") | Q(overage_limit=0),
+                name="plan_overage_limit_only_when_allowed",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.overage_policy == self.OveragePolicy.BLOCK and self.overage_limit:
+            raise ValidationError(
+                {"overage_limit": "Set the overage policy to 'allow' to give an overage limit."}
+            )
+
+
+class PlanAllowance(models.Model):
+    """Credits of one type that a plan grants at the start of every period."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="allowances")
+    credit_type = models.ForeignKey(CreditType, on_delete=models.PROTECT, related_name="+")
+    credits_per_period = credit_field()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["plan", "credit_type__code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plan", "credit_type"], name="plan_allowance_unique_credit_type"
+            ),
+            models.CheckConstraint(
+                condition=Q(credits_per_period__gte=0), name="plan_allowance_credits_gte_0"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.credits_per_period} {self.credit_type.code} / period"
+
+
+class PlanFeature(models.Model):
+    """How a plan treats a feature: on or off, a per-plan price, a per-period quota."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="plan_features")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="plan_features")
+    enabled = models.BooleanField(default=True)
+    credits_per_unit = credit_field(
+        null=True, blank=True, help_text="Overrides the feature's price on this plan; empty keeps it."
+    )
+    limit_per_period = credit_field(
+        null=True, blank=True, help_text="Most units per period; empty for no quota."
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["plan", "feature__code"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "feature"], name="plan_feature_unique"),
+            models.CheckConstraint(
+                condition=Q(credits_per_unit__isnull=True) | Q(credits_per_unit__gte=0),
+                name="plan_feature_credits_per_unit_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(limit_per_period__isnull=True) | Q(limit_per_period__gte=0),
+                name="plan_feature_limit_gte_0",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.plan.code} · {self.feature.code}"
+
+
+class CreditPack(models.Model):
+    """A one-time purchase of credits."""
+
+    code = code_field()
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    credit_type = models.ForeignKey(CreditType, on_delete=models.PROTECT, related_name="packs")
+    credits = credit_field()
+    price = money_field()
+    currency = currency_field()
+    expires_after_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Credits expire this many days after purchase; empty for never."
+    )
+    public = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["price", "code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="credit_pack_credits_gt_0"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="credit_pack_price_gte_0"),
+        ]
+
+    def __str__(self):
+        return self.name

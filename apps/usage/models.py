@@ -1,0 +1,1 @@
+"""UsageEvent and period usage counters (issue 4)."""

@@ -1,0 +1,1 @@
+"""The ledger: Wallet, CreditGrant, LedgerEntry, Reservation (issue 4)."""
