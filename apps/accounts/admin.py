@@ -11,7 +11,13 @@ from .services import api_key_input_errors, create_api_key, revoke_api_key, set_
 class SubscriptionInline(admin.TabularInline):
     model = Subscription
     extra = 0
-    fields = ["plan", "status", "current_period_start", "current_period_end", "cancel_at_period_end"]
+    fields = [
+        "plan",
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
+    ]
     readonly_fields = fields
     show_change_link = True
     can_delete = False
@@ -97,7 +103,15 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(SimpleHistoryAdmin):
     form = ApiKeyForm
-    list_display = ["name", "prefix", "scope_list", "account", "state", "last_used_at", "created_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "scope_list",
+        "account",
+        "state",
+        "last_used_at",
+        "created_at",
+    ]
     list_filter = ["revoked_at", "expires_at"]
     list_select_related = ["account", "created_by"]
     search_fields = ["name", "prefix", "account__external_id"]
@@ -107,7 +121,15 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["prefix", "account", "state", "created_by", "created_at", "last_used_at", "revoked_at"]
+        return [
+            "prefix",
+            "account",
+            "state",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
     @admin.display(description="Scopes")
     def scope_list(self, api_key):

@@ -111,7 +111,7 @@ class ApiKey(models.Model):
         null=True,
         blank=True,
         related_name="api_keys",
-        help_text="Bind the key to one account; empty for a service key that reaches every account.",
+        help_text="Bind the key to one account; empty for a service key (any account).",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -49,4 +49,12 @@ class FeatureOut(serializers.ModelSerializer):
 
     class Meta:
         model = Feature
-        fields = ["code", "name", "description", "kind", "credit_type", "credits_per_unit", "unit_name"]
+        fields = [
+            "code",
+            "name",
+            "description",
+            "kind",
+            "credit_type",
+            "credits_per_unit",
+            "unit_name",
+        ]

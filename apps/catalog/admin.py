@@ -14,7 +14,15 @@ class CreditTypeAdmin(SimpleHistoryAdmin):
 
 @admin.register(Feature)
 class FeatureAdmin(SimpleHistoryAdmin):
-    list_display = ["code", "name", "kind", "credit_type", "credits_per_unit", "unit_name", "active"]
+    list_display = [
+        "code",
+        "name",
+        "kind",
+        "credit_type",
+        "credits_per_unit",
+        "unit_name",
+        "active",
+    ]
     list_filter = ["kind", "active", "credit_type"]
     list_select_related = ["credit_type"]
     search_fields = ["code", "name", "description"]

@@ -186,7 +186,9 @@ class PlanFeature(models.Model):
     feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="plan_features")
     enabled = models.BooleanField(default=True)
     credits_per_unit = credit_field(
-        null=True, blank=True, help_text="Overrides the feature's price on this plan; empty keeps it."
+        null=True,
+        blank=True,
+        help_text="Overrides the feature's price on this plan; empty keeps it.",
     )
     limit_per_period = credit_field(
         null=True, blank=True, help_text="Most units per period; empty for no quota."
@@ -222,7 +224,9 @@ class CreditPack(models.Model):
     price = money_field()
     currency = currency_field()
     expires_after_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Credits expire this many days after purchase; empty for never."
+        null=True,
+        blank=True,
+        help_text="Credits expire this many days after purchase; empty for never.",
     )
     public = models.BooleanField(default=True)
     active = models.BooleanField(default=True)

@@ -55,9 +55,7 @@ def _mapping_without_duplicates(loader, node, deep=False):
 
 
 _Loader.add_constructor("tag:yaml.org,2002:float", _decimal_scalar)
-_Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
-)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
 def read_document(text, *, filename=""):
@@ -360,9 +358,7 @@ def validate_document(raw, *, existing_credit_types=(), existing_features=()):
         return None, ["the file must hold a mapping with the sections " + ", ".join(SECTIONS)]
     for key in raw:
         if key not in (*SECTIONS, "version"):
-            errors.append(
-                f"{key}: unknown section (expected version, {', '.join(SECTIONS)})"
-            )
+            errors.append(f"{key}: unknown section (expected version, {', '.join(SECTIONS)})")
     if raw.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         errors.append(f"version: only version {FORMAT_VERSION} is understood")
 

@@ -105,7 +105,9 @@ def catalog_document(*, codes=None):
         ],
         "features": [
             feature_document(f)
-            for f in only(Feature.objects.select_related("credit_type").order_by("code"), "features")
+            for f in only(
+                Feature.objects.select_related("credit_type").order_by("code"), "features"
+            )
         ],
         "plans": [plan_document(p) for p in only(plans_with_terms().order_by("code"), "plans")],
         "credit_packs": [

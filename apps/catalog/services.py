@@ -76,8 +76,12 @@ def _flatten(value, prefix=""):
     if isinstance(value, list):
         out = {}
         for item in value:
-            out.update(_flatten({k: v for k, v in item.items() if k != "feature"},
-                                f"{prefix}[{item['feature']}]"))
+            out.update(
+                _flatten(
+                    {k: v for k, v in item.items() if k != "feature"},
+                    f"{prefix}[{item['feature']}]",
+                )
+            )
             out[f"{prefix}[{item['feature']}]"] = "listed"
         return out
     return {prefix: value}

@@ -75,7 +75,9 @@ TEMPLATES = [
 # failing: WAL lets readers run beside the writer, IMMEDIATE takes the write lock at BEGIN (no
 # lock upgrade deadlocks), and the busy timeout makes a second writer wait for the first.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{env('SQLITE_PATH', default=BASE_DIR / 'db.sqlite3')}"
+    ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -143,7 +145,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STATIC_ROOT = env("STATIC_ROOT", default=None)  # production: collectstatic target
+WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic (local, tests)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -21,7 +21,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--account", help="Bind the key to this account (external id).")
         parser.add_argument("--expires-in-days", type=int, help="Expire after this many days.")
-        parser.add_argument("--json", dest="as_json", action="store_true", help="Print JSON instead of text.")
+        parser.add_argument(
+            "--json", dest="as_json", action="store_true", help="Print JSON instead of text."
+        )
 
     def handle(self, *args, name, scopes, account, expires_in_days, as_json, **options):
         bound = None
@@ -45,13 +47,17 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(_json_dumps(api_key, raw_key))
             return
-        self.stdout.write(f"API key {api_key.name!r} created. Copy the secret now; it is not shown again:")
+        self.stdout.write(
+            f"API key {api_key.name!r} created. Copy the secret now; it is not shown again:"
+        )
         self.stdout.write("")
         self.stdout.write(f"    {raw_key}")
         self.stdout.write("")
-        self.stdout.write(f"prefix {api_key.prefix}, scopes {', '.join(api_key.scopes)}, "
-                          f"account {account or '(any: service key)'}, "
-                          f"expires {api_key.expires_at.isoformat() if api_key.expires_at else 'never'}")
+        self.stdout.write(
+            f"prefix {api_key.prefix}, scopes {', '.join(api_key.scopes)}, "
+            f"account {account or '(any: service key)'}, "
+            f"expires {api_key.expires_at.isoformat() if api_key.expires_at else 'never'}"
+        )
 
 
 def _json_dumps(api_key, raw_key):

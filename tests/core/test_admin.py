@@ -1,0 +1,169 @@
+"""Staff screens: every model is reachable by the right group and only by it."""
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from apps.accounts.models import ApiKey
+from apps.accounts.services import hash_api_key
+from apps.catalog.models import CreditType
+from tests.factories import (
+    AccountFactory,
+    CreditPackFactory,
+    FeatureFactory,
+    PlanAllowanceFactory,
+    PlanFeatureFactory,
+    SubscriptionFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+CATALOG = ["credittype", "feature", "plan", "creditpack"]
+ACCOUNTS = ["account", "subscription"]
+
+
+@pytest.fixture
+def sample_data():
+    subscription = SubscriptionFactory()
+    PlanAllowanceFactory(plan=subscription.plan)
+    PlanFeatureFactory(plan=subscription.plan)
+    CreditPackFactory()
+    FeatureFactory()
+    return subscription
+
+
+def url(app, model, view="changelist", *args):
+    suffix = "/".join(str(a) for a in args)
+    return {
+        "changelist": f"/admin/{app}/{model}/",
+        "add": f"/admin/{app}/{model}/add/",
+        "change": f"/admin/{app}/{model}/{suffix}/change/",
+        "history": f"/admin/{app}/{model}/{suffix}/history/",
+    }[view]
+
+
+def test_superuser_sees_every_screen(client, sample_data):
+    client.force_login(get_user_model().objects.create_superuser("root", "r@x.io", "pw"))
+    for app, models in (("catalog", CATALOG), ("accounts", [*ACCOUNTS, "apikey"])):
+        for model in models:
+            assert client.get(url(app, model)).status_code == 200, model
+            assert client.get(url(app, model, "add")).status_code == 200, model
+    plan = sample_data.plan
+    assert client.get(url("catalog", "plan", "change", plan.pk)).status_code == 200
+    assert client.get(url("catalog", "plan", "history", plan.pk)).status_code == 200
+    assert (
+        client.get(url("accounts", "account", "change", sample_data.account.pk)).status_code == 200
+    )
+    # Search and filters work on the big lists.
+    assert client.get("/admin/accounts/account/?q=acct&status__exact=active").status_code == 200
+    assert client.get("/admin/catalog/feature/?q=feat&kind__exact=metered").status_code == 200
+    autocomplete = client.get(
+        "/admin/autocomplete/",
+        {
+            "app_label": "accounts",
+            "model_name": "subscription",
+            "field_name": "account",
+            "term": "a",
+        },
+    )
+    assert autocomplete.status_code == 200
+
+
+# (group, app, model) -> (can view, can add)
+MATRIX = [
+    ("Pricing", "catalog", m, True, True) for m in CATALOG
+] + [
+    ("Pricing", "accounts", m, False, False) for m in [*ACCOUNTS, "apikey"]
+] + [
+    ("Finance", "catalog", m, True, False) for m in CATALOG
+] + [
+    ("Finance", "accounts", m, True, True) for m in ACCOUNTS
+] + [
+    ("Finance", "accounts", "apikey", False, False),
+] + [
+    ("Support", "catalog", m, True, False) for m in CATALOG
+] + [
+    ("Support", "accounts", m, True, False) for m in ACCOUNTS
+] + [
+    ("Support", "accounts", "apikey", False, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("group", "app", "model", "can_view", "can_add"), MATRIX)
+def test_group_reaches_what_it_should_and_nothing_else(
+    client, sample_data, group, app, model, can_view, can_add
+):
+    client.force_login(UserFactory(groups=[group]))
+    assert client.get(url(app, model)).status_code == (200 if can_view else 403)
+    assert client.get(url(app, model, "add")).status_code == (200 if can_add else 403)
+
+
+def test_no_group_can_delete_accounts(client, sample_data):
+    account = sample_data.account
+    for group in ("Pricing", "Finance", "Support"):
+        client.force_login(UserFactory(groups=[group]))
+        response = client.get(f"/admin/accounts/account/{account.pk}/delete/")
+        assert response.status_code == 403, group
+
+
+def test_staff_edit_is_recorded_with_who_made_it(client):
+    user = UserFactory(groups=["Pricing"])
+    client.force_login(user)
+    credit_type = CreditType.objects.create(code="credits", name="Credits")
+    response = client.post(
+        url("catalog", "credittype", "change", credit_type.pk),
+        {"code": "credits", "name": "Tokens"},
+    )
+    assert response.status_code == 302
+    latest = credit_type.history.first()
+    assert latest.name == "Tokens"
+    assert latest.history_user == user
+    history_page = client.get(url("catalog", "credittype", "history", credit_type.pk))
+    assert user.username in history_page.content.decode()
+
+
+def test_creating_an_api_key_in_the_admin_shows_the_secret_exactly_once(client):
+    admin = get_user_model().objects.create_superuser("root", "r@x.io", "pw")
+    client.force_login(admin)
+    account = AccountFactory(external_id="acme")
+    response = client.post(
+        url("accounts", "apikey", "add"),
+        {"name": "acme backend", "scopes": ["usage:read", "usage:write"], "account": account.pk},
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    [secret] = set(re.findall(r"cdk_[A-Za-z0-9]{8}_[A-Za-z0-9]{40}", html))
+    api_key = ApiKey.objects.get()
+    assert api_key.secret_hash == hash_api_key(secret)
+    assert api_key.created_by == admin
+    assert "not shown" in html or "never show it again" in html
+
+    change_page = client.get(url("accounts", "apikey", "change", api_key.pk)).content.decode()
+    listing = client.get(url("accounts", "apikey")).content.decode()
+    assert secret not in change_page
+    assert secret not in listing
+    assert api_key.prefix in listing
+
+
+def test_admin_refuses_an_api_key_with_invalid_scopes_for_a_bound_key(client):
+    client.force_login(get_user_model().objects.create_superuser("root", "r@x.io", "pw"))
+    account = AccountFactory()
+    response = client.post(
+        url("accounts", "apikey", "add"),
+        {"name": "x", "scopes": ["grants:write"], "account": account.pk},
+    )
+    assert response.status_code == 200
+    assert "service keys only" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_revoke_action_revokes_selected_keys(client):
+    from apps.accounts.services import create_api_key
+
+    client.force_login(get_user_model().objects.create_superuser("root", "r@x.io", "pw"))
+    api_key, _ = create_api_key(name="old", scopes=["usage:read"])
+    client.post(url("accounts", "apikey"), {"action": "revoke", "_selected_action": [api_key.pk]})
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is not None

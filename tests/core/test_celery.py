@@ -1,0 +1,17 @@
+"""A real worker on the real broker (Redis in CI): the plumbing later jobs stand on."""
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from config.celery import app, ping
+
+
+@pytest.mark.redis
+def test_a_task_round_trips_through_a_real_worker():
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        assert ping.delay().get(timeout=20) == "pong"
+
+
+def test_beat_uses_the_database_scheduler(settings):
+    assert settings.CELERY_BEAT_SCHEDULER == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert app.conf.beat_scheduler == settings.CELERY_BEAT_SCHEDULER

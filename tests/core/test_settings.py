@@ -1,0 +1,67 @@
+"""Settings come from the environment; production refuses to start half-configured."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+BASE_ENV = {k: v for k, v in os.environ.items() if k not in {
+    "SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DEBUG",
+}}  # fmt: skip
+PRODUCTION_ENV = {
+    **BASE_ENV,
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "SECRET_KEY": "a-production-like-secret-key-for-the-deploy-check-0123456789-abcdefghijkl",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+    "ALLOWED_HOSTS": "credits.example.com",
+}
+
+
+def manage(*args, env):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_refuses_to_start_without_its_required_variables():
+    for missing in ("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS"):
+        env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+        result = manage("check", env=env)
+        assert result.returncode != 0
+        assert f"need these environment variables: {missing}" in result.stderr
+
+
+def test_production_passes_the_deploy_check():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_without_database_url_local_uses_sqlite_with_wal_and_immediate_transactions(tmp_path):
+    code = (
+        "import django; django.setup();"
+        "from django.db import connection; from django.conf import settings;"
+        "c = connection.cursor(); c.execute('PRAGMA journal_mode'); print(c.fetchone()[0]);"
+        "print(settings.DATABASES['default']['OPTIONS']['transaction_mode']);"
+        "print(settings.CELERY_BROKER_URL)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={
+            **BASE_ENV,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["wal", "IMMEDIATE", "filesystem://"]
