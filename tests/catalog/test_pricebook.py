@@ -183,3 +183,18 @@ def test_overage_limit_requires_the_allow_policy(tmp_path):
     broken = MINIMAL.replace("  price: 29\n", "  price: 29\n  overage: {limit: 10}\n")
     with pytest.raises(CommandError, match="overage: limit: must be 0 unless policy is allow"):
         run("import_catalog", write(tmp_path, broken))
+
+
+def _yaml_blocks(markdown):
+    return [block.split("```", 1)[0] for block in markdown.split("```yaml\n")[1:]]
+
+
+def test_docs_show_the_demo_catalog_exactly():
+    docs = (settings.BASE_DIR / "docs" / "catalog.md").read_text()
+    assert DEMO.read_text() in _yaml_blocks(docs)
+
+
+def test_docs_short_example_matches_the_demo_starter_plan(tmp_path):
+    run("import_catalog", str(DEMO))
+    short = _yaml_blocks((settings.BASE_DIR / "docs" / "catalog.md").read_text())[-1]
+    assert "0 created, 0 updated, 1 unchanged." in run("import_catalog", write(tmp_path, short))
