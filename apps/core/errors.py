@@ -27,3 +27,48 @@ class NotFound(DomainError):
 class AccountNotFound(NotFound):
     code = "account_not_found"
     default_message = "No account has that id."
+
+
+class FeatureNotFound(NotFound):
+    code = "feature_not_found"
+    default_message = "No active feature has that code."
+
+
+class InsufficientCredits(DomainError):
+    """Details: credit_type, credits_required, available (decimal strings)."""
+
+    code = "insufficient_credits"
+    default_message = "Not enough credits."
+
+
+class Forbidden(DomainError):
+    """The account may not do this (entitlement, quota, status)."""
+
+
+class FeatureNotEnabled(Forbidden):
+    code = "feature_not_enabled"
+    default_message = "The account's plan does not include this feature."
+
+
+class QuotaExceeded(Forbidden):
+    code = "quota_exceeded"
+    default_message = "The account has used this feature's quota for the period."
+
+
+class AccountSuspended(Forbidden):
+    code = "account_suspended"
+    default_message = "The account is suspended."
+
+
+class Conflict(DomainError):
+    pass
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "This idempotency key was already used with a different request."
+
+
+class ReservationNotHeld(Conflict):
+    code = "reservation_not_held"
+    default_message = "The reservation is no longer held."

@@ -1,1 +1,65 @@
-"""UsageEvent and period usage counters (issue 4)."""
+"""What the SaaS's apps consumed, and per-period counters for quotas."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.core.fields import credit_field
+
+
+class UsageEvent(models.Model):
+    """One successful consume. Its cost and result are snapshotted so that a replay with the
+    same idempotency key returns exactly the first answer."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    feature = models.ForeignKey("catalog.Feature", on_delete=models.PROTECT, related_name="+")
+    credit_type = models.ForeignKey(
+        "catalog.CreditType", on_delete=models.PROTECT, related_name="+"
+    )
+    quantity = credit_field()
+    credits_per_unit = credit_field()
+    credits = credit_field()
+    balance_after = credit_field(validators=[])
+    available_after = credit_field(validators=[])
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="usage_event_idempotency_key_unique",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="usage_event_quantity_gt_0"),
+            models.CheckConstraint(condition=Q(credits__gte=0), name="usage_event_credits_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-occurred_at"], name="usage_account_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.quantity} × {self.feature_id} = {self.credits}"
+
+
+class UsageCounter(models.Model):
+    """Units of a feature an account used in one period; quotas compare against it."""
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    feature = models.ForeignKey("catalog.Feature", on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateTimeField()
+    used = credit_field(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "feature", "period_start"], name="usage_counter_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.used} of {self.feature_id} since {self.period_start:%Y-%m-%d}"

@@ -1,1 +1,225 @@
-"""The ledger: Wallet, CreditGrant, LedgerEntry, Reservation (issue 4)."""
+"""The ledger: wallets, grants (buckets of credits) and append-only ledger entries.
+
+Every write to a wallet's grants or balance happens in one transaction that first locks the
+wallet row; that lock is what serialises concurrent consumes (DESIGN.md, "The ledger").
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.core.fields import credit_field, currency_field, unit_price_field
+
+
+def signed_credit_field(**kwargs):
+    return credit_field(validators=[], **kwargs)
+
+
+class Wallet(models.Model):
+    """One per account and credit type. `balance` = Σ grant.remaining − debt = Σ ledger.amount;
+    `held` = credits held by open reservations; `available` = balance − held."""
+
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="wallets"
+    )
+    credit_type = models.ForeignKey(
+        "catalog.CreditType", on_delete=models.PROTECT, related_name="wallets"
+    )
+    balance = signed_credit_field(default=0)
+    held = credit_field(default=0)
+    debt = credit_field(default=0, help_text="Overage not yet paid back by a grant.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account", "credit_type"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "credit_type"], name="wallet_unique"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_gte_0"),
+            models.CheckConstraint(condition=Q(debt__gte=0), name="wallet_debt_gte_0"),
+            # balance = Σ remaining − debt, and remaining is never negative.
+            models.CheckConstraint(
+                condition=Q(balance__gte=-F("debt")), name="wallet_balance_gte_minus_debt"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.account} · {self.credit_type.code}"
+
+    @property
+    def available(self):
+        return self.balance - self.held
+
+
+class CreditGrant(models.Model):
+    """A bucket of credits. Burn-down order: priority, soonest expiry (never last), oldest."""
+
+    class Source(models.TextChoices):
+        PLAN_PERIOD = "plan_period", "Plan period"
+        ROLLOVER = "rollover", "Rollover"
+        PURCHASE = "purchase", "Purchase"
+        PROMO = "promo", "Promotion"
+        MANUAL = "manual", "Manual"
+        TRIAL = "trial", "Trial"
+
+    DEFAULT_PRIORITY = 100
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="grants")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    amount = credit_field()
+    remaining = credit_field()
+    debt_settled = credit_field(
+        default=0, help_text="Part of the amount that paid back earlier overage."
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=DEFAULT_PRIORITY, help_text="Lower burns first."
+    )
+    effective_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    unit_price = unit_price_field(default=0, help_text="What one credit was paid (cost basis).")
+    currency = currency_field()
+    reference = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Idempotency handle of whatever created it (checkout session, period, key).",
+    )
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    voided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["priority", F("expires_at").asc(nulls_last=True), "id"]
+        constraints = [
+            # Keyed by account (not wallet) so one key cannot grant twice in two credit types.
+            models.UniqueConstraint(
+                fields=["account", "reference"],
+                condition=Q(reference__isnull=False),
+                name="grant_reference_unique_per_account",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="grant_amount_gt_0"),
+            models.CheckConstraint(condition=Q(remaining__gte=0), name="grant_remaining_gte_0"),
+            models.CheckConstraint(
+                condition=Q(remaining__lte=F("amount") - F("debt_settled")),
+                name="grant_remaining_lte_amount",
+            ),
+            models.CheckConstraint(condition=Q(debt_settled__gte=0), name="grant_debt_gte_0"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="grant_unit_price_gte_0"),
+        ]
+        indexes = [
+            # The burn-down scan: only grants with credits left, in spending order (ascending
+            # puts NULL expiries last on PostgreSQL, as the burn-down order wants).
+            models.Index(
+                fields=["wallet", "priority", "expires_at", "id"],
+                condition=Q(remaining__gt=0),
+                name="grant_burn_down",
+            ),
+            models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="grant_expiry"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_source_display()} grant #{self.pk} ({self.remaining}/{self.amount})"
+
+
+class LedgerEntry(models.Model):
+    """Append-only: a database trigger rejects UPDATE and DELETE. Σ amount = wallet balance;
+    Σ held_change = wallet held."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant", "Grant"
+        CONSUME = "consume", "Consume"
+        EXPIRE = "expire", "Expire"
+        VOID = "void", "Void"
+        ADJUST = "adjust", "Adjust"
+        RESERVE = "reserve", "Reserve"
+        RELEASE = "release", "Release"
+        OVERAGE = "overage", "Overage"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = signed_credit_field()
+    balance_after = signed_credit_field()
+    held_change = signed_credit_field(default=0)
+    grant = models.ForeignKey(
+        CreditGrant, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entries"
+    )
+    usage_event = models.ForeignKey(
+        "usage.UsageEvent",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_entries",
+    )
+    reservation = models.ForeignKey(
+        "wallets.Reservation",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_entries",
+    )
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="ledger_account_newest"),
+            models.Index(fields=["wallet", "-id"], name="ledger_wallet_newest"),
+            models.Index(fields=["created_at"], name="ledger_created_at"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.amount} (#{self.pk})"
+
+
+class Reservation(models.Model):
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        COMMITTED = "committed", "Committed"
+        RELEASED = "released", "Released"
+        EXPIRED = "expired", "Expired"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="reservations")
+    feature = models.ForeignKey("catalog.Feature", on_delete=models.PROTECT, related_name="+")
+    quantity = credit_field()
+    credits_per_unit = credit_field()
+    credits_held = credit_field()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
+    expires_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    usage_event = models.OneToOneField(
+        "usage.UsageEvent", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="reservation_idempotency_key_unique",
+            ),
+            models.CheckConstraint(condition=Q(credits_held__gte=0), name="reservation_held_gte_0"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"], condition=Q(status="held"), name="reservation_open"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Reservation #{self.pk} ({self.status})"

@@ -1,0 +1,535 @@
+"""Consumption: consume, batch, reservations. Each call is one durable transaction that
+locks the wallets it charges (through the ledger engine) before reading their grants."""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.accounts.models import Account
+from apps.catalog.models import Feature
+from apps.core.decimals import (
+    CREDIT_DIGITS,
+    CREDIT_PLACES,
+    DecimalInputError,
+    format_decimal,
+    parse_decimal,
+)
+from apps.core.errors import (
+    AccountSuspended,
+    DomainError,
+    FeatureNotEnabled,
+    FeatureNotFound,
+    IdempotencyKeyReused,
+    InvalidInput,
+    QuotaExceeded,
+    ReservationNotHeld,
+)
+from apps.wallets.ledger import ZERO, LedgerBook, exact_credits
+from apps.wallets.models import Reservation
+
+from .models import UsageCounter, UsageEvent
+from .selectors import feature_terms
+
+METADATA_MAX_BYTES = 4096
+IDEMPOTENCY_KEY_MAX = 255
+RESERVATION_TTL_DEFAULT = 900
+RESERVATION_TTL_MAX = 86400
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def parse_quantity(value, *, field="quantity"):
+    try:
+        quantity = parse_decimal(value, places=CREDIT_PLACES, digits=CREDIT_DIGITS)
+    except DecimalInputError as exc:
+        raise InvalidInput(f"{field} {exc}.", details={field: [str(exc)]}) from None
+    if quantity <= 0:
+        raise InvalidInput(f"{field} must be greater than zero.", details={field: ["must be > 0"]})
+    return quantity
+
+
+def _check_metadata(metadata):
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidInput(
+            "metadata must be a JSON object.", details={"metadata": ["not an object"]}
+        )
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > METADATA_MAX_BYTES:
+        raise InvalidInput(
+            f"metadata is {size} bytes; at most {METADATA_MAX_BYTES}.",
+            details={"metadata": [f"at most {METADATA_MAX_BYTES} bytes of JSON"]},
+        )
+    return metadata
+
+
+def _check_key(key):
+    if key is not None and not (isinstance(key, str) and 1 <= len(key) <= IDEMPOTENCY_KEY_MAX):
+        raise InvalidInput(
+            "idempotency_key must be 1-255 characters.",
+            details={"idempotency_key": ["1-255 characters"]},
+        )
+    return key
+
+
+def _fingerprint(**payload):
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ConsumeRequest:
+    account: Account
+    feature: str
+    quantity: Decimal
+    idempotency_key: str | None = None
+    metadata: dict = field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+    @classmethod
+    def build(cls, *, account, feature, quantity=1, idempotency_key=None, metadata=None,
+              occurred_at=None):  # fmt: skip
+        """Validate one consume; raises InvalidInput naming the field."""
+        if not isinstance(feature, str) or not feature:
+            raise InvalidInput("feature is required.", details={"feature": ["required"]})
+        return cls(
+            account=account,
+            feature=feature,
+            quantity=parse_quantity(quantity),
+            idempotency_key=_check_key(idempotency_key),
+            metadata=_check_metadata(metadata),
+            occurred_at=occurred_at,
+        )
+
+    @property
+    def fingerprint(self):
+        return _fingerprint(
+            op="consume",
+            feature=self.feature,
+            quantity=format_decimal(self.quantity),
+            metadata=self.metadata,
+            occurred_at=self.occurred_at.isoformat() if self.occurred_at else None,
+        )
+
+
+@dataclass
+class Outcome:
+    """One consume's result: the usage event (new or replayed), or the domain error."""
+
+    usage_event: UsageEvent | None = None
+    replayed: bool = False
+    error: DomainError | None = None
+
+
+# --- consume ----------------------------------------------------------------------------------
+
+
+def consume(*, account, feature, quantity=1, idempotency_key=None, metadata=None,
+            occurred_at=None):  # fmt: skip
+    """Charge `quantity` units of `feature` to `account`, all or nothing. Returns an Outcome
+    (`replayed` when the idempotency key was seen with the same payload); raises the domain
+    error otherwise, having written nothing."""
+    request = ConsumeRequest.build(
+        account=account,
+        feature=feature,
+        quantity=quantity,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+        occurred_at=occurred_at,
+    )
+    [outcome] = consume_batch(requests=[request])
+    if outcome.error:
+        raise outcome.error
+    return outcome
+
+
+def consume_batch(*, requests):
+    """Consume each request on its own merits, in order, in one transaction with one lock
+    per wallet. Returns one Outcome per request."""
+    if not requests:
+        return []
+    try:
+        return _consume_in_transaction(requests)
+    except IntegrityError:
+        if not any(r.idempotency_key for r in requests):
+            raise
+        # A concurrent request with one of these idempotency keys committed first; this
+        # pass finds it and replays it (or reports the key reused).
+        return _consume_in_transaction(requests)
+
+
+def _consume_in_transaction(requests):
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        book = LedgerBook(now=now)
+        accounts = {r.account.pk: r.account for r in requests}
+        terms = {
+            pk: feature_terms(account=account, feature_codes={
+                r.feature for r in requests if r.account.pk == pk
+            })
+            for pk, account in accounts.items()
+        }  # fmt: skip
+        prior = _prior_events(requests)
+
+        wanted, with_overdraft = set(), set()
+        for r in requests:
+            t = terms[r.account.pk].get(r.feature)
+            if t and t.feature.kind == Feature.Kind.METERED:
+                key = (r.account.pk, t.credit_type_id)
+                wanted.add(key)
+                if t.overdraft_limit > 0:
+                    with_overdraft.add(key)
+        book.lock(keys=with_overdraft, create=True)
+        book.lock(keys=wanted - with_overdraft)
+        counters = Counters.load(terms)
+
+        outcomes, seen = [], {}
+        for request in requests:
+            outcome = _consume_one(request, terms[request.account.pk], book, counters, prior, seen)
+            outcomes.append(outcome)
+        book.flush()
+        counters.save()
+        return outcomes
+
+
+def _prior_events(requests):
+    match = Q()
+    for r in requests:
+        if r.idempotency_key:
+            match |= Q(account_id=r.account.pk, idempotency_key=r.idempotency_key)
+    if not match:
+        return {}
+    events = UsageEvent.objects.filter(match).select_related("feature", "credit_type")
+    return {(e.account_id, e.idempotency_key): e for e in events}
+
+
+def _consume_one(request, terms, book, counters, prior, seen):
+    key = (request.account.pk, request.idempotency_key)
+    if request.idempotency_key:
+        earlier = seen.get(key) or prior.get(key)
+        if earlier is not None:
+            if earlier.fingerprint != request.fingerprint:
+                return Outcome(error=IdempotencyKeyReused())
+            return Outcome(usage_event=earlier, replayed=True)
+    try:
+        event = _charge(request, terms, book, counters)
+    except DomainError as error:
+        return Outcome(error=error)
+    if request.idempotency_key:
+        seen[key] = event
+    return Outcome(usage_event=event)
+
+
+def _resolve(account, terms, feature_code):
+    """The terms that apply, or the domain error that stops the consume."""
+    if account.status != Account.Status.ACTIVE:
+        raise AccountSuspended()
+    t = terms.get(feature_code)
+    if t is None:
+        raise FeatureNotFound(f"No active feature has the code {feature_code!r}.")
+    if t.feature.kind != Feature.Kind.METERED:
+        raise InvalidInput(
+            f"{feature_code!r} is an on/off feature; there is nothing to consume.",
+            details={"feature": ["boolean features cannot be consumed"]},
+        )
+    if not t.enabled:
+        raise FeatureNotEnabled(f"The account's plan does not include {feature_code!r}.")
+    return t
+
+
+def _charge(request, terms, book, counters):
+    account = request.account
+    t = _resolve(account, terms, request.feature)
+    credits = exact_credits(request.quantity * t.credits_per_unit)
+    counters.check(account.pk, t, request.quantity)
+    state = book.states.get((account.pk, t.credit_type_id))
+    if state is None and credits > 0:
+        _no_wallet_funds(t, credits)
+    event = UsageEvent(
+        account=account,
+        feature=t.feature,
+        credit_type=t.feature.credit_type,
+        quantity=request.quantity,
+        credits_per_unit=t.credits_per_unit,
+        credits=credits,
+        idempotency_key=request.idempotency_key,
+        fingerprint=request.fingerprint if request.idempotency_key else "",
+        metadata=request.metadata,
+        occurred_at=request.occurred_at or book.now,
+        created_at=book.now,
+    )
+    if state is not None:
+        state.check_funds(credits, overdraft_limit=t.overdraft_limit)
+        if credits > 0:
+            state.charge(credits, overdraft_allowed=t.overdraft_limit > 0, usage_event=event)
+        event.balance_after, event.available_after = state.wallet.balance, state.available
+    else:
+        event.balance_after = event.available_after = ZERO
+    counters.add(account.pk, t, request.quantity)
+    book.new_usage_events.append(event)
+    return event
+
+
+def _no_wallet_funds(t, credits):
+    from apps.core.errors import InsufficientCredits
+
+    raise InsufficientCredits(
+        f"{format_decimal(credits)} {t.feature.credit_type.code} needed, 0 available.",
+        details={
+            "credit_type": t.feature.credit_type.code,
+            "credits_required": format_decimal(credits),
+            "available": "0",
+        },
+    )
+
+
+class Counters:
+    """Period usage for quotas, read under the wallet lock and written back absolutely."""
+
+    def __init__(self, rows):
+        self.rows = rows  # (account_id, feature_id, period_start) -> UsageCounter
+        self.touched = {}
+
+    @classmethod
+    def load(cls, terms_by_account):
+        match = Q()
+        for account_id, terms in terms_by_account.items():
+            for t in terms.values():
+                if t.limit_per_period is not None and t.period_start is not None:
+                    match |= Q(account_id=account_id, feature_id=t.feature.pk,
+                               period_start=t.period_start)  # fmt: skip
+        rows = {}
+        if match:
+            for counter in UsageCounter.objects.filter(match):
+                rows[(counter.account_id, counter.feature_id, counter.period_start)] = counter
+        return cls(rows)
+
+    def _key(self, account_id, t):
+        if t.limit_per_period is None or t.period_start is None:
+            return None
+        return (account_id, t.feature.pk, t.period_start)
+
+    def used(self, account_id, t):
+        key = self._key(account_id, t)
+        counter = self.rows.get(key) if key else None
+        return counter.used if counter else ZERO
+
+    def check(self, account_id, t, quantity):
+        if self._key(account_id, t) is None:
+            return
+        used = self.used(account_id, t)
+        if used + quantity > t.limit_per_period:
+            raise QuotaExceeded(
+                f"{t.feature.code}: {format_decimal(used)} of {format_decimal(t.limit_per_period)} "
+                "used this period.",
+                details={
+                    "feature": t.feature.code,
+                    "limit_per_period": format_decimal(t.limit_per_period),
+                    "used_this_period": format_decimal(used),
+                },
+            )
+
+    def add(self, account_id, t, quantity):
+        key = self._key(account_id, t)
+        if key is None:
+            return
+        counter = self.rows.get(key) or UsageCounter(
+            account_id=account_id, feature_id=t.feature.pk, period_start=t.period_start, used=ZERO
+        )
+        counter.used += quantity
+        self.rows[key] = self.touched[key] = counter
+
+    def save(self):
+        if self.touched:
+            UsageCounter.objects.bulk_create(
+                list(self.touched.values()),
+                update_conflicts=True,
+                unique_fields=["account", "feature", "period_start"],
+                update_fields=["used"],
+            )
+
+
+# --- reservations -----------------------------------------------------------------------------
+
+
+def reserve(*, account, feature, quantity, ttl_seconds=RESERVATION_TTL_DEFAULT,
+            idempotency_key=None):  # fmt: skip
+    """Hold the credits `quantity` units would cost, for `ttl_seconds`. Returns
+    `(reservation, replayed)`."""
+    quantity = parse_quantity(quantity)
+    if (
+        isinstance(ttl_seconds, bool)
+        or not isinstance(ttl_seconds, int)
+        or not (1 <= ttl_seconds <= RESERVATION_TTL_MAX)
+    ):
+        raise InvalidInput(
+            f"ttl_seconds must be a whole number from 1 to {RESERVATION_TTL_MAX}.",
+            details={"ttl_seconds": [f"1-{RESERVATION_TTL_MAX}"]},
+        )
+    _check_key(idempotency_key)
+    fingerprint = _fingerprint(
+        op="reserve", feature=feature, quantity=format_decimal(quantity), ttl=ttl_seconds
+    )
+    try:
+        return _reserve(account, feature, quantity, ttl_seconds, idempotency_key, fingerprint)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        return _reserve(account, feature, quantity, ttl_seconds, idempotency_key, fingerprint)
+
+
+def _reserve(account, feature_code, quantity, ttl_seconds, idempotency_key, fingerprint):
+    with transaction.atomic(durable=True):
+        if idempotency_key:
+            prior = Reservation.objects.filter(
+                account=account, idempotency_key=idempotency_key
+            ).first()
+            if prior is not None:
+                if prior.fingerprint != fingerprint:
+                    raise IdempotencyKeyReused()
+                return prior, True
+        t = _resolve(account, feature_terms(account=account, feature_codes=[feature_code]),
+                     feature_code)  # fmt: skip
+        credits = exact_credits(quantity * t.credits_per_unit)
+        book = LedgerBook()
+        key = (account.pk, t.credit_type_id)
+        book.lock(keys=[key], create=True)
+        Counters.load({account.pk: {feature_code: t}}).check(account.pk, t, quantity)
+        state = book.states[key]
+        state.check_funds(credits, overdraft_limit=t.overdraft_limit)
+        reservation = Reservation(
+            account=account,
+            wallet=state.wallet,
+            feature=t.feature,
+            quantity=quantity,
+            credits_per_unit=t.credits_per_unit,
+            credits_held=credits,
+            expires_at=book.now + timedelta(seconds=ttl_seconds),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint if idempotency_key else "",
+            created_at=book.now,
+        )
+        book.new_reservations.append(reservation)
+        state.hold(credits, reservation)
+        book.flush()
+        return reservation, False
+
+
+def _locked_reservation(reservation_id, book):
+    """The reservation, re-read after its wallet is locked (lock order: wallet first)."""
+    found = Reservation.objects.select_related("wallet").filter(pk=reservation_id).first()
+    if found is None:
+        from apps.core.errors import NotFound
+
+        raise NotFound("No reservation has that id.")
+    book.lock(keys=[(found.account_id, found.wallet.credit_type_id)])
+    reservation = Reservation.objects.select_related(
+        "feature", "account", "feature__credit_type"
+    ).get(pk=reservation_id)
+    if reservation.status != Reservation.Status.HELD or reservation.expires_at <= book.now:
+        raise ReservationNotHeld(
+            f"Reservation {reservation_id} is {_status_word(reservation, book.now)}."
+        )
+    return reservation, book.states[(found.account_id, found.wallet.credit_type_id)]
+
+
+def _status_word(reservation, now):
+    if reservation.status == Reservation.Status.HELD and reservation.expires_at <= now:
+        return "past its expiry"
+    return reservation.status
+
+
+def commit_reservation(*, reservation_id, quantity, metadata=None):
+    """Charge the actual cost and release the hold. Cost above the hold is charged only if
+    available credits cover the excess; otherwise InsufficientCredits and the hold stays."""
+    quantity = parse_quantity(quantity)
+    metadata = _check_metadata(metadata)
+    with transaction.atomic(durable=True):
+        book = LedgerBook()
+        reservation, state = _locked_reservation(reservation_id, book)
+        account = reservation.account
+        terms = feature_terms(account=account, feature_codes=[reservation.feature.code])
+        t = terms.get(reservation.feature.code)
+        overdraft = t.overdraft_limit if t else ZERO
+        credits = exact_credits(quantity * reservation.credits_per_unit)
+        counters = Counters.load({account.pk: terms})
+        if t is not None:
+            counters.check(account.pk, t, quantity)
+        state.check_funds(
+            credits, overdraft_limit=overdraft, excluding_held=reservation.credits_held
+        )
+        state.release(reservation.credits_held, reservation, reason="committed")
+        event = UsageEvent(
+            account=account,
+            feature=reservation.feature,
+            credit_type=reservation.feature.credit_type,
+            quantity=quantity,
+            credits_per_unit=reservation.credits_per_unit,
+            credits=credits,
+            metadata=metadata,
+            occurred_at=book.now,
+            created_at=book.now,
+        )
+        if credits > 0:
+            state.charge(credits, overdraft_allowed=overdraft > 0, usage_event=event,
+                         reservation=reservation)  # fmt: skip
+        event.balance_after, event.available_after = state.wallet.balance, state.available
+        book.new_usage_events.append(event)
+        if t is not None:
+            counters.add(account.pk, t, quantity)
+        reservation.status = Reservation.Status.COMMITTED
+        reservation.usage_event = event
+        reservation.closed_at = book.now
+        book.dirty_reservations[reservation.pk] = reservation
+        book.flush()
+        counters.save()
+        return reservation, event
+
+
+def release_reservation(*, reservation_id):
+    with transaction.atomic(durable=True):
+        book = LedgerBook()
+        reservation, state = _locked_reservation(reservation_id, book)
+        state.release(reservation.credits_held, reservation, reason="released")
+        reservation.status = Reservation.Status.RELEASED
+        reservation.closed_at = book.now
+        book.dirty_reservations[reservation.pk] = reservation
+        book.flush()
+        return reservation
+
+
+def release_expired_reservations(*, now=None, chunk_size=500):
+    """Release every hold past its TTL, a chunk of reservations per transaction. Returns
+    how many were released. Safe to run beside consumption and beside itself."""
+    now = now or timezone.now()
+    released = 0
+    while True:
+        with transaction.atomic(durable=True):
+            due = list(
+                Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
+                .order_by("pk")
+                .values_list("pk", "account_id", "wallet__credit_type_id")[:chunk_size]
+            )
+            if not due:
+                return released
+            book = LedgerBook(now=now)
+            book.lock(keys={(a, c) for _, a, c in due}, with_grants=False)
+            # Re-read under the locks: a commit or release may have closed some meanwhile.
+            for reservation in Reservation.objects.filter(
+                pk__in=[pk for pk, _, _ in due], status=Reservation.Status.HELD
+            ).select_related("wallet"):
+                state = book.states[(reservation.account_id, reservation.wallet.credit_type_id)]
+                state.release(reservation.credits_held, reservation, reason="expired")
+                reservation.status = Reservation.Status.EXPIRED
+                reservation.closed_at = now
+                book.dirty_reservations[reservation.pk] = reservation
+                released += 1
+            book.flush()

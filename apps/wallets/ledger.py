@@ -1,0 +1,249 @@
+"""The ledger engine. Every write to a wallet goes through a `LedgerBook` inside one
+transaction:
+
+    book = LedgerBook(now=now)
+    wallets = book.lock(keys=[(account_id, credit_type_id)], create=True)
+    wallet = wallets[key]            # a WalletState: the locked row and its live grants
+    wallet.charge(cost, ...)         # in memory: draws grants, appends ledger entries
+    book.flush()                     # a constant number of bulk statements
+
+Locking: wallets are locked in id order (`SELECT ... FOR UPDATE`) before their grants are
+read, and grants are read in a statement of their own after the lock is held, so the values
+they carry are the ones the previous lock holder committed. Every writer of grants holds the
+wallet lock, which is why grants themselves need no row locks. On SQLite the IMMEDIATE
+transaction already serialises writers.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.core.decimals import format_decimal
+from apps.core.errors import InsufficientCredits, InvalidInput
+
+from .models import CreditGrant, LedgerEntry, Reservation, Wallet
+
+ZERO = Decimal("0")
+CREDIT_QUANTUM = Decimal("0.000001")
+Kind = LedgerEntry.Kind
+
+# Burn-down order: priority, then soonest expiry (never-expiring last), then oldest.
+BURN_DOWN_ORDER = ("priority", F("expires_at").asc(nulls_last=True), "id")
+
+
+def exact_credits(value, *, what="credits"):
+    """A product such as quantity × price must still fit 6 decimal places; never round."""
+    if value != value.quantize(CREDIT_QUANTUM):
+        raise InvalidInput(
+            f"{what} come to {value}, which has more than 6 decimal places.",
+            details={"quantity": [f"{what} would be {value}: more than 6 decimal places."]},
+        )
+    return value.quantize(CREDIT_QUANTUM)
+
+
+@dataclass
+class Draw:
+    grant: CreditGrant | None  # None: overage (no grant funds it)
+    credits: Decimal
+
+
+@dataclass
+class WalletState:
+    """A locked wallet and its grants with credits left, in burn-down order."""
+
+    book: "LedgerBook"
+    wallet: Wallet
+    grants: list = field(default_factory=list)
+
+    @property
+    def available(self):
+        return self.wallet.balance - self.wallet.held
+
+    def expire_due(self):
+        """Expire grants past their expiry that the job has not reached yet, so that the
+        balance this transaction works with holds only spendable credits."""
+        now = self.book.now
+        for grant in [g for g in self.grants if g.expires_at and g.expires_at <= now]:
+            self._take(grant, grant.remaining, kind=Kind.EXPIRE, reason="expired")
+        self.grants = [g for g in self.grants if g.remaining > 0]
+
+    def check_funds(self, credits, *, overdraft_limit, excluding_held=ZERO):
+        """Raise unless `credits` fit in available (+ overdraft); `excluding_held` is a hold
+        the caller is about to release."""
+        available = self.available + excluding_held
+        if credits > available + overdraft_limit:
+            raise InsufficientCredits(
+                f"{format_decimal(credits)} {self.wallet.credit_type.code} needed, "
+                f"{format_decimal(max(available, ZERO))} available.",
+                details={
+                    "credit_type": self.wallet.credit_type.code,
+                    "credits_required": format_decimal(credits),
+                    "available": format_decimal(available),
+                },
+            )
+
+    def charge(self, credits, *, kind=Kind.CONSUME, overdraft_allowed=False, **links):
+        """Draw `credits` from grants in burn-down order; what grants cannot cover becomes
+        debt (an `overage` entry) when the caller allows it. Funds must have been checked."""
+        draws, left = [], credits
+        for grant in self.grants:
+            if left == 0:
+                break
+            take = min(grant.remaining, left)
+            self._take(grant, take, kind=kind, **links)
+            draws.append(Draw(grant, take))
+            left -= take
+        self.grants = [g for g in self.grants if g.remaining > 0]
+        if left > 0:
+            if not overdraft_allowed:  # the caller's funds check makes this unreachable
+                raise AssertionError("charge beyond grants without overdraft")
+            self.wallet.debt += left
+            self.wallet.balance -= left
+            self.book.entry(self, kind=Kind.OVERAGE, amount=-left, **links)
+            draws.append(Draw(None, left))
+        return draws
+
+    def add_grant(self, grant, *, kind=Kind.GRANT, **links):
+        """A new grant pays back debt first (DESIGN.md, "Overage")."""
+        grant.wallet = self.wallet
+        grant.account_id = self.wallet.account_id
+        settled = min(self.wallet.debt, grant.amount)
+        grant.debt_settled = settled
+        grant.remaining = grant.amount - settled
+        self.wallet.debt -= settled
+        self.wallet.balance += grant.amount
+        self.book.new_grants.append(grant)
+        self.book.entry(self, kind=kind, amount=grant.amount, grant=grant, **links)
+        if grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > self.book.now):
+            self.grants.append(grant)
+            self.grants.sort(key=burn_down_key)
+        return grant
+
+    def void(self, grant, **links):
+        self._take(grant, grant.remaining, kind=Kind.VOID, **links)
+        grant.voided_at = self.book.now
+        self.book.dirty_grants[id(grant)] = grant
+        self.grants = [g for g in self.grants if g.remaining > 0]
+
+    def hold(self, credits, reservation):
+        self.wallet.held += credits
+        self.book.entry(self, kind=Kind.RESERVE, amount=ZERO, held_change=credits,
+                        reservation=reservation)  # fmt: skip
+
+    def release(self, credits, reservation, *, reason=""):
+        self.wallet.held -= credits
+        self.book.entry(self, kind=Kind.RELEASE, amount=ZERO, held_change=-credits,
+                        reservation=reservation, reason=reason)  # fmt: skip
+
+    def _take(self, grant, credits, *, kind, **links):
+        grant.remaining -= credits
+        self.wallet.balance -= credits
+        self.book.dirty_grants[id(grant)] = grant
+        self.book.entry(self, kind=kind, amount=-credits, grant=grant, **links)
+
+
+def burn_down_key(grant):
+    never = grant.expires_at is None
+    return (grant.priority, never, grant.expires_at or timezone.now(), grant.pk or float("inf"))
+
+
+class LedgerBook:
+    """Collects the writes of one transaction and flushes them in a few bulk statements."""
+
+    def __init__(self, *, now=None):
+        self.now = now or timezone.now()
+        self.states = {}
+        self.entries = []
+        self.new_grants = []
+        self.dirty_grants = {}
+        self.new_usage_events = []
+        self.new_reservations = []
+        self.dirty_reservations = {}
+        self.touched = {}
+
+    # --- reading under lock ---------------------------------------------------------------
+
+    def lock(self, *, keys, create=False, with_grants=True):
+        """Lock the wallets for `(account_id, credit_type_id)` keys in id order, and load their
+        grants with credits left. Missing wallets are created when `create`, else left out."""
+        keys = sorted(set(keys) - set(self.states))
+        if not keys:
+            return self.states
+        if create:
+            Wallet.objects.bulk_create(
+                [Wallet(account_id=a, credit_type_id=c) for a, c in keys], ignore_conflicts=True
+            )
+        match = Q()
+        for account_id, credit_type_id in keys:
+            match |= Q(account_id=account_id, credit_type_id=credit_type_id)
+        # Why the lock: it serialises every writer of this wallet's balance and grants.
+        wallets = list(
+            Wallet.objects.filter(match)
+            .select_related("credit_type")
+            .order_by("pk")
+            .select_for_update(of=("self",))
+        )
+        fresh = {}
+        for wallet in wallets:
+            state = WalletState(book=self, wallet=wallet)
+            self.states[(wallet.account_id, wallet.credit_type_id)] = state
+            fresh[wallet.pk] = state
+        if with_grants and fresh:
+            # A statement of its own, after the lock: it sees what the last holder committed.
+            for grant in CreditGrant.objects.filter(wallet_id__in=fresh, remaining__gt=0).order_by(
+                "wallet_id", *BURN_DOWN_ORDER
+            ):
+                state = fresh[grant.wallet_id]
+                grant.wallet = state.wallet
+                state.grants.append(grant)
+            for state in fresh.values():
+                state.expire_due()
+        return self.states
+
+    # --- writing --------------------------------------------------------------------------
+
+    def entry(self, state, *, kind, amount, held_change=ZERO, **links):
+        self.touched[state.wallet.pk] = state.wallet
+        self.entries.append(
+            LedgerEntry(
+                account_id=state.wallet.account_id,
+                wallet=state.wallet,
+                kind=kind,
+                amount=amount,
+                balance_after=state.wallet.balance,
+                held_change=held_change,
+                created_at=self.now,
+                **links,
+            )
+        )
+
+    def flush(self):
+        """Write everything collected: at most one statement per table and kind of write."""
+        from apps.usage.models import UsageEvent
+
+        if self.new_grants:
+            CreditGrant.objects.bulk_create(self.new_grants)
+        if self.new_usage_events:
+            UsageEvent.objects.bulk_create(self.new_usage_events)
+        if self.new_reservations:
+            Reservation.objects.bulk_create(self.new_reservations)
+        if self.entries:
+            LedgerEntry.objects.bulk_create(self.entries)
+        new_grant_ids = {id(g) for g in self.new_grants}
+        dirty = [g for key, g in self.dirty_grants.items() if key not in new_grant_ids]
+        if dirty:
+            CreditGrant.objects.bulk_update(dirty, ["remaining", "voided_at"])
+        if self.dirty_reservations:
+            Reservation.objects.bulk_update(
+                list(self.dirty_reservations.values()), ["status", "usage_event", "closed_at"]
+            )
+        wallets = list(self.touched.values())
+        for wallet in wallets:
+            wallet.updated_at = self.now
+        if wallets:
+            Wallet.objects.bulk_update(wallets, ["balance", "held", "debt", "updated_at"])
+        self.entries, self.new_grants, self.dirty_grants = [], [], {}
+        self.new_usage_events, self.new_reservations, self.dirty_reservations = [], [], {}
+        self.touched = {}

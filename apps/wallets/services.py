@@ -1,0 +1,201 @@
+"""Ledger services for grants and staff corrections. Each is one durable transaction that
+locks the wallet before touching its grants (apps/wallets/ledger.py)."""
+
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.decimals import (
+    CREDIT_DIGITS,
+    CREDIT_PLACES,
+    UNIT_PRICE_DIGITS,
+    UNIT_PRICE_PLACES,
+    DecimalInputError,
+    parse_decimal,
+)
+from apps.core.errors import IdempotencyKeyReused, InvalidInput
+
+from .ledger import LedgerBook
+from .models import CreditGrant, LedgerEntry
+
+STAFF_SOURCES = {CreditGrant.Source.PROMO, CreditGrant.Source.MANUAL, CreditGrant.Source.TRIAL}
+
+
+def _credits(value, field, *, allow_negative=False):
+    try:
+        amount = parse_decimal(
+            value, places=CREDIT_PLACES, digits=CREDIT_DIGITS, allow_negative=allow_negative
+        )
+    except DecimalInputError as exc:
+        raise InvalidInput(f"{field} {exc}.", details={field: [str(exc)]}) from None
+    if amount == 0:
+        raise InvalidInput(f"{field} must not be zero.", details={field: ["must not be zero"]})
+    return amount
+
+
+def _reason(reason):
+    if not reason or not str(reason).strip():
+        raise InvalidInput(
+            "Give a reason; it is kept in the ledger.", details={"reason": ["required"]}
+        )
+    return str(reason).strip()
+
+
+def grant_credits(*, account, credit_type, amount, source, expires_at=None, priority=None,
+                  unit_price=0, currency="USD", reference=None, reason="", acting_user=None,
+                  ledger_kind=LedgerEntry.Kind.GRANT):  # fmt: skip
+    """Add a grant to the account's wallet for `credit_type`, paying back any overage debt
+    first. Idempotent by `reference`: the same reference returns the first grant with
+    `created=False`; the same reference with other terms is IdempotencyKeyReused.
+    Returns `(grant, created)`."""
+    amount = _credits(amount, "amount")
+    if amount < 0:
+        raise InvalidInput("amount must be positive.", details={"amount": ["must be > 0"]})
+    if source not in CreditGrant.Source.values:
+        raise InvalidInput(f"Unknown source {source!r}.", details={"source": ["unknown"]})
+    try:
+        unit_price = parse_decimal(unit_price, places=UNIT_PRICE_PLACES, digits=UNIT_PRICE_DIGITS)
+    except DecimalInputError as exc:
+        raise InvalidInput(f"unit_price {exc}.", details={"unit_price": [str(exc)]}) from None
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput(
+            "expires_at must be in the future.", details={"expires_at": ["must be in the future"]}
+        )
+    priority = CreditGrant.DEFAULT_PRIORITY if priority is None else priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 32767:
+        raise InvalidInput("priority must be 0-32767.", details={"priority": ["0-32767"]})
+    terms = {
+        "credit_type_id": credit_type.pk,
+        "amount": amount,
+        "source": source,
+        "expires_at": expires_at,
+        "priority": priority,
+    }
+    try:
+        return _grant(account, terms, unit_price, currency, reference, reason, acting_user,
+                      ledger_kind, now)  # fmt: skip
+    except IntegrityError:
+        if reference is None:
+            raise
+        # A concurrent grant with the same reference committed first.
+        return _grant(account, terms, unit_price, currency, reference, reason, acting_user,
+                      ledger_kind, now)  # fmt: skip
+
+
+def _same_terms(grant, terms):
+    return (
+        grant.wallet.credit_type_id == terms["credit_type_id"]
+        and grant.amount == terms["amount"]
+        and grant.source == terms["source"]
+        and grant.expires_at == terms["expires_at"]
+        and grant.priority == terms["priority"]
+    )
+
+
+def _grant(account, terms, unit_price, currency, reference, reason, acting_user, kind, now):
+    with transaction.atomic(durable=True):
+        if reference is not None:
+            prior = (
+                CreditGrant.objects.select_related("wallet")
+                .filter(account=account, reference=reference)
+                .first()
+            )
+            if prior is not None:
+                if not _same_terms(prior, terms):
+                    raise IdempotencyKeyReused(
+                        f"Reference {reference!r} already granted credits on other terms."
+                    )
+                return prior, False
+        book = LedgerBook(now=now)
+        key = (account.pk, terms["credit_type_id"])
+        book.lock(keys=[key], create=True)
+        grant = book.states[key].add_grant(
+            CreditGrant(
+                source=terms["source"],
+                amount=terms["amount"],
+                priority=terms["priority"],
+                effective_at=now,
+                expires_at=terms["expires_at"],
+                unit_price=unit_price,
+                currency=currency,
+                reference=reference,
+                reason=reason or "",
+                created_by=acting_user,
+                created_at=now,
+            ),
+            kind=kind,
+            acting_user=acting_user,
+            reason=reason or "",
+        )
+        book.flush()
+        return grant, True
+
+
+def void_grant(*, grant, reason, acting_user=None):
+    """Claw back what is left of a grant (e.g. a refunded purchase). Spent credits stay spent."""
+    reason = _reason(reason)
+    with transaction.atomic(durable=True):
+        book = LedgerBook()
+        key = (grant.account_id, grant.wallet.credit_type_id)
+        state = book.lock(keys=[key])[key]
+        fresh = next((g for g in state.grants if g.pk == grant.pk), None)
+        if fresh is None:
+            raise InvalidInput(
+                "This grant has no credits left to void.", details={"grant": ["nothing left"]}
+            )
+        state.void(fresh, acting_user=acting_user, reason=reason)
+        book.flush()
+        return fresh
+
+
+def adjust(*, account, credit_type, amount, reason, acting_user=None):
+    """A staff correction. Positive: a manual grant recorded as `adjust`. Negative: claw back
+    that many available credits in burn-down order (never into overdraft)."""
+    reason = _reason(reason)
+    amount = _credits(amount, "amount", allow_negative=True)
+    if amount > 0:
+        grant, _ = grant_credits(
+            account=account,
+            credit_type=credit_type,
+            amount=amount,
+            source=CreditGrant.Source.MANUAL,
+            reason=reason,
+            acting_user=acting_user,
+            ledger_kind=LedgerEntry.Kind.ADJUST,
+        )
+        return grant.wallet
+    with transaction.atomic(durable=True):
+        book = LedgerBook()
+        key = (account.pk, credit_type.pk)
+        book.lock(keys=[key], create=True)
+        state = book.states[key]
+        state.check_funds(-amount, overdraft_limit=Decimal(0))
+        state.charge(-amount, kind=LedgerEntry.Kind.ADJUST, acting_user=acting_user, reason=reason)
+        book.flush()
+        return state.wallet
+
+
+def expire_grants(*, now=None, chunk_size=1000):
+    """Expire every grant past `expires_at` that still has credits, a chunk of wallets per
+    transaction (constant queries per chunk). Returns `(grants, credits)` expired."""
+    now = now or timezone.now()
+    grants = 0
+    credits = Decimal(0)
+    while True:
+        with transaction.atomic(durable=True):
+            due = list(
+                CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now)
+                .order_by("account_id", "wallet__credit_type_id")
+                .values_list("account_id", "wallet__credit_type_id")
+                .distinct()[:chunk_size]
+            )
+            if not due:
+                return grants, credits
+            book = LedgerBook(now=now)
+            book.lock(keys=due)  # locking loads the grants and expires those past due
+            for entry in book.entries:
+                grants += 1
+                credits -= entry.amount
+            book.flush()

@@ -1,0 +1,85 @@
+"""consume_batch(): each event stands alone, in order, with one lock per wallet."""
+
+import pytest
+
+from apps.core.errors import FeatureNotFound, IdempotencyKeyReused, InsufficientCredits
+from apps.usage.services import ConsumeRequest, consume_batch
+from tests.ledger import D, assert_ledger_sound, priced_account, wallet_of
+
+pytestmark = pytest.mark.django_db
+
+
+def requests_for(account, *quantities, feature="api_call", keys=None):
+    keys = keys or [None] * len(quantities)
+    return [
+        ConsumeRequest.build(account=account, feature=feature, quantity=q, idempotency_key=k)
+        for q, k in zip(quantities, keys, strict=True)
+    ]
+
+
+def test_each_event_stands_alone_and_results_keep_their_order():
+    account, _ = priced_account(credits=10)
+    outcomes = consume_batch(requests=requests_for(account, 4, 7, 6, D("0.5")))
+    assert [o.error.__class__ if o.error else o.usage_event.credits for o in outcomes] == [
+        D(4), InsufficientCredits, D(6), InsufficientCredits,
+    ]  # fmt: skip
+    assert wallet_of(account).balance == D(0)
+    assert_ledger_sound()
+
+
+def test_a_bad_event_does_not_stop_the_others():
+    account, _ = priced_account(credits=10)
+    batch = [*requests_for(account, 1), *requests_for(account, 1, feature="nope"),
+             *requests_for(account, 1)]  # fmt: skip
+    outcomes = consume_batch(requests=batch)
+    assert isinstance(outcomes[1].error, FeatureNotFound)
+    assert outcomes[0].usage_event and outcomes[2].usage_event
+    assert wallet_of(account).balance == D(8)
+
+
+def test_events_of_several_accounts_in_one_batch():
+    a, _ = priced_account(credits=5)
+    b, _ = priced_account(credits=5, feature_code="other")
+    outcomes = consume_batch(requests=[*requests_for(a, 2), *requests_for(b, 3, feature="other")])
+    assert [o.usage_event.balance_after for o in outcomes] == [D(3), D(2)]
+    assert_ledger_sound()
+
+
+def test_a_repeated_key_inside_a_batch_replays_the_first_event():
+    account, _ = priced_account(credits=10)
+    outcomes = consume_batch(requests=requests_for(account, 2, 2, 3, keys=["k", "k", "k"]))
+    assert not outcomes[0].replayed
+    assert outcomes[1].replayed and outcomes[1].usage_event is outcomes[0].usage_event
+    assert isinstance(outcomes[2].error, IdempotencyKeyReused)
+    assert wallet_of(account).balance == D(8)
+
+
+def test_a_batch_replayed_whole_changes_nothing():
+    account, _ = priced_account(credits=10)
+    keys = ["a", "b", "c"]
+    consume_batch(requests=requests_for(account, 1, 2, 3, keys=keys))
+    again = consume_batch(requests=requests_for(account, 1, 2, 3, keys=keys))
+    assert all(o.replayed for o in again)
+    assert wallet_of(account).balance == D(4)
+    assert_ledger_sound()
+
+
+@pytest.mark.postgres  # SQLite splits bulk inserts at 999 parameters, so there it grows slowly
+def test_batch_queries_do_not_grow_with_the_number_of_events(django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    account, _ = priced_account(credits=100000)
+
+    def count(n):
+        with CaptureQueriesContext(connection) as ctx:
+            consume_batch(
+                requests=requests_for(account, *[1] * n, keys=[f"{n}-{i}" for i in range(n)])
+            )
+        return len(ctx.captured_queries)
+
+    small, large = count(10), count(500)
+    assert small == large
+    with django_assert_max_num_queries(small):
+        consume_batch(requests=requests_for(account, *[1] * 500))
+    assert_ledger_sound()
