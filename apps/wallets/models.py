@@ -104,9 +104,9 @@ class CreditGrant(models.Model):
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="grant_amount_gt_0"),
             models.CheckConstraint(condition=Q(remaining__gte=0), name="grant_remaining_gte_0"),
+            # Compares stored values only: SQLite evaluates arithmetic here in floats.
             models.CheckConstraint(
-                condition=Q(remaining__lte=F("amount") - F("debt_settled")),
-                name="grant_remaining_lte_amount",
+                condition=Q(remaining__lte=F("amount")), name="grant_remaining_lte_amount"
             ),
             models.CheckConstraint(condition=Q(debt_settled__gte=0), name="grant_debt_gte_0"),
             models.CheckConstraint(condition=Q(unit_price__gte=0), name="grant_unit_price_gte_0"),

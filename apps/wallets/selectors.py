@@ -59,31 +59,43 @@ def ledger_violations(*, account=None):
         _grants_less_debt=F("_remaining") - F("debt"),
         _debt_owed=-F("_overage") - F("_settled"),
     )
-    for wallet in checks.filter(_differs("balance", "_ledger")):
-        problems.append(f"{wallet}: balance {wallet.balance} != Σ ledger {wallet._ledger}")
-    for wallet in checks.filter(_differs("balance", "_grants_less_debt")):
-        problems.append(
-            f"{wallet}: balance {wallet.balance} != Σ remaining {wallet._remaining} − debt "
-            f"{wallet.debt}"
-        )
-    for wallet in checks.filter(_differs("held", "_held_ledger") | _differs("held", "_held_open")):
-        problems.append(
-            f"{wallet}: held {wallet.held} != Σ ledger held {wallet._held_ledger} "
-            f"/ open reservations {wallet._held_open}"
-        )
-    for wallet in checks.filter(_differs("debt", "_debt_owed")):
-        problems.append(f"{wallet}: debt {wallet.debt} != overage owed {wallet._debt_owed}")
+    balance_vs_ledger = _differs("balance", "_ledger")
+    balance_vs_grants = _differs("balance", "_grants_less_debt")
+    held = _differs("held", "_held_ledger") | _differs("held", "_held_open")
+    debt = _differs("debt", "_debt_owed")
+    for wallet in checks.filter(balance_vs_ledger | balance_vs_grants | held | debt):
+        tolerance = TOLERANCE  # the same slack the SQL filter allowed
+        if abs(wallet.balance - wallet._ledger) > tolerance:
+            problems.append(f"{wallet}: balance {wallet.balance} != Σ ledger {wallet._ledger}")
+        if abs(wallet.balance - wallet._grants_less_debt) > tolerance:
+            problems.append(
+                f"{wallet}: balance {wallet.balance} != Σ remaining {wallet._remaining} − debt "
+                f"{wallet.debt}"
+            )
+        if max(abs(wallet.held - wallet._held_ledger), abs(wallet.held - wallet._held_open)) > (
+            tolerance
+        ):
+            problems.append(
+                f"{wallet}: held {wallet.held} != Σ ledger held {wallet._held_ledger} "
+                f"/ open reservations {wallet._held_open}"
+            )
+        if abs(wallet.debt - wallet._debt_owed) > tolerance:
+            problems.append(f"{wallet}: debt {wallet.debt} != overage owed {wallet._debt_owed}")
 
     drawn = grants.annotate(_moves=_total(LedgerEntry, "amount", grant=OuterRef("pk"))).annotate(
         _expected=F("_moves") - F("debt_settled")
     )
-    for grant in drawn.filter(_differs("remaining", "_expected")):
-        problems.append(
-            f"grant #{grant.pk} ({grant.account}): remaining {grant.remaining} != its ledger "
-            f"{grant._expected}"
-        )
-    for grant in grants.filter(Q(remaining__lt=0) | Q(remaining__gt=F("amount"))):
-        problems.append(f"grant #{grant.pk}: remaining {grant.remaining} outside 0..{grant.amount}")
+    out_of_range = Q(remaining__lt=0) | Q(remaining__gt=F("amount"))
+    for grant in drawn.filter(_differs("remaining", "_expected") | out_of_range):
+        if not 0 <= grant.remaining <= grant.amount:
+            problems.append(
+                f"grant #{grant.pk}: remaining {grant.remaining} outside 0..{grant.amount}"
+            )
+        else:
+            problems.append(
+                f"grant #{grant.pk} ({grant.account}): remaining {grant.remaining} != its "
+                f"ledger {grant._expected}"
+            )
 
     charged = events.annotate(_charged=-_total(LedgerEntry, "amount", usage_event=OuterRef("pk")))
     for event in charged.filter(_differs("credits", "_charged")):
