@@ -79,3 +79,68 @@ def feature_terms(*, account, feature_codes):
             plan_code=feature._plan_code,
         )
     return terms
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    allowed: bool
+    reason: str | None
+    credits_required: Decimal | None
+    credit_type: str | None
+    available: Decimal | None
+    details: dict
+
+
+def check(*, account, feature, quantity=1):
+    """Would `consume` succeed now? Writes nothing and takes no locks: the answer can be
+    overtaken by a concurrent consume, which is why consume checks again."""
+    from django.db.models import Q, Sum
+    from django.db.models.functions import Coalesce
+    from django.utils import timezone
+
+    from apps.core.errors import DomainError, FeatureNotFound
+    from apps.wallets.ledger import exact_credits
+    from apps.wallets.models import Wallet
+
+    from .services import Counters, _resolve, parse_quantity
+
+    quantity = parse_quantity(quantity)
+    terms = feature_terms(account=account, feature_codes=[feature])
+    t = terms.get(feature)
+    if t is None:
+        raise FeatureNotFound(f"No active feature has the code {feature!r}.")
+    credit_type = t.feature.credit_type.code if t.feature.credit_type_id else None
+    try:
+        _resolve(account, terms, feature)
+        credits = exact_credits(quantity * t.credits_per_unit)
+        Counters.load({account.pk: terms}).check(account.pk, t, quantity)
+    except FeatureNotFound:
+        raise
+    except DomainError as error:
+        if error.code == "validation_error":
+            raise
+        return CheckResult(False, error.code, None, credit_type, None, error.details)
+    now = timezone.now()
+    wallet = (
+        Wallet.objects.filter(account=account, credit_type_id=t.credit_type_id)
+        .annotate(
+            _expired=Coalesce(
+                Sum("grants__remaining", filter=Q(grants__expires_at__lte=now)),
+                Decimal(0),
+                output_field=CREDITS,
+            )
+        )
+        .first()
+    )
+    # Credits past their expiry that the job has not reached yet are not spendable.
+    available = wallet.balance - wallet._expired - wallet.held if wallet else Decimal(0)
+    if credits > available + t.overdraft_limit:
+        return CheckResult(
+            False,
+            "insufficient_credits",
+            credits,
+            credit_type,
+            available,
+            {"credits_required": credits, "available": available, "credit_type": credit_type},
+        )
+    return CheckResult(True, None, credits, credit_type, available, {})
