@@ -44,3 +44,13 @@ def service_key(db):
 def authed_client(api_client, service_key):
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {service_key}")
     return api_client
+
+
+@pytest.fixture(params=["database function", "python"])
+def consume_path(request, settings):
+    """Run a test against both implementations of consume: the PostgreSQL function (fast
+    path) and the portable Python path. They must behave identically."""
+    if request.param == "database function" and not IS_POSTGRES:
+        pytest.skip("the database function exists on PostgreSQL only")
+    settings.CONSUME_FAST_PATH = request.param == "database function"
+    return request.param

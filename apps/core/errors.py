@@ -33,12 +33,30 @@ class FeatureNotFound(NotFound):
     code = "feature_not_found"
     default_message = "No active feature has that code."
 
+    @classmethod
+    def of(cls, code):
+        return cls(f"No active feature has the code {code!r}.")
+
 
 class InsufficientCredits(DomainError):
     """Details: credit_type, credits_required, available (decimal strings)."""
 
     code = "insufficient_credits"
     default_message = "Not enough credits."
+
+    @classmethod
+    def of(cls, *, credit_type, required, available):
+        from .decimals import format_decimal
+
+        return cls(
+            f"{format_decimal(required)} {credit_type} needed, "
+            f"{format_decimal(max(available, 0))} available.",
+            details={
+                "credit_type": credit_type,
+                "credits_required": format_decimal(required),
+                "available": format_decimal(available),
+            },
+        )
 
 
 class Forbidden(DomainError):
@@ -49,10 +67,27 @@ class FeatureNotEnabled(Forbidden):
     code = "feature_not_enabled"
     default_message = "The account's plan does not include this feature."
 
+    @classmethod
+    def of(cls, code):
+        return cls(f"The account's plan does not include {code!r}.")
+
 
 class QuotaExceeded(Forbidden):
     code = "quota_exceeded"
     default_message = "The account has used this feature's quota for the period."
+
+    @classmethod
+    def of(cls, *, feature, limit, used):
+        from .decimals import format_decimal
+
+        return cls(
+            f"{feature}: {format_decimal(used)} of {format_decimal(limit)} used this period.",
+            details={
+                "feature": feature,
+                "limit_per_period": format_decimal(limit),
+                "used_this_period": format_decimal(used),
+            },
+        )
 
 
 class AccountSuspended(Forbidden):

@@ -108,7 +108,7 @@ def check(*, account, feature, quantity=1):
     terms = feature_terms(account=account, feature_codes=[feature])
     t = terms.get(feature)
     if t is None:
-        raise FeatureNotFound(f"No active feature has the code {feature!r}.")
+        raise FeatureNotFound.of(feature)
     credit_type = t.feature.credit_type.code if t.feature.credit_type_id else None
     try:
         _resolve(account, terms, feature)

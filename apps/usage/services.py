@@ -26,6 +26,7 @@ from apps.core.errors import (
     FeatureNotEnabled,
     FeatureNotFound,
     IdempotencyKeyReused,
+    InsufficientCredits,
     InvalidInput,
     QuotaExceeded,
     ReservationNotHeld,
@@ -33,6 +34,7 @@ from apps.core.errors import (
 from apps.wallets.ledger import ZERO, LedgerBook, exact_credits
 from apps.wallets.models import Reservation
 
+from . import fast_path
 from .models import UsageCounter, UsageEvent
 from .selectors import feature_terms
 
@@ -156,6 +158,8 @@ def consume_batch(*, requests):
     per wallet. Returns one Outcome per request."""
     if not requests:
         return []
+    if fast_path.enabled():
+        return fast_path.consume_all(requests)
     try:
         return _consume_in_transaction(requests)
     except IntegrityError:
@@ -228,20 +232,24 @@ def _consume_one(request, terms, book, counters, prior, seen):
     return Outcome(usage_event=event)
 
 
+def boolean_feature(code):
+    return InvalidInput(
+        f"{code!r} is an on/off feature; there is nothing to consume.",
+        details={"feature": ["boolean features cannot be consumed"]},
+    )
+
+
 def _resolve(account, terms, feature_code):
     """The terms that apply, or the domain error that stops the consume."""
     if account.status != Account.Status.ACTIVE:
         raise AccountSuspended()
     t = terms.get(feature_code)
     if t is None:
-        raise FeatureNotFound(f"No active feature has the code {feature_code!r}.")
+        raise FeatureNotFound.of(feature_code)
     if t.feature.kind != Feature.Kind.METERED:
-        raise InvalidInput(
-            f"{feature_code!r} is an on/off feature; there is nothing to consume.",
-            details={"feature": ["boolean features cannot be consumed"]},
-        )
+        raise boolean_feature(feature_code)
     if not t.enabled:
-        raise FeatureNotEnabled(f"The account's plan does not include {feature_code!r}.")
+        raise FeatureNotEnabled.of(feature_code)
     return t
 
 
@@ -252,7 +260,9 @@ def _charge(request, terms, book, counters):
     counters.check(account.pk, t, request.quantity)
     state = book.states.get((account.pk, t.credit_type_id))
     if state is None and credits > 0:
-        _no_wallet_funds(t, credits)
+        raise InsufficientCredits.of(
+            credit_type=t.feature.credit_type.code, required=credits, available=ZERO
+        )
     event = UsageEvent(
         account=account,
         feature=t.feature,
@@ -276,19 +286,6 @@ def _charge(request, terms, book, counters):
     counters.add(account.pk, t, request.quantity)
     book.new_usage_events.append(event)
     return event
-
-
-def _no_wallet_funds(t, credits):
-    from apps.core.errors import InsufficientCredits
-
-    raise InsufficientCredits(
-        f"{format_decimal(credits)} {t.feature.credit_type.code} needed, 0 available.",
-        details={
-            "credit_type": t.feature.credit_type.code,
-            "credits_required": format_decimal(credits),
-            "available": "0",
-        },
-    )
 
 
 class Counters:
@@ -327,15 +324,7 @@ class Counters:
             return
         used = self.used(account_id, t)
         if used + quantity > t.limit_per_period:
-            raise QuotaExceeded(
-                f"{t.feature.code}: {format_decimal(used)} of {format_decimal(t.limit_per_period)} "
-                "used this period.",
-                details={
-                    "feature": t.feature.code,
-                    "limit_per_period": format_decimal(t.limit_per_period),
-                    "used_this_period": format_decimal(used),
-                },
-            )
+            raise QuotaExceeded.of(feature=t.feature.code, limit=t.limit_per_period, used=used)
 
     def add(self, account_id, t, quantity):
         key = self._key(account_id, t)

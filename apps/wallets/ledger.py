@@ -20,7 +20,6 @@ from decimal import Decimal
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.decimals import format_decimal
 from apps.core.errors import InsufficientCredits, InvalidInput
 
 from .models import CreditGrant, LedgerEntry, Reservation, Wallet
@@ -74,14 +73,8 @@ class WalletState:
         the caller is about to release."""
         available = self.available + excluding_held
         if credits > available + overdraft_limit:
-            raise InsufficientCredits(
-                f"{format_decimal(credits)} {self.wallet.credit_type.code} needed, "
-                f"{format_decimal(max(available, ZERO))} available.",
-                details={
-                    "credit_type": self.wallet.credit_type.code,
-                    "credits_required": format_decimal(credits),
-                    "available": format_decimal(available),
-                },
+            raise InsufficientCredits.of(
+                credit_type=self.wallet.credit_type.code, required=credits, available=available
             )
 
     def charge(self, credits, *, kind=Kind.CONSUME, overdraft_allowed=False, **links):

@@ -92,6 +92,10 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# On PostgreSQL, consume and consume_batch run as one database function call each
+# (apps/usage/fast_path.py). False forces the portable Python path everywhere.
+CONSUME_FAST_PATH = env.bool("CONSUME_FAST_PATH", default=True)
+
 # --- Cache ------------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)
 if REDIS_URL:

@@ -9,7 +9,7 @@ from apps.wallets.models import LedgerEntry
 from tests.factories import PlanFactory
 from tests.ledger import D, give, priced_account
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("consume_path")]
 
 
 def test_check_says_yes_with_the_cost_and_what_is_available():

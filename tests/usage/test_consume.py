@@ -20,7 +20,7 @@ from apps.wallets.models import LedgerEntry
 from tests.factories import FeatureFactory, PlanFactory
 from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("consume_path")]
 
 
 def test_consume_charges_quantity_times_credits_per_unit():

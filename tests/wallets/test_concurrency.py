@@ -24,6 +24,7 @@ from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
 
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.usefixtures("consume_path"),
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 

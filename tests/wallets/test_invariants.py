@@ -155,6 +155,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("consume_path")
 def test_any_interleaving_keeps_the_ledger_invariants():
     run_state_machine_as_test(
         LedgerMachine,
