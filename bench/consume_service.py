@@ -157,10 +157,14 @@ def main():
         connections.close_all()
         psql(f"DROP DATABASE IF EXISTS {DB}")
 
-    print(f"consume, {args.accounts} accounts: {spread:8.0f}/s  yardstick {y_spread:6.0f} tps  "
-          f"ratio {spread / y_spread:.2f}")
-    print(f"consume, one hot account:  {one:8.0f}/s  yardstick {y_one:6.0f} tps  "
-          f"ratio {one / y_one:.2f}")
+    print(
+        f"consume, {args.accounts} accounts: {spread:8.0f}/s  yardstick {y_spread:6.0f} tps  "
+        f"ratio {spread / y_spread:.2f}"
+    )
+    print(
+        f"consume, one hot account:  {one:8.0f}/s  yardstick {y_one:6.0f} tps  "
+        f"ratio {one / y_one:.2f}"
+    )
     print(f"consume_batch, 500 events: {batch_rate:8.0f} events/s")
 
 

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.catalog.models import CreditType, Feature
 from apps.core.errors import (
     AccountSuspended,
     FeatureNotEnabled,
@@ -18,8 +17,6 @@ from apps.core.errors import (
     QuotaExceeded,
 )
 from apps.wallets.ledger import exact_credits
-
-from .models import UsageEvent
 
 COLUMNS = (
     "outcome", "usage_event_id", "feature_id", "feature_code", "credit_type_id",
@@ -36,7 +33,7 @@ def enabled():
 
 
 def consume_all(requests):
-    from .services import Outcome
+    from .services import ChargedUsage, Outcome
 
     try:
         rows = _call(requests)
@@ -47,7 +44,8 @@ def consume_all(requests):
     outcomes = []
     for request, row in zip(requests, rows, strict=True):
         try:
-            outcomes.append(_outcome(request, dict(zip(COLUMNS, row, strict=True)), Outcome))
+            row = dict(zip(COLUMNS, row, strict=True))
+            outcomes.append(_outcome(request, row, Outcome, ChargedUsage))
         except Exception as error:  # a domain error built from the row
             outcomes.append(Outcome(error=error))
     return outcomes
@@ -80,29 +78,25 @@ def _call(requests):
         return [row[1:] for row in cursor.fetchall()]
 
 
-def _outcome(request, row, Outcome):
+def _outcome(request, row, Outcome, ChargedUsage):
     outcome = row["outcome"]
     if outcome in ("created", "replayed"):
-        credit_type = CreditType(pk=row["credit_type_id"], code=row["credit_type_code"])
-        event = UsageEvent(
+        charged = ChargedUsage(
             pk=row["usage_event_id"],
             account=request.account,
-            feature=Feature(
-                pk=row["feature_id"], code=row["feature_code"], credit_type=credit_type
-            ),
-            credit_type=credit_type,
+            feature=row["feature_code"],
+            credit_type=row["credit_type_code"],
             quantity=row["quantity"],
             credits_per_unit=row["credits_per_unit"],
             credits=row["credits"],
             balance_after=row["balance_after"],
             available_after=row["available_after"],
-            idempotency_key=request.idempotency_key,
             metadata=row["metadata"],
             occurred_at=row["occurred_at"],
             created_at=row["created_at"],
+            idempotency_key=request.idempotency_key,
         )
-        event._state.adding = False
-        return Outcome(usage_event=event, replayed=outcome == "replayed")
+        return Outcome(usage_event=charged, replayed=outcome == "replayed")
     raise _error(request, row)
 
 

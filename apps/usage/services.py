@@ -122,11 +122,49 @@ class ConsumeRequest:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ChargedUsage:
+    """What one consume charged, as the API reports it. Both consume paths return this (the
+    fast path never builds a model instance: it costs more than the database call)."""
+
+    pk: int
+    account: Account
+    feature: str
+    credit_type: str
+    quantity: Decimal
+    credits_per_unit: Decimal
+    credits: Decimal
+    balance_after: Decimal
+    available_after: Decimal
+    metadata: dict
+    occurred_at: datetime
+    created_at: datetime
+    idempotency_key: str | None
+
+    @classmethod
+    def of(cls, event):
+        return cls(
+            pk=event.pk,
+            account=event.account,
+            feature=event.feature.code,
+            credit_type=event.credit_type.code,
+            quantity=event.quantity,
+            credits_per_unit=event.credits_per_unit,
+            credits=event.credits,
+            balance_after=event.balance_after,
+            available_after=event.available_after,
+            metadata=event.metadata,
+            occurred_at=event.occurred_at,
+            created_at=event.created_at,
+            idempotency_key=event.idempotency_key,
+        )
+
+
 @dataclass
 class Outcome:
-    """One consume's result: the usage event (new or replayed), or the domain error."""
+    """One consume's result: what it charged (new or replayed), or the domain error."""
 
-    usage_event: UsageEvent | None = None
+    usage_event: ChargedUsage | None = None
     replayed: bool = False
     error: DomainError | None = None
 
@@ -201,7 +239,10 @@ def _consume_in_transaction(requests):
             outcomes.append(outcome)
         book.flush()
         counters.save()
-        return outcomes
+    for outcome in outcomes:
+        if outcome.usage_event is not None:
+            outcome.usage_event = ChargedUsage.of(outcome.usage_event)
+    return outcomes
 
 
 def _prior_events(requests):

@@ -31,8 +31,13 @@ from apps.usage.services import (
 from apps.wallets.models import CreditGrant, Reservation, Wallet
 from apps.wallets.selectors import ledger_violations
 from apps.wallets.services import adjust, expire_grants, grant_credits, void_grant
-from tests.factories import AccountFactory, CreditTypeFactory, FeatureFactory, PlanFactory
-from tests.factories import PlanFeatureFactory
+from tests.factories import (
+    AccountFactory,
+    CreditTypeFactory,
+    FeatureFactory,
+    PlanFactory,
+    PlanFeatureFactory,
+)
 
 amounts = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(60), places=6)
 round_amounts = st.integers(min_value=1, max_value=40).map(Decimal)

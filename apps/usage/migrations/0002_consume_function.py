@@ -18,8 +18,9 @@ CREATE OR REPLACE FUNCTION creditdesk_consume(
 ) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    ev record; f record; s record; pf record; w record; g record;
-    v_status text; v_enabled boolean; v_cpu numeric; v_limit numeric; v_period timestamptz;
+    ev record; f record; w record;
+    v_grant_ids bigint[]; v_grant_left numeric[];
+    v_enabled boolean; v_cpu numeric; v_limit numeric; v_period timestamptz;
     v_overdraft numeric := 0; v_cost numeric; v_expired numeric := 0; v_used numeric;
     v_available numeric; v_balance numeric; v_debt numeric; v_left numeric; v_take numeric;
     v_event_id bigint;
@@ -48,39 +49,43 @@ BEGIN
         END IF;
     END IF;
 
-    -- 2. Entitlement: account status, feature, plan terms (as apps/usage/selectors.py).
-    SELECT a.status INTO v_status FROM accounts_account a WHERE a.id = p_account_id;
-    IF v_status IS DISTINCT FROM 'active' THEN
+    -- 2. Entitlement: account status, feature, plan terms (as apps/usage/selectors.py), in
+    --    one statement.
+    SELECT a.status, ft.id, ft.code::text AS code, ft.kind, ft.credit_type_id,
+           ft.credits_per_unit, ct.code::text AS ctcode, sub.plan_id,
+           sub.current_period_start, pl.overage_policy, pl.overage_limit,
+           x.id AS pf_id, x.enabled AS pf_enabled, x.credits_per_unit AS pf_cpu,
+           x.limit_per_period AS pf_limit
+    INTO f
+    FROM accounts_account a
+    LEFT JOIN catalog_feature ft ON ft.code = p_feature_code AND ft.active
+    LEFT JOIN catalog_credittype ct ON ct.id = ft.credit_type_id
+    LEFT JOIN accounts_subscription sub
+        ON sub.account_id = a.id AND sub.status IN ('trialing', 'active', 'past_due')
+    LEFT JOIN catalog_plan pl ON pl.id = sub.plan_id
+    LEFT JOIN catalog_planfeature x ON x.plan_id = sub.plan_id AND x.feature_id = ft.id
+    WHERE a.id = p_account_id
+    LIMIT 1;
+    IF f.status IS DISTINCT FROM 'active' THEN
         RETURN QUERY SELECT 'account_suspended', NULL::bigint, NULL::bigint, NULL::text,
             NULL::bigint, NULL::text, NULL::numeric, NULL::numeric, NULL::numeric,
             NULL::numeric, NULL::numeric, NULL::timestamptz, NULL::timestamptz, NULL::jsonb,
             NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric;
         RETURN;
     END IF;
-    SELECT ft.id, ft.code::text AS code, ft.kind, ft.credit_type_id, ft.credits_per_unit,
-           ct.code::text AS ctcode
-    INTO f
-    FROM catalog_feature ft LEFT JOIN catalog_credittype ct ON ct.id = ft.credit_type_id
-    WHERE ft.code = p_feature_code AND ft.active;
-    IF NOT FOUND THEN
+    IF f.id IS NULL THEN
         RETURN QUERY SELECT 'feature_not_found', NULL::bigint, NULL::bigint, p_feature_code,
             NULL::bigint, NULL::text, NULL::numeric, NULL::numeric, NULL::numeric,
             NULL::numeric, NULL::numeric, NULL::timestamptz, NULL::timestamptz, NULL::jsonb,
             NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric;
         RETURN;
     END IF;
-    SELECT sub.plan_id, sub.current_period_start, pl.overage_policy, pl.overage_limit INTO s
-    FROM accounts_subscription sub JOIN catalog_plan pl ON pl.id = sub.plan_id
-    WHERE sub.account_id = p_account_id AND sub.status IN ('trialing', 'active', 'past_due')
-    LIMIT 1;
-    IF FOUND THEN
-        SELECT x.enabled, x.credits_per_unit, x.limit_per_period INTO pf
-        FROM catalog_planfeature x WHERE x.plan_id = s.plan_id AND x.feature_id = f.id;
-        v_enabled := FOUND AND pf.enabled;
-        v_cpu := COALESCE(pf.credits_per_unit, f.credits_per_unit);
-        v_limit := pf.limit_per_period;
-        v_period := s.current_period_start;
-        IF s.overage_policy = 'allow' THEN v_overdraft := COALESCE(s.overage_limit, 0); END IF;
+    IF f.plan_id IS NOT NULL THEN
+        v_enabled := f.pf_id IS NOT NULL AND f.pf_enabled;
+        v_cpu := COALESCE(f.pf_cpu, f.credits_per_unit);
+        v_limit := f.pf_limit;
+        v_period := f.current_period_start;
+        IF f.overage_policy = 'allow' THEN v_overdraft := COALESCE(f.overage_limit, 0); END IF;
     ELSE
         v_enabled := f.kind = 'metered';
         v_cpu := f.credits_per_unit;
@@ -140,8 +145,15 @@ BEGIN
         v_balance := 0;
         v_available := 0;
     ELSE
-        SELECT COALESCE(SUM(x.remaining), 0) INTO v_expired FROM wallets_creditgrant x
-        WHERE x.wallet_id = w.id AND x.remaining > 0 AND x.expires_at <= p_now;
+        -- One statement after the lock: what has expired, and the spendable grants in
+        -- burn-down order (priority, soonest expiry with never last, oldest).
+        SELECT COALESCE(SUM(x.remaining) FILTER (WHERE x.expires_at <= p_now), 0),
+               array_agg(x.id ORDER BY x.priority, x.expires_at NULLS LAST, x.id)
+                   FILTER (WHERE x.expires_at IS NULL OR x.expires_at > p_now),
+               array_agg(x.remaining ORDER BY x.priority, x.expires_at NULLS LAST, x.id)
+                   FILTER (WHERE x.expires_at IS NULL OR x.expires_at > p_now)
+        INTO v_expired, v_grant_ids, v_grant_left
+        FROM wallets_creditgrant x WHERE x.wallet_id = w.id AND x.remaining > 0;
         v_available := w.balance - v_expired - w.held;
         IF v_cost > v_available + v_overdraft THEN
             RETURN QUERY SELECT 'insufficient_credits', NULL::bigint, f.id, f.code,
@@ -182,18 +194,15 @@ BEGIN
         v_debt := w.debt;
         v_left := v_cost;
         IF v_left > 0 THEN
-            FOR g IN SELECT x.id, x.remaining FROM wallets_creditgrant x
-                WHERE x.wallet_id = w.id AND x.remaining > 0
-                  AND (x.expires_at IS NULL OR x.expires_at > p_now)
-                ORDER BY x.priority, x.expires_at NULLS LAST, x.id
-            LOOP
-                v_take := LEAST(g.remaining, v_left);
-                UPDATE wallets_creditgrant SET remaining = remaining - v_take WHERE id = g.id;
+            FOR i IN 1 .. COALESCE(array_length(v_grant_ids, 1), 0) LOOP
+                v_take := LEAST(v_grant_left[i], v_left);
+                UPDATE wallets_creditgrant SET remaining = remaining - v_take
+                WHERE id = v_grant_ids[i];
                 v_balance := v_balance - v_take;
                 INSERT INTO wallets_ledgerentry (account_id, wallet_id, kind, amount,
                     balance_after, held_change, grant_id, usage_event_id, reason, created_at)
-                VALUES (p_account_id, w.id, 'consume', -v_take, v_balance, 0, g.id, v_event_id,
-                    '', p_now);
+                VALUES (p_account_id, w.id, 'consume', -v_take, v_balance, 0, v_grant_ids[i],
+                    v_event_id, '', p_now);
                 v_left := v_left - v_take;
                 EXIT WHEN v_left <= 0;
             END LOOP;
