@@ -10,10 +10,12 @@ from django.utils import timezone
 
 from apps.core.errors import (
     AccountSuspended,
+    DomainError,
     FeatureNotEnabled,
     FeatureNotFound,
     IdempotencyKeyReused,
     InsufficientCredits,
+    InvalidInput,
     QuotaExceeded,
 )
 from apps.wallets.ledger import exact_credits
@@ -46,7 +48,7 @@ def consume_all(requests):
         try:
             row = dict(zip(COLUMNS, row, strict=True))
             outcomes.append(_outcome(request, row, Outcome, ChargedUsage))
-        except Exception as error:  # a domain error built from the row
+        except DomainError as error:  # built from the row by _error
             outcomes.append(Outcome(error=error))
     return outcomes
 
@@ -117,7 +119,7 @@ def _error(request, row):
     if outcome == "inexact_cost":
         try:
             exact_credits(row["credits"])
-        except Exception as error:  # noqa: BLE001 - exact_credits raises the InvalidInput
+        except InvalidInput as error:
             return error
     if outcome == "quota_exceeded":
         return QuotaExceeded.of(feature=request.feature, limit=row["d_limit"], used=row["d_used"])

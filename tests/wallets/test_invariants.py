@@ -1,5 +1,6 @@
 """Property-based: any interleaving of ledger operations keeps every invariant of DESIGN.md."""
 
+from contextlib import suppress
 from datetime import timedelta
 from decimal import Decimal
 
@@ -86,10 +87,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(quantity=quantities)
     def consume(self, quantity):
-        try:
+        with suppress(DomainError):
             consume(account=self.account, feature=self.feature, quantity=quantity)
-        except DomainError:
-            pass
 
     @rule(quantities=st.lists(quantities, min_size=1, max_size=6))
     def batch(self, quantities):
@@ -112,18 +111,14 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(reservation=consumes(reservations), quantity=quantities)
     def commit(self, reservation, quantity):
         if reservation is not None:
-            try:
+            with suppress(DomainError):
                 commit_reservation(reservation_id=reservation, quantity=quantity)
-            except DomainError:
-                pass
 
     @rule(reservation=consumes(reservations))
     def release(self, reservation):
         if reservation is not None:
-            try:
+            with suppress(DomainError):
                 release_reservation(reservation_id=reservation)
-            except DomainError:
-                pass
 
     @rule(hours=st.integers(1, 72))
     def time_passes(self, hours):
@@ -133,17 +128,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(grant=grants)
     def void(self, grant):
-        try:
+        with suppress(DomainError):
             void_grant(grant=CreditGrant.objects.get(pk=grant.pk), reason="test")
-        except DomainError:
-            pass
 
     @rule(amount=st.one_of(quantities, quantities.map(lambda q: -q)))
     def adjust(self, amount):
-        try:
+        with suppress(DomainError):
             adjust(account=self.account, credit_type=self.credit_type, amount=amount, reason="t")
-        except DomainError:
-            pass
 
     @invariant()
     def ledger_is_sound(self):
