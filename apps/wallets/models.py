@@ -34,6 +34,10 @@ class Wallet(models.Model):
 
     class Meta:
         ordering = ["account", "credit_type"]
+        permissions = [
+            ("grant_credits", "Can grant credits to a wallet"),
+            ("claw_back_credits", "Can claw back credits and void grants"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["account", "credit_type"], name="wallet_unique"),
             models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_gte_0"),

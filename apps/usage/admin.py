@@ -1,0 +1,17 @@
+from django.contrib import admin
+
+from apps.core.admin import LargeTablePaginator, ReadOnlyAdmin
+
+from .models import UsageEvent
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "occurred_at", "account", "feature", "quantity", "credits",
+                    "balance_after", "idempotency_key"]  # fmt: skip
+    list_filter = ["feature", "occurred_at"]
+    list_select_related = ["account", "feature"]
+    search_fields = ["=account__external_id", "=idempotency_key"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    ordering = ["-id"]

@@ -1,0 +1,239 @@
+"""Finance screens: wallets with their grants and recent entries, the ledger, and the staff
+corrections (grant, claw back, void), each through the ledger services with a reason."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from apps.core.admin import LargeTablePaginator, ReadOnlyAdmin
+from apps.core.errors import DomainError
+
+from .forms import ClawBackForm, GrantCreditsForm, VoidGrantForm
+from .models import CreditGrant, LedgerEntry, Reservation, Wallet
+from .services import adjust, grant_credits, void_grant
+
+RECENT_ENTRIES = 25
+
+
+class GrantInline(admin.TabularInline):
+    model = CreditGrant
+    fields = ["source", "amount", "remaining", "expires_at", "priority", "unit_price",
+              "currency", "reference", "voided_at", "void_link"]  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-remaining", "priority", "expires_at", "id"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="")
+    def void_link(self, grant):
+        if grant.remaining > 0:
+            url = reverse("admin:wallets_creditgrant_void", args=[grant.pk])
+            return format_html('<a class="button" href="{}">Void…</a>', url)
+        return ""
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdmin):
+    list_display = ["account", "credit_type", "balance", "held", "available", "debt", "updated_at"]
+    list_filter = ["credit_type"]
+    list_select_related = ["account", "credit_type"]
+    search_fields = ["=account__external_id", "account__name"]
+    fields = ["account", "credit_type", "balance", "held", "available", "debt", "updated_at",
+              "recent_entries"]  # fmt: skip
+    readonly_fields = fields
+    inlines = [GrantInline]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    @admin.display(description="Available")
+    def available(self, wallet):
+        return wallet.available
+
+    @admin.display(description=f"Last {RECENT_ENTRIES} ledger entries")
+    def recent_entries(self, wallet):
+        entries = wallet.ledger_entries.select_related("acting_user").order_by("-id")[
+            :RECENT_ENTRIES
+        ]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.kind,
+                    e.amount,
+                    e.balance_after,
+                    e.grant_id or "",
+                    e.acting_user or "",
+                    e.reason,
+                )  # fmt: skip
+                for e in entries
+            ),
+        )
+        url = reverse("admin:wallets_ledgerentry_changelist") + f"?wallet__id__exact={wallet.pk}"
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Kind</th><th>Amount</th><th>Balance after</th>"
+            "<th>Grant</th><th>By</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All entries of this wallet →</a></p>',
+            rows,
+            url,
+        )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/grant/", view(self.grant_view), name="wallets_wallet_grant"),
+            path("<int:pk>/claw-back/", view(self.claw_back_view), name="wallets_wallet_claw_back"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_grant": request.user.has_perm("wallets.grant_credits"),
+            "can_claw_back": request.user.has_perm("wallets.claw_back_credits"),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def grant_view(self, request, pk):
+        wallet = self._wallet_for(request, pk, "wallets.grant_credits")
+        form = GrantCreditsForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                grant_credits(
+                    account=wallet.account,
+                    credit_type=wallet.credit_type,
+                    amount=data["amount"],
+                    source=data["source"],
+                    expires_at=data["expires_at"],
+                    priority=data["priority"],
+                    reason=data["reason"],
+                    acting_user=request.user,
+                )
+            except DomainError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(request, f"Granted {data['amount']} credits.", messages.SUCCESS)
+                return redirect("admin:wallets_wallet_change", wallet.pk)
+        return self._form_page(request, wallet, form, "Grant credits")
+
+    def claw_back_view(self, request, pk):
+        wallet = self._wallet_for(request, pk, "wallets.claw_back_credits")
+        form = ClawBackForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                adjust(
+                    account=wallet.account,
+                    credit_type=wallet.credit_type,
+                    amount=-data["amount"],
+                    reason=data["reason"],
+                    acting_user=request.user,
+                )
+            except DomainError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(request, f"Clawed back {data['amount']}.", messages.SUCCESS)
+                return redirect("admin:wallets_wallet_change", wallet.pk)
+        return self._form_page(request, wallet, form, "Claw back credits")
+
+    def _wallet_for(self, request, pk, permission):
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
+        return get_object_or_404(Wallet.objects.select_related("account", "credit_type"), pk=pk)
+
+    def _form_page(self, request, wallet, form, title):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{title}: {wallet}",
+            "action": title,
+            "wallet": wallet,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/wallets/ledger_form.html", context)
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(ReadOnlyAdmin):
+    list_display = ["id", "account", "credit_type", "source", "amount", "remaining",
+                    "expires_at", "unit_price", "currency", "reference", "created_at"]  # fmt: skip
+    list_filter = ["source", "wallet__credit_type", "expires_at", "created_at"]
+    list_select_related = ["account", "wallet__credit_type"]
+    search_fields = ["=account__external_id", "=reference"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    @admin.display(description="Credit type", ordering="wallet__credit_type__code")
+    def credit_type(self, grant):
+        return grant.wallet.credit_type.code
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/void/", view(self.void_view), name="wallets_creditgrant_void"),
+            *super().get_urls(),
+        ]
+
+    def void_view(self, request, pk):
+        if not request.user.has_perm("wallets.claw_back_credits"):
+            raise PermissionDenied
+        grant = get_object_or_404(
+            CreditGrant.objects.select_related("wallet__account", "wallet__credit_type"), pk=pk
+        )
+        form = VoidGrantForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                void_grant(
+                    grant=grant, reason=form.cleaned_data["reason"], acting_user=request.user
+                )
+            except DomainError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(request, f"Voided what was left of grant #{grant.pk}.")
+                return redirect("admin:wallets_wallet_change", grant.wallet_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": Wallet._meta,
+            "title": f"Void grant #{grant.pk} ({grant.remaining} left): {grant.wallet}",
+            "action": "Void grant",
+            "wallet": grant.wallet,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/wallets/ledger_form.html", context)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "account", "credit_type", "kind", "amount",
+                    "balance_after", "held_change", "grant_id", "usage_event_id", "acting_user",
+                    "reason"]  # fmt: skip
+    list_filter = ["kind", "wallet__credit_type", "created_at"]
+    list_select_related = ["account", "wallet__credit_type", "acting_user"]
+    search_fields = ["=account__external_id"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    ordering = ["-id"]
+
+    @admin.display(description="Credit type")
+    def credit_type(self, entry):
+        return entry.wallet.credit_type.code
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "account", "feature", "credits_held", "status", "expires_at",
+                    "created_at", "closed_at"]  # fmt: skip
+    list_filter = ["status", "expires_at"]
+    list_select_related = ["account", "feature"]
+    search_fields = ["=account__external_id", "=idempotency_key"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
