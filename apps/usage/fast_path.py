@@ -1,6 +1,6 @@
-"""PostgreSQL fast path of consume and consume_batch: one call of the `creditdesk_consume`
-function (migration usage/0002) per request or per batch, instead of a dozen round trips.
-It returns rows that become the same Outcomes and domain errors as the portable path."""
+"""PostgreSQL fast path of a single consume: one call of the `creditdesk_consume` function
+(migration usage/0002) instead of a dozen round trips. Its row becomes the same Outcome, or
+the same domain error, as the portable path in services.py gives."""
 
 import json
 
@@ -27,57 +27,35 @@ COLUMNS = (
     "d_limit", "d_used",
 )  # fmt: skip
 SINGLE = "SELECT * FROM creditdesk_consume(%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
-BATCH = "SELECT * FROM creditdesk_consume_batch(%s::jsonb, %s)"
 
 
 def enabled():
     return connection.vendor == "postgresql" and settings.CONSUME_FAST_PATH
 
 
-def consume_all(requests):
+def consume_one(request):
     from .services import ChargedUsage, Outcome
 
     try:
-        rows = _call(requests)
+        row = _call(request)
     except IntegrityError:
-        if not any(r.idempotency_key for r in requests):
+        if not request.idempotency_key:
             raise
-        rows = _call(requests)  # a racing repeat of a key committed first: now a replay
-    outcomes = []
-    for request, row in zip(requests, rows, strict=True):
-        try:
-            row = dict(zip(COLUMNS, row, strict=True))
-            outcomes.append(_outcome(request, row, Outcome, ChargedUsage))
-        except DomainError as error:  # built from the row by _error
-            outcomes.append(Outcome(error=error))
-    return outcomes
+        row = _call(request)  # a racing repeat of the key committed first: now a replay
+    try:
+        return [_outcome(request, dict(zip(COLUMNS, row, strict=True)), Outcome, ChargedUsage)]
+    except DomainError as error:  # built from the row by _error
+        return [Outcome(error=error)]
 
 
-def _call(requests):
-    now = timezone.now()
+def _call(r):
     with transaction.atomic(durable=True), connection.cursor() as cursor:
-        if len(requests) == 1:
-            r = requests[0]
-            cursor.execute(SINGLE, [
-                r.account.pk, r.feature, r.quantity, r.idempotency_key,
-                r.fingerprint if r.idempotency_key else "", json.dumps(r.metadata),
-                r.occurred_at, now,
-            ])  # fmt: skip
-            return [cursor.fetchone()]
-        payload = [
-            {
-                "account_id": r.account.pk,
-                "feature": r.feature,
-                "quantity": str(r.quantity),
-                "key": r.idempotency_key,
-                "fingerprint": r.fingerprint if r.idempotency_key else "",
-                "metadata": r.metadata,
-                "occurred_at": r.occurred_at.isoformat() if r.occurred_at else None,
-            }
-            for r in requests
-        ]
-        cursor.execute(BATCH, [json.dumps(payload), now])
-        return [row[1:] for row in cursor.fetchall()]
+        cursor.execute(SINGLE, [
+            r.account.pk, r.feature, r.quantity, r.idempotency_key,
+            r.fingerprint if r.idempotency_key else "", json.dumps(r.metadata), r.occurred_at,
+            timezone.now(),
+        ])  # fmt: skip
+        return cursor.fetchone()
 
 
 def _outcome(request, row, Outcome, ChargedUsage):

@@ -1,14 +1,17 @@
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db.models import DecimalField, Exists, OuterRef, Subquery
+from django.db import connection
+from django.db.models import DecimalField
+from django.utils.dateparse import parse_datetime
 
-from apps.accounts.models import Subscription
-from apps.catalog.models import Feature, PlanFeature
+from apps.catalog.models import CreditType, Feature
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 
 CREDITS = DecimalField(max_digits=CREDIT_DIGITS, decimal_places=CREDIT_PLACES)
+CREDIT_QUANTUM = Decimal("0.000001")
+ZERO = Decimal(0).quantize(CREDIT_QUANTUM)
 
 
 @dataclass(frozen=True)
@@ -28,57 +31,82 @@ class FeatureTerms:
         return self.feature.credit_type_id
 
 
-def feature_terms(*, account, feature_codes):
-    """Terms of each active feature among `feature_codes` for `account`, in one query.
+TERMS_SQL = """
+SELECT a.id, ft.id, ft.code, ft.kind, ft.credit_type_id, ft.credits_per_unit, ct.code,
+       pl.code, sub.current_period_start, pl.overage_policy, pl.overage_limit,
+       x.id, x.enabled, x.credits_per_unit, x.limit_per_period
+FROM accounts_account a
+CROSS JOIN catalog_feature ft
+LEFT JOIN catalog_credittype ct ON ct.id = ft.credit_type_id
+LEFT JOIN accounts_subscription sub
+    ON sub.account_id = a.id AND sub.status IN ('trialing', 'active', 'past_due')
+LEFT JOIN catalog_plan pl ON pl.id = sub.plan_id
+LEFT JOIN catalog_planfeature x ON x.plan_id = sub.plan_id AND x.feature_id = ft.id
+WHERE a.id IN ({accounts}) AND ft.code IN ({features}) AND ft.active
+"""
+
+
+def _credits(value):
+    """A numeric column from a raw query: Decimal on PostgreSQL, float or int on SQLite."""
+    if value is None:
+        return None
+    if not isinstance(value, Decimal):
+        value = Decimal(str(value))
+    return value.quantize(CREDIT_QUANTUM)
+
+
+def _moment(value):
+    """A timestamp column from a raw query: aware on PostgreSQL, naive UTC on SQLite."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def terms_for(*, pairs):
+    """Terms for each `(account_id, feature_code)` pair whose feature is active, in one query
+    however many accounts and features: `{(account_id, code): FeatureTerms}`.
 
     Rules: on a plan, a feature is enabled when the plan lists it as enabled, at the plan's
     price if it overrides the feature's, with the plan's quota. Without a plan, metered
     features are enabled at their own price (pay as you go with packs); boolean ones are not.
     """
-    live = Subscription.objects.filter(
-        account_id=account.pk, status__in=Subscription.LIVE_STATUSES
-    ).order_by()
-    plan_feature = PlanFeature.objects.filter(
-        plan_id=Subquery(live.values("plan_id")[:1]), feature_id=OuterRef("pk")
+    accounts = sorted({a for a, _ in pairs})
+    codes = sorted({c for _, c in pairs})
+    if not accounts or not codes:
+        return {}
+    sql = TERMS_SQL.format(
+        accounts=", ".join(["%s"] * len(accounts)), features=", ".join(["%s"] * len(codes))
     )
-    rows = (
-        Feature.objects.filter(code__in=set(feature_codes), active=True)
-        .select_related("credit_type")
-        .annotate(
-            _plan_code=Subquery(live.values("plan__code")[:1]),
-            _period_start=Subquery(live.values("current_period_start")[:1]),
-            _overage_policy=Subquery(live.values("plan__overage_policy")[:1]),
-            _overage_limit=Subquery(live.values("plan__overage_limit")[:1], output_field=CREDITS),
-            _listed=Exists(plan_feature),
-            _enabled=Subquery(plan_feature.values("enabled")[:1]),
-            _credits_per_unit=Subquery(
-                plan_feature.values("credits_per_unit")[:1], output_field=CREDITS
-            ),
-            _limit=Subquery(plan_feature.values("limit_per_period")[:1], output_field=CREDITS),
-        )
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*accounts, *codes])
+        rows = cursor.fetchall()
     terms = {}
-    for feature in rows:
-        on_plan = feature._plan_code is not None
-        if on_plan:
-            enabled = bool(feature._listed and feature._enabled)
-        else:
-            enabled = feature.kind == Feature.Kind.METERED
-        overdraft = feature._overage_limit if feature._overage_policy == "allow" else None
-        terms[feature.code] = FeatureTerms(
+    for (account_id, feature_id, code, kind, credit_type_id, feature_price, credit_type_code,
+         plan_code, period_start, overage_policy, overage_limit, listed, enabled, plan_price,
+         limit) in rows:  # fmt: skip
+        credit_type = (
+            CreditType(pk=credit_type_id, code=credit_type_code) if credit_type_id else None
+        )
+        feature = Feature(pk=feature_id, code=code, kind=kind, credit_type=credit_type,
+                          credits_per_unit=_credits(feature_price))  # fmt: skip
+        on_plan = plan_code is not None
+        terms[(account_id, code)] = FeatureTerms(
             feature=feature,
-            enabled=enabled,
-            credits_per_unit=(
-                feature._credits_per_unit
-                if feature._credits_per_unit is not None
-                else feature.credits_per_unit
-            ),
-            limit_per_period=feature._limit if on_plan else None,
-            period_start=feature._period_start,
-            overdraft_limit=overdraft or Decimal(0),
-            plan_code=feature._plan_code,
+            enabled=bool(listed and enabled) if on_plan else kind == Feature.Kind.METERED,
+            credits_per_unit=_credits(plan_price if plan_price is not None else feature_price),
+            limit_per_period=_credits(limit) if on_plan else None,
+            period_start=_moment(period_start),
+            overdraft_limit=_credits(overage_limit) if overage_policy == "allow" else ZERO,
+            plan_code=plan_code,
         )
     return terms
+
+
+def feature_terms(*, account, feature_codes):
+    """Terms of each active feature among `feature_codes` for one account: `{code: terms}`."""
+    found = terms_for(pairs={(account.pk, code) for code in feature_codes})
+    return {code: t for (_, code), t in found.items()}
 
 
 @dataclass(frozen=True)

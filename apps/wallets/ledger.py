@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from apps.core.errors import InsufficientCredits, InvalidInput
 
+from . import bulk
+from .bulk import PendingEntry
 from .models import CreditGrant, LedgerEntry, Reservation, Wallet
 
 ZERO = Decimal("0")
@@ -200,7 +202,7 @@ class LedgerBook:
     def entry(self, state, *, kind, amount, held_change=ZERO, **links):
         self.touched[state.wallet.pk] = state.wallet
         self.entries.append(
-            LedgerEntry(
+            PendingEntry(
                 account_id=state.wallet.account_id,
                 wallet=state.wallet,
                 kind=kind,
@@ -214,20 +216,18 @@ class LedgerBook:
 
     def flush(self):
         """Write everything collected: at most one statement per table and kind of write."""
-        from apps.usage.models import UsageEvent
-
         if self.new_grants:
             CreditGrant.objects.bulk_create(self.new_grants)
         if self.new_usage_events:
-            UsageEvent.objects.bulk_create(self.new_usage_events)
+            bulk.insert_usage_events(self.new_usage_events)
         if self.new_reservations:
             Reservation.objects.bulk_create(self.new_reservations)
         if self.entries:
-            LedgerEntry.objects.bulk_create(self.entries)
+            bulk.insert_ledger_entries(self.entries)
         new_grant_ids = {id(g) for g in self.new_grants}
         dirty = [g for key, g in self.dirty_grants.items() if key not in new_grant_ids]
         if dirty:
-            CreditGrant.objects.bulk_update(dirty, ["remaining", "voided_at"])
+            bulk.update_grants(dirty)
         if self.dirty_reservations:
             Reservation.objects.bulk_update(
                 list(self.dirty_reservations.values()), ["status", "usage_event", "closed_at"]
@@ -236,7 +236,7 @@ class LedgerBook:
         for wallet in wallets:
             wallet.updated_at = self.now
         if wallets:
-            Wallet.objects.bulk_update(wallets, ["balance", "held", "debt", "updated_at"])
+            bulk.update_wallets(wallets)
         self.entries, self.new_grants, self.dirty_grants = [], [], {}
         self.new_usage_events, self.new_reservations, self.dirty_reservations = [], [], {}
         self.touched = {}

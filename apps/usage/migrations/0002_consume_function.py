@@ -1,5 +1,4 @@
-"""PostgreSQL fast path: one function call per consume (and one per batch) instead of a
-dozen round trips. It applies exactly the rules of the portable path in
+"""PostgreSQL fast path: one function call per consume instead of a dozen round trips. It applies exactly the rules of the portable path in
 apps/usage/services.py; the same tests run against both. Frozen here: change it in a new
 migration with CREATE OR REPLACE."""
 
@@ -234,39 +233,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION creditdesk_consume_batch(p_events jsonb, p_now timestamptz)
-RETURNS TABLE (
-    idx bigint, outcome text, usage_event_id bigint, feature_id bigint, feature_code text,
-    credit_type_id bigint, credit_type_code text, quantity numeric, credits_per_unit numeric,
-    credits numeric, balance_after numeric, available_after numeric, occurred_at timestamptz,
-    created_at timestamptz, metadata jsonb, d_required numeric, d_available numeric,
-    d_limit numeric, d_used numeric
-) LANGUAGE plpgsql AS $$
-#variable_conflict use_column
-DECLARE
-    item record;
-BEGIN
-    -- Lock every wallet the batch touches in id order first, so batches never deadlock.
-    PERFORM 1 FROM wallets_wallet w
-    JOIN (SELECT DISTINCT (ev.value->>'account_id')::bigint AS account_id, ft.credit_type_id
-          FROM jsonb_array_elements(p_events) ev
-          JOIN catalog_feature ft ON ft.code = ev.value->>'feature') x
-      ON w.account_id = x.account_id AND w.credit_type_id = x.credit_type_id
-    ORDER BY w.id FOR UPDATE OF w;
-    -- One event after another, each standing alone: a refused event writes nothing.
-    FOR item IN SELECT x.value, x.ordinality FROM jsonb_array_elements(p_events) WITH ORDINALITY x
-    LOOP
-        RETURN QUERY SELECT item.ordinality - 1, r.* FROM creditdesk_consume(
-            (item.value->>'account_id')::bigint, item.value->>'feature',
-            (item.value->>'quantity')::numeric, item.value->>'key', item.value->>'fingerprint',
-            item.value->'metadata', (item.value->>'occurred_at')::timestamptz, p_now) r;
-    END LOOP;
-END
-$$;
 """
 
 DROP = """
-DROP FUNCTION IF EXISTS creditdesk_consume_batch(jsonb, timestamptz);
 DROP FUNCTION IF EXISTS creditdesk_consume(bigint, text, numeric, text, text, jsonb,
                                           timestamptz, timestamptz);
 """
