@@ -238,8 +238,11 @@ def _consume_in_transaction(requests):
         for request in requests:
             outcome = _consume_one(request, terms[request.account.pk], book, counters, prior, seen)
             outcomes.append(outcome)
-        book.flush()
-        counters.save()
+        if any(o.usage_event and not o.replayed for o in outcomes):
+            book.flush()
+            counters.save()
+        # else nothing was charged: leave even the lazy expiry unwritten, as the fast path does
+        # (the expiry job or the next consume writes it).
     for outcome in outcomes:
         if outcome.usage_event is not None:
             outcome.usage_event = ChargedUsage.of(outcome.usage_event)

@@ -277,3 +277,14 @@ class TestOverage:
         assert (grant.remaining, grant.debt_settled) == (D(0), D(10))
         assert wallet_of(account).debt == D(20)
         assert_ledger_sound()
+
+
+def test_a_refused_consume_writes_nothing_at_all_not_even_the_lazy_expiry(time_machine):
+    account, _ = priced_account()
+    give(account, 10, days=1)
+    time_machine.move_to(timezone.now() + timedelta(days=2))
+    entries = LedgerEntry.objects.count()
+    with pytest.raises(InsufficientCredits):
+        consume(account=account, feature="api_call")
+    assert LedgerEntry.objects.count() == entries
+    assert_ledger_sound()
