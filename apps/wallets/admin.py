@@ -103,47 +103,52 @@ class WalletAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def grant_view(self, request, pk):
-        wallet = self._wallet_for(request, pk, "wallets.grant_credits")
-        form = GrantCreditsForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            try:
-                grant_credits(
-                    account=wallet.account,
-                    credit_type=wallet.credit_type,
-                    amount=data["amount"],
-                    source=data["source"],
-                    expires_at=data["expires_at"],
-                    priority=data["priority"],
-                    reason=data["reason"],
-                    acting_user=request.user,
-                )
-            except DomainError as error:
-                form.add_error(None, error.message)
-            else:
-                self.message_user(request, f"Granted {data['amount']} credits.", messages.SUCCESS)
-                return redirect("admin:wallets_wallet_change", wallet.pk)
-        return self._form_page(request, wallet, form, "Grant credits")
+        def apply(wallet, data):
+            grant_credits(
+                account=wallet.account,
+                credit_type=wallet.credit_type,
+                amount=data["amount"],
+                source=data["source"],
+                expires_at=data["expires_at"],
+                priority=data["priority"],
+                reason=data["reason"],
+                acting_user=request.user,
+            )
+            return f"Granted {data['amount']} credits."
+
+        return self._correction(
+            request, pk, "wallets.grant_credits", GrantCreditsForm, "Grant credits", apply
+        )
 
     def claw_back_view(self, request, pk):
-        wallet = self._wallet_for(request, pk, "wallets.claw_back_credits")
-        form = ClawBackForm(request.POST or None)
+        def apply(wallet, data):
+            adjust(
+                account=wallet.account,
+                credit_type=wallet.credit_type,
+                amount=-data["amount"],
+                reason=data["reason"],
+                acting_user=request.user,
+            )
+            return f"Clawed back {data['amount']} credits."
+
+        return self._correction(
+            request, pk, "wallets.claw_back_credits", ClawBackForm, "Claw back credits", apply
+        )
+
+    def _correction(self, request, pk, permission, form_class, title, apply):
+        """A staff correction form: on a valid POST run `apply` (a ledger service); a domain
+        error becomes a form error and nothing is written."""
+        wallet = self._wallet_for(request, pk, permission)
+        form = form_class(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
             try:
-                adjust(
-                    account=wallet.account,
-                    credit_type=wallet.credit_type,
-                    amount=-data["amount"],
-                    reason=data["reason"],
-                    acting_user=request.user,
-                )
+                done = apply(wallet, form.cleaned_data)
             except DomainError as error:
                 form.add_error(None, error.message)
             else:
-                self.message_user(request, f"Clawed back {data['amount']}.", messages.SUCCESS)
+                self.message_user(request, done, messages.SUCCESS)
                 return redirect("admin:wallets_wallet_change", wallet.pk)
-        return self._form_page(request, wallet, form, "Claw back credits")
+        return self._form_page(request, wallet, form, title)
 
     def _wallet_for(self, request, pk, permission):
         if not request.user.has_perm(permission):
