@@ -27,3 +27,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class LargeTableAdmin(ReadOnlyAdmin):
+    """Read-only lists over tables that grow to millions of rows: no full COUNT(*), no
+    per-filter counts (facets)."""
+
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER

@@ -1,17 +1,15 @@
 from django.contrib import admin
 
-from apps.core.admin import LargeTablePaginator, ReadOnlyAdmin
+from apps.core.admin import LargeTableAdmin
 
 from .models import UsageEvent
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(ReadOnlyAdmin):
+class UsageEventAdmin(LargeTableAdmin):
     list_display = ["id", "occurred_at", "account", "feature", "quantity", "credits",
                     "balance_after", "idempotency_key"]  # fmt: skip
     list_filter = ["feature", "occurred_at"]
     list_select_related = ["account", "feature"]
     search_fields = ["=account__external_id", "=idempotency_key"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]

@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import LargeTablePaginator, ReadOnlyAdmin
+from apps.core.admin import LargeTableAdmin
 from apps.core.errors import DomainError
 
 from .forms import ClawBackForm, GrantCreditsForm, VoidGrantForm
@@ -40,7 +40,7 @@ class GrantInline(admin.TabularInline):
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyAdmin):
+class WalletAdmin(LargeTableAdmin):
     list_display = ["account", "credit_type", "balance", "held", "available", "debt", "updated_at"]
     list_filter = ["credit_type"]
     list_select_related = ["account", "credit_type"]
@@ -49,8 +49,6 @@ class WalletAdmin(ReadOnlyAdmin):
               "recent_entries"]  # fmt: skip
     readonly_fields = fields
     inlines = [GrantInline]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
 
     @admin.display(description="Available")
     def available(self, wallet):
@@ -168,14 +166,12 @@ class WalletAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CreditGrant)
-class CreditGrantAdmin(ReadOnlyAdmin):
+class CreditGrantAdmin(LargeTableAdmin):
     list_display = ["id", "account", "credit_type", "source", "amount", "remaining",
                     "expires_at", "unit_price", "currency", "reference", "created_at"]  # fmt: skip
     list_filter = ["source", "wallet__credit_type", "expires_at", "created_at"]
     list_select_related = ["account", "wallet__credit_type"]
     search_fields = ["=account__external_id", "=reference"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
 
     @admin.display(description="Credit type", ordering="wallet__credit_type__code")
     def credit_type(self, grant):
@@ -217,15 +213,13 @@ class CreditGrantAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(LargeTableAdmin):
     list_display = ["id", "created_at", "account", "credit_type", "kind", "amount",
                     "balance_after", "held_change", "grant_id", "usage_event_id", "acting_user",
                     "reason"]  # fmt: skip
     list_filter = ["kind", "wallet__credit_type", "created_at"]
     list_select_related = ["account", "wallet__credit_type", "acting_user"]
     search_fields = ["=account__external_id"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
     ordering = ["-id"]
 
     @admin.display(description="Credit type")
@@ -234,11 +228,9 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdmin):
+class ReservationAdmin(LargeTableAdmin):
     list_display = ["id", "account", "feature", "credits_held", "status", "expires_at",
                     "created_at", "closed_at"]  # fmt: skip
     list_filter = ["status", "expires_at"]
     list_select_related = ["account", "feature"]
     search_fields = ["=account__external_id", "=idempotency_key"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
