@@ -80,8 +80,8 @@ class Plan(models.Model):
         YEAR = "year", "Yearly"
 
     class OveragePolicy(models.TextChoices):
-        BLOCK = "block", "Block when credits run out"
-        ALLOW = "allow", "Allow overage up to a limit, billed at period end"
+        BLOCK = "block", "Block at zero"
+        ALLOW = "allow", "Allow overage up to the limit"
 
     code = code_field()
     name = models.CharField(max_length=100)
@@ -110,7 +110,11 @@ class Plan(models.Model):
     )
 
     overage_policy = models.CharField(
-        max_length=8, choices=OveragePolicy.choices, default=OveragePolicy.BLOCK
+        max_length=8,
+        choices=OveragePolicy.choices,
+        default=OveragePolicy.BLOCK,
+        help_text="When credits run out: refuse, or let the balance go below zero down to the "
+        "overage limit, billed at period end at the overage unit price.",
     )
     overage_limit = credit_field(
         default=0, help_text="Credits an account may go below zero under the allow policy."
