@@ -256,7 +256,7 @@ def _prior_events(requests):
             match |= Q(account_id=r.account.pk, idempotency_key=r.idempotency_key)
     if not match:
         return {}
-    events = UsageEvent.objects.filter(match).select_related("feature", "credit_type")
+    events = UsageEvent.objects.filter(match).select_related("account", "feature", "credit_type")
     return {(e.account_id, e.idempotency_key): e for e in events}
 
 

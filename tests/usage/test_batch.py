@@ -83,3 +83,16 @@ def test_batch_queries_do_not_grow_with_the_number_of_events(django_assert_max_n
     with django_assert_max_num_queries(small):
         consume_batch(requests=requests_for(account, *[1] * 500))
     assert_ledger_sound()
+
+
+def test_replaying_a_batch_costs_no_query_per_event():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    account, _ = priced_account(credits=100)
+    keys = [f"r{i}" for i in range(20)]
+    consume_batch(requests=requests_for(account, *[1] * 20, keys=keys))
+    with CaptureQueriesContext(connection) as ctx:
+        outcomes = consume_batch(requests=requests_for(account, *[1] * 20, keys=keys))
+    assert all(o.replayed for o in outcomes)
+    assert len(ctx.captured_queries) < 10
