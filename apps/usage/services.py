@@ -230,8 +230,7 @@ def _consume_in_transaction(requests):
                 wanted.add(key)
                 if t.overdraft_limit > 0:
                     with_overdraft.add(key)
-        book.lock(keys=with_overdraft, create=True)
-        book.lock(keys=wanted - with_overdraft)
+        book.lock(keys=wanted, create=with_overdraft)
         counters = Counters.load(terms)
 
         outcomes, seen = [], {}

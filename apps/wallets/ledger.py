@@ -162,13 +162,17 @@ class LedgerBook:
 
     def lock(self, *, keys, create=False, with_grants=True):
         """Lock the wallets for `(account_id, credit_type_id)` keys in id order, and load their
-        grants with credits left. Missing wallets are created when `create`, else left out."""
+        grants with credits left. Missing wallets are created when `create` is True (or, when
+        it is a set of keys, for those keys), else left out. All in one locking statement:
+        two calls would not lock in one id order, and could deadlock against a job."""
         keys = sorted(set(keys) - set(self.states))
         if not keys:
             return self.states
-        if create:
+        to_create = keys if create is True else sorted(set(create or ()) & set(keys))
+        if to_create:
             Wallet.objects.bulk_create(
-                [Wallet(account_id=a, credit_type_id=c) for a, c in keys], ignore_conflicts=True
+                [Wallet(account_id=a, credit_type_id=c) for a, c in to_create],
+                ignore_conflicts=True,
             )
         match = Q()
         for account_id, credit_type_id in keys:

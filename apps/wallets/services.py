@@ -59,10 +59,6 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
     except DecimalInputError as exc:
         raise InvalidInput(f"unit_price {exc}.", details={"unit_price": [str(exc)]}) from None
     now = timezone.now()
-    if expires_at is not None and expires_at <= now:
-        raise InvalidInput(
-            "expires_at must be in the future.", details={"expires_at": ["must be in the future"]}
-        )
     priority = CreditGrant.DEFAULT_PRIORITY if priority is None else priority
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 32767:
         raise InvalidInput("priority must be 0-32767.", details={"priority": ["0-32767"]})
@@ -108,6 +104,13 @@ def _grant(account, terms, unit_price, currency, reference, reason, acting_user,
                         f"Reference {reference!r} already granted credits on other terms."
                     )
                 return prior, False
+        # Checked after the replay lookup: a retry of a grant whose expiry has passed since
+        # must replay it, not fail.
+        if terms["expires_at"] is not None and terms["expires_at"] <= now:
+            raise InvalidInput(
+                "expires_at must be in the future.",
+                details={"expires_at": ["must be in the future"]},
+            )
         book = LedgerBook(now=now)
         key = (account.pk, terms["credit_type_id"])
         book.lock(keys=[key], create=True)

@@ -140,3 +140,15 @@ def test_the_database_refuses_to_change_ledger_entries(statement):
     give(AccountFactory(), 1)
     with pytest.raises(IntegrityError, match="append-only"), connection.cursor() as cursor:
         cursor.execute(statement.format(t=LedgerEntry._meta.db_table))
+
+
+def test_a_grant_retried_after_its_expiry_replays_instead_of_failing(time_machine):
+    account = AccountFactory()
+    first = give(account, 10, days=1, reference="r1")
+    expires_at = first.expires_at
+    time_machine.move_to(timezone.now() + timedelta(days=2))
+    again, created = grant_credits(
+        account=account, credit_type=CreditTypeFactory(), amount=D(10), source="promo",
+        expires_at=expires_at, reference="r1",
+    )  # fmt: skip
+    assert (again.pk, created) == (first.pk, False)
