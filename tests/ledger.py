@@ -21,7 +21,8 @@ D = Decimal
 
 
 def assert_ledger_sound(account=None):
-    assert ledger_violations(account=account) == []
+    problems = ledger_violations(account=account)
+    assert problems == [], problems
 
 
 def give(account, amount, *, credit_type=None, days=None, priority=None, **kwargs):

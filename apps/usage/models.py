@@ -11,10 +11,17 @@ class UsageEvent(models.Model):
     """One successful consume. Its cost and result are snapshotted so that a replay with the
     same idempotency key returns exactly the first answer."""
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
-    feature = models.ForeignKey("catalog.Feature", on_delete=models.PROTECT, related_name="+")
+    # Every index here costs every consume a write: the account is indexed by
+    # usage_account_recent; features and credit types are looked up by event only when one is
+    # deleted, which PROTECT refuses anyway (deactivate them instead).
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    feature = models.ForeignKey(
+        "catalog.Feature", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     credit_type = models.ForeignKey(
-        "catalog.CreditType", on_delete=models.PROTECT, related_name="+"
+        "catalog.CreditType", on_delete=models.PROTECT, related_name="+", db_index=False
     )
     quantity = credit_field()
     credits_per_unit = credit_field()

@@ -127,7 +127,7 @@ def check(*, account, feature, quantity=1):
     from django.utils import timezone
 
     from apps.core.errors import DomainError, FeatureNotFound
-    from apps.wallets.ledger import exact_credits
+    from apps.wallets.ledger import cost_of
     from apps.wallets.models import Wallet
 
     from .services import Counters, _resolve, parse_quantity
@@ -140,8 +140,8 @@ def check(*, account, feature, quantity=1):
     credit_type = t.feature.credit_type.code if t.feature.credit_type_id else None
     try:
         _resolve(account, terms, feature)
-        credits = exact_credits(quantity * t.credits_per_unit)
-        Counters.load({account.pk: terms}).check(account.pk, t, quantity)
+        credits = cost_of(quantity, t.credits_per_unit)
+        Counters.load({account.pk: terms}, lock=False).check(account.pk, t, quantity)
     except FeatureNotFound:
         raise
     except DomainError as error:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -32,7 +32,7 @@ from apps.core.errors import (
     ReservationNotHeld,
 )
 from apps.wallets.bulk import PendingUsageEvent
-from apps.wallets.ledger import ZERO, LedgerBook, exact_credits
+from apps.wallets.ledger import ZERO, LedgerBook, cost_of, retry_on_idempotency_race
 from apps.wallets.models import Reservation
 
 from . import fast_path
@@ -197,18 +197,9 @@ def consume_batch(*, requests):
     per wallet. Returns one Outcome per request."""
     if not requests:
         return []
-    if len(requests) == 1 and fast_path.enabled():
-        # One database call. Batches stay on the engine below: it locks each wallet once and
-        # writes each table once per batch, which beats one function call per event.
-        return fast_path.consume_one(requests[0])
-    try:
-        return _consume_in_transaction(requests)
-    except IntegrityError:
-        if not any(r.idempotency_key for r in requests):
-            raise
-        # A concurrent request with one of these idempotency keys committed first; this
-        # pass finds it and replays it (or reports the key reused).
-        return _consume_in_transaction(requests)
+    if fast_path.enabled():
+        return fast_path.consume(requests)
+    return retry_on_idempotency_race(lambda: _consume_in_transaction(requests))
 
 
 def _consume_in_transaction(requests):
@@ -231,7 +222,7 @@ def _consume_in_transaction(requests):
                 if t.overdraft_limit > 0:
                     with_overdraft.add(key)
         book.lock(keys=wanted, create=with_overdraft)
-        counters = Counters.load(terms)
+        counters = Counters.load(terms, lock=True)
 
         outcomes, seen = [], {}
         for request in requests:
@@ -240,8 +231,10 @@ def _consume_in_transaction(requests):
         if any(o.usage_event and not o.replayed for o in outcomes):
             book.flush()
             counters.save()
-        # else nothing was charged: leave even the lazy expiry unwritten, as the fast path does
-        # (the expiry job or the next consume writes it).
+        else:
+            # Nothing charged: leave even the lazy expiry unwritten, as the fast path does (the
+            # expiry job or the next consume writes it).
+            book.drop_unused_wallets()
     for outcome in outcomes:
         if outcome.usage_event is not None:
             outcome.usage_event = ChargedUsage.of(outcome.usage_event)
@@ -300,7 +293,7 @@ def _resolve(account, terms, feature_code):
 def _charge(request, terms, book, counters):
     account = request.account
     t = _resolve(account, terms, request.feature)
-    credits = exact_credits(request.quantity * t.credits_per_unit)
+    credits = cost_of(request.quantity, t.credits_per_unit)
     counters.check(account.pk, t, request.quantity)
     state = book.states.get((account.pk, t.credit_type_id))
     if state is None and credits > 0:
@@ -333,25 +326,36 @@ def _charge(request, terms, book, counters):
 
 
 class Counters:
-    """Period usage for quotas, read under the wallet lock and written back absolutely."""
+    """Period usage for quotas. Writers load it locked, after the wallets (the lock order
+    everywhere): a feature that costs nothing has no wallet lock to serialise its quota."""
 
     def __init__(self, rows):
         self.rows = rows  # (account_id, feature_id, period_start) -> UsageCounter
         self.touched = {}
 
     @classmethod
-    def load(cls, terms_by_account):
+    def load(cls, terms_by_account, *, lock):
+        keys = sorted(
+            (account_id, t.feature.pk, t.period_start)
+            for account_id, terms in terms_by_account.items()
+            for t in terms.values()
+            if t.limit_per_period is not None and t.period_start is not None
+        )
+        if not keys:
+            return cls({})
+        if lock:
+            # The rows must exist to be locked; a zero row is what "nothing used" means.
+            UsageCounter.objects.bulk_create(
+                [UsageCounter(account_id=a, feature_id=f, period_start=p) for a, f, p in keys],
+                ignore_conflicts=True,
+            )
         match = Q()
-        for account_id, terms in terms_by_account.items():
-            for t in terms.values():
-                if t.limit_per_period is not None and t.period_start is not None:
-                    match |= Q(account_id=account_id, feature_id=t.feature.pk,
-                               period_start=t.period_start)  # fmt: skip
-        rows = {}
-        if match:
-            for counter in UsageCounter.objects.filter(match):
-                rows[(counter.account_id, counter.feature_id, counter.period_start)] = counter
-        return cls(rows)
+        for account_id, feature_id, period_start in keys:
+            match |= Q(account_id=account_id, feature_id=feature_id, period_start=period_start)
+        counters = UsageCounter.objects.filter(match)
+        if lock:
+            counters = counters.order_by("pk").select_for_update()
+        return cls({(c.account_id, c.feature_id, c.period_start): c for c in counters})
 
     def _key(self, account_id, t):
         if t.limit_per_period is None or t.period_start is None:
@@ -374,20 +378,14 @@ class Counters:
         key = self._key(account_id, t)
         if key is None:
             return
-        counter = self.rows.get(key) or UsageCounter(
-            account_id=account_id, feature_id=t.feature.pk, period_start=t.period_start, used=ZERO
-        )
+        counter = self.rows[key]  # loaded with lock=True, which creates missing rows
         counter.used += quantity
         self.rows[key] = self.touched[key] = counter
 
     def save(self):
+        """Write back what was added (the rows were loaded locked)."""
         if self.touched:
-            UsageCounter.objects.bulk_create(
-                list(self.touched.values()),
-                update_conflicts=True,
-                unique_fields=["account", "feature", "period_start"],
-                update_fields=["used"],
-            )
+            UsageCounter.objects.bulk_update(list(self.touched.values()), ["used"])
 
 
 # --- reservations -----------------------------------------------------------------------------
@@ -411,12 +409,9 @@ def reserve(*, account, feature, quantity, ttl_seconds=RESERVATION_TTL_DEFAULT,
     fingerprint = _fingerprint(
         op="reserve", feature=feature, quantity=format_decimal(quantity), ttl=ttl_seconds
     )
-    try:
-        return _reserve(account, feature, quantity, ttl_seconds, idempotency_key, fingerprint)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        return _reserve(account, feature, quantity, ttl_seconds, idempotency_key, fingerprint)
+    return retry_on_idempotency_race(
+        lambda: _reserve(account, feature, quantity, ttl_seconds, idempotency_key, fingerprint)
+    )
 
 
 def _reserve(account, feature_code, quantity, ttl_seconds, idempotency_key, fingerprint):
@@ -431,11 +426,11 @@ def _reserve(account, feature_code, quantity, ttl_seconds, idempotency_key, fing
                 return prior, True
         t = _resolve(account, feature_terms(account=account, feature_codes=[feature_code]),
                      feature_code)  # fmt: skip
-        credits = exact_credits(quantity * t.credits_per_unit)
+        credits = cost_of(quantity, t.credits_per_unit)
         book = LedgerBook()
         key = (account.pk, t.credit_type_id)
         book.lock(keys=[key], create=True)
-        Counters.load({account.pk: {feature_code: t}}).check(account.pk, t, quantity)
+        Counters.load({account.pk: {feature_code: t}}, lock=False).check(account.pk, t, quantity)
         state = book.states[key]
         state.check_funds(credits, overdraft_limit=t.overdraft_limit)
         reservation = Reservation(
@@ -492,8 +487,8 @@ def commit_reservation(*, reservation_id, quantity, metadata=None):
         terms = feature_terms(account=account, feature_codes=[reservation.feature.code])
         t = terms.get(reservation.feature.code)
         overdraft = t.overdraft_limit if t else ZERO
-        credits = exact_credits(quantity * reservation.credits_per_unit)
-        counters = Counters.load({account.pk: terms})
+        credits = cost_of(quantity, reservation.credits_per_unit)
+        counters = Counters.load({account.pk: terms}, lock=True)
         if t is not None:
             counters.check(account.pk, t, quantity)
         state.check_funds(

@@ -172,6 +172,30 @@ def insert_ledger_entries(entries):
     )
 
 
+def create_wallets(keys, *, now):
+    """Create the wallets for `(account_id, credit_type_id)` keys that do not exist yet;
+    returns the ids of those this call created (PostgreSQL and SQLite both RETURNING)."""
+    values = ", ".join(["(%s, %s, 0, 0, 0, %s, %s)"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Only placeholders are formatted in; values are bound.
+            "INSERT INTO wallets_wallet (account_id, credit_type_id, balance, held, debt, "  # noqa: S608
+            f"created_at, updated_at) VALUES {values} ON CONFLICT DO NOTHING RETURNING id",
+            [value for a, c in keys for value in (a, c, now, now)],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def delete_wallets(ids):
+    """Remove wallets created in this transaction that nothing was written to."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Only placeholders are formatted in; values are bound.
+            "DELETE FROM wallets_wallet WHERE id IN (" + ", ".join(["%s"] * len(ids)) + ")",  # noqa: S608
+            sorted(ids),
+        )
+
+
 def update_grants(grants):
     if connection.vendor != "postgresql":
         CreditGrant.objects.bulk_update(grants, ["remaining", "voided_at"])

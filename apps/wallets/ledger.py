@@ -15,11 +15,13 @@ transaction already serialises writers.
 """
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
+from django.db import IntegrityError
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.errors import InsufficientCredits, InvalidInput
 
 from . import bulk
@@ -28,20 +30,56 @@ from .models import CreditGrant, LedgerEntry, Reservation, Wallet
 
 ZERO = Decimal("0")
 CREDIT_QUANTUM = Decimal("0.000001")
+CREDITS_LIMIT = Decimal(10) ** (CREDIT_DIGITS - CREDIT_PLACES)
 Kind = LedgerEntry.Kind
 
 # Burn-down order: priority, then soonest expiry (never-expiring last), then oldest.
 BURN_DOWN_ORDER = ("priority", F("expires_at").asc(nulls_last=True), "id")
 
 
-def exact_credits(value, *, what="credits"):
-    """A product such as quantity × price must still fit 6 decimal places; never round."""
-    if value != value.quantize(CREDIT_QUANTUM):
+def cost_of(quantity, credits_per_unit):
+    """quantity × price, exactly: it must fit 6 decimal places and a credit column, else
+    InvalidInput; never rounded. Multiplied with enough digits for any two credit values (the
+    default 28-digit context would round large products before the check)."""
+    with localcontext(prec=2 * CREDIT_DIGITS + 2):
+        value = quantity * credits_per_unit
+        exact = value.quantize(CREDIT_QUANTUM)
+    if value != exact:
         raise InvalidInput(
-            f"{what} come to {value}, which has more than 6 decimal places.",
-            details={"quantity": [f"{what} would be {value}: more than 6 decimal places."]},
+            f"credits come to {value}, which has more than 6 decimal places.",
+            details={"quantity": [f"credits would be {value}: more than 6 decimal places."]},
         )
-    return value.quantize(CREDIT_QUANTUM)
+    if exact >= CREDITS_LIMIT:
+        raise InvalidInput(
+            f"credits come to {exact}, more than a wallet can hold.",
+            details={"quantity": [f"credits would be {exact}: at most {CREDITS_LIMIT} - 1."]},
+        )
+    return exact
+
+
+# Unique constraints that make a repeat of a request a replay (UsageEvent, Reservation,
+# CreditGrant): losing a race on one of them means a concurrent repeat committed first.
+IDEMPOTENCY_CONSTRAINTS = {
+    "usage_event_idempotency_key_unique",
+    "reservation_idempotency_key_unique",
+    "grant_reference_unique_per_account",
+}
+
+
+def retry_on_idempotency_race(attempt):
+    """Run `attempt()`; if it lost a race on an idempotency constraint, run it once more:
+    that pass finds the winner's row and replays it. Any other IntegrityError is a bug."""
+    try:
+        return attempt()
+    except IntegrityError as error:
+        diag = getattr(error.__cause__, "diag", None)
+        if diag is not None:  # PostgreSQL names the constraint
+            lost_race = diag.constraint_name in IDEMPOTENCY_CONSTRAINTS
+        else:  # SQLite names the columns: "UNIQUE constraint failed: t.account_id, t.reference"
+            lost_race = "idempotency_key" in str(error) or ".reference" in str(error)
+        if not lost_race:
+            raise
+    return attempt()
 
 
 @dataclass
@@ -157,6 +195,7 @@ class LedgerBook:
         self.new_reservations = []
         self.dirty_reservations = {}
         self.touched = {}
+        self.created_wallet_ids = set()
 
     # --- reading under lock ---------------------------------------------------------------
 
@@ -170,10 +209,7 @@ class LedgerBook:
             return self.states
         to_create = keys if create is True else sorted(set(create or ()) & set(keys))
         if to_create:
-            Wallet.objects.bulk_create(
-                [Wallet(account_id=a, credit_type_id=c) for a, c in to_create],
-                ignore_conflicts=True,
-            )
+            self.created_wallet_ids |= bulk.create_wallets(to_create, now=self.now)
         match = Q()
         for account_id, credit_type_id in keys:
             match |= Q(account_id=account_id, credit_type_id=credit_type_id)
@@ -241,6 +277,15 @@ class LedgerBook:
             wallet.updated_at = self.now
         if wallets:
             bulk.update_wallets(wallets)
+        self.drop_unused_wallets()
         self.entries, self.new_grants, self.dirty_grants = [], [], {}
         self.new_usage_events, self.new_reservations, self.dirty_reservations = [], [], {}
         self.touched = {}
+
+    def drop_unused_wallets(self):
+        """Delete wallets this transaction created but never wrote to (an overdraft plan's
+        consume that failed): a failed request leaves nothing behind."""
+        unused = self.created_wallet_ids - {w.pk for w in self.touched.values()}
+        if unused:
+            bulk.delete_wallets(unused)
+        self.created_wallet_ids = set()

@@ -144,8 +144,14 @@ class LedgerEntry(models.Model):
         RELEASE = "release", "Release"
         OVERAGE = "overage", "Overage"
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="ledger_entries")
+    # Indexes on this append-only table cost every consume a write each: the account and
+    # wallet are indexed by the "newest" indexes below, the rarely set links partially.
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount = signed_credit_field()
     balance_after = signed_credit_field()
@@ -166,9 +172,15 @@ class LedgerEntry(models.Model):
         null=True,
         blank=True,
         related_name="ledger_entries",
+        db_index=False,
     )
     acting_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -180,6 +192,14 @@ class LedgerEntry(models.Model):
             models.Index(fields=["account", "-id"], name="ledger_account_newest"),
             models.Index(fields=["wallet", "-id"], name="ledger_wallet_newest"),
             models.Index(fields=["created_at"], name="ledger_created_at"),
+            models.Index(
+                fields=["reservation"],
+                condition=Q(reservation__isnull=False),
+                name="ledger_reservation",
+            ),
+            models.Index(
+                fields=["acting_user"], condition=Q(acting_user__isnull=False), name="ledger_staff"
+            ),
         ]
 
     def __str__(self):

@@ -3,7 +3,7 @@ locks the wallet before touching its grants (apps/wallets/ledger.py)."""
 
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.core.decimals import (
@@ -16,7 +16,7 @@ from apps.core.decimals import (
 )
 from apps.core.errors import IdempotencyKeyReused, InvalidInput
 
-from .ledger import LedgerBook
+from .ledger import LedgerBook, retry_on_idempotency_race
 from .models import CreditGrant, LedgerEntry
 
 STAFF_SOURCES = {CreditGrant.Source.PROMO, CreditGrant.Source.MANUAL, CreditGrant.Source.TRIAL}
@@ -68,16 +68,12 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
         "source": source,
         "expires_at": expires_at,
         "priority": priority,
+        "unit_price": unit_price,
+        "currency": currency,
     }
-    try:
-        return _grant(account, terms, unit_price, currency, reference, reason, acting_user,
-                      ledger_kind, now)  # fmt: skip
-    except IntegrityError:
-        if reference is None:
-            raise
-        # A concurrent grant with the same reference committed first.
-        return _grant(account, terms, unit_price, currency, reference, reason, acting_user,
-                      ledger_kind, now)  # fmt: skip
+    return retry_on_idempotency_race(
+        lambda: _grant(account, terms, reference, reason, acting_user, ledger_kind, now)
+    )
 
 
 def _same_terms(grant, terms):
@@ -87,10 +83,12 @@ def _same_terms(grant, terms):
         and grant.source == terms["source"]
         and grant.expires_at == terms["expires_at"]
         and grant.priority == terms["priority"]
+        and grant.unit_price == terms["unit_price"]
+        and grant.currency == terms["currency"]
     )
 
 
-def _grant(account, terms, unit_price, currency, reference, reason, acting_user, kind, now):
+def _grant(account, terms, reference, reason, acting_user, kind, now):
     with transaction.atomic(durable=True):
         if reference is not None:
             prior = (
@@ -121,8 +119,8 @@ def _grant(account, terms, unit_price, currency, reference, reason, acting_user,
                 priority=terms["priority"],
                 effective_at=now,
                 expires_at=terms["expires_at"],
-                unit_price=unit_price,
-                currency=currency,
+                unit_price=terms["unit_price"],
+                currency=terms["currency"],
                 reference=reference,
                 reason=reason or "",
                 created_by=acting_user,
