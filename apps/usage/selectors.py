@@ -121,7 +121,8 @@ class CheckResult:
 
 def check(*, account, feature, quantity=1):
     """Would `consume` succeed now? Writes nothing and takes no locks: the answer can be
-    overtaken by a concurrent consume, which is why consume checks again."""
+    overtaken by a concurrent consume, which is why consume checks again. For an on/off
+    feature, whether the account may use it (nothing is charged: no cost, no balance)."""
     from django.db.models import Q, Sum
     from django.db.models.functions import Coalesce
     from django.utils import timezone
@@ -137,6 +138,13 @@ def check(*, account, feature, quantity=1):
     t = terms.get(feature)
     if t is None:
         raise FeatureNotFound.of(feature)
+    if t.feature.kind != Feature.Kind.METERED:
+        reason = None
+        if account.status != account.Status.ACTIVE:
+            reason = "account_suspended"
+        elif not t.enabled:
+            reason = "feature_not_enabled"
+        return CheckResult(reason is None, reason, None, None, None, {})
     credit_type = t.feature.credit_type.code if t.feature.credit_type_id else None
     try:
         _resolve(account, terms, feature)

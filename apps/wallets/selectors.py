@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from django.db.models import F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import F, OuterRef, Q, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce
 
 from apps.usage.models import UsageEvent
@@ -14,6 +14,7 @@ from .models import CreditGrant, LedgerEntry, Reservation, Wallet
 # sixth decimal; PostgreSQL is exact. Differences under half a millionth are no difference.
 TOLERANCE = Decimal("0.0000005")
 ZERO = Value(Decimal(0), output_field=CREDITS)
+REPORT_AT_MOST = 50  # entries listed per check; one broken entry breaks every later sum too
 
 
 def _total(model, field, **filters):
@@ -96,6 +97,24 @@ def ledger_violations(*, account=None):
                 f"grant #{grant.pk} ({grant.account}): remaining {grant.remaining} != its "
                 f"ledger {grant._expected}"
             )
+
+    # Each entry's balance_after is the wallet's running Σ amount in entry order, and the entry
+    # belongs to its wallet's account.
+    entries = LedgerEntry.objects.all()
+    if account is not None:
+        entries = entries.filter(account=account)
+    chain = entries.annotate(
+        _running=Window(Sum("amount"), partition_by=[F("wallet_id")], order_by=F("id").asc())
+    ).filter(_differs("balance_after", "_running"))
+    for entry in chain.order_by("id")[:REPORT_AT_MOST]:
+        problems.append(
+            f"ledger entry #{entry.pk} (wallet #{entry.wallet_id}): balance_after "
+            f"{entry.balance_after} != running Σ amount {entry._running}"
+        )
+    for entry in entries.exclude(account_id=F("wallet__account_id")).order_by("id")[
+        :REPORT_AT_MOST
+    ]:
+        problems.append(f"ledger entry #{entry.pk}: account is not its wallet's account")
 
     charged = events.annotate(_charged=-_total(LedgerEntry, "amount", usage_event=OuterRef("pk")))
     for event in charged.filter(_differs("credits", "_charged")):

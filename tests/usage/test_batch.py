@@ -1,12 +1,17 @@
 """consume_batch(): each event stands alone, in order, with one lock per wallet."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.core.errors import FeatureNotFound, IdempotencyKeyReused, InsufficientCredits
 from apps.usage.services import ConsumeRequest, consume_batch
-from tests.ledger import D, assert_ledger_sound, priced_account, wallet_of
+from apps.wallets.models import LedgerEntry
+from tests.factories import PlanFactory
+from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("consume_path")]
 
 
 def requests_for(account, *quantities, feature="api_call", keys=None):
@@ -35,6 +40,32 @@ def test_a_bad_event_does_not_stop_the_others():
     assert isinstance(outcomes[1].error, FeatureNotFound)
     assert outcomes[0].usage_event and outcomes[2].usage_event
     assert wallet_of(account).balance == D(8)
+
+
+def test_a_batch_after_an_expiry_links_each_entry_to_its_grant_and_event(time_machine):
+    account, _ = priced_account()
+    expiring, lasting = give(account, 10, days=1), give(account, 100)
+    time_machine.move_to(timezone.now() + timedelta(days=2))
+    outcomes = consume_batch(requests=requests_for(account, 2, 3))
+    entries = list(LedgerEntry.objects.filter(kind__in=["expire", "consume"]).order_by("id"))
+    assert [(e.kind, e.grant_id, e.usage_event_id, e.balance_after) for e in entries] == [
+        ("expire", expiring.pk, None, D(100)),
+        ("consume", lasting.pk, outcomes[0].usage_event.pk, D(98)),
+        ("consume", lasting.pk, outcomes[1].usage_event.pk, D(95)),
+    ]
+    assert_ledger_sound()
+
+
+def test_overage_and_grant_draws_of_two_accounts_in_one_batch_stay_apart():
+    plan = PlanFactory(overage_policy="allow", overage_limit=D(10))
+    a, _ = priced_account(plan=plan)
+    b, _ = priced_account(credits=5, feature_code="other", plan=plan)
+    outcomes = consume_batch(requests=[*requests_for(a, 4), *requests_for(b, 2, feature="other")])
+    assert [o.usage_event.balance_after for o in outcomes] == [D(-4), D(3)]
+    overage, draw = LedgerEntry.objects.filter(kind__in=["overage", "consume"]).order_by("id")
+    assert (overage.kind, overage.grant_id, overage.account) == ("overage", None, a)
+    assert (draw.kind, draw.account, draw.grant.account) == ("consume", b, b)
+    assert_ledger_sound()
 
 
 def test_events_of_several_accounts_in_one_batch():

@@ -6,7 +6,7 @@ from django.utils import timezone
 from apps.core.errors import FeatureNotFound, InvalidInput
 from apps.usage.selectors import check
 from apps.wallets.models import LedgerEntry
-from tests.factories import PlanFactory
+from tests.factories import FeatureFactory, PlanFactory, PlanFeatureFactory
 from tests.ledger import D, give, priced_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("consume_path")]
@@ -58,6 +58,22 @@ def test_check_counts_the_overdraft_the_plan_allows():
     account, _ = priced_account(credits=1, plan=plan)
     assert check(account=account, feature="api_call", quantity=6).allowed
     assert not check(account=account, feature="api_call", quantity=7).allowed
+
+
+def test_check_of_an_on_off_feature_says_whether_the_account_may_use_it():
+    plan = PlanFactory()
+    PlanFeatureFactory(plan=plan, feature=FeatureFactory(code="sso", kind="boolean",
+                                                         credit_type=None))  # fmt: skip
+    included, _ = priced_account(plan=plan)
+    excluded, _ = priced_account(plan=True, feature_code="other")
+    yes, no = check(account=included, feature="sso"), check(account=excluded, feature="sso")
+    assert (yes.allowed, yes.reason, yes.credits_required, yes.available) == (
+        True,
+        None,
+        None,
+        None,
+    )
+    assert (no.allowed, no.reason) == (False, "feature_not_enabled")
 
 
 def test_check_raises_for_unknown_features_and_bad_quantities():

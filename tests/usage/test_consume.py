@@ -16,7 +16,7 @@ from apps.core.errors import (
 )
 from apps.usage.models import UsageEvent
 from apps.usage.services import consume
-from apps.wallets.models import LedgerEntry
+from apps.wallets.models import LedgerEntry, Wallet
 from tests.factories import FeatureFactory, PlanFactory
 from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
 
@@ -101,6 +101,20 @@ def test_a_cost_needing_more_than_six_places_is_rejected():
     with pytest.raises(InvalidInput, match="more than 6 decimal places"):
         consume(account=account, feature="api_call", quantity="0.333333")
     assert not LedgerEntry.objects.filter(kind="consume").exists()
+
+
+def test_a_cost_beyond_what_a_wallet_can_hold_is_rejected():
+    account, _ = priced_account(credits=100, credits_per_unit=100)
+    with pytest.raises(InvalidInput, match="more than a wallet can hold"):
+        consume(account=account, feature="api_call", quantity=10**17)
+
+
+def test_a_large_cost_is_checked_exactly_not_after_rounding():
+    # 100000000000.000001 × 1000000.000001 = 100000000000000001.100000000001: 30 digits,
+    # which a 28-digit context would round to something that looks exact.
+    account, _ = priced_account(credits=1, credits_per_unit="1000000.000001")
+    with pytest.raises(InvalidInput, match="more than 6 decimal places"):
+        consume(account=account, feature="api_call", quantity="100000000000.000001")
 
 
 def test_insufficient_credits_reports_the_shortfall_and_writes_nothing():
@@ -277,6 +291,40 @@ class TestOverage:
         assert (grant.remaining, grant.debt_settled) == (D(0), D(10))
         assert wallet_of(account).debt == D(20)
         assert_ledger_sound()
+
+
+def test_a_refused_consume_on_an_overdraft_plan_leaves_no_empty_wallet():
+    plan = PlanFactory(overage_policy="allow", overage_limit=D(5))
+    account, _ = priced_account(plan=plan)
+    with pytest.raises(InsufficientCredits):
+        consume(account=account, feature="api_call", quantity=6)
+    assert not Wallet.objects.filter(account=account).exists()
+    consume(account=account, feature="api_call", quantity=5)
+    assert wallet_of(account).balance == D(-5)
+    assert_ledger_sound()
+
+
+def test_a_consume_after_an_expiry_records_the_expiry_then_the_charge(time_machine):
+    account, _ = priced_account()
+    expiring, lasting = give(account, 10, days=1), give(account, 100)
+    time_machine.move_to(timezone.now() + timedelta(days=2))
+    event = consume(account=account, feature="api_call", quantity=3).usage_event
+    entries = list(LedgerEntry.objects.filter(kind__in=["expire", "consume"]).order_by("id"))
+    assert [(e.kind, e.grant_id, e.usage_event_id, e.balance_after) for e in entries] == [
+        ("expire", expiring.pk, None, D(100)),
+        ("consume", lasting.pk, event.pk, D(97)),
+    ]
+    assert_ledger_sound()
+
+
+def test_a_free_feature_keeps_its_quota_without_a_wallet():
+    account, _ = priced_account(
+        credits_per_unit=0, plan=True, plan_feature={"limit_per_period": D(2)}
+    )
+    consume(account=account, feature="api_call", quantity=2)
+    with pytest.raises(QuotaExceeded):
+        consume(account=account, feature="api_call")
+    assert not Wallet.objects.filter(account=account).exists()
 
 
 def test_a_refused_consume_writes_nothing_at_all_not_even_the_lazy_expiry(time_machine):

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from apps.core.errors import DomainError, InsufficientCredits
-from apps.usage.models import UsageEvent
+from apps.core.errors import DomainError, InsufficientCredits, QuotaExceeded
+from apps.usage.models import UsageCounter, UsageEvent
 from apps.usage.services import (
     ConsumeRequest,
     commit_reservation,
@@ -71,6 +71,17 @@ def test_200_consumes_race_for_100_credits_and_exactly_100_win():
     assert wallet_of(account).balance == D(0)
     assert UsageEvent.objects.count() == 100
     assert_ledger_sound()
+
+
+def test_racing_consumes_of_a_free_feature_never_exceed_its_quota():
+    account, _ = priced_account(
+        credits_per_unit=0, plan=True, plan_feature={"limit_per_period": D(10)}
+    )
+    results = race([lambda: consume(account=account, feature="api_call")] * 40)
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(results) - len(errors) == 10
+    assert all(isinstance(e, QuotaExceeded) for e in errors)
+    assert UsageCounter.objects.get(account=account).used == D(10)
 
 
 def test_16_racing_repeats_of_one_idempotency_key_charge_once():

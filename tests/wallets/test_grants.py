@@ -3,12 +3,13 @@
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.core.errors import IdempotencyKeyReused, InsufficientCredits, InvalidInput
-from apps.wallets.models import CreditGrant, LedgerEntry
+from apps.wallets.ledger import retry_on_idempotency_race
+from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
 from apps.wallets.services import adjust, expire_grants, grant_credits, void_grant
 from tests.factories import AccountFactory, CreditTypeFactory, UserFactory
 from tests.ledger import D, assert_ledger_sound, give, wallet_of
@@ -43,6 +44,29 @@ def test_one_reference_with_other_terms_is_a_conflict():
     give(account, 10, reference="k")
     with pytest.raises(IdempotencyKeyReused):
         give(account, 11, reference="k")
+
+
+@pytest.mark.parametrize("other", [{"unit_price": D("0.02")}, {"currency": "EUR"}])
+def test_one_reference_with_another_cost_basis_is_a_conflict(other):
+    account = AccountFactory()
+    give(account, 10, reference="k", unit_price=D("0.01"), currency="USD")
+    with pytest.raises(IdempotencyKeyReused):
+        give(account, 10, reference="k", **{"unit_price": D("0.01"), "currency": "USD", **other})
+
+
+def test_only_a_lost_idempotency_race_is_retried():
+    account, attempts = AccountFactory(), []
+    credit_type = CreditTypeFactory()
+
+    def attempt():
+        attempts.append(1)
+        with transaction.atomic():
+            Wallet.objects.create(account=account, credit_type=credit_type)
+            Wallet.objects.create(account=account, credit_type=credit_type)
+
+    with pytest.raises(IntegrityError):
+        retry_on_idempotency_race(attempt)
+    assert len(attempts) == 1
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.usage.services import consume, reserve
-from apps.wallets.models import CreditGrant, Wallet
+from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
 from tests.ledger import D, give, priced_account
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +44,18 @@ def test_any_tampering_is_reported_and_fails_the_command(busy_account, tamper, m
     with pytest.raises(CommandError, match="violation"):
         call_command("verify_ledger", stdout=StringIO(), stderr=err)
     assert message in err.getvalue()
+
+
+def test_a_broken_balance_after_chain_is_reported(busy_account):
+    wallet = Wallet.objects.get(account=busy_account)
+    # An entry whose amounts add up (0) but whose balance_after does not follow the chain.
+    LedgerEntry.objects.create(
+        account=busy_account, wallet=wallet, kind="adjust", amount=0, balance_after=D(1000)
+    )
+    err = StringIO()
+    with pytest.raises(CommandError, match="violation"):
+        call_command("verify_ledger", stdout=StringIO(), stderr=err)
+    assert "balance_after 1000.000000 != running Σ amount" in err.getvalue()
 
 
 def test_an_unknown_account_is_an_error():
