@@ -36,3 +36,17 @@ def test_consume_stays_within_budget_whether_it_draws_from_one_grant_or_fifty(gr
         )  # fmt: skip
     )
     assert len(statements) <= BUDGET[consume_path], statements
+
+
+QUOTA_BUDGET = {"database function": 1, "python": 11}
+
+
+def test_consume_with_a_quota_stays_within_its_budget(consume_path):
+    account, _ = priced_account(plan=True, plan_feature={"limit_per_period": D(100)})
+    give(account, 10)
+    statements = queries_of(
+        lambda: consume(account=account, feature="api_call", idempotency_key="budget")
+    )
+    # The portable path locks the quota counter with statements of its own (create, lock,
+    # write back); PostgreSQL does it inside its one call.
+    assert len(statements) <= QUOTA_BUDGET[consume_path], statements
