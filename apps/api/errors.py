@@ -7,21 +7,38 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from apps.core.errors import DomainError, InvalidInput, NotFound
+from apps.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+)
 
 logger = logging.getLogger(__name__)
 
+# API.md's statuses, by the domain error's class (its subclasses inherit the status).
 DOMAIN_STATUS = {
     InvalidInput: status.HTTP_400_BAD_REQUEST,
+    InsufficientCredits: status.HTTP_402_PAYMENT_REQUIRED,
+    Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
 }
+
+
+class BatchTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "batch_too_large"
+    default_detail = "Too many events in one batch."
 
 
 def error_body(code, message, details=None):
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def _domain_status(exc):
+def domain_status(exc):
     for cls in type(exc).__mro__:
         if cls in DOMAIN_STATUS:
             return DOMAIN_STATUS[cls]
@@ -30,13 +47,24 @@ def _domain_status(exc):
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=_domain_status(exc))
+        return Response(error_body(exc.code, exc.message, exc.details), status=domain_status(exc))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
-        return None  # a real bug: Django's 500 handling logs it
+        # A bug. Logged with the request's id, which the response carries; no traceback leaks.
+        request = context.get("request")
+        request_id = getattr(request, "request_id", None)
+        logger.exception("Unhandled error in %s (request %s)", context.get("view"), request_id)
+        return Response(
+            error_body(
+                "internal_error",
+                "Something went wrong on our side; it has been logged.",
+                {"request_id": request_id},
+            ),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header

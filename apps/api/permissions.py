@@ -11,4 +11,6 @@ class HasApiKey(BasePermission):
         if api_key is None:
             return False
         required = getattr(view, "required_scopes", ())
+        if isinstance(required, dict):
+            required = required.get(request.method, ())
         return all(scope in api_key.scopes for scope in required)

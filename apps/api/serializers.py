@@ -1,6 +1,18 @@
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from apps.catalog.models import CreditPack, Feature, Plan
+from apps.wallets.models import LedgerEntry
+
+from .fields import CreditsField, ExternalIdField, MetadataField
+
+
+class SignedCredits(serializers.DecimalField):
+    """A credit amount in a response: a decimal string with 6 places, possibly negative."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=24, decimal_places=6, **kwargs)
 
 
 class PlanAllowanceOut(serializers.Serializer):
@@ -58,3 +70,256 @@ class FeatureOut(serializers.ModelSerializer):
             "credits_per_unit",
             "unit_name",
         ]
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+class AccountIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    metadata = MetadataField()
+    plan = serializers.CharField(required=False, help_text="A plan code: a manual plan.")
+
+
+class AccountOut(serializers.Serializer):
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    email = serializers.CharField()
+    status = serializers.CharField()
+    plan = serializers.CharField(allow_null=True)
+    current_period_start = serializers.DateTimeField(allow_null=True)
+    current_period_end = serializers.DateTimeField(allow_null=True)
+    metadata = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+# --- balances, entitlements, ledger, usage ---------------------------------------------------
+
+
+class GrantSummaryOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    source = serializers.CharField()
+    remaining = CreditsField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    priority = serializers.IntegerField()
+
+
+class NextExpiryOut(serializers.Serializer):
+    at = serializers.DateTimeField()
+    credits = CreditsField()
+
+
+class WalletOut(serializers.Serializer):
+    credit_type = serializers.CharField()
+    balance = SignedCredits()
+    held = SignedCredits()
+    available = SignedCredits()
+    overdraft_limit = SignedCredits()
+    grants = GrantSummaryOut(many=True)
+    next_expiry = NextExpiryOut(allow_null=True)
+
+
+class BalanceOut(serializers.Serializer):
+    account = serializers.CharField()
+    at = serializers.DateTimeField(allow_null=True)
+    wallets = WalletOut(many=True)
+
+
+class BalanceQuery(serializers.Serializer):
+    at = serializers.DateTimeField(required=False, help_text="The balance as it stood then.")
+
+
+class EntitlementOut(serializers.Serializer):
+    feature = serializers.CharField()
+    kind = serializers.CharField()
+    enabled = serializers.BooleanField()
+    credit_type = serializers.CharField(allow_null=True)
+    credits_per_unit = SignedCredits(allow_null=True)
+    limit_per_period = SignedCredits(allow_null=True)
+    used_this_period = SignedCredits(allow_null=True)
+
+
+class EntitlementsOut(serializers.Serializer):
+    account = serializers.CharField()
+    plan = serializers.CharField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    features = EntitlementOut(many=True)
+
+
+class LedgerQuery(serializers.Serializer):
+    credit_type = serializers.CharField(required=False)
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.values, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=500, default=50)
+    cursor = serializers.CharField(required=False, help_text="`next` of the previous page.")
+
+
+class LedgerEntryOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    amount = SignedCredits()
+    balance_after = SignedCredits()
+    credit_type = serializers.CharField(source="wallet.credit_type.code")
+    grant = serializers.IntegerField(source="grant_id", allow_null=True)
+    usage_event = serializers.IntegerField(source="usage_event_id", allow_null=True)
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class LedgerPageOut(serializers.Serializer):
+    results = LedgerEntryOut(many=True)
+    next = serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page.")
+
+
+class UsageQuery(serializers.Serializer):
+    feature = serializers.CharField(required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    group_by = serializers.ChoiceField(choices=["day", "feature"], required=False)
+
+
+class UsageEventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    feature = serializers.CharField(source="feature.code")
+    quantity = CreditsField()
+    credits = SignedCredits()
+    credit_type = serializers.CharField(source="credit_type.code")
+    occurred_at = serializers.DateTimeField()
+    metadata = serializers.JSONField()
+
+
+class UsageTotalOut(serializers.Serializer):
+    group = serializers.CharField(help_text="The day (YYYY-MM-DD, UTC) or the feature code.")
+    quantity = SignedCredits()
+    credits = SignedCredits()
+
+
+class UsageOut(serializers.Serializer):
+    account = serializers.CharField()
+    group_by = serializers.CharField(allow_null=True)
+    events = UsageEventOut(many=True, required=False)
+    totals = UsageTotalOut(many=True, required=False)
+
+
+# --- checking and consuming ------------------------------------------------------------------
+
+
+class CheckIn(serializers.Serializer):
+    account = ExternalIdField()
+    feature = serializers.CharField(max_length=64)
+    quantity = CreditsField(default=Decimal(1))
+
+
+class CheckOut(serializers.Serializer):
+    allowed = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True)
+    credits_required = SignedCredits(allow_null=True)
+    credit_type = serializers.CharField(allow_null=True)
+    available = SignedCredits(allow_null=True)
+
+
+class ConsumeIn(serializers.Serializer):
+    account = ExternalIdField()
+    feature = serializers.CharField(max_length=64)
+    quantity = CreditsField(default=Decimal(1))
+    idempotency_key = serializers.CharField(max_length=255, required=False)
+    metadata = MetadataField()
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class ConsumeOut(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    account = serializers.CharField(source="account.external_id")
+    feature = serializers.CharField()
+    quantity = CreditsField()
+    credits = SignedCredits()
+    credit_type = serializers.CharField()
+    balance_after = SignedCredits()
+    available_after = SignedCredits()
+    created_at = serializers.DateTimeField()
+
+
+class BatchIn(serializers.Serializer):
+    events = serializers.ListField(
+        child=serializers.DictField(), help_text="1-1000 consume bodies."
+    )
+
+
+class ErrorOut(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class BatchResultOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="The status a single consume would answer.")
+    id = serializers.IntegerField(required=False)
+    credits = SignedCredits(required=False)
+    replayed = serializers.BooleanField(required=False)
+    error = ErrorOut(required=False)
+
+
+class BatchOut(serializers.Serializer):
+    results = BatchResultOut(many=True)
+
+
+# --- reservations ----------------------------------------------------------------------------
+
+
+class ReserveIn(serializers.Serializer):
+    account = ExternalIdField()
+    feature = serializers.CharField(max_length=64)
+    quantity = CreditsField()
+    ttl_seconds = serializers.IntegerField(min_value=1, max_value=86400, default=900)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
+
+
+class ReservationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    account = serializers.CharField(source="account.external_id")
+    feature = serializers.CharField(source="feature.code")
+    quantity = CreditsField()
+    status = serializers.CharField()
+    credits_held = SignedCredits()
+    expires_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+
+
+class CommitIn(serializers.Serializer):
+    quantity = CreditsField()
+    metadata = MetadataField()
+
+
+class CommitOut(serializers.Serializer):
+    reservation = ReservationOut()
+    usage_event = ConsumeOut()
+
+
+# --- grants ----------------------------------------------------------------------------------
+
+
+class GrantIn(serializers.Serializer):
+    credit_type = serializers.CharField(required=False, help_text="Needed if there are several.")
+    amount = CreditsField()
+    source = serializers.ChoiceField(choices=["promo", "manual", "trial"])
+    expires_at = serializers.DateTimeField(required=False)
+    priority = serializers.IntegerField(min_value=0, max_value=32767, required=False)
+    reason = serializers.CharField(max_length=2000)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
+
+
+class GrantOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    account = serializers.CharField(source="account.external_id")
+    credit_type = serializers.CharField(source="wallet.credit_type.code")
+    source = serializers.CharField()
+    amount = CreditsField()
+    remaining = SignedCredits()
+    debt_settled = SignedCredits()
+    priority = serializers.IntegerField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import DecimalField
+from django.db.models import DecimalField, F
 from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import CreditType, Feature
@@ -180,3 +180,61 @@ def check(*, account, feature, quantity=1):
             {"credits_required": credits, "available": available, "credit_type": credit_type},
         )
     return CheckResult(True, None, credits, credit_type, available, {})
+
+
+def entitlements(*, account):
+    """Every active feature as the account's plan (or no plan) sets it, with this period's use:
+    `(plan_code, [(FeatureTerms, used_or_None)])`."""
+    from .services import Counters
+
+    codes = list(
+        Feature.objects.filter(active=True).order_by("code").values_list("code", flat=True)
+    )
+    terms = feature_terms(account=account, feature_codes=codes)
+    counters = Counters.load({account.pk: terms}, lock=False)
+    rows = []
+    plan_code = None
+    for code in codes:
+        t = terms.get(code)
+        if t is None:
+            continue
+        plan_code = plan_code or t.plan_code
+        used = counters.used(account.pk, t) if t.limit_per_period is not None else None
+        rows.append((t, used))
+    return plan_code, rows
+
+
+def usage_events(*, account, feature=None, since=None, until=None, limit=1000):
+    from .models import UsageEvent
+
+    events = _usage(UsageEvent.objects.filter(account=account), feature, since, until)
+    return list(
+        events.select_related("feature", "credit_type").order_by("-occurred_at", "-id")[:limit]
+    )
+
+
+def usage_totals(*, account, group_by, feature=None, since=None, until=None):
+    """Σ quantity and credits per day (UTC) or per feature, oldest day / first code first."""
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    from .models import UsageEvent
+
+    events = _usage(UsageEvent.objects.filter(account=account), feature, since, until)
+    key = TruncDate("occurred_at", tzinfo=UTC) if group_by == "day" else F("feature__code")
+    return list(
+        events.annotate(group=key)
+        .values("group")
+        .annotate(quantity=Sum("quantity"), credits=Sum("credits"))
+        .order_by("group")
+    )
+
+
+def _usage(events, feature, since, until):
+    if feature:
+        events = events.filter(feature__code=feature)
+    if since:
+        events = events.filter(occurred_at__gte=since)
+    if until:
+        events = events.filter(occurred_at__lt=until)
+    return events

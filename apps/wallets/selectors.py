@@ -1,13 +1,16 @@
 """Reads of the ledger, including the invariant checks behind `verify_ledger`."""
 
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import F, OuterRef, Q, Subquery, Sum, Value, Window
+from django.db.models import F, Max, OuterRef, Q, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from apps.usage.models import UsageEvent
 from apps.usage.selectors import CREDITS
 
+from .ledger import BURN_DOWN_ORDER as BURN_DOWN
 from .models import CreditGrant, LedgerEntry, Reservation, Wallet
 
 # SQLite keeps decimals as floats, so sums there carry rounding noise far below a credit's
@@ -123,3 +126,121 @@ def ledger_violations(*, account=None):
             f"{event._charged}"
         )
     return problems
+
+
+# --- what the API reads ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrantView:
+    id: int
+    source: str
+    remaining: Decimal
+    expires_at: object
+    priority: int
+
+
+@dataclass(frozen=True)
+class WalletView:
+    credit_type: str
+    balance: Decimal
+    held: Decimal
+    available: Decimal
+    overdraft_limit: Decimal
+    grants: list
+    next_expiry: dict | None
+
+
+def balances(*, account, overdraft_limit=Decimal(0), at=None):
+    """The account's wallets now (spendable credits only: grants past their expiry are left
+    out even before the expiry job writes them off), or as they stood at `at`, rebuilt from
+    the ledger."""
+    if at is not None:
+        return _balances_at(account, overdraft_limit, at)
+    now = timezone.now()
+    wallets = list(Wallet.objects.filter(account=account).select_related("credit_type"))
+    live = CreditGrant.objects.filter(account=account, remaining__gt=0).order_by(
+        "wallet_id", *BURN_DOWN
+    )
+    grants_by_wallet = {}
+    for grant in live:
+        grants_by_wallet.setdefault(grant.wallet_id, []).append(grant)
+    views = []
+    for wallet in wallets:
+        grants = grants_by_wallet.get(wallet.pk, [])
+        expired = sum((g.remaining for g in grants if g.expires_at and g.expires_at <= now),
+                      Decimal(0))  # fmt: skip
+        spendable = [g for g in grants if g.expires_at is None or g.expires_at > now]
+        views.append(_wallet_view(wallet.credit_type.code, wallet.balance - expired, wallet.held,
+                                  overdraft_limit, spendable))  # fmt: skip
+    return views
+
+
+def _balances_at(account, overdraft_limit, at):
+    entries = LedgerEntry.objects.filter(account=account, created_at__lte=at)
+    last = {
+        row["wallet_id"]: row["last"]
+        for row in entries.values("wallet_id").annotate(last=Max("id")).order_by()
+    }
+    held = {
+        row["wallet_id"]: row["held"]
+        for row in entries.values("wallet_id").annotate(held=Sum("held_change")).order_by()
+    }
+    moved = {
+        row["grant_id"]: row["moved"]
+        for row in entries.filter(grant__isnull=False)
+        .values("grant_id")
+        .annotate(moved=Sum("amount"))
+        .order_by()
+    }
+    grants_by_wallet = {}
+    for grant in CreditGrant.objects.filter(pk__in=moved).order_by("wallet_id", *BURN_DOWN):
+        grant.remaining = moved[grant.pk] - grant.debt_settled
+        if grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > at):
+            grants_by_wallet.setdefault(grant.wallet_id, []).append(grant)
+    views = []
+    closing = LedgerEntry.objects.filter(pk__in=last.values()).select_related("wallet__credit_type")
+    for entry in sorted(closing, key=lambda e: e.wallet.credit_type.code):
+        grants = grants_by_wallet.get(entry.wallet_id, [])
+        views.append(_wallet_view(entry.wallet.credit_type.code, entry.balance_after,
+                                  held[entry.wallet_id], overdraft_limit, grants))  # fmt: skip
+    return views
+
+
+def _wallet_view(credit_type, balance, held, overdraft_limit, grants):
+    next_expiry = None
+    expiring = [g for g in grants if g.expires_at is not None]
+    if expiring:
+        soonest = min(g.expires_at for g in expiring)
+        next_expiry = {
+            "at": soonest,
+            "credits": sum((g.remaining for g in expiring if g.expires_at == soonest), Decimal(0)),
+        }
+    return WalletView(
+        credit_type=credit_type,
+        balance=balance,
+        held=held,
+        available=balance - held,
+        overdraft_limit=overdraft_limit,
+        grants=[GrantView(g.pk, g.source, g.remaining, g.expires_at, g.priority) for g in grants],
+        next_expiry=next_expiry,
+    )
+
+
+def ledger_page(*, account, credit_type=None, kind=None, since=None, until=None, before_id=None,
+                limit=50):  # fmt: skip
+    """Newest first; `before_id` continues after the last entry of the previous page. Returns
+    `(entries, more)`."""
+    entries = LedgerEntry.objects.filter(account=account).select_related("wallet__credit_type")
+    if credit_type:
+        entries = entries.filter(wallet__credit_type__code=credit_type)
+    if kind:
+        entries = entries.filter(kind=kind)
+    if since:
+        entries = entries.filter(created_at__gte=since)
+    if until:
+        entries = entries.filter(created_at__lt=until)
+    if before_id:
+        entries = entries.filter(pk__lt=before_id)
+    page = list(entries.order_by("-id")[: limit + 1])
+    return page[:limit], len(page) > limit

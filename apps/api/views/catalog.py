@@ -4,7 +4,7 @@ from rest_framework.views import APIView
 
 from apps.catalog import selectors as catalog_selectors
 
-from . import serializers
+from .. import serializers
 
 
 class PlanListView(APIView):

@@ -1,0 +1,20 @@
+from .accounts import AccountView, BalanceView, EntitlementsView, LedgerView, UsageView
+from .catalog import CreditPackListView, FeatureListView, PlanListView
+from .consumption import (
+    CheckView,
+    ConsumeBatchView,
+    ConsumeView,
+    ReservationCommitView,
+    ReservationCreateView,
+    ReservationReleaseView,
+    ReservationView,
+)
+from .grants import BillingLinkView, CheckoutView, GrantCreateView
+
+__all__ = [
+    "AccountView", "BalanceView", "BillingLinkView", "CheckView", "CheckoutView",
+    "ConsumeBatchView", "ConsumeView", "CreditPackListView", "EntitlementsView",
+    "FeatureListView", "GrantCreateView", "LedgerView", "PlanListView",
+    "ReservationCommitView", "ReservationCreateView", "ReservationReleaseView",
+    "ReservationView", "UsageView",
+]  # fmt: skip

@@ -1,0 +1,45 @@
+"""What every API view shares: the account a key may see, and replay headers."""
+
+from rest_framework.views import APIView
+
+from apps.accounts.models import Account
+from apps.core.errors import AccountNotFound
+
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+class ApiView(APIView):
+    """`required_scopes` is a tuple, or a dict by HTTP method."""
+
+    required_scopes = ()
+
+    def account_for(self, external_id):
+        """The account this key may act on. A key bound to an account sees only that one;
+        any other id answers account_not_found (404, never 403, so ids cannot be probed)."""
+        key = self.request.auth
+        if key.account_id is not None:
+            if key.account.external_id != external_id:
+                raise AccountNotFound()
+            return key.account
+        account = Account.objects.filter(external_id=external_id).first()
+        if account is None:
+            raise AccountNotFound()
+        return account
+
+    def accounts_for(self, external_ids):
+        """`{external_id: account}` for those of `external_ids` this key may act on."""
+        key = self.request.auth
+        if key.account_id is not None:
+            own = key.account
+            return {own.external_id: own} if own.external_id in external_ids else {}
+        found = Account.objects.filter(external_id__in=external_ids)
+        return {account.external_id: account for account in found}
+
+    def may_see(self, account_id):
+        key = self.request.auth
+        return key.account_id is None or key.account_id == account_id
+
+    def valid(self, serializer_class, data):
+        serializer = serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data

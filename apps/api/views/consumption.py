@@ -1,0 +1,184 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from apps.core.errors import AccountNotFound, DomainError, NotFound
+from apps.usage import selectors as usage_selectors
+from apps.usage import services as usage_services
+from apps.usage.services import ChargedUsage, ConsumeRequest
+from apps.wallets.models import Reservation
+
+from .. import serializers
+from ..errors import BatchTooLarge, domain_status, error_body
+from .base import REPLAYED, ApiView
+
+WRITE = ("usage:write",)
+BATCH_MAX = 1000
+
+
+class CheckView(ApiView):
+    required_scopes = WRITE
+
+    @extend_schema(
+        request=serializers.CheckIn,
+        responses=serializers.CheckOut,
+        summary="Would a consume succeed now? Writes nothing",
+    )
+    def post(self, request):
+        data = self.valid(serializers.CheckIn, request.data)
+        result = usage_selectors.check(
+            account=self.account_for(data["account"]),
+            feature=data["feature"],
+            quantity=data["quantity"],
+        )
+        return Response(serializers.CheckOut(result).data)
+
+
+class ConsumeView(ApiView):
+    required_scopes = WRITE
+
+    @extend_schema(
+        request=serializers.ConsumeIn,
+        responses={201: serializers.ConsumeOut},
+        summary="Charge a feature's use; all or nothing, idempotent by key",
+    )
+    def post(self, request):
+        data = self.valid(serializers.ConsumeIn, request.data)
+        outcome = usage_services.consume(account=self.account_for(data.pop("account")), **data)
+        return Response(
+            serializers.ConsumeOut(outcome.usage_event).data,
+            status=status.HTTP_201_CREATED,
+            headers=REPLAYED if outcome.replayed else None,
+        )
+
+
+class ConsumeBatchView(ApiView):
+    required_scopes = WRITE
+
+    @extend_schema(
+        request=serializers.BatchIn,
+        responses={200: serializers.BatchOut},
+        summary="Consume 1-1000 events; each stands alone, results in order",
+    )
+    def post(self, request):
+        events = request.data.get("events") if isinstance(request.data, dict) else None
+        if not isinstance(events, list) or not events:
+            raise ValidationError({"events": ["a list of 1-1000 consume bodies"]})
+        if len(events) > BATCH_MAX:
+            raise BatchTooLarge(f"{len(events)} events; at most {BATCH_MAX} per batch.")
+        results, valid = [None] * len(events), {}
+        for index, event in enumerate(events):
+            serializer = serializers.ConsumeIn(data=event if isinstance(event, dict) else None)
+            if serializer.is_valid():
+                valid[index] = serializer.validated_data
+            else:
+                details = serializer.errors if isinstance(event, dict) else {
+                    "non_field_errors": ["an event is a JSON object"]
+                }  # fmt: skip
+                body = error_body("validation_error", "The event is not valid.", details)
+                results[index] = {"index": index, "status": 400, "error": body["error"]}
+        # One query for all the batch's accounts, not one per event.
+        accounts = self.accounts_for({data["account"] for data in valid.values()})
+        requests, positions = [], []
+        for index, data in valid.items():
+            try:
+                account = accounts.get(data.pop("account"))
+                if account is None:
+                    raise AccountNotFound()
+                requests.append(ConsumeRequest.build(account=account, **data))
+                positions.append(index)
+            except DomainError as error:
+                results[index] = _error_result(index, error)
+        for index, outcome in zip(positions, usage_services.consume_batch(requests=requests),
+                                  strict=True):  # fmt: skip
+            if outcome.error is not None:
+                results[index] = _error_result(index, outcome.error)
+            else:
+                results[index] = {
+                    "index": index,
+                    "status": 201,
+                    "id": outcome.usage_event.pk,
+                    "credits": outcome.usage_event.credits,
+                    "replayed": outcome.replayed,
+                }
+        return Response(serializers.BatchOut({"results": results}).data)
+
+
+def _error_result(index, error):
+    body = error_body(error.code, error.message, error.details)["error"]
+    return {"index": index, "status": domain_status(error), "error": body}
+
+
+# --- reservations ----------------------------------------------------------------------------
+
+
+class ReservationCreateView(ApiView):
+    required_scopes = WRITE
+
+    @extend_schema(
+        request=serializers.ReserveIn,
+        responses={201: serializers.ReservationOut},
+        summary="Hold credits for a use whose size is known later",
+    )
+    def post(self, request):
+        data = self.valid(serializers.ReserveIn, request.data)
+        reservation, replayed = usage_services.reserve(
+            account=self.account_for(data.pop("account")), **data
+        )
+        reservation = _reservation(reservation.pk)
+        return Response(
+            serializers.ReservationOut(reservation).data,
+            status=status.HTTP_201_CREATED,
+            headers=REPLAYED if replayed else None,
+        )
+
+
+def _reservation(pk):
+    return Reservation.objects.select_related("account", "feature").get(pk=pk)
+
+
+class ReservationMixin:
+    def reservation_for(self, reservation_id):
+        """The reservation, if this key may see its account; else not_found (404)."""
+        found = Reservation.objects.select_related("account", "feature").filter(pk=reservation_id)
+        reservation = found.first()
+        if reservation is None or not self.may_see(reservation.account_id):
+            raise NotFound("No reservation has that id.")
+        return reservation
+
+
+class ReservationView(ReservationMixin, ApiView):
+    required_scopes = ("usage:read",)
+
+    @extend_schema(responses=serializers.ReservationOut, summary="A reservation")
+    def get(self, request, reservation_id):
+        return Response(serializers.ReservationOut(self.reservation_for(reservation_id)).data)
+
+
+class ReservationCommitView(ReservationMixin, ApiView):
+    required_scopes = WRITE
+
+    @extend_schema(
+        request=serializers.CommitIn,
+        responses=serializers.CommitOut,
+        summary="Charge the actual use and release the hold",
+    )
+    def post(self, request, reservation_id):
+        self.reservation_for(reservation_id)
+        data = self.valid(serializers.CommitIn, request.data)
+        reservation, event = usage_services.commit_reservation(
+            reservation_id=reservation_id, **data
+        )
+        body = {"reservation": _reservation(reservation.pk), "usage_event": ChargedUsage.of(event)}
+        return Response(serializers.CommitOut(body).data)
+
+
+class ReservationReleaseView(ReservationMixin, ApiView):
+    required_scopes = WRITE
+
+    @extend_schema(request=None, responses=serializers.ReservationOut, summary="Release a hold")
+    def post(self, request, reservation_id):
+        self.reservation_for(reservation_id)
+        reservation = usage_services.release_reservation(reservation_id=reservation_id)
+        return Response(serializers.ReservationOut(_reservation(reservation.pk)).data)
