@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 import string
+from datetime import timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
@@ -74,6 +75,19 @@ def create_api_key(*, name, scopes, account=None, expires_at=None, created_by=No
         created_by=created_by,
     )
     return api_key, raw_key
+
+
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def note_api_key_use(*, api_key, now=None):
+    """Record that a key was used, at most once a minute: a write on every request would
+    cost more than knowing the exact second is worth."""
+    now = now or timezone.now()
+    last = api_key.last_used_at
+    if last is None or now - last >= LAST_USED_PRECISION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
 
 
 def revoke_api_key(*, api_key, acting_user=None):

@@ -1,6 +1,7 @@
 from rest_framework import authentication, exceptions
 
 from apps.accounts.selectors import usable_api_key
+from apps.accounts.services import note_api_key_use
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -18,6 +19,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = usable_api_key(raw_key=raw_key.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+        note_api_key_use(api_key=api_key)
         return (None, api_key)
 
     def authenticate_header(self, request):
