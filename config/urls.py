@@ -17,3 +17,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("apps.api.urls")),
 ]
+
+handler404 = "apps.api.errors.page_not_found"
+handler500 = "apps.api.errors.server_error"

@@ -84,7 +84,7 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["name", "scopes", "account", "expires_at"]
+        fields = ["name", "scopes", "account", "expires_at", "rate_limit_per_minute"]
 
     def clean(self):
         data = super().clean()
@@ -151,6 +151,7 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
             account=form.cleaned_data.get("account"),
             expires_at=form.cleaned_data.get("expires_at"),
             created_by=request.user,
+            rate_limit_per_minute=form.cleaned_data.get("rate_limit_per_minute"),
         )
         obj.pk = api_key.pk
         obj.refresh_from_db()

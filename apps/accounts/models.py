@@ -114,6 +114,11 @@ class ApiKey(models.Model):
         help_text="Bind the key to one account; empty for a service key (any account).",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute this key may make; empty: the default (API_RATE_LIMIT).",
+    )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(

@@ -55,7 +55,8 @@ def api_key_input_errors(*, name, scopes, account, expires_at):
     return errors
 
 
-def create_api_key(*, name, scopes, account=None, expires_at=None, created_by=None):
+def create_api_key(*, name, scopes, account=None, expires_at=None, created_by=None,
+                   rate_limit_per_minute=None):  # fmt: skip
     """Make a key and return `(api_key, raw_key)`; the raw key exists only in this return value."""
     scopes = sorted(set(scopes))
     errors = api_key_input_errors(name=name, scopes=scopes, account=account, expires_at=expires_at)
@@ -73,6 +74,7 @@ def create_api_key(*, name, scopes, account=None, expires_at=None, created_by=No
         account=account,
         expires_at=expires_at,
         created_by=created_by,
+        rate_limit_per_minute=rate_limit_per_minute,
     )
     return api_key, raw_key
 

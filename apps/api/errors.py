@@ -1,6 +1,7 @@
 """The one place where errors become API.md's `{"error": {code, message, details}}`."""
 
 import logging
+import math
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -69,7 +70,7 @@ def exception_handler(exc, context):
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
 
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
@@ -88,3 +89,32 @@ def exception_handler(exc, context):
     else:
         body = error_body(exc.default_code, str(exc.detail))
     return Response(body, status=exc.status_code, headers=headers)
+
+
+def page_not_found(request, exception):
+    """Django's 404 for paths no view matched: API.md's body under /api/, HTML elsewhere."""
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """Errors outside DRF views (middleware): no traceback leaks; the request id is logged by
+    Django's own error log and sent back."""
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if request.path.startswith("/api/"):
+        request_id = getattr(request, "request_id", None)
+        return JsonResponse(
+            error_body(
+                "internal_error",
+                "Something went wrong on our side; it has been logged.",
+                {"request_id": request_id},
+            ),  # fmt: skip
+            status=500,
+        )
+    return defaults.server_error(request)

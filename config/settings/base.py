@@ -156,6 +156,9 @@ WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic (l
 
 # --- REST API ---------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = 1024 * 1024
+# Requests per minute per API key unless the key sets its own (counted in the cache: Redis
+# when REDIS_URL is set, so all web processes share the count; local memory otherwise).
+API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=60000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
@@ -165,6 +168,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["apps.api.parsers.ExactJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.api.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
 }

@@ -109,3 +109,13 @@ def test_a_bound_key_works_on_its_own_account(api_client, world):
     response = api_client.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
                                format="json")  # fmt: skip
     assert response.status_code == 201
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(api_client):
+    _, raw = create_api_key(name="slow", scopes=["usage:read"], rate_limit_per_minute=2)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    statuses = [api_client.get("/api/v1/plans").status_code for _ in range(3)]
+    assert statuses[:2] == [200, 200]
+    limited = api_client.get("/api/v1/plans")
+    assert (limited.status_code, error_code(limited)) == (429, "rate_limited")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60

@@ -1,0 +1,48 @@
+"""HTTP-level concurrency against a live server on PostgreSQL."""
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from apps.accounts.services import create_api_key
+from apps.usage.models import UsageEvent
+from tests.ledger import D, assert_ledger_sound, priced_account, wallet_of
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def post(url, key, body):
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_200_parallel_consumes_on_100_credits_give_100_created_and_100_payment_required(
+    live_server,
+):
+    account, _ = priced_account(credits=100, external_id="race")
+    _, key = create_api_key(name="race", scopes=["usage:write"])
+    url = f"{live_server.url}/api/v1/consume"
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(
+            lambda i: post(url, key, {"account": "race", "feature": "api_call"}), range(200)
+        ))  # fmt: skip
+    statuses = sorted(status for status, _ in results)
+    assert statuses.count(201) == 100 and statuses.count(402) == 100, statuses
+    assert {body["error"]["code"] for status, body in results if status == 402} == {
+        "insufficient_credits"
+    }
+    assert wallet_of(account).balance == D(0)
+    assert UsageEvent.objects.count() == 100
+    assert_ledger_sound()
