@@ -17,7 +17,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             return True
         limit = api_key.rate_limit_per_minute or settings.API_RATE_LIMIT
         now = time.time()
-        key = f"rate:{api_key.pk}:{int(now // WINDOW)}"
+        key = f"rate:{api_key.prefix}:{int(now // WINDOW)}"
         try:
             count = cache.incr(key)
         except ValueError:  # the window's first request

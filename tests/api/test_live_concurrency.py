@@ -11,7 +11,10 @@ from apps.accounts.services import create_api_key
 from apps.usage.models import UsageEvent
 from tests.ledger import D, assert_ledger_sound, priced_account, wallet_of
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def post(url, key, body):
