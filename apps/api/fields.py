@@ -16,7 +16,7 @@ METADATA_MAX_BYTES = 4096
     {
         "oneOf": [
             {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,6})?$", "example": "12.5"},
-            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True},
         ],
         "description": "A decimal string (responses always use strings) or a JSON number.",
     }
@@ -48,6 +48,7 @@ class ExternalIdField(serializers.RegexField):
         super().__init__(EXTERNAL_ID_PATTERN, max_length=255, **kwargs)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True, "maxProperties": 256})
 class MetadataField(serializers.JSONField):
     """A JSON object of at most 4 KiB. Numbers come in as Decimals (exact parsing) and are
     kept as JSON numbers."""

@@ -63,7 +63,7 @@ class NotImplementedYet(APIException):
 class CheckoutView(ApiView):
     required_scopes = ("accounts:write",)
 
-    @extend_schema(request=None, responses={501: serializers.ErrorOut}, summary="Not yet")
+    @extend_schema(request=None, responses={501: None}, summary="Not available yet (501)")
     def post(self, request, external_id):
         self.account_for(external_id)
         raise NotImplementedYet()
