@@ -71,6 +71,16 @@ def populate(accounts):
             "held_change, grant_id, reason, created_at) SELECT account_id, wallet_id, 'grant', "
             "amount, amount, 0, id, '', now() FROM wallets_creditgrant"
         )
+        # One free usage event per account, as a live system has: PostgreSQL plans each
+        # foreign-key check once per connection, and a plan made while usage events were none
+        # would scan the whole table for every ledger entry once it has grown.
+        cursor.execute(
+            "INSERT INTO usage_usageevent (account_id, feature_id, credit_type_id, quantity, "
+            "credits_per_unit, credits, balance_after, available_after, fingerprint, metadata, "
+            "occurred_at, created_at) SELECT w.account_id, f.id, w.credit_type_id, 1, 0, 0, "
+            "w.balance, w.balance, '', '{}', now(), now() FROM wallets_wallet w, "
+            "catalog_feature f"
+        )
         cursor.execute("VACUUM ANALYZE")
     return list(Account.objects.order_by("pk"))
 

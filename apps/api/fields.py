@@ -10,6 +10,7 @@ from apps.accounts.models import EXTERNAL_ID_PATTERN
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES, DecimalInputError, parse_decimal
 
 METADATA_MAX_BYTES = 4096
+SIX_PLACES = Decimal(1).scaleb(-CREDIT_PLACES)
 
 
 @extend_schema_field(
@@ -39,7 +40,12 @@ class CreditsField(serializers.Field):
         return value
 
     def to_representation(self, value):
-        return format(Decimal(value).quantize(Decimal(1).scaleb(-CREDIT_PLACES)), "f")
+        return format_credits(value)
+
+
+def format_credits(value):
+    """A credit amount as responses give it: a decimal string with 6 places."""
+    return format(Decimal(value).quantize(SIX_PLACES), "f")
 
 
 class ExternalIdField(serializers.RegexField):

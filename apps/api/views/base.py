@@ -3,6 +3,7 @@
 from rest_framework.views import APIView
 
 from apps.accounts.models import Account
+from apps.accounts.selectors import account_by_external_id
 from apps.core.errors import AccountNotFound
 
 REPLAYED = {"Idempotent-Replayed": "true"}
@@ -21,7 +22,7 @@ class ApiView(APIView):
             if key.account.external_id != external_id:
                 raise AccountNotFound()
             return key.account
-        account = Account.objects.filter(external_id=external_id).first()
+        account = account_by_external_id(external_id=external_id)
         if account is None:
             raise AccountNotFound()
         return account
