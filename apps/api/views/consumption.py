@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -25,6 +25,19 @@ class CheckView(ApiView):
         request=serializers.CheckIn,
         responses=serializers.CheckOut,
         summary="Would a consume succeed now? Writes nothing",
+        examples=[
+            OpenApiExample(
+                "Quota used up",
+                response_only=True,
+                value={
+                    "allowed": False,
+                    "reason": "quota_exceeded",
+                    "credits_required": None,
+                    "credit_type": "credits",
+                    "available": None,
+                },
+            ),
+        ],
     )
     def post(self, request):
         data = self.valid(serializers.CheckIn, request.data)
@@ -43,6 +56,51 @@ class ConsumeView(ApiView):
         request=serializers.ConsumeIn,
         responses={201: serializers.ConsumeOut},
         summary="Charge a feature's use; all or nothing, idempotent by key",
+        examples=[
+            OpenApiExample(
+                "Three searches",
+                request_only=True,
+                value={
+                    "account": "acme-42",
+                    "feature": "api_call",
+                    "quantity": "3",
+                    "idempotency_key": "req-7f3a",
+                    "metadata": {"endpoint": "/search"},
+                },
+            ),
+            OpenApiExample(
+                "Charged",
+                response_only=True,
+                status_codes=["201"],
+                value={
+                    "id": 1812,
+                    "account": "acme-42",
+                    "feature": "api_call",
+                    "quantity": "3.000000",
+                    "credits": "3.000000",
+                    "credit_type": "credits",
+                    "balance_after": "994.000000",
+                    "available_after": "994.000000",
+                    "created_at": "2026-11-25T09:30:00Z",
+                },
+            ),
+            OpenApiExample(
+                "Not enough credits",
+                response_only=True,
+                status_codes=["402"],
+                value={
+                    "error": {
+                        "code": "insufficient_credits",
+                        "message": "3 credits needed, 1 available.",
+                        "details": {
+                            "credit_type": "credits",
+                            "credits_required": "3",
+                            "available": "1",
+                        },
+                    }
+                },
+            ),
+        ],
     )
     def post(self, request):
         data = self.valid(serializers.ConsumeIn, request.data)
@@ -61,6 +119,36 @@ class ConsumeBatchView(ApiView):
         request=serializers.BatchIn,
         responses={200: serializers.BatchOut},
         summary="Consume 1-1000 events; each stands alone, results in order",
+        examples=[
+            OpenApiExample(
+                "One charged, one refused",
+                response_only=True,
+                value={
+                    "results": [
+                        {
+                            "index": 0,
+                            "status": 201,
+                            "id": 1813,
+                            "credits": "1.000000",
+                            "replayed": False,
+                        },
+                        {
+                            "index": 1,
+                            "status": 402,
+                            "error": {
+                                "code": "insufficient_credits",
+                                "message": "1000000000 credits needed, 993 available.",
+                                "details": {
+                                    "credit_type": "credits",
+                                    "credits_required": "1000000000",
+                                    "available": "993",
+                                },
+                            },
+                        },
+                    ]
+                },
+            ),
+        ],
     )
     def post(self, request):
         events = request.data.get("events") if isinstance(request.data, dict) else None
