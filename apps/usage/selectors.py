@@ -119,17 +119,36 @@ class CheckResult:
     details: dict
 
 
+SPENDABLE_SQL = """
+SELECT w.balance, w.held,
+       COALESCE(SUM(g.remaining) FILTER (WHERE g.expires_at <= %s), 0)
+FROM wallets_wallet w
+LEFT JOIN wallets_creditgrant g ON g.wallet_id = w.id AND g.remaining > 0
+WHERE w.account_id = %s AND w.credit_type_id = %s
+GROUP BY w.id, w.balance, w.held
+"""
+
+
+def spendable_credits(*, account_id, credit_type_id):
+    """Available credits of one wallet now: balance − held, less what grants past their expiry
+    still hold before the expiry job writes it off. One fixed statement (check's hot path)."""
+    from django.utils import timezone
+
+    with connection.cursor() as cursor:
+        cursor.execute(SPENDABLE_SQL, [timezone.now(), account_id, credit_type_id])
+        row = cursor.fetchone()
+    if row is None:
+        return ZERO
+    balance, held, expired = (_credits(v) for v in row)
+    return balance - expired - held
+
+
 def check(*, account, feature, quantity=1):
     """Would `consume` succeed now? Writes nothing and takes no locks: the answer can be
     overtaken by a concurrent consume, which is why consume checks again. For an on/off
     feature, whether the account may use it (nothing is charged: no cost, no balance)."""
-    from django.db.models import Q, Sum
-    from django.db.models.functions import Coalesce
-    from django.utils import timezone
-
     from apps.core.errors import DomainError, FeatureNotFound
     from apps.wallets.ledger import cost_of
-    from apps.wallets.models import Wallet
 
     from .services import Counters, _resolve, parse_quantity
 
@@ -156,20 +175,7 @@ def check(*, account, feature, quantity=1):
         if error.code == "validation_error":
             raise
         return CheckResult(False, error.code, None, credit_type, None, error.details)
-    now = timezone.now()
-    wallet = (
-        Wallet.objects.filter(account=account, credit_type_id=t.credit_type_id)
-        .annotate(
-            _expired=Coalesce(
-                Sum("grants__remaining", filter=Q(grants__expires_at__lte=now)),
-                Decimal(0),
-                output_field=CREDITS,
-            )
-        )
-        .first()
-    )
-    # Credits past their expiry that the job has not reached yet are not spendable.
-    available = wallet.balance - wallet._expired - wallet.held if wallet else Decimal(0)
+    available = spendable_credits(account_id=account.pk, credit_type_id=t.credit_type_id)
     if credits > available + t.overdraft_limit:
         return CheckResult(
             False,
