@@ -68,6 +68,8 @@ class MetadataField(serializers.JSONField):
         if not isinstance(data, dict):
             raise serializers.ValidationError("must be a JSON object")
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_number)
+        if "\\u0000" in text:  # json.dumps escapes NUL however ensure_ascii is set
+            raise serializers.ValidationError("must not contain NUL characters (\\u0000)")
         if len(text.encode()) > METADATA_MAX_BYTES:
             raise serializers.ValidationError(f"at most {METADATA_MAX_BYTES} bytes of JSON")
         return json.loads(text)

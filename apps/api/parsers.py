@@ -1,8 +1,16 @@
 import json
+import re
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+
+# JSON may escape half of a UTF-16 surrogate pair ("\ud800"); that is no character, and no
+# database column can store it.
+LONE_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 class ExactJSONParser(JSONParser):
@@ -13,9 +21,10 @@ class ExactJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(
-                stream.read().decode(encoding), parse_float=_decimal, parse_constant=_refuse
-            )
+            text = stream.read().decode(encoding)
+            if LONE_SURROGATE.search(text):
+                raise ValueError("a \\u escape names half a surrogate pair, which is not text")
+            return json.loads(text, parse_float=_decimal, parse_constant=_refuse)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
 

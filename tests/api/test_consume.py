@@ -167,3 +167,24 @@ def test_overage_plans_answer_with_a_negative_balance(authed_client):
         "/api/v1/consume", {"account": "od", "feature": "api_call", "quantity": 3}, format="json"
     )
     assert response.json()["balance_after"] == "-3.000000"
+
+
+def test_text_no_database_can_store_is_refused_not_a_server_error(authed_client, account):
+    nul = authed_client.post(
+        "/api/v1/consume",
+        {"account": "acme-1", "feature": "api_call", "metadata": {"note": "a\x00b"}},
+        format="json",
+    )
+    assert (nul.status_code, error_code(nul)) == (400, "validation_error")
+    surrogate = authed_client.post(
+        "/api/v1/consume",
+        data=b'{"account": "acme-1", "feature": "api_call", "metadata": {"x": "\\ud800"}}',
+        content_type="application/json",
+    )
+    assert (surrogate.status_code, error_code(surrogate)) == (400, "malformed_json")
+    pair = authed_client.post(
+        "/api/v1/consume",
+        data=b'{"account": "acme-1", "feature": "api_call", "metadata": {"x": "\\ud83d\\ude00"}}',
+        content_type="application/json",
+    )
+    assert pair.status_code == 201
