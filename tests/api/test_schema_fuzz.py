@@ -56,6 +56,8 @@ def fuzz_key(in_test_transaction):
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized: the same examples every run, so CI is reproducible; wider random runs are
+# done by hand (--hypothesis-seed, more examples) when the API changes.
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_generated_requests_get_no_server_error_and_match_the_schema(case, fuzz_key):
     case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_key}"}, checks=CHECKS)
