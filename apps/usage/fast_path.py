@@ -4,6 +4,7 @@ Their rows become the same Outcomes, or the same domain errors, as the portable 
 services.py gives."""
 
 import json
+from contextlib import nullcontext
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -53,13 +54,10 @@ def _call(requests):
     else:
         sql = BATCH
     args.append(timezone.now())
-    if connection.get_autocommit():
-        # One statement outside any transaction is a transaction of its own: all of it
-        # commits or none. That saves the BEGIN and COMMIT round trips of atomic().
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall()
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
+    # One statement outside any transaction is a transaction of its own: all of it commits or
+    # none, without the BEGIN and COMMIT round trips of atomic(). Inside one: a durable atomic.
+    scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
+    with scope, connection.cursor() as cursor:
         cursor.execute(sql, args)
         return cursor.fetchall()
 
