@@ -12,6 +12,7 @@ from apps.core.errors import InvalidInput
 from .models import Account, ApiKey, Subscription
 
 KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_CHARACTERS = frozenset(KEY_ALPHABET)
 KEY_PUBLIC_ID_LENGTH = 8
 KEY_SECRET_LENGTH = 40  # 40 × log2(62) ≈ 238 random bits
 KEY_BRAND = "cdk"
@@ -31,6 +32,7 @@ def split_api_key(raw_key):
         or not sep2
         or len(public_id) != KEY_PUBLIC_ID_LENGTH
         or len(secret) != KEY_SECRET_LENGTH
+        or not set(public_id + secret) <= KEY_CHARACTERS
     ):
         return None
     return f"{brand}_{public_id}"

@@ -77,5 +77,8 @@ class MetadataField(serializers.JSONField):
 
 def _number(value):
     if isinstance(value, Decimal):
+        # Refused before any conversion: int() of 1e1000000 builds a million-digit number.
+        if value.is_finite() and value != 0 and not -300 <= value.adjusted() <= 300:
+            raise serializers.ValidationError("numbers in metadata must be within ±1e300")
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"{type(value).__name__} is not JSON")

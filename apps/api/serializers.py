@@ -77,7 +77,7 @@ class FeatureOut(serializers.ModelSerializer):
 
 class AccountIn(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
     metadata = MetadataField()
     plan = serializers.CharField(required=False, help_text="A plan code: a manual plan.")
 

@@ -1,3 +1,4 @@
+import logging
 import threading
 import time
 
@@ -7,6 +8,7 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 WINDOW = 60
+logger = logging.getLogger(__name__)
 _local = threading.local()
 
 
@@ -20,10 +22,17 @@ class ApiKeyRateThrottle(BaseThrottle):
         api_key = request.auth
         if api_key is None:
             return True
-        limit = api_key.rate_limit_per_minute or settings.API_RATE_LIMIT
+        limit = api_key.rate_limit_per_minute
+        if limit is None:
+            limit = settings.API_RATE_LIMIT
         now = time.time()
         key = f"creditdesk:rate:{api_key.prefix}:{int(now // WINDOW)}"
-        count = _count_redis(key) if settings.REDIS_URL else _count_local(key)
+        try:
+            count = _count_redis(key) if settings.REDIS_URL else _count_local(key)
+        except redis.RedisError:
+            # Counting is a guard, not the product: with Redis down, serve and say so.
+            logger.warning("Rate limit not counted: Redis unavailable", exc_info=True)
+            return True
         self.retry_after = WINDOW - (now % WINDOW)
         return count <= limit
 
@@ -34,7 +43,9 @@ class ApiKeyRateThrottle(BaseThrottle):
 def _count_redis(key):
     client = getattr(_local, "client", None)
     if client is None:
-        client = _local.client = redis.Redis.from_url(settings.REDIS_URL)
+        client = _local.client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
     pipe = client.pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, 2 * WINDOW, nx=True)

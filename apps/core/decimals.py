@@ -39,6 +39,11 @@ def parse_decimal(value, *, places, digits, allow_negative=False):
         raise DecimalInputError("must be a decimal number")
     if not value.is_finite():
         raise DecimalInputError("must be a finite number")
+    # Checked before any arithmetic: abs() or normalize() of 1e1000000 overflows the context.
+    if value != 0 and value.adjusted() >= digits - places:
+        raise DecimalInputError(f"is too large (at most {digits - places} digits before the point)")
+    if value != 0 and value.adjusted() < -places - digits:
+        raise DecimalInputError(f"has more than {places} decimal places")
     sign, digit_tuple, exponent = value.as_tuple()
     if exponent < -places:
         # 1.2300000 has trailing zeros beyond the limit but is still exact: accept it.

@@ -1,5 +1,7 @@
+import re
+
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from apps.accounts.selectors import live_subscription
@@ -46,6 +48,10 @@ class AccountView(ApiView):
         data = self.valid(serializers.AccountIn, request.data)
         if request.auth.account_id is not None:
             self.account_for(external_id)  # a bound key cannot create other accounts
+            if "plan" in data:
+                raise exceptions.PermissionDenied(
+                    "Only a service key may change plans; a key bound to an account may not."
+                )
         fields = {k: data[k] for k in ("name", "email", "metadata") if k in data}
         account, created = sync_account(
             external_id=external_id, fields=fields, plan_code=data.get("plan")
@@ -142,7 +148,7 @@ def _cursor(value):
 
     if value is None:
         return None
-    if not (value.startswith("b") and value[1:].isdigit()):
+    if not re.fullmatch(r"b[1-9][0-9]{0,18}", value, re.ASCII):
         raise InvalidInput("cursor is not one this API gave.", details={"cursor": ["unknown"]})
     return int(value[1:])
 
