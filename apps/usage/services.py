@@ -213,16 +213,19 @@ def _consume_in_transaction(requests):
             terms[account_id][code] = t
         prior = _prior_events(requests)
 
-        wanted, with_overdraft = set(), set()
+        # Lock (and lazily expire) only what a usable event may charge, as the database
+        # functions do: a refused event's wallet and counter are left alone.
+        wanted, with_overdraft, usable = set(), set(), {pk: {} for pk in accounts}
         for r in requests:
             t = terms[r.account.pk].get(r.feature)
-            if t and t.feature.kind == Feature.Kind.METERED:
+            if t and _usable(r.account, t):
                 key = (r.account.pk, t.credit_type_id)
                 wanted.add(key)
+                usable[r.account.pk][r.feature] = t
                 if t.overdraft_limit > 0:
                     with_overdraft.add(key)
         book.lock(keys=wanted, create=with_overdraft)
-        counters = Counters.load(terms, lock=True)
+        counters = Counters.load(usable, lock=True)
 
         outcomes, seen = [], {}
         for request in requests:
@@ -239,6 +242,14 @@ def _consume_in_transaction(requests):
         if outcome.usage_event is not None:
             outcome.usage_event = ChargedUsage.of(outcome.usage_event)
     return outcomes
+
+
+def _usable(account, t):
+    return (
+        account.status == Account.Status.ACTIVE
+        and t.feature.kind == Feature.Kind.METERED
+        and t.enabled
+    )
 
 
 def _prior_events(requests):

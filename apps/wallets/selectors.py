@@ -104,9 +104,11 @@ def ledger_violations(*, account=None):
     # Each entry's balance_after is the wallet's running Σ amount in entry order, and the entry
     # belongs to its wallet's account.
     entries = LedgerEntry.objects.all()
+    chained = LedgerEntry.objects.all()  # whole wallets, whichever account an entry names
     if account is not None:
         entries = entries.filter(account=account)
-    chain = entries.annotate(
+        chained = chained.filter(wallet__account=account)
+    chain = chained.annotate(
         _running=Window(Sum("amount"), partition_by=[F("wallet_id")], order_by=F("id").asc())
     ).filter(_differs("balance_after", "_running"))
     for entry in chain.order_by("id")[:REPORT_AT_MOST]:

@@ -127,3 +127,21 @@ def test_replaying_a_batch_costs_no_query_per_event():
         outcomes = consume_batch(requests=requests_for(account, *[1] * 20, keys=keys))
     assert all(o.replayed for o in outcomes)
     assert len(ctx.captured_queries) < 10
+
+
+def test_a_refused_events_wallet_is_not_expired_by_the_batch(time_machine):
+    from tests.factories import CreditTypeFactory, FeatureFactory, PlanFeatureFactory
+
+    plan = PlanFactory()
+    account, _ = priced_account(plan=plan)
+    gold = CreditTypeFactory(code="gold")
+    premium = FeatureFactory(code="premium", credit_type=gold)
+    PlanFeatureFactory(plan=plan, feature=premium, enabled=False)
+    give(account, 10)
+    give(account, 5, credit_type=gold, days=1)
+    time_machine.move_to(timezone.now() + timedelta(days=2))
+    consume_batch(requests=requests_for(account, 1, feature="premium")
+                  + requests_for(account, 1))  # fmt: skip
+    # Only the charged wallet was locked; gold's expiry is left to the job, on both paths.
+    assert LedgerEntry.objects.filter(kind="expire").count() == 0
+    assert_ledger_sound()
