@@ -461,7 +461,6 @@ BEGIN
     LEFT JOIN catalog_planfeature x ON x.plan_id = sub.plan_id AND x.feature_id = ft.id
     WHERE a.id = p_account_id
     LIMIT 1;
-    outcome := NULL;
     IF f.status IS DISTINCT FROM 'active' THEN
         outcome := 'account_suspended';
     ELSIF f.id IS NULL THEN
@@ -531,7 +530,6 @@ BEGIN
     IF w.id IS NULL THEN
         IF v_cost > 0 THEN
             outcome := 'insufficient_credits';
-            v_available := 0;
         END IF;
         v_balance := 0;
         v_available := 0;
