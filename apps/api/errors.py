@@ -35,6 +35,9 @@ class BatchTooLarge(exceptions.APIException):
     default_detail = "Too many events in one batch."
 
 
+INTERNAL_ERROR = "Something went wrong on our side; it has been logged."
+
+
 def error_body(code, message, details=None):
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -61,7 +64,7 @@ def exception_handler(exc, context):
         return Response(
             error_body(
                 "internal_error",
-                "Something went wrong on our side; it has been logged.",
+                INTERNAL_ERROR,
                 {"request_id": request_id},
             ),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
@@ -112,7 +115,7 @@ def server_error(request):
         return JsonResponse(
             error_body(
                 "internal_error",
-                "Something went wrong on our side; it has been logged.",
+                INTERNAL_ERROR,
                 {"request_id": request_id},
             ),  # fmt: skip
             status=500,

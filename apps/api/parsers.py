@@ -21,12 +21,17 @@ class ExactJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            text = stream.read().decode(encoding)
-            if LONE_SURROGATE.search(text):
-                raise ValueError("a \\u escape names half a surrogate pair, which is not text")
-            return json.loads(text, parse_float=_decimal, parse_constant=_refuse)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_exact_json(stream.read(), encoding)
+        except ValueError as exc:  # UnicodeDecodeError is one
             raise ParseError(f"The body is not valid JSON: {exc}") from None
+
+
+def parse_exact_json(body, encoding="utf-8"):
+    """Raises ValueError for anything ExactJSONParser refuses."""
+    text = body.decode(encoding)
+    if LONE_SURROGATE.search(text):
+        raise ValueError("a \\u escape names half a surrogate pair, which is not text")
+    return json.loads(text, parse_float=_decimal, parse_constant=_refuse)
 
 
 def _decimal(text):

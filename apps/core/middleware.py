@@ -12,8 +12,11 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
-        request.request_id = incoming if SANE.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+def request_id_for(incoming):
+    return incoming if SANE.match(incoming) else uuid.uuid4().hex

@@ -97,6 +97,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # On PostgreSQL, consume and consume_batch run as one database function call each
 # (apps/usage/fast_path.py). False forces the portable Python path everywhere.
 CONSUME_FAST_PATH = env.bool("CONSUME_FAST_PATH", default=True)
+# Answer consume and check in front of Django's request cycle (apps/api/fast_lane.py).
+API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 
 # --- Cache ------------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)

@@ -1,6 +1,7 @@
 """HTTP-level concurrency against a live server on PostgreSQL."""
 
 import json
+import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +32,52 @@ def post(url, key, body):
         return error.code, json.loads(error.read())
 
 
-def test_200_parallel_consumes_on_100_credits_give_100_created_and_100_payment_required(
-    live_server,
-):
+@pytest.fixture
+def wsgi_server(monkeypatch):
+    """The project's WSGI application (config/wsgi.py: the fast lane in front of Django), as
+    gunicorn serves it, on a threaded server of its own. Yields its URL and the list of the
+    answers the fast lane gave itself."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+
+    from apps.api import fast_lane
+    from config.wsgi import application
+
+    answered, answer_request = [], fast_lane.answer_request
+
+    def counted(environ):
+        answer = answer_request(environ)
+        if answer is not None:
+            answered.append(answer[0])
+        return answer
+
+    monkeypatch.setattr(fast_lane, "answer_request", counted)
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+    server.set_app(application)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", answered
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(params=["django live server", "project WSGI application"])
+def server(request):
+    """`(url, answers of the fast lane or None)`."""
+    if request.param == "django live server":
+        return request.getfixturevalue("live_server").url, None
+    return request.getfixturevalue("wsgi_server")
+
+
+def test_200_parallel_consumes_on_100_credits_give_100_created_and_100_payment_required(server):
     account, _ = priced_account(credits=100, external_id="race")
     _, key = create_api_key(name="race", scopes=["usage:write"])
-    url = f"{live_server.url}/api/v1/consume"
+    server_url, lane_answers = server
+    url = f"{server_url}/api/v1/consume"
     with ThreadPoolExecutor(max_workers=32) as pool:
         results = list(pool.map(
             lambda i: post(url, key, {"account": "race", "feature": "api_call"}), range(200)
@@ -49,3 +90,5 @@ def test_200_parallel_consumes_on_100_credits_give_100_created_and_100_payment_r
     assert wallet_of(account).balance == D(0)
     assert UsageEvent.objects.count() == 100
     assert_ledger_sound()
+    if lane_answers is not None:  # the lane charged; Django's stack answered the refusals
+        assert lane_answers == ["201 Created"] * 100

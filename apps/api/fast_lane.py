@@ -1,0 +1,233 @@
+"""The fast lane: `POST /api/v1/consume` and `POST /api/v1/check`, the two calls an app makes
+on every request of its own, answered without Django's request cycle.
+
+Django's handler, its middleware and DRF's request wrapper cost more CPU per request than the
+consume itself (docs/api.md, "Performance"). The lane is WSGI middleware in front of Django
+that takes only requests it can answer whole, with the same pieces the views use: the views'
+own input and output serializers, the same key lookup and scope rule, rate count, account
+rule and service call. It answers a consume that charges or replays, and every check. Any
+other request, and every error, goes on to Django untouched (the body put back, the rate
+already counted), which answers as if the lane did not exist: nothing has been written then,
+because a refused consume writes nothing. So every error body still comes from one handler.
+"""
+
+import io
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.core.signals import request_started
+from django.db import connection
+from django.http.request import split_domain_port, validate_host
+from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
+
+from apps.accounts.selectors import usable_api_key_and_account
+from apps.accounts.services import note_api_key_use
+from apps.core.errors import DomainError
+from apps.core.middleware import request_id_for
+from apps.usage import selectors as usage_selectors
+from apps.usage import services as usage_services
+
+from . import serializers
+from .errors import INTERNAL_ERROR, error_body
+from .parsers import parse_exact_json
+from .throttling import COUNTED, count_request
+from .views.base import REPLAYED
+
+logger = logging.getLogger(__name__)
+
+# Larger bodies (metadata is at most 4 KiB) take Django's path, with its 1 MiB limit.
+MAX_BODY = 8 * 1024
+SCOPE = "usage:write"
+JSON_TYPES = {"application/json", "application/json; charset=utf-8"}
+ACCEPTED = {"*/*", "application/json"}
+
+
+class _Serializers(threading.local):
+    """The views' serializers, one set per thread (a serializer copies its fields when first
+    used; building one per request costs more than validating with it)."""
+
+    def __init__(self):
+        self.consume_in = serializers.ConsumeIn()
+        self.consume_out = serializers.ConsumeOut()
+        self.check_in = serializers.CheckIn()
+        self.check_out = serializers.CheckOut()
+
+
+_serializers = _Serializers()
+_renderer = JSONRenderer()
+
+
+def _consume(account, data):
+    outcome = usage_services.consume(account=account, **data)
+    return outcome.usage_event, REPLAYED if outcome.replayed else {}
+
+
+def _check(account, data):
+    return usage_selectors.check(account=account, **data), {}
+
+
+# path -> (input serializer, service call, output serializer, status line)
+LANES = {
+    "/api/v1/consume": ("consume_in", _consume, "consume_out", "201 Created"),
+    "/api/v1/check": ("check_in", _check, "check_out", "200 OK"),
+}
+
+
+class FastLane:
+    """WSGI middleware around Django's application."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        answer = answer_request(environ)
+        if answer is None:
+            return self.app(environ, start_response)
+        status, headers, body = answer
+        start_response(status, headers)
+        return [body]
+
+
+def answer_request(environ):
+    """`(status line, headers, body)`, or None: Django answers (the body is put back)."""
+    if not (
+        settings.API_FAST_LANE
+        and environ["REQUEST_METHOD"] == "POST"
+        and environ.get("PATH_INFO") in LANES
+        and not environ.get("SCRIPT_NAME")
+    ):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= MAX_BODY:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    input_name, act, output_name, status = LANES[environ["PATH_INFO"]]
+    try:
+        prepared = _prepare(environ, body, input_name)
+    except Exception:
+        # Nothing is written yet (a connection that died since the last request fails here,
+        # on the first read): Django answers, reconnecting, and logs whatever else this was.
+        logger.warning("The fast lane handed a request on after an error", exc_info=True)
+        return None
+    if prepared is None:
+        return None
+    request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
+    extra_headers = {}
+    try:
+        result, extra_headers = act(*prepared)
+        output = getattr(_serializers, output_name).to_representation(result)
+    except DomainError:
+        return None  # a refusal writes nothing: Django answers it in API.md's words
+    except Exception:
+        # Perhaps written, perhaps not (a connection lost during the commit): answering again
+        # through Django could charge twice. What Django's error handler would answer:
+        logger.exception("Unhandled error in the fast lane (request %s)", request_id)
+        status = "500 Internal Server Error"
+        output = error_body("internal_error", INTERNAL_ERROR, {"request_id": request_id})
+    content = _renderer.render(output)
+    return status, _headers(environ, extra_headers, request_id, len(content)), content
+
+
+def _prepare(environ, body, input_name):
+    """`(account, valid input)` if the lane can take this request, else None."""
+    if environ.get("CONTENT_TYPE", "").lower() not in JSON_TYPES or not _host_allowed(environ):
+        return None
+    if environ.get("HTTP_ACCEPT", "*/*") not in ACCEPTED:
+        return None  # DRF negotiates (406, or JSON with an indent the client asked for)
+    if settings.SECURE_SSL_REDIRECT and not _secure(environ):
+        return None
+    keyword, _, raw_key = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if keyword.lower() != "bearer":
+        return None
+    try:
+        payload = parse_exact_json(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    try:
+        data = getattr(_serializers, input_name).run_validation(payload)
+    except ValidationError:
+        return None
+    _recycle_connection(environ)
+    # The order of DRF's request cycle: key, scope, rate, then the view.
+    api_key, account = usable_api_key_and_account(
+        raw_key=raw_key.strip(), external_id=data.pop("account")
+    )
+    if api_key is None or SCOPE not in api_key.scopes:
+        return None
+    note_api_key_use(api_key=api_key)
+    environ[COUNTED] = counted = count_request(api_key)
+    if not counted[0] or account is None:
+        return None
+    return account, data
+
+
+def _recycle_connection(environ):
+    """Django's request_started handler (close_old_connections), sent only when it has work:
+    sent on every request, it also schedules a health check (`SELECT 1`, CONN_HEALTH_CHECKS)
+    before the next query, a round trip as long as the key lookup. A connection that died
+    unnoticed fails the lane's first query, a read, and Django then answers that request."""
+    if connection.errors_occurred or (
+        connection.close_at is not None and time.monotonic() >= connection.close_at
+    ):
+        request_started.send(sender=FastLane, environ=environ)
+
+
+def _headers(environ, extra, request_id, length):
+    """The headers Django's stack gives the same answer (tests compare the two)."""
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(length)),
+        ("Allow", "POST, OPTIONS"),
+        *extra.items(),
+        ("X-Request-ID", request_id),
+    ]
+    if settings.SECURE_HSTS_SECONDS and _secure(environ):
+        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            hsts += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            hsts += "; preload"
+        headers.append(("Strict-Transport-Security", hsts))
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append(("X-Content-Type-Options", "nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        if isinstance(policy, str):
+            policy = [part.strip() for part in policy.split(",")]
+        headers.append(("Referrer-Policy", ",".join(policy)))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
+    headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS.upper()))
+    return headers
+
+
+def _host_allowed(environ):
+    """Django's own Host check (HttpRequest.get_host), which would answer 400 otherwise."""
+    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
+        host = environ["HTTP_X_FORWARDED_HOST"]
+    else:
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def _secure(environ):
+    """HttpRequest.is_secure()."""
+    if settings.SECURE_PROXY_SSL_HEADER:
+        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        value = environ.get(header)
+        if value is not None:
+            return value.split(",", 1)[0].strip() == secure_value
+    return environ.get("wsgi.url_scheme") == "https"

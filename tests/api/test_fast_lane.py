@@ -1,0 +1,217 @@
+"""The fast lane (apps/api/fast_lane.py) answers plain consumes and checks in front of Django.
+Whatever it answers must be what Django would have answered; whatever it cannot, Django must
+answer as if the lane were not there."""
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+
+from apps.accounts.services import create_api_key
+from apps.api import fast_lane
+from apps.usage.models import UsageEvent
+from tests.api.conftest import FastLaneClient, error_code
+from tests.conftest import IS_POSTGRES
+from tests.ledger import D, priced_account, wallet_of
+
+pytestmark = pytest.mark.django_db
+SCOPES = ["usage:write"]
+
+
+@pytest.fixture
+def account():
+    account, _ = priced_account(credits=100, credits_per_unit="1.5", external_id="acme")
+    return account
+
+
+@pytest.fixture
+def key():
+    _, raw = create_api_key(name="lane", scopes=SCOPES)
+    return raw
+
+
+def clients(key, **extra):
+    lane, django = FastLaneClient(**extra), APIClient(**extra)
+    for client in (lane, django):
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return lane, django
+
+
+def comparable(response):
+    """Everything a caller sees but the request id (fresh per request)."""
+    headers = {k: v for k, v in response.headers.items() if k != "X-Request-ID"}
+    return response.status_code, headers, response.content
+
+
+def test_the_lane_answers_a_plain_consume_and_check_itself(account, key):
+    lane, _ = clients(key)
+    for path, status in (("/api/v1/consume", 201), ("/api/v1/check", 200)):
+        response = lane.post(path, {"account": "acme", "feature": "api_call"}, format="json")
+        assert response.status_code == status, response.json()
+        assert getattr(response, "from_fast_lane", False), path
+        assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_a_replay_through_the_lane_is_byte_for_byte_djangos(account, key):
+    lane, django = clients(key)
+    body = {"account": "acme", "feature": "api_call", "quantity": "2", "idempotency_key": "r1",
+            "metadata": {"path": "/search", "n": 1.5}}  # fmt: skip
+    first = django.post("/api/v1/consume", body, format="json")
+    assert first.status_code == 201
+    through_lane = lane.post("/api/v1/consume", body, format="json")
+    through_django = django.post("/api/v1/consume", body, format="json")
+    assert through_lane.from_fast_lane
+    assert through_lane.headers["Idempotent-Replayed"] == "true"
+    assert comparable(through_lane) == comparable(through_django)
+    assert json.loads(through_lane.content) == first.json()
+    assert UsageEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https with HSTS"])
+def test_a_check_through_the_lane_is_byte_for_byte_djangos(account, key, settings, secure):
+    settings.SECURE_HSTS_SECONDS = 3600
+    lane, django = clients(key)
+    body = {"account": "acme", "feature": "api_call", "quantity": "7.25"}
+    answers = [c.post("/api/v1/check", body, format="json", secure=secure) for c in (lane, django)]
+    assert answers[0].from_fast_lane
+    assert comparable(answers[0]) == comparable(answers[1])
+    assert ("Strict-Transport-Security" in answers[0].headers) is secure
+
+
+def test_the_callers_request_id_comes_back_from_the_lane(account, key):
+    lane, _ = clients(key)
+    response = lane.post("/api/v1/check", {"account": "acme", "feature": "api_call"},
+                         format="json", HTTP_X_REQUEST_ID="app-req-42")  # fmt: skip
+    assert response.from_fast_lane and response.headers["X-Request-ID"] == "app-req-42"
+
+
+@pytest.mark.parametrize(
+    ("body", "extra", "status", "code"),
+    [
+        ({"account": "acme", "feature": "api_call", "quantity": "0"}, {}, 400,
+         "validation_error"),
+        ({"account": "nobody", "feature": "api_call"}, {}, 404, "account_not_found"),
+        ({"account": "acme", "feature": "nope"}, {}, 404, "feature_not_found"),
+        ({"account": "acme", "feature": "api_call", "quantity": "1000"}, {}, 402,
+         "insufficient_credits"),
+        ({"account": "acme", "feature": "api_call"}, {"key": "cdk_x_y"}, 401,
+         "unauthenticated"),
+        ({"account": "acme", "feature": "api_call"}, {"HTTP_ACCEPT": "text/html"}, 406,
+         "not_acceptable"),
+    ],
+    ids=["invalid", "unknown account", "unknown feature", "refused", "bad key", "accept html"],
+)  # fmt: skip
+def test_what_the_lane_cannot_answer_django_answers_unchanged(account, key, body, extra, status,
+                                                              code):  # fmt: skip
+    lane, django = clients(extra.pop("key", key))
+    answers = [c.post("/api/v1/consume", body, format="json", **extra) for c in (lane, django)]
+    assert not getattr(answers[0], "from_fast_lane", False)
+    assert [a.status_code for a in answers] == [status, status]
+    assert error_code(answers[0]) == error_code(answers[1]) == code
+    assert UsageEvent.objects.count() == 0 and wallet_of(account).balance == D(100)
+
+
+def test_a_host_django_would_refuse_is_not_answered_by_the_lane(account, key):
+    lane, _ = clients(key)
+    response = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                         format="json", HTTP_HOST="evil.example")  # fmt: skip
+    assert response.status_code == 400 and not getattr(response, "from_fast_lane", False)
+    assert UsageEvent.objects.count() == 0
+
+
+def test_a_request_the_lane_hands_on_is_counted_once_against_the_rate_limit(account):
+    _, raw = create_api_key(name="slow", scopes=SCOPES, rate_limit_per_minute=2)
+    lane, _ = clients(raw)
+    refused = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call",
+                                            "quantity": "1000"}, format="json")  # fmt: skip
+    charged = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                        format="json")  # fmt: skip
+    limited = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                        format="json")  # fmt: skip
+    assert [refused.status_code, charged.status_code, limited.status_code] == [402, 201, 429]
+    assert error_code(limited) == "rate_limited" and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_key_bound_to_another_account_gets_404_from_either_path(account):
+    other, _ = priced_account(credits=5, external_id="other", feature_code="other_call")
+    _, raw = create_api_key(name="bound", scopes=SCOPES, account=other)
+    lane, _ = clients(raw)
+    response = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                         format="json")  # fmt: skip
+    assert response.status_code == 404 and error_code(response) == "account_not_found"
+    own = lane.post("/api/v1/consume", {"account": "other", "feature": "other_call"},
+                    format="json")  # fmt: skip
+    assert own.status_code == 201 and own.from_fast_lane
+
+
+def test_with_the_lane_switched_off_django_answers_everything(account, key, settings):
+    settings.API_FAST_LANE = False
+    lane, _ = clients(key)
+    response = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                         format="json")  # fmt: skip
+    assert response.status_code == 201 and not getattr(response, "from_fast_lane", False)
+
+
+def test_an_error_after_the_charge_answers_500_and_never_charges_twice(account, key,
+                                                                      monkeypatch):  # fmt: skip
+    charge = fast_lane._consume
+
+    def charge_then_fail(*args):
+        charge(*args)
+        raise RuntimeError("a bug after the commit")
+
+    monkeypatch.setitem(fast_lane.LANES, "/api/v1/consume",
+                        ("consume_in", charge_then_fail, "consume_out", "201 Created"))  # fmt: skip
+    lane, _ = clients(key)
+    response = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                         format="json", HTTP_X_REQUEST_ID="req-500")  # fmt: skip
+    assert response.status_code == 500 and error_code(response) == "internal_error"
+    assert response.json()["error"]["details"] == {"request_id": "req-500"}
+    assert "Traceback" not in response.content.decode()
+    assert UsageEvent.objects.count() == 1
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="the database function exists on PostgreSQL only")
+def test_a_consume_through_the_lane_is_two_statements_including_auth(account, key):
+    lane, _ = clients(key)
+    lane.post("/api/v1/check", {"account": "acme", "feature": "api_call"}, format="json")
+    with CaptureQueriesContext(connection) as ctx:
+        response = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                             format="json")  # fmt: skip
+    assert response.status_code == 201 and response.from_fast_lane
+    # (The test's own transaction adds savepoints around the consume; a server has none.)
+    sql = [q["sql"] for q in ctx.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(sql) == 2, sql
+
+
+quantities = st.one_of(
+    st.integers(-3, 10**20),
+    st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-5, max_value=10**9),
+    st.text(alphabet="0123456789.-e+ ", max_size=12),
+    st.booleans(),
+    st.none(),
+)
+bodies = st.fixed_dictionaries(
+    {"account": st.sampled_from(["acme", "nobody", "", "a" * 256])},
+    optional={
+        "feature": st.sampled_from(["api_call", "nope", "", 7]),
+        "quantity": quantities,
+        "extra": st.integers(),
+    },
+)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(body=bodies)
+def test_any_check_body_gets_the_same_answer_from_the_lane_and_from_django(account, key, body):
+    lane, django = clients(key)
+    payload = json.dumps(body, default=str)
+    answers = [c.post("/api/v1/check", payload, content_type="application/json")
+               for c in (lane, django)]  # fmt: skip
+    assert comparable(answers[0]) == comparable(answers[1]), body
