@@ -1,8 +1,10 @@
 #!/bin/bash
 # HTTP benchmark of the consume API (issue 5), next to the raw-SQL yardstick in the same run.
-#   bench/http_consume.sh [SECONDS=15] [CONNECTIONS=16]
+#   bench/http_consume.sh [SECONDS=15] [CONNECTIONS=16]      (WORKERS=8 THREADS=2 by default)
 # gunicorn with production settings on PostgreSQL; load from wrk (installed if absent);
-# shapes: consume on 10,000 accounts, consume on one hot account, check, batch of 500.
+# shapes: consume on 10,000 accounts, consume on one hot account, check, batch of 500; then
+# bench/wsgi_floor.py (the same statements with no framework) under the same gunicorn shape,
+# and the yardstick.
 set -eu
 cd "$(dirname "$0")/.."
 T=${1:-15} C=${2:-16}
@@ -20,7 +22,7 @@ DJANGO_SETTINGS_MODULE=config.settings.production SECRET_KEY=bench-only-not-secr
   ALLOWED_HOSTS=127.0.0.1 SECURE_SSL_REDIRECT=false \
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" REDIS_URL=redis://127.0.0.1:6379/13 \
   .venv/bin/gunicorn config.wsgi -b "127.0.0.1:$PORT" -k gthread \
-    --workers "${WORKERS:-4}" --threads "${THREADS:-4}" --log-level warning &
+    --workers "${WORKERS:-8}" --threads "${THREADS:-2}" --log-level warning &
 GUNICORN=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done
 
@@ -37,6 +39,13 @@ run "consume, 10000 accounts" ACCOUNTS=10000
 run "consume, one hot account" ACCOUNTS=1
 run "check, 10000 accounts" ACCOUNTS=10000 ENDPOINT=/api/v1/check
 LUA=bench/wrk/batch.lua run "batch of 500 (x500 = events/s)"
+kill "$GUNICORN"; wait "$GUNICORN" 2>/dev/null || true; GUNICORN=
+FLOOR_DSN="postgresql://postgres@127.0.0.1:5432/$DB" REDIS_URL=redis://127.0.0.1:6379/13 \
+  .venv/bin/gunicorn wsgi_floor -b "127.0.0.1:$PORT" --chdir bench -k gthread \
+    --workers "${WORKERS:-8}" --threads "${THREADS:-2}" --log-level warning &
+GUNICORN=$!
+for _ in $(seq 50); do (: >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
+run "floor: bare WSGI, same statements" ACCOUNTS=10000
 kill "$GUNICORN"; wait "$GUNICORN" 2>/dev/null || true; GUNICORN=
 ../shared/bench/yardstick.sh "$C" "$T" 10000
 ../shared/bench/yardstick.sh "$C" "$T" 1
