@@ -2,9 +2,9 @@
 on every request of its own, answered without Django's request cycle.
 
 Django's handler, its middleware and DRF's request wrapper cost more CPU per request than the
-consume itself (docs/api.md, "Performance"). The lane is WSGI middleware in front of Django
-that takes only requests it can answer whole, with the same pieces the views use: the views'
-own input and output serializers, the same key lookup and scope rule, rate count, account
+consume itself (bench/RESULTS.md). The lane is WSGI middleware in front of Django
+(config/wsgi.py) that takes only requests it can answer whole, with the pieces the views use:
+their input and output serializers, the same key lookup and scope rule, rate count, account
 rule and service call. It answers a consume that charges or replays, and every check. Any
 other request, and every error, goes on to Django untouched (the body put back, the rate
 already counted), which answers as if the lane did not exist: nothing has been written then,
