@@ -9,21 +9,20 @@ from apps.core.errors import AccountNotFound
 REPLAYED = {"Idempotent-Replayed": "true"}
 
 
-def visible_account(*, api_key, external_id):
-    """The account `api_key` may act on, or None. A key bound to an account sees only that
-    one; any other id answers account_not_found (404, never 403, so ids cannot be probed)."""
-    if api_key.account_id is not None:
-        return api_key.account if api_key.account.external_id == external_id else None
-    return account_by_external_id(external_id=external_id)
-
-
 class ApiView(APIView):
     """`required_scopes` is a tuple, or a dict by HTTP method."""
 
     required_scopes = ()
 
     def account_for(self, external_id):
-        account = visible_account(api_key=self.request.auth, external_id=external_id)
+        """The account this key may act on. A key bound to an account sees only that one;
+        any other id answers account_not_found (404, never 403, so ids cannot be probed)."""
+        key = self.request.auth
+        if key.account_id is not None:
+            if key.account.external_id != external_id:
+                raise AccountNotFound()
+            return key.account
+        account = account_by_external_id(external_id=external_id)
         if account is None:
             raise AccountNotFound()
         return account
