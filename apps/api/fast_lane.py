@@ -119,7 +119,6 @@ def answer_request(environ):
     if prepared is None:
         return None
     request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
-    extra_headers = {}
     try:
         result, extra_headers = act(*prepared)
         output = getattr(_serializers, output_name).to_representation(result)
@@ -129,7 +128,7 @@ def answer_request(environ):
         # Perhaps written, perhaps not (a connection lost during the commit): answering again
         # through Django could charge twice. What Django's error handler would answer:
         logger.exception("Unhandled error in the fast lane (request %s)", request_id)
-        status = "500 Internal Server Error"
+        status, extra_headers = "500 Internal Server Error", {}  # a 500 is no replay
         output = error_body("internal_error", INTERNAL_ERROR, {"request_id": request_id})
     content = _renderer.render(output)
     return status, _headers(environ, extra_headers, request_id, len(content)), content
