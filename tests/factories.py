@@ -81,6 +81,7 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     plan = factory.SubFactory(PlanFactory)
     current_period_start = factory.LazyFunction(timezone.now)
+    billing_anchor = factory.LazyAttribute(lambda o: o.current_period_start)
     current_period_end = factory.LazyAttribute(
         lambda o: o.current_period_start + timedelta(days=30)
     )

@@ -61,7 +61,19 @@ class Subscription(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
+    billing_anchor = models.DateTimeField(
+        help_text="Periods are counted from here, so that month ends do not drift "
+        "(Jan 31 → Feb 28 → Mar 31)."
+    )
     cancel_at_period_end = models.BooleanField(default=False)
+    scheduled_plan = models.ForeignKey(
+        "catalog.Plan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Takes over at the next renewal (a change at period end, e.g. a downgrade).",
+    )
     stripe_subscription_id = models.CharField(
         max_length=255, null=True, blank=True, unique=True, help_text="Empty for manual plans."
     )

@@ -3,11 +3,11 @@ import secrets
 import string
 from datetime import timedelta
 
-from dateutil.relativedelta import relativedelta
 from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput
+from apps.periods.services import put_account_on_plan
 
 from .models import Account, ApiKey, Subscription
 
@@ -100,33 +100,6 @@ def revoke_api_key(*, api_key, acting_user=None):
         api_key._history_user = acting_user
         api_key.save(update_fields=["revoked_at"])
     return api_key
-
-
-def period_end_for(*, plan, start):
-    step = relativedelta(years=1) if plan.billing_interval == "year" else relativedelta(months=1)
-    return start + step
-
-
-def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
-    """Start a manual (non-Stripe) subscription, ending any live one. Credits for the new
-    period are granted by the ledger once it exists (issue 4/6)."""
-    starts_at = starts_at or timezone.now()
-    with transaction.atomic():
-        for live in Subscription.objects.select_for_update().filter(
-            account=account, status__in=Subscription.LIVE_STATUSES
-        ):
-            live.status = Subscription.Status.CANCELED
-            live._history_user = acting_user
-            live.save(update_fields=["status", "updated_at"])
-        subscription = Subscription(
-            account=account,
-            plan=plan,
-            current_period_start=starts_at,
-            current_period_end=period_end_for(plan=plan, start=starts_at),
-        )
-        subscription._history_user = acting_user
-        subscription.save()
-    return subscription
 
 
 def upsert_account(*, external_id, acting_user=None, **fields):

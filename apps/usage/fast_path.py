@@ -7,7 +7,7 @@ import json
 from contextlib import nullcontext
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import (
@@ -32,9 +32,20 @@ def enabled():
     return connection.vendor == "postgresql" and settings.CONSUME_FAST_PATH
 
 
+# Raised by the functions, before they write anything, when a plan-period grant with rollover
+# terms is past its expiry (usage/0005): the Python ledger engine closes it.
+CLOSING_SQLSTATE = "CD001"
+
+
 def consume(requests):
-    """One Outcome per request, in order, from one durable transaction."""
-    rows = retry_on_idempotency_race(lambda: _call(requests))
+    """One Outcome per request, in order, from one durable transaction; None when the
+    request must take the portable path (a plan-period grant is due to roll over)."""
+    try:
+        rows = retry_on_idempotency_race(lambda: _call(requests))
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) == CLOSING_SQLSTATE:
+            return None
+        raise
     return [_outcome(request, row) for request, row in zip(requests, rows, strict=True)]
 
 

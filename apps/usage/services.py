@@ -31,8 +31,15 @@ from apps.core.errors import (
     QuotaExceeded,
     ReservationNotHeld,
 )
+from apps.core.jobs import JobCounts
 from apps.wallets.bulk import PendingUsageEvent
-from apps.wallets.ledger import ZERO, LedgerBook, cost_of, retry_on_idempotency_race
+from apps.wallets.ledger import (
+    ZERO,
+    LedgerBook,
+    cost_of,
+    retry_on_idempotency_race,
+    sweep_wallets,
+)
 from apps.wallets.models import Reservation
 
 from . import fast_path
@@ -198,7 +205,9 @@ def consume_batch(*, requests):
     if not requests:
         return []
     if fast_path.enabled():
-        return fast_path.consume(requests)
+        outcomes = fast_path.consume(requests)
+        if outcomes is not None:
+            return outcomes
     return retry_on_idempotency_race(lambda: _consume_in_transaction(requests))
 
 
@@ -545,30 +554,25 @@ def release_reservation(*, reservation_id):
         return reservation
 
 
-def release_expired_reservations(*, now=None, chunk_size=500):
-    """Release every hold past its TTL, a chunk of reservations per transaction. Returns
-    how many were released. Safe to run beside consumption and beside itself."""
+def release_expired_reservations(*, now=None, chunk_size=1000, on_chunk=None):
+    """Release every hold past its TTL, a chunk of wallets per transaction. Returns
+    JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
-    released = 0
-    while True:
-        with transaction.atomic(durable=True):
-            due = list(
-                Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
-                .order_by("pk")
-                .values_list("pk", "account_id", "wallet__credit_type_id")[:chunk_size]
+    counts = JobCounts()
+    due = Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
+
+    def release(book):
+        states = {state.wallet.pk: state for state in book.states.values()}
+        # Re-read under the wallet locks: a commit or release may have closed some since.
+        for reservation in due.filter(wallet_id__in=states):
+            states[reservation.wallet_id].release(
+                reservation.credits_held, reservation, reason="expired"
             )
-            if not due:
-                return released
-            book = LedgerBook(now=now)
-            book.lock(keys={(a, c) for _, a, c in due}, with_grants=False)
-            # Re-read under the locks: a commit or release may have closed some meanwhile.
-            for reservation in Reservation.objects.filter(
-                pk__in=[pk for pk, _, _ in due], status=Reservation.Status.HELD
-            ).select_related("wallet"):
-                state = book.states[(reservation.account_id, reservation.wallet.credit_type_id)]
-                state.release(reservation.credits_held, reservation, reason="expired")
-                reservation.status = Reservation.Status.EXPIRED
-                reservation.closed_at = now
-                book.dirty_reservations[reservation.pk] = reservation
-                released += 1
-            book.flush()
+            reservation.status = Reservation.Status.EXPIRED
+            reservation.closed_at = now
+            book.dirty_reservations[reservation.pk] = reservation
+            counts.reservations_released += 1
+
+    sweep_wallets(due=due, work=release, counts=counts, now=now, chunk_size=chunk_size,
+                  on_chunk=on_chunk, with_grants=False)  # fmt: skip
+    return counts

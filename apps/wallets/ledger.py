@@ -15,9 +15,9 @@ transaction already serialises writers.
 """
 
 from dataclasses import dataclass, field
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -100,12 +100,38 @@ class WalletState:
     def available(self):
         return self.wallet.balance - self.wallet.held
 
-    def expire_due(self):
-        """Expire grants past their expiry that the job has not reached yet, so that the
-        balance this transaction works with holds only spendable credits."""
-        now = self.book.now
-        for grant in [g for g in self.grants if g.expires_at and g.expires_at <= now]:
-            self._take(grant, grant.remaining, kind=Kind.EXPIRE, reason="expired")
+    def expire_due(self, *, until=None):
+        """Close grants past their expiry (up to `until`, by default now) that no job has
+        reached yet, oldest expiry first, so that the balance this transaction works with
+        holds only spendable credits. A rollover this makes may itself be past due (a renewal
+        catching up): the loop closes it too."""
+        until = until or self.book.now
+        while due := [g for g in self.grants if g.expires_at and g.expires_at <= until]:
+            self.close(min(due, key=expiry_order))
+
+    def close(self, grant):
+        """End a grant: roll over what its plan's terms carry (`rollover_amount`) into a new
+        `rollover` grant and expire the rest (breakage)."""
+        carried = rollover_amount(grant)
+        if grant.remaining > carried:
+            self._take(grant, grant.remaining - carried, kind=Kind.EXPIRE, reason="expired")
+        if carried > 0:
+            self._take(grant, carried, kind=Kind.ROLLOVER, reason="rolled over")
+            self.add_grant(
+                CreditGrant(
+                    source=CreditGrant.Source.ROLLOVER,
+                    amount=carried,
+                    priority=grant.priority,
+                    effective_at=min(grant.expires_at or self.book.now, self.book.now),
+                    expires_at=grant.rollover_expires_at,
+                    unit_price=grant.unit_price,
+                    currency=grant.currency,
+                    reference=f"{grant.reference}:rollover" if grant.reference else None,
+                    reason=f"Rolled over from grant #{grant.pk}" if grant.pk else "Rolled over",
+                    created_at=self.book.now,
+                ),
+                kind=Kind.ROLLOVER,
+            )
         self.grants = [g for g in self.grants if g.remaining > 0]
 
     def check_funds(self, credits, *, overdraft_limit, excluding_held=ZERO):
@@ -149,7 +175,7 @@ class WalletState:
         self.wallet.balance += grant.amount
         self.book.new_grants.append(grant)
         self.book.entry(self, kind=kind, amount=grant.amount, grant=grant, **links)
-        if grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > self.book.now):
+        if grant.remaining > 0:  # already past due (a renewal catching up): expire_due closes it
             self.grants.append(grant)
             self.grants.sort(key=burn_down_key)
         return grant
@@ -177,6 +203,24 @@ class WalletState:
         self.book.entry(self, kind=kind, amount=-credits, grant=grant, **links)
 
 
+def rollover_amount(grant):
+    """min(remaining × percent, cap), rounded down to the credit's 6 places: never more than
+    the terms allow."""
+    if not grant.rollover_percent or grant.remaining <= 0:
+        return ZERO
+    with localcontext(prec=2 * CREDIT_DIGITS + 2):
+        carried = (grant.remaining * grant.rollover_percent / 100).quantize(
+            CREDIT_QUANTUM, rounding=ROUND_DOWN
+        )
+    if grant.rollover_cap is not None:
+        carried = min(carried, grant.rollover_cap)
+    return min(carried, grant.remaining)
+
+
+def expiry_order(grant):
+    return (grant.expires_at, grant.pk is None, grant.pk or 0)
+
+
 def burn_down_key(grant):
     never = grant.expires_at is None
     return (grant.priority, never, grant.expires_at or timezone.now(), grant.pk or float("inf"))
@@ -199,29 +243,37 @@ class LedgerBook:
 
     # --- reading under lock ---------------------------------------------------------------
 
-    def lock(self, *, keys, create=False, with_grants=True):
-        """Lock the wallets for `(account_id, credit_type_id)` keys in id order, and load their
-        grants with credits left. Missing wallets are created when `create` is True (or, when
-        it is a set of keys, for those keys), else left out. All in one locking statement:
-        two calls would not lock in one id order, and could deadlock against a job."""
+    def lock(self, *, keys=(), wallet_ids=(), create=False, with_grants=True, expire=True,
+             skip_locked=False):  # fmt: skip
+        """Lock the wallets for `(account_id, credit_type_id)` keys (or by `wallet_ids`) in id
+        order, and load their grants with credits left, closing those past expiry unless
+        `expire` is False. Missing wallets are created when `create` is True (or, when it is a
+        set of keys, for those keys), else left out. All in one locking statement: two calls
+        would not lock in one id order, and could deadlock against a job. `skip_locked`: a
+        job's claim, which leaves wallets another transaction holds to that one."""
         keys = sorted(set(keys) - set(self.states))
-        if not keys:
+        if not keys and not wallet_ids:
             return self.states
         to_create = keys if create is True else sorted(set(create or ()) & set(keys))
         if to_create:
             self.created_wallet_ids |= bulk.create_wallets(to_create, now=self.now)
-        match = Q()
-        for account_id, credit_type_id in keys:
-            match |= Q(account_id=account_id, credit_type_id=credit_type_id)
+        if wallet_ids:
+            match = Q(pk__in=sorted(wallet_ids))
+        else:
+            match = Q()
+            for account_id, credit_type_id in keys:
+                match |= Q(account_id=account_id, credit_type_id=credit_type_id)
         # Why the lock: it serialises every writer of this wallet's balance and grants.
         wallets = list(
             Wallet.objects.filter(match)
             .select_related("credit_type")
             .order_by("pk")
-            .select_for_update(of=("self",))
+            .select_for_update(of=("self",), skip_locked=skip_locked)
         )
         fresh = {}
         for wallet in wallets:
+            if (wallet.account_id, wallet.credit_type_id) in self.states:
+                continue
             state = WalletState(book=self, wallet=wallet)
             self.states[(wallet.account_id, wallet.credit_type_id)] = state
             fresh[wallet.pk] = state
@@ -233,8 +285,9 @@ class LedgerBook:
                 state = fresh[grant.wallet_id]
                 grant.wallet = state.wallet
                 state.grants.append(grant)
-            for state in fresh.values():
-                state.expire_due()
+            if expire:
+                for state in fresh.values():
+                    state.expire_due()
         return self.states
 
     # --- writing --------------------------------------------------------------------------
@@ -289,3 +342,34 @@ class LedgerBook:
         if unused:
             bulk.delete_wallets(unused)
         self.created_wallet_ids = set()
+
+
+def sweep_wallets(*, due, work, counts, now, chunk_size, on_chunk=None, with_grants=True):
+    """Run `work(book)` over every wallet that `due` (a queryset of rows with a wallet_id)
+    names, a chunk of wallets per durable transaction, in wallet id order: the statements
+    per chunk do not grow with its size. The first pass claims with SKIP LOCKED, leaving a
+    wallet to the transaction that holds it (another copy of the job); a second pass waits
+    for what is still due after it. Locking closes grants past expiry (`with_grants`)."""
+    for skip_locked in (True, False):
+        if not skip_locked and not due.exists():
+            return
+        after = 0
+        while True:
+            with transaction.atomic(durable=True):
+                ids = list(
+                    due.filter(wallet_id__gt=after)
+                    .order_by("wallet_id")
+                    .values_list("wallet_id", flat=True)
+                    .distinct()[:chunk_size]
+                )
+                if not ids:
+                    break
+                after = ids[-1]
+                book = LedgerBook(now=now)
+                book.lock(wallet_ids=ids, with_grants=with_grants, skip_locked=skip_locked)
+                work(book)
+                counts.tally(book.entries)
+                book.flush()
+            counts.chunks += 1
+            if on_chunk is not None:
+                on_chunk(counts)

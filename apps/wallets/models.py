@@ -91,6 +91,20 @@ class CreditGrant(models.Model):
         help_text="Idempotency handle of whatever created it (checkout session, period, key).",
     )
     reason = models.TextField(blank=True)
+    # The plan's rollover terms as they stood when a plan-period grant was made: whoever
+    # closes the grant at its expiry (the renewal job, the expiry job or a consume's lazy
+    # expiry) carries min(remaining × percent, cap) into a rollover grant and expires the rest.
+    rollover_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Share of what is left at expiry that rolls over; empty: nothing does.",
+    )
+    rollover_cap = credit_field(null=True, blank=True, help_text="Most that rolls over.")
+    rollover_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When rolled-over credits expire; empty: never."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -114,6 +128,11 @@ class CreditGrant(models.Model):
             ),
             models.CheckConstraint(condition=Q(debt_settled__gte=0), name="grant_debt_gte_0"),
             models.CheckConstraint(condition=Q(unit_price__gte=0), name="grant_unit_price_gte_0"),
+            models.CheckConstraint(
+                condition=Q(rollover_percent__isnull=True)
+                | Q(rollover_percent__gt=0, rollover_percent__lte=100),
+                name="grant_rollover_percent_0_100",
+            ),
         ]
         indexes = [
             # The burn-down scan: only grants with credits left, in spending order (ascending
@@ -138,6 +157,7 @@ class LedgerEntry(models.Model):
         GRANT = "grant", "Grant"
         CONSUME = "consume", "Consume"
         EXPIRE = "expire", "Expire"
+        ROLLOVER = "rollover", "Rollover"
         VOID = "void", "Void"
         ADJUST = "adjust", "Adjust"
         RESERVE = "reserve", "Reserve"

@@ -15,8 +15,9 @@ from apps.core.decimals import (
     parse_decimal,
 )
 from apps.core.errors import IdempotencyKeyReused, InvalidInput
+from apps.core.jobs import JobCounts
 
-from .ledger import LedgerBook, retry_on_idempotency_race
+from .ledger import LedgerBook, retry_on_idempotency_race, sweep_wallets
 from .models import CreditGrant, LedgerEntry
 
 STAFF_SOURCES = {CreditGrant.Source.PROMO, CreditGrant.Source.MANUAL, CreditGrant.Source.TRIAL}
@@ -178,25 +179,18 @@ def adjust(*, account, credit_type, amount, reason, acting_user=None):
         return state.wallet
 
 
-def expire_grants(*, now=None, chunk_size=1000):
-    """Expire every grant past `expires_at` that still has credits, a chunk of wallets per
-    transaction (constant queries per chunk). Returns `(grants, credits)` expired."""
+def expire_grants(*, now=None, chunk_size=1000, on_chunk=None):
+    """Close every grant past `expires_at` that still has credits (plan-period grants roll
+    over by their terms, the rest expires), a chunk of wallets per transaction. Returns
+    JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
-    grants = 0
-    credits = Decimal(0)
-    while True:
-        with transaction.atomic(durable=True):
-            due = list(
-                CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now)
-                .order_by("account_id", "wallet__credit_type_id")
-                .values_list("account_id", "wallet__credit_type_id")
-                .distinct()[:chunk_size]
-            )
-            if not due:
-                return grants, credits
-            book = LedgerBook(now=now)
-            book.lock(keys=due)  # locking loads the grants and expires those past due
-            for entry in book.entries:
-                grants += 1
-                credits -= entry.amount
-            book.flush()
+    counts = JobCounts()
+    sweep_wallets(
+        due=CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now),
+        work=lambda book: None,  # locking the wallets closes what is past due
+        counts=counts,
+        now=now,
+        chunk_size=chunk_size,
+        on_chunk=on_chunk,
+    )
+    return counts

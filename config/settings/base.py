@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.wallets",
     "apps.usage",
+    "apps.periods",
     "apps.billing",
     "apps.api",
 ]

@@ -101,8 +101,8 @@ def test_holds_past_their_ttl_are_released_by_the_job(time_machine):
     time_machine.move_to(timezone.now() + timedelta(minutes=2))
     with pytest.raises(ReservationNotHeld):
         commit_reservation(reservation_id=short.pk, quantity=1)
-    assert release_expired_reservations() == 1
-    assert release_expired_reservations() == 0
+    assert release_expired_reservations().reservations_released == 1
+    assert release_expired_reservations().reservations_released == 0
     short.refresh_from_db()
     long.refresh_from_db()
     assert (short.status, long.status) == ("expired", "held")

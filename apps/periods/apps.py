@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PeriodsConfig(AppConfig):
+    name = "apps.periods"
+    verbose_name = "Billing periods and jobs"

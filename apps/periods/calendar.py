@@ -1,0 +1,31 @@
+"""Period boundaries, counted from a subscription's billing anchor: the k-th boundary is
+anchor + k intervals, so a period that starts on the 31st ends on the last day of a short
+month and the next one is back on the 31st (never drifting to the 28th)."""
+
+from dateutil.relativedelta import relativedelta
+
+
+def _months(interval):
+    return 12 if interval == "year" else 1
+
+
+def boundary(*, anchor, interval, index):
+    return anchor + relativedelta(months=_months(interval) * index)
+
+
+def index_of(*, anchor, interval, moment):
+    """The first boundary index at or after `moment`."""
+    months = (moment.year - anchor.year) * 12 + moment.month - anchor.month
+    index = max(0, months // _months(interval) - 1)
+    while boundary(anchor=anchor, interval=interval, index=index) < moment:
+        index += 1
+    return index
+
+
+def period_end_after(*, anchor, interval, moment, periods=1):
+    """The end of the period `periods` periods after the one that ends at `moment` (a
+    boundary): with periods=1, the end of the next period."""
+    index = index_of(anchor=anchor, interval=interval, moment=moment)
+    if boundary(anchor=anchor, interval=interval, index=index) > moment:
+        index -= 1  # `moment` is inside a period: count from the boundary before it
+    return boundary(anchor=anchor, interval=interval, index=index + periods)

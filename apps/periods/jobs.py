@@ -1,0 +1,45 @@
+"""The period jobs by name, and how a run of one is recorded (JobRun)."""
+
+import traceback
+
+from django.utils import timezone
+
+from apps.usage.services import release_expired_reservations
+from apps.wallets.services import expire_grants
+
+from .models import JobRun
+from .services import renew_due_subscriptions
+
+# In the order `run_period_jobs` runs them: renewal first, so that the expiry job finds only
+# what renewal did not close.
+JOBS = {
+    "renew_due_subscriptions": renew_due_subscriptions,
+    "expire_grants": expire_grants,
+    "release_expired_reservations": release_expired_reservations,
+}
+
+
+def run_job(*, job, trigger, now=None, task_id="", chunk_size=None):
+    """Run one job, recording it as a JobRun whose counts are saved after every chunk (a
+    run that dies shows how far it got). Returns the JobRun; re-raises what stopped it."""
+    function = JOBS[job]
+    as_of = now or timezone.now()
+    run = JobRun.objects.create(job=job, trigger=trigger, as_of=as_of, task_id=task_id or "")
+
+    def progress(counts):
+        JobRun.objects.filter(pk=run.pk).update(counts=counts.as_dict())
+
+    options = {"chunk_size": chunk_size} if chunk_size else {}
+    try:
+        counts = function(now=as_of, on_chunk=progress, **options)
+    except BaseException as error:  # a time limit or a kill too: record it, then stop
+        run.status = JobRun.Status.FAILED
+        run.error = "".join(traceback.format_exception(error))[-4000:]
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "error", "finished_at"])
+        raise
+    run.counts = counts.as_dict()
+    run.status = JobRun.Status.FAILED if counts.failures else JobRun.Status.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.save(update_fields=["counts", "status", "finished_at"])
+    return run

@@ -1,0 +1,427 @@
+"""Billing periods: put an account on a plan, renew periods (catching up missed ones), change
+or cancel a plan at period end, and the jobs that expire grants and release reservations.
+docs/periods.md states the rules.
+
+Every writer here locks in the order the rest of the ledger does: the subscription row
+(claimed with SKIP LOCKED by the jobs), then wallets in id order, and reads grants after the
+wallet lock. A job works in chunks, each its own durable transaction with a constant number
+of statements, so a run can be killed at any point and run again, or run twice at once."""
+
+from datetime import UTC
+from decimal import Decimal
+
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from apps.accounts.models import Subscription
+from apps.catalog.models import PlanAllowance
+from apps.core.decimals import UNIT_PRICE_PLACES
+from apps.core.errors import DomainError, InvalidInput
+from apps.core.jobs import JobCounts
+from apps.wallets.ledger import LedgerBook
+from apps.wallets.models import CreditGrant
+
+from .calendar import boundary, period_end_after
+
+# --- period grants ------------------------------------------------------------------------
+
+
+def period_reference(subscription_id, start, credit_type_code):
+    """The idempotency handle of a period's grant: `period:<subscription>:<start>:<credits>`
+    (DESIGN.md's `period:<sub>:<start>`, per credit type: a plan may grant several)."""
+    return f"period:{subscription_id}:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}:{credit_type_code}"
+
+
+def _unit_price(plan, allowances):
+    """What one included credit was paid: the plan's price over its credits when it grants
+    one kind of credit; 0 when it grants several (no fair split exists) or is free."""
+    if len(allowances) != 1 or not plan.price:
+        return Decimal(0)
+    return (plan.price / allowances[0].credits_per_period).quantize(
+        Decimal(1).scaleb(-UNIT_PRICE_PLACES)
+    )
+
+
+def _period_grants(subscription, plan, allowances, start, end, now):
+    """The plan-period grants for one period, with the plan's rollover terms snapshotted:
+    whoever closes them at `end` rolls over by the terms of the period they belong to."""
+    percent = plan.rollover_percent or None
+    periods = plan.rollover_expires_after_periods
+    rollover_expires_at = None
+    if percent and periods:
+        rollover_expires_at = period_end_after(
+            anchor=subscription.billing_anchor,
+            interval=plan.billing_interval,
+            moment=end,
+            periods=periods,
+        )
+    unit_price = _unit_price(plan, allowances)
+    return [
+        (
+            allowance.credit_type_id,
+            CreditGrant(
+                source=CreditGrant.Source.PLAN_PERIOD,
+                amount=allowance.credits_per_period,
+                priority=CreditGrant.DEFAULT_PRIORITY,
+                effective_at=start,
+                expires_at=end,
+                unit_price=unit_price,
+                currency=plan.currency,
+                reference=period_reference(subscription.pk, start, allowance.credit_type.code),
+                reason=f"{plan.name}: period {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+                rollover_percent=percent,
+                rollover_cap=plan.rollover_cap if percent else None,
+                rollover_expires_at=rollover_expires_at,
+                created_at=now,
+            ),
+        )
+        for allowance in allowances
+        if allowance.credits_per_period > 0
+    ]
+
+
+def _allowances(plan_ids):
+    found = {pk: [] for pk in plan_ids}
+    for allowance in PlanAllowance.objects.filter(plan_id__in=plan_ids).select_related(
+        "credit_type"
+    ):
+        found[allowance.plan_id].append(allowance)
+    return found
+
+
+def _due_periods(subscription, now):
+    """Advance `subscription` (in memory) through every period that has ended by `now`;
+    returns the new periods as (plan, start, end), oldest first."""
+    periods = []
+    while subscription.current_period_end <= now:
+        start = subscription.current_period_end
+        if subscription.cancel_at_period_end:
+            subscription.status = Subscription.Status.CANCELED
+            break
+        if subscription.scheduled_plan_id:
+            subscription.plan = subscription.scheduled_plan
+            subscription.scheduled_plan = None
+            subscription.billing_anchor = start  # the new plan counts its periods from here
+        end = period_end_after(
+            anchor=subscription.billing_anchor,
+            interval=subscription.plan.billing_interval,
+            moment=start,
+        )
+        periods.append((subscription.plan, start, end))
+        subscription.current_period_start, subscription.current_period_end = start, end
+    return periods
+
+
+def _wallet_keys(subscriptions, allowances):
+    return {
+        (s.account_id, a.credit_type_id)
+        for s in subscriptions
+        for plan_id in (s.plan_id, s.scheduled_plan_id)
+        if plan_id
+        for a in allowances[plan_id]
+    }
+
+
+def _renew(subscriptions, book, counts):
+    """Renew every subscription in `subscriptions` (locked by the caller) up to `book.now`,
+    in `book` (its wallets locked here). Close each ended period, then grant the next, in
+    time order, so a catch-up over several periods rolls over at each step."""
+    now = book.now
+    plan_ids = {s.plan_id for s in subscriptions} | {
+        s.scheduled_plan_id for s in subscriptions if s.scheduled_plan_id
+    }
+    allowances = _allowances(plan_ids)
+    keys = _wallet_keys(subscriptions, allowances)
+    book.lock(keys=keys, create=True, expire=False)
+    schedule = [(s, _due_periods(s, now)) for s in subscriptions]
+    references = {
+        grant.reference
+        for s, periods in schedule
+        for plan, start, end in periods
+        for _, grant in _period_grants(s, plan, allowances[plan.pk], start, end, now)
+    }
+    # Another path (Stripe's invoice.paid) may have granted a period already: skip it. The
+    # unique reference would refuse it anyway; reading first keeps the chunk going.
+    granted = set(
+        CreditGrant.objects.filter(
+            account_id__in={s.account_id for s in subscriptions}, reference__in=references
+        ).values_list("reference", flat=True)
+    )
+    states_of = {}
+    for (account_id, _), state in book.states.items():
+        states_of.setdefault(account_id, []).append(state)
+    for subscription, periods in schedule:
+        states = states_of.get(subscription.account_id, [])
+        for plan, start, end in periods:
+            for state in states:
+                state.expire_due(until=start)
+            new = _period_grants(subscription, plan, allowances[plan.pk], start, end, now)
+            for credit_type_id, grant in new:
+                if grant.reference in granted:
+                    continue
+                state = book.states[(subscription.account_id, credit_type_id)]
+                state.add_grant(grant, reason=grant.reason)
+                counts.granted += grant.amount
+            counts.periods += 1
+        counts.renewed += 1
+        counts.canceled += subscription.status == Subscription.Status.CANCELED
+    for state in book.states.values():
+        state.expire_due()
+    counts.tally(book.entries)
+
+
+def _save_subscriptions(subscriptions, now):
+    for s in subscriptions:
+        s.updated_at = now
+    if connection.vendor != "postgresql":
+        Subscription.objects.bulk_update(
+            subscriptions,
+            ["plan", "scheduled_plan", "billing_anchor", "status", "current_period_start",
+             "current_period_end", "updated_at"],
+        )  # fmt: skip
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_subscription s SET plan_id = u.plan_id, "
+            "scheduled_plan_id = u.scheduled_plan_id, billing_anchor = u.anchor, "
+            "status = u.status, current_period_start = u.period_start, "
+            "current_period_end = u.period_end, updated_at = u.updated_at "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::timestamptz[], "
+            "%s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[]) "
+            "AS u(id, plan_id, scheduled_plan_id, anchor, status, period_start, period_end, "
+            "updated_at) WHERE s.id = u.id",
+            [[s.pk for s in subscriptions], [s.plan_id for s in subscriptions],
+             [s.scheduled_plan_id for s in subscriptions],
+             [s.billing_anchor for s in subscriptions], [s.status for s in subscriptions],
+             [s.current_period_start for s in subscriptions],
+             [s.current_period_end for s in subscriptions],
+             [s.updated_at for s in subscriptions]],
+        )  # fmt: skip
+
+
+# --- plan changes -------------------------------------------------------------------------
+
+
+def _live(account):
+    # Why the lock: a plan change and the renewal job must not both move one subscription.
+    return list(
+        Subscription.objects.filter(account=account, status__in=Subscription.LIVE_STATUSES)
+        .select_related("plan", "scheduled_plan")
+        .order_by("pk")
+        .select_for_update(of=("self",))
+    )
+
+
+def _period_grants_left(subscription, book):
+    prefix = f"period:{subscription.pk}:"
+    return [
+        (state, grant)
+        for state in book.states.values()
+        if state.wallet.account_id == subscription.account_id
+        for grant in state.grants
+        if grant.source == CreditGrant.Source.PLAN_PERIOD
+        and (grant.reference or "").startswith(prefix)
+    ]
+
+
+def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
+    """Put the account on `plan` now (a manual subscription), granting its first period.
+    A live subscription ends here, as at a period end: caught up first if a renewal is
+    due, then its plan credits roll over by the old plan's terms and the rest expires. Runs
+    in the caller's transaction when there is one (the API's account PUT)."""
+    now = timezone.now()
+    starts_at = starts_at or now
+    counts = JobCounts()
+    with transaction.atomic():
+        book = LedgerBook(now=now)
+        live = _live(account)
+        plans = {plan.pk} | {s.plan_id for s in live} | {s.scheduled_plan_id for s in live}
+        allowances = _allowances(plans - {None})
+        # One locking statement for every wallet this touches: a second would not lock in
+        # one id order with the jobs.
+        keys = {(account.pk, a.credit_type_id) for found in allowances.values() for a in found}
+        book.lock(keys=keys, create=True, expire=False)
+        if live:
+            _renew(live, book, counts)
+            for subscription in live:
+                for state, grant in _period_grants_left(subscription, book):
+                    state.close(grant)
+                subscription.status = Subscription.Status.CANCELED
+                if subscription.current_period_start < now < subscription.current_period_end:
+                    subscription.current_period_end = now
+                subscription._history_user = acting_user
+                subscription.save()
+        subscription = Subscription(
+            account=account,
+            plan=plan,
+            billing_anchor=starts_at,
+            current_period_start=starts_at,
+            current_period_end=boundary(anchor=starts_at, interval=plan.billing_interval, index=1),
+        )
+        subscription._history_user = acting_user
+        subscription.save()
+        start, end = subscription.current_period_start, subscription.current_period_end
+        first = _period_grants(subscription, plan, allowances[plan.pk], start, end, now)
+        for credit_type_id, grant in first:
+            book.states[(account.pk, credit_type_id)].add_grant(grant, reason=grant.reason)
+        if subscription.current_period_end <= now:  # started in the past: catch up
+            _renew([subscription], book, counts)
+            _save_subscriptions([subscription], now)
+        for state in book.states.values():
+            state.expire_due()
+        book.flush()
+    return subscription
+
+
+def change_plan_at_period_end(*, account, plan, acting_user=None):
+    """Schedule `plan` to take over at the next renewal (a downgrade keeps what was paid for
+    until the period ends); the current plan again cancels the change."""
+    with transaction.atomic(durable=True):
+        subscription = _current(account)
+        subscription.scheduled_plan = None if plan.pk == subscription.plan_id else plan
+        subscription._history_user = acting_user
+        subscription.save(update_fields=["scheduled_plan", "updated_at"])
+        return subscription
+
+
+def cancel_at_period_end(*, account, acting_user=None):
+    """End the subscription when its period ends: its plan credits then expire without
+    rolling over, and no new period is granted. Purchased credits are not touched."""
+    return _set_cancel(account, True, acting_user)
+
+
+def resume_subscription(*, account, acting_user=None):
+    """Undo `cancel_at_period_end`: the period's plan credits roll over by the plan's terms
+    again (as the plan states them now)."""
+    return _set_cancel(account, False, acting_user)
+
+
+def _current(account):
+    live = _live(account)
+    if not live:
+        raise InvalidInput("This account has no live subscription.", details={"plan": ["none"]})
+    return live[0]
+
+
+def _set_cancel(account, cancel, acting_user):
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        subscription = _current(account)
+        book = LedgerBook(now=now)
+        allowances = _allowances({subscription.plan_id, subscription.scheduled_plan_id} - {None})
+        book.lock(keys=_wallet_keys([subscription], allowances), expire=False)
+        if subscription.current_period_end <= now:  # the flag is for the current period
+            _renew([subscription], book, JobCounts())
+            _save_subscriptions([subscription], now)
+        terms = _period_grants(
+            subscription,
+            subscription.plan,
+            allowances[subscription.plan_id],
+            subscription.current_period_start,
+            subscription.current_period_end,
+            now,
+        )
+        terms = {grant.reference: grant for _, grant in terms}
+        for _, grant in _period_grants_left(subscription, book):
+            like = terms.get(grant.reference)
+            grant.rollover_percent = None if cancel or like is None else like.rollover_percent
+            grant.rollover_cap = None if cancel or like is None else like.rollover_cap
+            grant.rollover_expires_at = None if cancel or like is None else like.rollover_expires_at
+            grant.save(update_fields=["rollover_percent", "rollover_cap", "rollover_expires_at"])
+        book.flush()
+        subscription.cancel_at_period_end = cancel
+        subscription._history_user = acting_user
+        subscription.save()
+        return subscription
+
+
+# --- the jobs ------------------------------------------------------------------------------
+
+RENEWABLE = (Subscription.Status.ACTIVE, Subscription.Status.TRIALING)
+
+
+def _due_subscriptions(now):
+    return Subscription.objects.filter(status__in=RENEWABLE, current_period_end__lte=now)
+
+
+def _claim(queryset, *, after, limit, skip_locked):
+    # Why the lock: the subscription row is the claim; a second copy of the job skips it
+    # (SKIP LOCKED), a plan change waits for it and then sees the renewed period.
+    return list(
+        queryset.filter(pk__gt=after)
+        .select_related("plan", "scheduled_plan")
+        .order_by("pk")
+        .select_for_update(of=("self",), skip_locked=skip_locked)[:limit]
+    )
+
+
+def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None):
+    """Renew every active or trialing subscription whose period has ended by `now`: close
+    the ended period (roll over, expire the rest), grant the next one, reset quotas (they
+    count per period), catching up every missed period in order. Returns JobCounts.
+
+    Chunks claim with SKIP LOCKED; a second pass waits for what the first skipped (held by
+    a plan change or by another copy, which has renewed it by then). A chunk that fails is
+    retried one subscription at a time, so one bad row costs only itself (counted in
+    `failures`). `on_chunk(counts)` runs after each committed chunk."""
+    now = now or timezone.now()
+    counts = JobCounts()
+
+    def work(subscriptions):
+        book = LedgerBook(now=now)
+        _renew(subscriptions, book, counts)
+        book.flush()
+        _save_subscriptions(subscriptions, now)
+
+    _in_chunks(_due_subscriptions(now), work, counts, chunk_size, on_chunk, label="subscription")
+    return counts
+
+
+def _in_chunks(due, work, counts, chunk_size, on_chunk, *, label):
+    failed = set()
+    for skip_locked in (True, False):
+        if not skip_locked and not due.exclude(pk__in=failed).exists():
+            return
+        after = 0
+        while True:
+            before = counts.copy()
+            claimed = []
+            try:
+                with transaction.atomic(durable=True):
+                    claimed = _claim(
+                        due.exclude(pk__in=failed),
+                        after=after,
+                        limit=chunk_size,
+                        skip_locked=skip_locked,
+                    )
+                    if not claimed:
+                        break
+                    work(claimed)
+            except (DatabaseError, DomainError):
+                if not claimed:
+                    raise
+                counts.restore(before)  # the chunk wrote nothing: count it again singly
+                failed |= _one_by_one(due, [c.pk for c in claimed], work, counts, label)
+            after = claimed[-1].pk
+            counts.chunks += 1
+            if on_chunk is not None:
+                on_chunk(counts)
+
+
+def _one_by_one(due, ids, work, counts, label):
+    """Retry a failed chunk one row per transaction; returns the ids that fail alone."""
+    failed = set()
+    for pk in ids:
+        try:
+            with transaction.atomic(durable=True):
+                claimed = list(
+                    due.filter(pk=pk)
+                    .select_related("plan", "scheduled_plan")
+                    .select_for_update(of=("self",), skip_locked=True)
+                )
+                if claimed:
+                    work(claimed)
+        except (DatabaseError, DomainError) as error:
+            counts.fail(f"{label} {pk}", error)
+            failed.add(pk)
+    return failed
