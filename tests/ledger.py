@@ -1,8 +1,11 @@
 """Helpers for ledger tests: a priced world and the invariant check."""
 
+import queue
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import connections
 from django.utils import timezone
 
 from apps.accounts.services import put_account_on_plan
@@ -57,3 +60,36 @@ def priced_account(*, credits=None, credits_per_unit=1, feature_code="api_call",
     if credits is not None:
         give(account, credits)
     return account, feature
+
+
+def race(calls, *, workers=16):
+    """Run the callables on `workers` threads (each with its own database connection),
+    released together; return their results or the exceptions they raised, in order."""
+    start, results = threading.Event(), [None] * len(calls)
+    pending = queue.SimpleQueue()
+    for index, call in enumerate(calls):
+        pending.put((index, call))
+
+    def worker():
+        start.wait(timeout=10)
+        try:
+            while True:
+                try:
+                    index, call = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[index] = call()
+                except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
+                    results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    start.set()
+    for thread in threads:
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "a racing call hung (deadlock?)"
+    return results

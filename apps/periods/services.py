@@ -412,6 +412,7 @@ def _one_by_one(due, ids, work, counts, label):
     """Retry a failed chunk one row per transaction; returns the ids that fail alone."""
     failed = set()
     for pk in ids:
+        before = counts.copy()
         try:
             with transaction.atomic(durable=True):
                 claimed = list(
@@ -422,6 +423,7 @@ def _one_by_one(due, ids, work, counts, label):
                 if claimed:
                     work(claimed)
         except (DatabaseError, DomainError) as error:
+            counts.restore(before)
             counts.fail(f"{label} {pk}", error)
             failed.add(pk)
     return failed

@@ -1,11 +1,9 @@
 """Real concurrency on PostgreSQL: threads with their own connections race on one wallet."""
 
-import queue
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from apps.core.errors import DomainError, InsufficientCredits, QuotaExceeded
@@ -20,46 +18,13 @@ from apps.usage.services import (
     reserve,
 )
 from apps.wallets.services import expire_grants
-from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
+from tests.ledger import D, assert_ledger_sound, give, priced_account, race, wallet_of
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.usefixtures("consume_path"),
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-def race(calls, *, workers=16):
-    """Run the callables on `workers` threads (each with its own database connection),
-    released together; return their results or the exceptions they raised, in order."""
-    start, results = threading.Event(), [None] * len(calls)
-    pending = queue.SimpleQueue()
-    for index, call in enumerate(calls):
-        pending.put((index, call))
-
-    def worker():
-        start.wait(timeout=10)
-        try:
-            while True:
-                try:
-                    index, call = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results[index] = call()
-                except Exception as exc:  # noqa: BLE001 - the test inspects each outcome
-                    results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    start.set()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), "a racing call hung (deadlock?)"
-    return results
 
 
 def test_200_consumes_race_for_100_credits_and_exactly_100_win():

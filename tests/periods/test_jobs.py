@@ -1,0 +1,223 @@
+"""The period jobs as jobs: restart-safe, safe beside a second copy, constant queries per
+chunk, recorded as JobRuns, runnable by beat (a real worker), by the command and by hand."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.periods import tasks
+from apps.periods.jobs import run_job
+from apps.periods.models import JobRun
+from apps.periods.services import renew_due_subscriptions
+from apps.usage.services import release_expired_reservations, reserve
+from apps.wallets.models import CreditGrant
+from apps.wallets.services import expire_grants
+from config.celery import app
+from tests.ledger import assert_ledger_sound, give, race
+
+from .conftest import FEB_28, JAN_31, MAR_31, D, grants, ledger_picture, monthly_plan, spend
+from .conftest import subscribed as subscribe
+
+
+def world(prefix, *, accounts=6, used=300, shift=timedelta(0), calendar=None):
+    """`accounts` subscribers of one plan (50 % rollover, cap 150), each with a pack that
+    expires with the period; the same world under another prefix compares equal."""
+    if calendar is not None:
+        calendar.move_to(JAN_31 + shift, tick=False)
+    plan = monthly_plan(credits=1000, percent=50, cap=150, code=f"{prefix}plan")
+    for i in range(accounts):
+        account, _ = subscribe(plan, external_id=f"{prefix}{i}")
+        give(account, 40 + i, days=20, source=CreditGrant.Source.PURCHASE)
+        spend(account, used + i)
+
+
+class Kill(Exception):
+    pass
+
+
+def killed_after(chunks):
+    def on_chunk(counts):
+        if counts.chunks == chunks:
+            raise Kill
+
+    return on_chunk
+
+
+def test_a_run_killed_after_some_chunks_then_run_again_ends_as_an_uninterrupted_run(calendar):
+    world("once-", calendar=calendar)
+    world("killed-", calendar=calendar, shift=timedelta(days=1))
+    renew_due_subscriptions(now=FEB_28, chunk_size=2)
+    expire_grants(now=FEB_28, chunk_size=2)
+    later = FEB_28 + timedelta(days=1)
+    with pytest.raises(Kill):
+        renew_due_subscriptions(now=later, chunk_size=2, on_chunk=killed_after(2))
+    with pytest.raises(Kill):
+        expire_grants(now=later, chunk_size=2, on_chunk=killed_after(1))
+    renew_due_subscriptions(now=later, chunk_size=2)
+    expire_grants(now=later, chunk_size=2)
+    assert ledger_picture("killed-") == ledger_picture("once-")
+    assert_ledger_sound()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_copies_at_once_give_the_same_ledger_as_one(calendar):
+    world("once-", accounts=12, calendar=calendar)
+    world("twice-", accounts=12, calendar=calendar, shift=timedelta(days=1))
+    renew_due_subscriptions(now=FEB_28, chunk_size=3)
+    expire_grants(now=FEB_28, chunk_size=3)
+    later = FEB_28 + timedelta(days=1)
+    runs = race(
+        [
+            lambda: renew_due_subscriptions(now=later, chunk_size=3),
+            lambda: renew_due_subscriptions(now=later, chunk_size=3),
+            lambda: expire_grants(now=later, chunk_size=3),
+            lambda: expire_grants(now=later, chunk_size=3),
+        ],
+        workers=4,
+    )
+    assert not [r for r in runs if isinstance(r, Exception)], runs
+    assert runs[0].renewed + runs[1].renewed == 12
+    assert ledger_picture("twice-") == ledger_picture("once-")
+    assert_ledger_sound()
+    connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_renewal_runs_beside_consumption_without_losing_a_credit(calendar):
+    world("busy-", accounts=8, calendar=calendar)
+    calendar.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    from apps.accounts.models import Account
+
+    accounts = list(Account.objects.filter(external_id__startswith="busy-"))
+    calls = [lambda a=a: spend(a, 10) for a in accounts for _ in range(5)]
+    calls += [lambda: renew_due_subscriptions(chunk_size=2)] * 2
+    results = race(calls, workers=8)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    for account in accounts:
+        assert len(grants(account, CreditGrant.Source.PLAN_PERIOD)) == 2
+    assert_ledger_sound()
+    connection.close()
+
+
+@pytest.mark.postgres  # SQLite's bulk methods split statements by its variable limit
+def test_renewal_issues_the_same_queries_for_a_chunk_of_10_and_of_1000(calendar):
+    world("small-", accounts=10, calendar=calendar)
+    with CaptureQueriesContext(connection) as small:
+        renew_due_subscriptions(now=FEB_28, chunk_size=10)
+    world("large-", accounts=60, calendar=calendar, shift=timedelta(days=1))
+    with CaptureQueriesContext(connection) as large:
+        renew_due_subscriptions(now=FEB_28 + timedelta(days=1), chunk_size=1000)
+    # One chunk each, then the empty claim that ends the run.
+    assert len(small.captured_queries) == len(large.captured_queries)
+    assert_ledger_sound()
+
+
+def test_release_expired_reservations_issues_the_same_queries_whatever_the_chunk(calendar):
+    def holds(prefix, n):
+        for i in range(n):
+            account, _ = subscribe(monthly_plan(code=f"{prefix}{i}p"), external_id=f"{prefix}{i}")
+            reserve(account=account, feature="api_call", quantity=2, ttl_seconds=60)
+
+    holds("a-", 10)
+    calendar.move_to(JAN_31 + timedelta(hours=1), tick=False)
+    with CaptureQueriesContext(connection) as small:
+        assert release_expired_reservations(chunk_size=10).reservations_released == 10
+    holds("b-", 40)
+    calendar.move_to(JAN_31 + timedelta(hours=2), tick=False)
+    with CaptureQueriesContext(connection) as large:
+        assert release_expired_reservations(chunk_size=1000).reservations_released == 40
+    assert len(small.captured_queries) == len(large.captured_queries)
+    assert_ledger_sound()
+
+
+@pytest.mark.postgres  # SQLite does not enforce a numeric column's precision
+def test_one_subscription_that_cannot_renew_costs_only_itself(calendar):
+    world("ok-", accounts=4, calendar=calendar)
+    huge = monthly_plan(credits="400000000000000000", percent=100, code="huge")
+    account, _ = subscribe(huge, external_id="full")
+    give(account, "300000000000000000", source=CreditGrant.Source.PURCHASE)
+    # Rolled over, a second period would take the wallet past what its column holds.
+    counts = renew_due_subscriptions(now=FEB_28, chunk_size=10)
+    assert (counts.renewed, counts.failures) == (4, 1)
+    assert "subscription" in counts.errors[0]
+    assert len(grants(account, CreditGrant.Source.PLAN_PERIOD)) == 1
+    assert_ledger_sound()
+
+
+def test_a_job_run_is_recorded_with_its_counts(calendar):
+    world("rec-", accounts=3, calendar=calendar)
+    run = run_job(job="renew_due_subscriptions", trigger="command", now=FEB_28)
+    assert (run.status, run.counts["renewed"], run.counts["rolled_over"]) == (
+        "succeeded",
+        3,
+        "450.000000",
+    )
+    assert run.finished_at is not None
+
+
+def test_a_job_run_that_dies_is_recorded_as_failed_with_how_far_it_got(calendar, monkeypatch):
+    world("die-", accounts=4, calendar=calendar)
+
+    def dying(*, now, on_chunk, **options):
+        return renew_due_subscriptions(now=now, chunk_size=2, on_chunk=killed_after(1))
+
+    monkeypatch.setitem(
+        __import__("apps.periods.jobs").periods.jobs.JOBS, "renew_due_subscriptions", dying
+    )
+    with pytest.raises(Kill):
+        run_job(job="renew_due_subscriptions", trigger="command", now=FEB_28)
+    run = JobRun.objects.get()
+    assert run.status == "failed" and "Kill" in run.error
+
+
+def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
+    world("cmd-", accounts=2, calendar=calendar)
+    out = StringIO()
+    call_command("run_period_jobs", "--now", "2026-02-28T12:00:00Z", stdout=out)
+    text = out.getvalue()
+    assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
+    assert "expire_grants: succeeded" in text
+    assert "release_expired_reservations: succeeded" in text
+    assert JobRun.objects.filter(trigger="command").count() == 3
+
+
+def test_run_period_jobs_refuses_a_time_without_a_zone(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="zone"):
+        call_command("run_period_jobs", "--now", "2026-02-28T12:00:00")
+
+
+def test_beat_schedules_exist_in_the_database(db):
+    from django_celery_beat.models import PeriodicTask
+
+    scheduled = dict(PeriodicTask.objects.values_list("task", "interval__every"))
+    assert scheduled == {
+        "periods.renew_due_subscriptions": 1,
+        "periods.release_expired_reservations": 1,
+        "periods.expire_grants": 5,
+    }
+    assert set(scheduled) <= set(app.tasks)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_each_job_runs_through_a_real_worker(calendar):
+    world("beat-", accounts=2, calendar=calendar)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        renewed = tasks.renew_due_subscriptions.delay(now=MAR_31.isoformat()).get(timeout=60)
+        expired = tasks.expire_grants.delay(now=MAR_31.isoformat()).get(timeout=60)
+        released = tasks.release_expired_reservations.delay().get(timeout=60)
+    assert renewed["renewed"] == 2 and renewed["periods"] == 4
+    assert D(expired.get("expired", "0")) >= 0 and released.get("failures", 0) == 0
+    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 3
+    assert_ledger_sound()
+    connection.close()
