@@ -32,14 +32,14 @@ def enabled():
     return connection.vendor == "postgresql" and settings.CONSUME_FAST_PATH
 
 
-# Raised by the functions, before they write anything, when a plan-period grant with rollover
-# terms is past its expiry (usage/0005): the Python ledger engine closes it.
+# Raised by the functions, before they write anything, when a wallet holds a grant past its
+# expiry (usage/0005): the Python ledger engine closes it (rollover, expiry, events).
 CLOSING_SQLSTATE = "CD001"
 
 
 def consume(requests):
     """One Outcome per request, in order, from one durable transaction; None when the
-    request must take the portable path (a plan-period grant is due to roll over)."""
+    requests must take the portable path (a grant is due to be closed)."""
     try:
         rows = retry_on_idempotency_race(lambda: _call(requests))
     except DatabaseError as error:

@@ -1,9 +1,10 @@
-"""PostgreSQL: the consume functions leave the closing of a plan-period grant with rollover
-terms to the Python ledger engine (apps/wallets/ledger.py `WalletState.close`). When such a
-grant is past its expiry they raise SQLSTATE CD001 before writing anything, and the caller
-runs the request on the portable path, which rolls over and expires the grant, then charges.
-That happens once per wallet and period, so the hot path keeps its single statement while
-the rollover arithmetic lives in one place.
+"""PostgreSQL: the consume functions leave the closing of grants past their expiry to the
+Python ledger engine (apps/wallets/ledger.py `WalletState.close`), which rolls plan-period
+credits over by their terms, expires the rest and records the `credits.expired` event. When
+a wallet holds such a grant they raise SQLSTATE CD001 before writing anything, and the
+caller runs the request on the portable path, which closes the grants, then charges. That
+happens about once per wallet and expiry, so the hot path keeps its single statement while
+closing lives in one place (the functions' own lazy expiry is no longer reached).
 
 The function bodies are those of usage/0003 with this one check added (and asserted to
 apply, so that an edit there cannot silently drop it)."""
@@ -16,7 +17,7 @@ previous = import_module("apps.usage.migrations.0003_consume_batch_function")
 
 CLOSING_SQLSTATE = "CD001"
 RAISE = (
-    "RAISE EXCEPTION 'a plan-period grant is due to roll over' "
+    "RAISE EXCEPTION 'a grant is past its expiry' "
     f"USING ERRCODE = '{CLOSING_SQLSTATE}'; END IF;"
 )
 
@@ -36,7 +37,7 @@ SINGLE = _patch(
         (
             "SELECT COALESCE(SUM(x.remaining) FILTER (WHERE x.expires_at <= p_now), 0),",
             "SELECT COALESCE(SUM(x.remaining) FILTER (WHERE x.expires_at <= p_now), 0),\n"
-            "               bool_or(x.expires_at <= p_now AND x.rollover_percent IS NOT NULL),",
+            "               bool_or(x.expires_at <= p_now),",
         ),
         ("INTO v_expired, v_grant_ids", "INTO v_expired, v_closing, v_grant_ids"),
         (
@@ -53,7 +54,7 @@ CONSUME_BATCH = _patch(
         ("DECLARE\n", "DECLARE\n    g_closing boolean;\n"),
         (
             "array_agg(g.expires_at IS NOT NULL AND g.expires_at <= p_now",
-            "bool_or(g.expires_at <= p_now AND g.rollover_percent IS NOT NULL),\n"
+            "bool_or(g.expires_at <= p_now),\n"
             "               array_agg(g.expires_at IS NOT NULL AND g.expires_at <= p_now",
         ),
         ("INTO g_id, g_left, g_wallet, g_expired", "INTO g_id, g_left, g_wallet, g_closing, g_expired"),
