@@ -4,6 +4,8 @@ from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.periods.services import cancel_at_period_end, resume_subscription
+
 from .models import Account, ApiKey, Subscription
 from .services import api_key_input_errors, create_api_key, revoke_api_key, set_account_status
 
@@ -72,9 +74,33 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
     list_filter = ["status", "plan", "cancel_at_period_end"]
     list_select_related = ["account", "plan"]
     search_fields = ["account__external_id", "account__name", "stripe_subscription_id"]
-    autocomplete_fields = ["account", "plan"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = [
+        "account", "plan", "status", "billing_anchor", "current_period_start",
+        "current_period_end", "cancel_at_period_end", "scheduled_plan",
+        "stripe_subscription_id", "created_at", "updated_at",
+    ]  # fmt: skip
     show_full_result_count = False
+    actions = ["cancel_at_period_end", "resume"]
+
+    # Periods move only through the services (docs/periods.md): they grant, roll over and
+    # expire credits as they do. Accounts go on a plan through the API (PUT accounts/{id}).
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Cancel at period end (plan credits lapse, no rollover)")
+    def cancel_at_period_end(self, request, queryset):
+        self._each(request, queryset, cancel_at_period_end, "will end at their period end")
+
+    @admin.action(description="Resume (undo cancel at period end)")
+    def resume(self, request, queryset):
+        self._each(request, queryset, resume_subscription, "resumed")
+
+    def _each(self, request, queryset, service, done):
+        count = 0
+        for subscription in queryset.filter(status__in=Subscription.LIVE_STATUSES):
+            service(account=subscription.account, acting_user=request.user)
+            count += 1
+        messages.success(request, f"{count} subscription(s) {done}.")
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -8,6 +8,8 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core.fields import credit_field
+
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_\-.:@]{1,255}$"
 external_id_validator = RegexValidator(
     EXTERNAL_ID_PATTERN, "Use 1-255 letters, digits or the characters _ - . : @"
@@ -29,6 +31,11 @@ class Account(models.Model):
     email = models.EmailField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     metadata = models.JSONField(default=dict, blank=True)
+    low_balance_threshold = credit_field(
+        null=True,
+        blank=True,
+        help_text="balance.low fires when available credits fall to this; empty: the plan's.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

@@ -122,6 +122,12 @@ class Plan(models.Model):
     overage_unit_price = unit_price_field(
         default=0, help_text="Price per overage credit, billed at period end."
     )
+    low_balance_threshold = credit_field(
+        null=True,
+        blank=True,
+        help_text="balance.low fires when an account's available credits fall to this "
+        "(an account may set its own); empty: only balance.depleted.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

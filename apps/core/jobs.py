@@ -16,6 +16,8 @@ class JobCounts:
     expired: Decimal = Decimal(0)  # breakage
     grants_expired: int = 0
     reservations_released: int = 0
+    alerts: int = 0  # balance.low / balance.depleted events fired
+    deliveries: int = 0  # webhook deliveries queued again
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The period jobs by name, and how a run of one is recorded (JobRun)."""
+"""The scheduled jobs by name, and how a run of one is recorded (JobRun)."""
 
 import traceback
 
@@ -6,6 +6,8 @@ from django.utils import timezone
 
 from apps.usage.services import release_expired_reservations
 from apps.wallets.services import expire_grants
+from apps.webhooks.alerts import check_balance_alerts
+from apps.webhooks.services import retry_due_deliveries
 
 from .models import JobRun
 from .services import renew_due_subscriptions
@@ -16,6 +18,8 @@ JOBS = {
     "renew_due_subscriptions": renew_due_subscriptions,
     "expire_grants": expire_grants,
     "release_expired_reservations": release_expired_reservations,
+    "check_balance_alerts": check_balance_alerts,
+    "retry_webhook_deliveries": retry_due_deliveries,
 }
 
 

@@ -20,6 +20,7 @@ from apps.core.errors import DomainError, InvalidInput
 from apps.core.jobs import JobCounts
 from apps.wallets.ledger import LedgerBook
 from apps.wallets.models import CreditGrant
+from apps.webhooks.services import record_events
 
 from .calendar import boundary, period_end_after
 
@@ -168,6 +169,26 @@ def _renew(subscriptions, book, counts):
     for state in book.states.values():
         state.expire_due()
     counts.tally(book.entries)
+    return schedule
+
+
+def _renewed_events(schedule):
+    return [
+        (
+            subscription.account_id,
+            "period.renewed",
+            {
+                "subscription": subscription.pk,
+                "plan": subscription.plan.code,
+                "status": subscription.status,
+                "period_start": subscription.current_period_start.isoformat(),
+                "period_end": subscription.current_period_end.isoformat(),
+                "periods": len(periods),
+            },
+        )
+        for subscription, periods in schedule
+        if periods
+    ]
 
 
 def _save_subscriptions(subscriptions, now):
@@ -369,9 +390,10 @@ def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None):
 
     def work(subscriptions):
         book = LedgerBook(now=now)
-        _renew(subscriptions, book, counts)
+        periods = _renew(subscriptions, book, counts)
         book.flush()
         _save_subscriptions(subscriptions, now)
+        record_events(events=_renewed_events(periods), now=now)
 
     _in_chunks(_due_subscriptions(now), work, counts, chunk_size, on_chunk, label="subscription")
     return counts

@@ -32,3 +32,13 @@ def expire_grants(self, now=None):
 @shared_task(bind=True, name="periods.release_expired_reservations", **LIMITS)
 def release_expired_reservations(self, now=None):
     return _run(self, "release_expired_reservations", now)
+
+
+@shared_task(bind=True, name="periods.check_balance_alerts", **LIMITS)
+def check_balance_alerts(self, now=None):
+    return _run(self, "check_balance_alerts", now)
+
+
+@shared_task(bind=True, name="periods.retry_webhook_deliveries", **LIMITS)
+def retry_webhook_deliveries(self, now=None):
+    return _run(self, "retry_webhook_deliveries", now)

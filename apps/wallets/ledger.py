@@ -331,6 +331,11 @@ class LedgerBook:
         if wallets:
             bulk.update_wallets(wallets)
         self.drop_unused_wallets()
+        expired = [e for e in self.entries if e.kind == Kind.EXPIRE]
+        if self.new_grants or expired:
+            from apps.webhooks.services import record_ledger_events
+
+            record_ledger_events(new_grants=self.new_grants, expire_entries=expired, now=self.now)
         self.entries, self.new_grants, self.dirty_grants = [], [], {}
         self.new_usage_events, self.new_reservations, self.dirty_reservations = [], [], {}
         self.touched = {}

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "apps.wallets",
     "apps.usage",
     "apps.periods",
+    "apps.webhooks",
     "apps.billing",
     "apps.api",
 ]

@@ -185,7 +185,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == 3
+    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 5
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone(db):
@@ -203,6 +203,8 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.renew_due_subscriptions": 1,
         "periods.release_expired_reservations": 1,
         "periods.expire_grants": 5,
+        "periods.check_balance_alerts": 1,
+        "periods.retry_webhook_deliveries": 1,
     }
     assert set(scheduled) <= set(app.tasks)
 

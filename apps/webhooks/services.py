@@ -1,0 +1,250 @@
+"""Recording events for the company's endpoints and delivering them (docs/webhooks.md).
+
+Events are recorded in the transaction that caused them, and only for accounts that have an
+endpoint wanting them; each delivery is sent by a task queued after commit. The database,
+not the broker, is the source of truth for retries: a failed attempt sets `next_attempt_at`
+with exponential backoff and `retry_due_deliveries` (beat, every minute) queues what is due,
+so a lost message or a worker that died mid-send costs a delay, never a delivery."""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.decimals import format_decimal
+
+from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "CreditDesk-Signature"
+EVENT_ID_HEADER = "CreditDesk-Event-Id"
+MAX_ATTEMPTS = 8
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_WAIT = timedelta(hours=6)
+SENDING_LEASE = timedelta(minutes=5)  # a worker that dies mid-send is retried after this
+TIMEOUT_SECONDS = 10
+
+
+def backoff(attempts):
+    """Wait after the `attempts`-th failure: 30 s, 1 min, 2 min, ... at most 6 h."""
+    return min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_WAIT)
+
+
+def sign(*, secret, timestamp, body):
+    """HMAC-SHA256 of `<timestamp>.<body>` with the endpoint's secret, hex."""
+    message = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_header(*, secret, timestamp, body):
+    return f"t={timestamp},v1={sign(secret=secret, timestamp=timestamp, body=body)}"
+
+
+# --- recording --------------------------------------------------------------------------
+
+
+def record_events(*, events, now=None):
+    """Record `events` ((account_id, type, data) with JSON-ready data) for the accounts'
+    active endpoints that want them, one delivery per endpoint, and queue the deliveries
+    after commit. Three statements whatever the number of events; none when no account has
+    an endpoint. Returns the deliveries."""
+    if not events:
+        return []
+    now = now or timezone.now()
+    endpoints = {}
+    for endpoint in WebhookEndpoint.objects.filter(
+        active=True, account_id__in={account_id for account_id, _, _ in events}
+    ).select_related("account"):
+        endpoints.setdefault(endpoint.account_id, []).append(endpoint)
+    if not endpoints:
+        return []
+    new_events, deliveries = [], []
+    for account_id, event_type, data in events:
+        targets = [e for e in endpoints.get(account_id, ()) if e.wants(event_type)]
+        if not targets:
+            continue
+        event = WebhookEvent(
+            account_id=account_id,
+            type=event_type,
+            data={"account": targets[0].account.external_id, **data},
+            created_at=now,
+        )
+        new_events.append(event)
+        deliveries += [
+            WebhookDelivery(event=event, endpoint=t, next_attempt_at=now, created_at=now)
+            for t in targets
+        ]
+    WebhookEvent.objects.bulk_create(new_events)
+    WebhookDelivery.objects.bulk_create(deliveries)
+    ids = [d.pk for d in deliveries]
+    transaction.on_commit(lambda: queue_deliveries(ids))
+    return deliveries
+
+
+def record_ledger_events(*, new_grants, expire_entries, now):
+    """credits.granted for each new grant, credits.expired for each expiry, as the ledger
+    engine writes them."""
+    events = [
+        (
+            grant.account_id,
+            "credits.granted",
+            {
+                "credit_type": grant.wallet.credit_type.code,
+                "grant": _grant_data(grant),
+                "balance_after": format_decimal(grant.wallet.balance),
+            },
+        )
+        for grant in new_grants
+    ]
+    events += [
+        (
+            entry.account_id,
+            "credits.expired",
+            {
+                "credit_type": entry.wallet.credit_type.code,
+                "grant": _grant_data(entry.grant),
+                "credits": format_decimal(-entry.amount),
+                "balance_after": format_decimal(entry.balance_after),
+            },
+        )
+        for entry in expire_entries
+    ]
+    record_events(events=events, now=now)
+
+
+def _grant_data(grant):
+    return {
+        "id": grant.pk,
+        "source": grant.source,
+        "amount": format_decimal(grant.amount),
+        "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+        "reference": grant.reference,
+    }
+
+
+# --- delivering -------------------------------------------------------------------------
+
+
+def queue_deliveries(ids):
+    """Queue a send for each delivery; if the broker is unreachable the sweeper
+    (`retry_due_deliveries`) picks them up, since they are pending and due."""
+    from .tasks import deliver_webhook
+
+    for pk in ids:
+        try:
+            deliver_webhook.delay(pk)
+        except Exception:  # noqa: BLE001 - the database keeps the delivery pending
+            log.warning("could not queue webhook delivery %s; the sweeper will", pk)
+            return
+
+
+def body_of(event):
+    return json.dumps(
+        {
+            "id": event.id,
+            "type": event.type,
+            "created_at": event.created_at.isoformat(),
+            "data": event.data,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+
+
+def deliver(*, delivery_id, now=None):
+    """Make one attempt at a pending delivery that is due. The row is claimed first (a
+    lease), so two workers never send it at once; the POST happens outside any
+    transaction. Returns the delivery, or None when there was nothing to send."""
+    now = now or timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + SENDING_LEASE)
+    if not claimed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    status, error = _post(delivery.endpoint, delivery.event)
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    delivery.last_response_status = status
+    delivery.last_error = error
+    if status is not None and 200 <= status < 300:
+        delivery.status = WebhookDelivery.Status.SUCCEEDED
+        delivery.delivered_at = timezone.now()
+        delivery.next_attempt_at = None
+    elif delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status = WebhookDelivery.Status.FAILED
+        delivery.next_attempt_at = None
+    else:
+        delivery.next_attempt_at = now + backoff(delivery.attempts)
+    delivery.save(
+        update_fields=["status", "attempts", "next_attempt_at", "last_attempt_at",
+                       "last_response_status", "last_error", "delivered_at"]
+    )  # fmt: skip
+    return delivery
+
+
+def _post(endpoint, event):
+    body = body_of(event)
+    timestamp = int(time.time())
+    request = urllib.request.Request(  # noqa: S310 - staff register https URLs in the admin
+        endpoint.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "CreditDesk-Webhooks/1",
+            SIGNATURE_HEADER: signature_header(
+                secret=endpoint.secret, timestamp=timestamp, body=body
+            ),
+            EVENT_ID_HEADER: event.id,
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            return response.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, f"HTTP {error.code}"
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        return None, str(getattr(error, "reason", error))[:500]
+
+
+def retry_due_deliveries(*, now=None, chunk_size=1000, on_chunk=None):
+    """Queue every pending delivery whose next attempt is due. Returns JobCounts."""
+    from apps.core.jobs import JobCounts
+
+    now = now or timezone.now()
+    counts = JobCounts()
+    due = list(
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:chunk_size]
+    )
+    queue_deliveries(due)
+    counts.deliveries = len(due)
+    counts.chunks = 1
+    if on_chunk is not None:
+        on_chunk(counts)
+    return counts
+
+
+def resend(*, delivery, acting_user=None):
+    """Send a delivery again (after a receiver's outage, or for a receiver to test its
+    replay handling): same event id, same body, a fresh signature."""
+    with transaction.atomic(durable=True):
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.Status.PENDING,
+            next_attempt_at=timezone.now(),
+            attempts=0,
+            last_error=f"resent by {acting_user}" if acting_user else "resent",
+        )
+        transaction.on_commit(lambda: queue_deliveries([delivery.pk]))
