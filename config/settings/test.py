@@ -11,3 +11,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Each pytest-xdist process has its own test database, so it gets its own queue too: a real
+# worker started by one process must not run tasks another process sent.
+CELERY_TASK_DEFAULT_QUEUE = f"creditdesk-test-{env.str('PYTEST_XDIST_WORKER', default='main')}"

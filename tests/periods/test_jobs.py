@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.periods import tasks
+from apps.periods import jobs, tasks
 from apps.periods.jobs import run_job
 from apps.periods.models import JobRun
 from apps.periods.services import renew_due_subscriptions
@@ -166,14 +166,17 @@ def test_a_job_run_that_dies_is_recorded_as_failed_with_how_far_it_got(calendar,
     world("die-", accounts=4, calendar=calendar)
 
     def dying(*, now, on_chunk, **options):
-        return renew_due_subscriptions(now=now, chunk_size=2, on_chunk=killed_after(1))
+        def progress_then_die(counts):
+            on_chunk(counts)
+            killed_after(1)(counts)
 
-    monkeypatch.setitem(
-        __import__("apps.periods.jobs").periods.jobs.JOBS, "renew_due_subscriptions", dying
-    )
+        return renew_due_subscriptions(now=now, chunk_size=2, on_chunk=progress_then_die)
+
+    monkeypatch.setitem(jobs.JOBS, "renew_due_subscriptions", dying)
     with pytest.raises(Kill):
         run_job(job="renew_due_subscriptions", trigger="command", now=FEB_28)
     run = JobRun.objects.get()
+    assert run.counts["renewed"] == 2  # the first chunk committed, and the run says so
     assert run.status == "failed" and "Kill" in run.error
 
 
