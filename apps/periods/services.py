@@ -348,7 +348,10 @@ def _set_cancel(account, cancel, acting_user):
             grant.rollover_percent = None if cancel or like is None else like.rollover_percent
             grant.rollover_cap = None if cancel or like is None else like.rollover_cap
             grant.rollover_expires_at = None if cancel or like is None else like.rollover_expires_at
-            grant.save(update_fields=["rollover_percent", "rollover_cap", "rollover_expires_at"])
+            if grant.pk:  # one granted just now by the catch-up above is written by flush
+                grant.save(
+                    update_fields=["rollover_percent", "rollover_cap", "rollover_expires_at"]
+                )
         book.flush()
         subscription.cancel_at_period_end = cancel
         subscription._history_user = acting_user

@@ -1,4 +1,6 @@
-"""Property-based: any interleaving of ledger operations keeps every invariant of DESIGN.md."""
+"""Property-based: any interleaving of ledger operations — consumes, reservations, grants,
+corrections, expiry, period ends with or without the renewal job, plan changes — keeps
+every invariant of DESIGN.md."""
 
 from contextlib import suppress
 from datetime import timedelta
@@ -19,7 +21,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from apps.accounts.models import Subscription
 from apps.core.errors import DomainError
+from apps.periods.services import (
+    cancel_at_period_end,
+    change_plan_at_period_end,
+    put_account_on_plan,
+    renew_due_subscriptions,
+    resume_subscription,
+)
 from apps.usage.services import (
     ConsumeRequest,
     commit_reservation,
@@ -36,6 +46,7 @@ from tests.factories import (
     AccountFactory,
     CreditTypeFactory,
     FeatureFactory,
+    PlanAllowanceFactory,
     PlanFactory,
     PlanFeatureFactory,
 )
@@ -52,21 +63,64 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize(
         overdraft=st.sampled_from([Decimal(0), Decimal(25)]),
         price=st.sampled_from([Decimal(1), Decimal("0.5"), Decimal("2.5")]),
+        included=st.sampled_from([Decimal(0), Decimal(40), Decimal("33.333333")]),
+        percent=st.sampled_from([Decimal(0), Decimal(50), Decimal("33.33"), Decimal(100)]),
+        cap=st.sampled_from([None, Decimal(10)]),
+        after=st.sampled_from([None, 1, 2]),
     )
-    def setup(self, overdraft, price):
+    def setup(self, overdraft, price, included, percent, cap, after):
         self.clock = time_machine.travel(timezone.now(), tick=False)
         self.coordinates = self.clock.start()
         self.credit_type = CreditTypeFactory()
         feature = FeatureFactory(credits_per_unit=price)
         self.feature = feature.code
         policy = "allow" if overdraft else "block"
-        plan = PlanFactory(overage_policy=policy, overage_limit=overdraft)
-        PlanFeatureFactory(plan=plan, feature=feature)
+        self.plans = []
+        for credits in (included, included * 2):
+            plan = PlanFactory(
+                overage_policy=policy,
+                overage_limit=overdraft,
+                rollover_percent=percent,
+                rollover_cap=cap,
+                rollover_expires_after_periods=after,
+            )
+            PlanFeatureFactory(plan=plan, feature=feature)
+            if credits:
+                PlanAllowanceFactory(
+                    plan=plan, credit_type=self.credit_type, credits_per_period=credits
+                )
+            self.plans.append(plan)
         self.overdraft = overdraft
         self.account = AccountFactory()
-        from apps.accounts.services import put_account_on_plan
+        put_account_on_plan(account=self.account, plan=self.plans[0])
 
-        put_account_on_plan(account=self.account, plan=plan, starts_at=timezone.now())
+    @rule(hours_after=st.integers(0, 30), run_renewal=st.booleans())
+    def period_ends(self, hours_after, run_renewal):
+        """The period ends; renewal runs, or a consume gets there first (lazy close)."""
+        subscription = Subscription.objects.filter(
+            account=self.account, status__in=Subscription.LIVE_STATUSES
+        ).first()
+        if subscription is None:
+            return
+        self.coordinates.move_to(subscription.current_period_end + timedelta(hours=hours_after))
+        if run_renewal:
+            renew_due_subscriptions()
+
+    @rule(plan=st.integers(0, 1), now=st.booleans())
+    def change_plan(self, plan, now):
+        with suppress(DomainError):
+            if now:
+                put_account_on_plan(account=self.account, plan=self.plans[plan])
+            else:
+                change_plan_at_period_end(account=self.account, plan=self.plans[plan])
+
+    @rule(cancel=st.booleans())
+    def cancel_or_resume(self, cancel):
+        with suppress(DomainError):
+            if cancel:
+                cancel_at_period_end(account=self.account)
+            else:
+                resume_subscription(account=self.account)
 
     def teardown(self):
         if hasattr(self, "clock"):
