@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from .decimals import format_decimal
+
 MAX_ERRORS_KEPT = 20
 
 
@@ -45,7 +47,7 @@ class JobCounts:
     def as_dict(self):
         """The non-zero counts, JSON-ready (Decimals as strings)."""
         return {
-            name: str(value) if isinstance(value, Decimal) else value
+            name: format_decimal(value) if isinstance(value, Decimal) else value
             for name, value in self.__dict__.items()
             if value
         }

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.utils.html import format_html
 
 from apps.core.admin import LargeTableAdmin
@@ -15,6 +16,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     autocomplete_fields = ["account"]
     readonly_fields = ["secret", "created_at"]
     fields = ["account", "url", "event_types", "active", "description", "secret", "created_at"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="Events")
     def events(self, endpoint):

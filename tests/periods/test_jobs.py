@@ -157,7 +157,7 @@ def test_a_job_run_is_recorded_with_its_counts(calendar):
     assert (run.status, run.counts["renewed"], run.counts["rolled_over"]) == (
         "succeeded",
         3,
-        "450.000000",
+        "450",
     )
     assert run.finished_at is not None
 

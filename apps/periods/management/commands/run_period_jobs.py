@@ -27,7 +27,8 @@ class Command(BaseCommand):
             raise CommandError("--chunk-size must be at least 1.")
         for name in [job] if job else JOBS:
             run = run_job(job=name, trigger="command", now=moment, chunk_size=chunk_size)
-            counts = ", ".join(f"{k}={v}" for k, v in run.counts.items() if k != "errors")
+            shown = {k: v for k, v in run.counts.items() if k not in ("errors", "chunks")}
+            counts = ", ".join(f"{k}={v}" for k, v in shown.items()) or "nothing due"
             line = f"{name}: {run.status} in {run.duration.total_seconds():.2f}s ({counts})"
             self.stdout.write(self.style.SUCCESS(line) if not run.counts.get("failures") else line)
             for error in run.counts.get("errors", []):
