@@ -87,11 +87,14 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Cancel at period end (plan credits lapse, no rollover)")
+    @admin.action(
+        description="Cancel at period end (plan credits lapse, no rollover)",
+        permissions=["change"],
+    )
     def cancel_at_period_end(self, request, queryset):
         self._each(request, queryset, cancel_at_period_end, "will end at their period end")
 
-    @admin.action(description="Resume (undo cancel at period end)")
+    @admin.action(description="Resume (undo cancel at period end)", permissions=["change"])
     def resume(self, request, queryset):
         self._each(request, queryset, resume_subscription, "resumed")
 

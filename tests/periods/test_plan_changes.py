@@ -115,3 +115,21 @@ def test_a_consume_after_the_period_ended_closes_it_exactly_as_the_job_would(
 def test_a_subscription_row_is_history(calendar):
     _, subscription = subscribed(monthly_plan())
     assert Subscription.history.filter(id=subscription.pk).count() == 1
+
+
+def test_finance_cancels_at_period_end_from_the_admin_and_support_cannot(calendar, client):
+    from tests.factories import UserFactory
+
+    account, subscription = subscribed(monthly_plan(credits=100, percent=50))
+    changelist = "/admin/accounts/subscription/"
+    action = {"action": "cancel_at_period_end", "_selected_action": [subscription.pk]}
+    client.force_login(UserFactory(groups=["Support"]))
+    client.post(changelist, action)
+    subscription.refresh_from_db()
+    assert not subscription.cancel_at_period_end
+    client.force_login(UserFactory(groups=["Finance"]))
+    response = client.post(changelist, action, follow=True)
+    assert "1 subscription(s) will end at their period end." in response.content.decode()
+    subscription.refresh_from_db()
+    assert subscription.cancel_at_period_end
+    assert subscription.history.first().history_user.groups.get().name == "Finance"
