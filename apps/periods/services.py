@@ -7,10 +7,12 @@ Every writer here locks in the order the rest of the ledger does: the subscripti
 wallet lock. A job works in chunks, each its own durable transaction with a constant number
 of statements, so a run can be killed at any point and run again, or run twice at once."""
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
@@ -365,7 +367,13 @@ RENEWABLE = (Subscription.Status.ACTIVE, Subscription.Status.TRIALING)
 
 
 def _due_subscriptions(now):
-    return Subscription.objects.filter(status__in=RENEWABLE, current_period_end__lte=now)
+    """Manual plans whose period has ended; Stripe-backed ones only once Stripe's own
+    renewal (invoice.paid) is overdue: the job is their catch-up."""
+    grace = timedelta(minutes=settings.STRIPE_RENEWAL_GRACE_MINUTES)
+    return Subscription.objects.filter(status__in=RENEWABLE).filter(
+        Q(stripe_subscription_id__isnull=True, current_period_end__lte=now)
+        | Q(stripe_subscription_id__isnull=False, current_period_end__lte=now - grace)
+    )
 
 
 def _claim(queryset, *, after, limit, skip_locked):

@@ -101,6 +101,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CONSUME_FAST_PATH = env.bool("CONSUME_FAST_PATH", default=True)
 # Answer consume and check in front of Django's request cycle (apps/api/fast_lane.py).
 API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
+# Stripe-backed subscriptions renew on Stripe's invoice.paid; the renewal job catches up the
+# ones whose event has not come this long after their period ended (docs/periods.md).
+STRIPE_RENEWAL_GRACE_MINUTES = env.int("STRIPE_RENEWAL_GRACE_MINUTES", default=60)
 
 # --- Cache ------------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)

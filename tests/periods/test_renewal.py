@@ -192,3 +192,12 @@ def test_expire_grants_rolls_over_a_plan_grant_it_reaches_first(calendar):
     assert [g.amount for g in grants(account, ROLLOVER)] == [D(200)]
     assert wallet_of(account).balance == D(1200)
     assert_ledger_sound()
+
+
+def test_stripe_backed_subscriptions_are_caught_up_only_after_a_grace(calendar, settings):
+    settings.STRIPE_RENEWAL_GRACE_MINUTES = 60
+    account, subscription = subscribed(monthly_plan(credits=100))
+    Subscription.objects.filter(pk=subscription.pk).update(stripe_subscription_id="sub_123")
+    assert renew_due_subscriptions(now=FEB_28 + timedelta(minutes=59)).renewed == 0
+    assert renew_due_subscriptions(now=FEB_28 + timedelta(minutes=60)).renewed == 1
+    assert len(grants(account, PLAN_PERIOD)) == 2
