@@ -399,8 +399,8 @@ def main():
                 print(line(r), flush=True)
                 for name, _, counts in r["steps"]:
                     print(f"    {name}: {counts}")
-                print(f"    checks: ledger_violations() in {r['verify_seconds']:.1f} s; "
-                      + ("all passed" if not r["errors"] else "FAILED " + "; ".join(r["errors"])))  # fmt: skip
+                verdict = "FAILED " + "; ".join(r["errors"]) if r["errors"] else "all passed"
+                print(f"    checks: ledger_violations() in {r['verify_seconds']:.1f} s; {verdict}")
                 failed |= bool(r["errors"])
     finally:
         from django.db import connections
