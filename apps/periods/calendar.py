@@ -2,15 +2,23 @@
 anchor + k intervals, so a period that starts on the 31st ends on the last day of a short
 month and the next one is back on the 31st (never drifting to the 28th)."""
 
-from dateutil.relativedelta import relativedelta
+from calendar import monthrange
 
 
 def _months(interval):
     return 12 if interval == "year" else 1
 
 
+def add_months(moment, months):
+    """`moment` + `months` calendar months, the day clamped to the month's last (as
+    dateutil's relativedelta does, at a fraction of its cost: renewal calls it per row)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
+
+
 def boundary(*, anchor, interval, index):
-    return anchor + relativedelta(months=_months(interval) * index)
+    return add_months(anchor, _months(interval) * index)
 
 
 def index_of(*, anchor, interval, moment):

@@ -136,18 +136,17 @@ def _renew(subscriptions, book, counts):
     allowances = _allowances(plan_ids)
     keys = _wallet_keys(subscriptions, allowances)
     book.lock(keys=keys, create=True, expire=False)
-    schedule = [(s, _due_periods(s, now)) for s in subscriptions]
-    references = {
-        grant.reference
-        for s, periods in schedule
-        for plan, start, end in periods
-        for _, grant in _period_grants(s, plan, allowances[plan.pk], start, end, now)
-    }
+    schedule = [
+        (s, [(start, _period_grants(s, plan, allowances[plan.pk], start, end, now))
+             for plan, start, end in _due_periods(s, now)])
+        for s in subscriptions
+    ]  # fmt: skip
     # Another path (Stripe's invoice.paid) may have granted a period already: skip it. The
     # unique reference would refuse it anyway; reading first keeps the chunk going.
     granted = set(
         CreditGrant.objects.filter(
-            account_id__in={s.account_id for s in subscriptions}, reference__in=references
+            account_id__in={s.account_id for s in subscriptions},
+            reference__in=[g.reference for _, p in schedule for _, new in p for _, g in new],
         ).values_list("reference", flat=True)
     )
     states_of = {}
@@ -155,10 +154,9 @@ def _renew(subscriptions, book, counts):
         states_of.setdefault(account_id, []).append(state)
     for subscription, periods in schedule:
         states = states_of.get(subscription.account_id, [])
-        for plan, start, end in periods:
+        for start, new in periods:
             for state in states:
                 state.expire_due(until=start)
-            new = _period_grants(subscription, plan, allowances[plan.pk], start, end, now)
             for credit_type_id, grant in new:
                 if grant.reference in granted:
                     continue

@@ -17,8 +17,9 @@ transaction already serialises writers.
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
@@ -259,6 +260,13 @@ class LedgerBook:
             self.created_wallet_ids |= bulk.create_wallets(to_create, now=self.now)
         if wallet_ids:
             match = Q(pk__in=sorted(wallet_ids))
+        elif len(keys) > 1 and connection.vendor == "postgresql":
+            # A job's chunk: one join on two arrays, not an OR of a thousand pairs to plan.
+            match = Q(pk__in=RawSQL(
+                "SELECT w.id FROM wallets_wallet w JOIN unnest(%s::bigint[], %s::bigint[]) "
+                "AS k(a, c) ON w.account_id = k.a AND w.credit_type_id = k.c",
+                [[a for a, _ in keys], [c for _, c in keys]],
+            ))  # fmt: skip
         else:
             match = Q()
             for account_id, credit_type_id in keys:
@@ -310,7 +318,7 @@ class LedgerBook:
     def flush(self):
         """Write everything collected: at most one statement per table and kind of write."""
         if self.new_grants:
-            CreditGrant.objects.bulk_create(self.new_grants)
+            bulk.insert_grants(self.new_grants, now=self.now)
         if self.new_usage_events:
             bulk.insert_usage_events(self.new_usage_events)
         if self.new_reservations:

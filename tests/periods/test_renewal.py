@@ -1,12 +1,16 @@
 """Renewal: period grants, rollover arithmetic, rollover expiry, catch-up (docs/periods.md)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from dateutil.relativedelta import relativedelta
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from apps.accounts.models import Subscription
 from apps.core.errors import QuotaExceeded
-from apps.periods.calendar import boundary
+from apps.periods.calendar import add_months, boundary
 from apps.periods.services import renew_due_subscriptions
 from apps.wallets.models import CreditGrant
 from apps.wallets.services import expire_grants
@@ -201,3 +205,12 @@ def test_stripe_backed_subscriptions_are_caught_up_only_after_a_grace(calendar, 
     assert renew_due_subscriptions(now=FEB_28 + timedelta(minutes=59)).renewed == 0
     assert renew_due_subscriptions(now=FEB_28 + timedelta(minutes=60)).renewed == 1
     assert len(grants(account, PLAN_PERIOD)) == 2
+
+
+@examples(max_examples=300, deadline=None)
+@given(
+    anchor=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1)),
+    months=st.integers(0, 240),
+)
+def test_month_arithmetic_agrees_with_dateutil(anchor, months):
+    assert add_months(anchor, months) == anchor + relativedelta(months=months)
