@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
@@ -84,8 +85,17 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
 
     # Periods move only through the services (docs/periods.md): they grant, roll over and
     # expire credits as they do. Accounts go on a plan through the API (PUT accounts/{id}).
+    # So no add, no saving the change form, no history "revert" (it saves a whole old row).
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)  # the actions only
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            raise PermissionDenied("Subscriptions change through their services only.")
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
     @admin.action(
         description="Cancel at period end (plan credits lapse, no rollover)",

@@ -10,15 +10,16 @@ of statements, so a run can be killed at any point and run again, or run twice a
 from datetime import UTC, timedelta
 from decimal import Decimal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
-from apps.catalog.models import PlanAllowance
+from apps.catalog.models import Plan, PlanAllowance
 from apps.core.decimals import UNIT_PRICE_PLACES
-from apps.core.errors import DomainError, InvalidInput
+from apps.core.errors import InvalidInput
 from apps.core.jobs import JobCounts
 from apps.wallets.ledger import LedgerBook
 from apps.wallets.models import CreditGrant
@@ -48,8 +49,9 @@ def _unit_price(plan, allowances):
 def _period_grants(subscription, plan, allowances, start, end, now):
     """The plan-period grants for one period, with the plan's rollover terms snapshotted:
     whoever closes them at `end` rolls over by the terms of the period they belong to."""
-    percent = plan.rollover_percent or None
     periods = plan.rollover_expires_after_periods
+    # Rolled credits that expire after 0 periods would expire as they roll: none roll.
+    percent = (plan.rollover_percent or None) if periods != 0 else None
     rollover_expires_at = None
     if percent and periods:
         rollover_expires_at = period_end_after(
@@ -58,6 +60,7 @@ def _period_grants(subscription, plan, allowances, start, end, now):
             moment=end,
             periods=periods,
         )
+    allowances = [a for a in allowances if a.credits_per_period > 0]
     unit_price = _unit_price(plan, allowances)
     return [
         (
@@ -79,7 +82,6 @@ def _period_grants(subscription, plan, allowances, start, end, now):
             ),
         )
         for allowance in allowances
-        if allowance.credits_per_period > 0
     ]
 
 
@@ -102,9 +104,10 @@ def _due_periods(subscription, now):
             subscription.status = Subscription.Status.CANCELED
             break
         if subscription.scheduled_plan_id:
+            if subscription.scheduled_plan.billing_interval != subscription.plan.billing_interval:
+                subscription.billing_anchor = start  # a new interval counts from here
             subscription.plan = subscription.scheduled_plan
             subscription.scheduled_plan = None
-            subscription.billing_anchor = start  # the new plan counts its periods from here
         end = period_end_after(
             anchor=subscription.billing_anchor,
             interval=subscription.plan.billing_interval,
@@ -187,7 +190,7 @@ def _renewed_events(schedule):
             },
         )
         for subscription, periods in schedule
-        if periods
+        if periods or subscription.status == Subscription.Status.CANCELED
     ]
 
 
@@ -225,12 +228,49 @@ def _save_subscriptions(subscriptions, now):
 
 def _live(account):
     # Why the lock: a plan change and the renewal job must not both move one subscription.
-    return list(
+    return _with_plans(
         Subscription.objects.filter(account=account, status__in=Subscription.LIVE_STATUSES)
-        .select_related("plan", "scheduled_plan")
         .order_by("pk")
         .select_for_update(of=("self",))
     )
+
+
+def _with_plans(subscriptions, *extra_plan_ids):
+    """Attach plans read after the rows are locked, in one query: a join in the locking
+    statement can come back half-empty when PostgreSQL re-checks a row that changed while
+    it waited."""
+    subscriptions = list(subscriptions)
+    ids = {s.plan_id for s in subscriptions} | {s.scheduled_plan_id for s in subscriptions}
+    plans = Plan.objects.in_bulk((ids | set(extra_plan_ids)) - {None})
+    for s in subscriptions:
+        s.plan = plans[s.plan_id]
+        s.scheduled_plan = plans.get(s.scheduled_plan_id)
+    return subscriptions
+
+
+def _renewable(subscription, now):
+    """Whether the renewal job would renew it now (docs/periods.md)."""
+    end = subscription.current_period_end
+    if subscription.stripe_subscription_id:
+        end += timedelta(minutes=settings.STRIPE_RENEWAL_GRACE_MINUTES)
+    return subscription.status in RENEWABLE and end <= now
+
+
+def _catch_up(account, live, book, now, *, plan_ids=()):
+    """Lock the account's wallets for every plan involved (one statement), then renew what
+    the job would renew, so that a plan change acts on the current period. A subscription
+    the job would not renew (past due, or Stripe's within its grace) gets no new period:
+    its ended period's credits are closed with the rest of what is past due."""
+    plans = {s.plan_id for s in live} | {s.scheduled_plan_id for s in live} | set(plan_ids)
+    allowances = _allowances(plans - {None})
+    keys = {(account.pk, a.credit_type_id) for found in allowances.values() for a in found}
+    book.lock(keys=keys, create=True, expire=False)
+    due = [s for s in live if _renewable(s, now)]
+    if due:
+        schedule = _renew(due, book, JobCounts())
+        _save_subscriptions(due, now)
+        record_events(events=_renewed_events(schedule), now=now)
+    return allowances
 
 
 def _period_grants_left(subscription, book):
@@ -247,31 +287,23 @@ def _period_grants_left(subscription, book):
 
 def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
     """Put the account on `plan` now (a manual subscription), granting its first period.
-    A live subscription ends here, as at a period end: caught up first if a renewal is
-    due, then its plan credits roll over by the old plan's terms and the rest expires. Runs
-    in the caller's transaction when there is one (the API's account PUT)."""
+    A live subscription ends here, as at a period end: caught up first if the renewal job
+    would renew it, then its plan credits roll over by the old plan's terms and the rest
+    expires. Runs in the caller's transaction when there is one (the API's account PUT)."""
     now = timezone.now()
     starts_at = starts_at or now
-    counts = JobCounts()
     with transaction.atomic():
         book = LedgerBook(now=now)
         live = _live(account)
-        plans = {plan.pk} | {s.plan_id for s in live} | {s.scheduled_plan_id for s in live}
-        allowances = _allowances(plans - {None})
-        # One locking statement for every wallet this touches: a second would not lock in
-        # one id order with the jobs.
-        keys = {(account.pk, a.credit_type_id) for found in allowances.values() for a in found}
-        book.lock(keys=keys, create=True, expire=False)
-        if live:
-            _renew(live, book, counts)
-            for subscription in live:
-                for state, grant in _period_grants_left(subscription, book):
-                    state.close(grant)
-                subscription.status = Subscription.Status.CANCELED
-                if subscription.current_period_start < now < subscription.current_period_end:
-                    subscription.current_period_end = now
-                subscription._history_user = acting_user
-                subscription.save()
+        allowances = _catch_up(account, live, book, now, plan_ids=[plan.pk])
+        for subscription in live:
+            for state, grant in _period_grants_left(subscription, book):
+                state.close(grant)
+            subscription.status = Subscription.Status.CANCELED
+            if subscription.current_period_start < now < subscription.current_period_end:
+                subscription.current_period_end = now
+            subscription._history_user = acting_user
+            subscription.save()
         subscription = Subscription(
             account=account,
             plan=plan,
@@ -286,7 +318,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
         for credit_type_id, grant in first:
             book.states[(account.pk, credit_type_id)].add_grant(grant, reason=grant.reason)
         if subscription.current_period_end <= now:  # started in the past: catch up
-            _renew([subscription], book, counts)
+            _renew([subscription], book, JobCounts())
             _save_subscriptions([subscription], now)
         for state in book.states.values():
             state.expire_due()
@@ -297,11 +329,15 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
 def change_plan_at_period_end(*, account, plan, acting_user=None):
     """Schedule `plan` to take over at the next renewal (a downgrade keeps what was paid for
     until the period ends); the current plan again cancels the change."""
+    now = timezone.now()
     with transaction.atomic(durable=True):
+        book = LedgerBook(now=now)
         subscription = _current(account)
+        _catch_up(account, [subscription], book, now)  # the change is for the current period
+        book.flush()
         subscription.scheduled_plan = None if plan.pk == subscription.plan_id else plan
         subscription._history_user = acting_user
-        subscription.save(update_fields=["scheduled_plan", "updated_at"])
+        subscription.save()
         return subscription
 
 
@@ -327,13 +363,9 @@ def _current(account):
 def _set_cancel(account, cancel, acting_user):
     now = timezone.now()
     with transaction.atomic(durable=True):
-        subscription = _current(account)
         book = LedgerBook(now=now)
-        allowances = _allowances({subscription.plan_id, subscription.scheduled_plan_id} - {None})
-        book.lock(keys=_wallet_keys([subscription], allowances), expire=False)
-        if subscription.current_period_end <= now:  # the flag is for the current period
-            _renew([subscription], book, JobCounts())
-            _save_subscriptions([subscription], now)
+        subscription = _current(account)
+        allowances = _catch_up(account, [subscription], book, now)
         terms = _period_grants(
             subscription,
             subscription.plan,
@@ -377,9 +409,8 @@ def _due_subscriptions(now):
 def _claim(queryset, *, after, limit, skip_locked):
     # Why the lock: the subscription row is the claim; a second copy of the job skips it
     # (SKIP LOCKED), a plan change waits for it and then sees the renewed period.
-    return list(
+    return _with_plans(
         queryset.filter(pk__gt=after)
-        .select_related("plan", "scheduled_plan")
         .order_by("pk")
         .select_for_update(of=("self",), skip_locked=skip_locked)[:limit]
     )
@@ -428,8 +459,8 @@ def _in_chunks(due, work, counts, chunk_size, on_chunk, *, label):
                     if not claimed:
                         break
                     work(claimed)
-            except (DatabaseError, DomainError):
-                if not claimed:
+            except Exception as error:  # a bad row must not stop everyone's renewal
+                if not claimed or isinstance(error, SoftTimeLimitExceeded):
                     raise
                 counts.restore(before)  # the chunk wrote nothing: count it again singly
                 failed |= _one_by_one(due, [c.pk for c in claimed], work, counts, label)
@@ -446,14 +477,14 @@ def _one_by_one(due, ids, work, counts, label):
         before = counts.copy()
         try:
             with transaction.atomic(durable=True):
-                claimed = list(
-                    due.filter(pk=pk)
-                    .select_related("plan", "scheduled_plan")
-                    .select_for_update(of=("self",), skip_locked=True)
+                claimed = _with_plans(
+                    due.filter(pk=pk).select_for_update(of=("self",), skip_locked=True)
                 )
                 if claimed:
                     work(claimed)
-        except (DatabaseError, DomainError) as error:
+        except Exception as error:  # counted and reported; the run goes on
+            if isinstance(error, SoftTimeLimitExceeded):
+                raise
             counts.restore(before)
             counts.fail(f"{label} {pk}", error)
             failed.add(pk)

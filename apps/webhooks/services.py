@@ -208,12 +208,23 @@ def _post(endpoint, event):
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+        with OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
             return response.status, ""
-    except urllib.error.HTTPError as error:
+    except urllib.error.HTTPError as error:  # includes a redirect, which is not followed
         return error.code, f"HTTP {error.code}"
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        return None, str(getattr(error, "reason", error))[:500]
+    except Exception as error:  # noqa: BLE001 - any failure is a failed attempt, counted
+        return None, f"{type(error).__name__}: {getattr(error, 'reason', error)}"[:500]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would turn the POST into a GET without the body: count it as a failure
+    (the endpoint's URL needs fixing) instead of as a delivery."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def retry_due_deliveries(*, now=None, chunk_size=1000, on_chunk=None):

@@ -182,6 +182,7 @@ def test_a_job_run_that_dies_is_recorded_as_failed_with_how_far_it_got(calendar,
 
 def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     world("cmd-", accounts=2, calendar=calendar)
+    calendar.move_to(MAR_31, tick=False)
     out = StringIO()
     call_command("run_period_jobs", "--now", "2026-02-28T12:00:00Z", stdout=out)
     text = out.getvalue()
@@ -191,11 +192,13 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 5
 
 
-def test_run_period_jobs_refuses_a_time_without_a_zone(db):
+def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="zone"):
         call_command("run_period_jobs", "--now", "2026-02-28T12:00:00")
+    with pytest.raises(CommandError, match="future"):
+        call_command("run_period_jobs", "--now", "2999-01-01T00:00:00Z")
 
 
 def test_beat_schedules_exist_in_the_database(db):
@@ -226,3 +229,12 @@ def test_each_job_runs_through_a_real_worker(calendar):
     assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 3
     assert_ledger_sound()
     connection.close()
+
+
+def test_a_plan_that_cannot_be_priced_costs_only_its_own_subscriptions(calendar):
+    world("fine-", accounts=3, calendar=calendar)
+    odd = monthly_plan(credits=0, code="odd")  # a price and no credits: no cost basis
+    account, _ = subscribe(odd, external_id="odd")
+    counts = renew_due_subscriptions(now=FEB_28, chunk_size=10)
+    assert (counts.renewed, counts.failures) == (4, 0)
+    assert grants(account) == []  # nothing to grant, and nothing broken

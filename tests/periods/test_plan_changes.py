@@ -133,3 +133,44 @@ def test_finance_cancels_at_period_end_from_the_admin_and_support_cannot(calenda
     subscription.refresh_from_db()
     assert subscription.cancel_at_period_end
     assert subscription.history.first().history_user.groups.get().name == "Finance"
+
+
+def test_a_past_due_subscription_changing_plan_gets_no_unpaid_periods(calendar):
+    account, subscription = subscribed(monthly_plan(credits=1000, percent=100, after=None))
+    Subscription.objects.filter(pk=subscription.pk).update(status="past_due")
+    calendar.move_to(MAR_31 + timedelta(days=1), tick=False)
+    put_account_on_plan(account=account, plan=monthly_plan(credits=10, code="small"))
+    plan_grants = grants(account, PLAN_PERIOD)
+    assert [g.amount for g in plan_grants] == [D(1000), D(10)]  # the paid one, the new one
+    assert [g.amount for g in grants(account, ROLLOVER)] == [D(1000)]  # its own rollover
+    assert_ledger_sound()
+
+
+def test_scheduling_a_change_after_the_period_ended_renews_the_old_plan_first(calendar):
+    account, subscription = subscribed(monthly_plan(credits=1000, code="big"))
+    calendar.move_to(FEB_28 + timedelta(minutes=5), tick=False)
+    change_plan_at_period_end(account=account, plan=monthly_plan(credits=10, code="tiny"))
+    assert [g.amount for g in grants(account, PLAN_PERIOD)] == [D(1000), D(1000)]
+    renew_due_subscriptions(now=MAR_31)
+    assert grants(account, PLAN_PERIOD)[-1].amount == D(10)
+    assert_ledger_sound()
+
+
+def test_a_change_at_period_end_keeps_month_ends_from_drifting(calendar):
+    account, subscription = subscribed(monthly_plan(credits=1000, code="big"))
+    change_plan_at_period_end(account=account, plan=monthly_plan(credits=10, code="tiny"))
+    renew_due_subscriptions(now=FEB_28)
+    subscription.refresh_from_db()
+    assert subscription.current_period_end == MAR_31  # not Mar 28: the anchor stays Jan 31
+
+
+def test_subscriptions_cannot_be_saved_or_reverted_by_hand_in_the_admin(calendar, client):
+    from django.contrib.auth import get_user_model
+
+    _, subscription = subscribed(monthly_plan(credits=100))
+    client.force_login(get_user_model().objects.create_superuser("root", "r@x.io", "pw"))
+    page = f"/admin/accounts/subscription/{subscription.pk}/change/"
+    assert client.post(page, {}).status_code == 403
+    version = subscription.history.last().history_id
+    revert = f"/admin/accounts/subscription/{subscription.pk}/history/{version}/"
+    assert client.post(revert, {}).status_code == 403

@@ -147,3 +147,26 @@ def test_a_delivery_goes_out_through_a_real_worker_after_commit(receiver):
     assert receiver.verify(endpoint.secret, receiver.received[0])
     assert only_delivery().status == "succeeded"
     connection.close()
+
+
+def test_a_redirect_is_a_failed_attempt_not_a_delivery(receiver):
+    account = AccountFactory()
+    endpoint_for(account, receiver)
+    give(account, 5)
+    receiver.status = 302
+    delivery = deliver(delivery_id=only_delivery().pk)
+    assert (delivery.status, delivery.last_response_status) == ("pending", 302)
+    assert delivery.attempts == 1
+
+
+def test_an_unreachable_receiver_is_a_failed_attempt(db):
+    account = AccountFactory()
+    WebhookEndpoint.objects.create(account=account, url="http://127.0.0.1:9/nothing-here")
+    give(account, 5)
+    delivery = deliver(delivery_id=only_delivery().pk)
+    assert (delivery.status, delivery.attempts, delivery.last_response_status) == (
+        "pending",
+        1,
+        None,
+    )
+    assert delivery.last_error

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.periods.jobs import JOBS, run_job
@@ -12,7 +13,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--now", help="Treat this ISO 8601 moment as now (e.g. 2026-12-01T00:00:00Z)."
+            "--now",
+            help="Treat this past ISO 8601 moment as now (e.g. to replay a missed run as it "
+            "would have been: 2026-11-01T00:00:00Z).",
         )
         parser.add_argument("--job", choices=list(JOBS), help="Run only this job.")
         parser.add_argument("--chunk-size", type=int, help="Rows per transaction.")
@@ -23,6 +26,11 @@ class Command(BaseCommand):
             moment = parse_datetime(now)
             if moment is None or moment.tzinfo is None:
                 raise CommandError(f"--now {now!r}: give an ISO 8601 time with a zone.")
+            if moment > timezone.now():
+                raise CommandError(
+                    "--now is in the future: that would end periods early and grant credits "
+                    "ahead of time, which cannot be undone. Give a past moment."
+                )
         if chunk_size is not None and chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1.")
         for name in [job] if job else JOBS:
