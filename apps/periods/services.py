@@ -20,7 +20,7 @@ from apps.accounts.models import Subscription
 from apps.catalog.models import Plan, PlanAllowance
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
-from apps.core.jobs import JobCounts
+from apps.core.jobs import JobCounts, in_parallel
 from apps.wallets.ledger import LedgerBook
 from apps.wallets.models import CreditGrant
 from apps.webhooks.services import record_events
@@ -416,7 +416,7 @@ def _claim(queryset, *, after, limit, skip_locked):
     )
 
 
-def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None):
+def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None, workers=None):
     """Renew every active or trialing subscription whose period has ended by `now`: close
     the ended period (roll over, expire the rest), grant the next one, reset quotas (they
     count per period), catching up every missed period in order. Returns JobCounts.
@@ -426,21 +426,23 @@ def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None):
     retried one subscription at a time, so one bad row costs only itself (counted in
     `failures`). `on_chunk(counts)` runs after each committed chunk."""
     now = now or timezone.now()
-    counts = JobCounts()
+    failed = set()  # shared by the workers: a row that failed for one is not retried by another
 
-    def work(subscriptions):
-        book = LedgerBook(now=now)
-        periods = _renew(subscriptions, book, counts)
-        book.flush()
-        _save_subscriptions(subscriptions, now)
-        record_events(events=_renewed_events(periods), now=now)
+    def run(counts, on_chunk):
+        def work(subscriptions):
+            book = LedgerBook(now=now)
+            periods = _renew(subscriptions, book, counts)
+            book.flush()
+            _save_subscriptions(subscriptions, now)
+            record_events(events=_renewed_events(periods), now=now)
 
-    _in_chunks(_due_subscriptions(now), work, counts, chunk_size, on_chunk, label="subscription")
-    return counts
+        due = _due_subscriptions(now)
+        _in_chunks(due, work, counts, chunk_size, on_chunk, failed=failed, label="subscription")
+
+    return in_parallel(run, on_chunk=on_chunk, workers=workers)
 
 
-def _in_chunks(due, work, counts, chunk_size, on_chunk, *, label):
-    failed = set()
+def _in_chunks(due, work, counts, chunk_size, on_chunk, *, failed, label):
     for skip_locked in (True, False):
         if not skip_locked and not due.exclude(pk__in=failed).exists():
             return

@@ -31,7 +31,7 @@ from apps.core.errors import (
     QuotaExceeded,
     ReservationNotHeld,
 )
-from apps.core.jobs import JobCounts
+from apps.core.jobs import in_parallel
 from apps.wallets.bulk import PendingUsageEvent
 from apps.wallets.ledger import (
     ZERO,
@@ -554,25 +554,28 @@ def release_reservation(*, reservation_id):
         return reservation
 
 
-def release_expired_reservations(*, now=None, chunk_size=1000, on_chunk=None):
+def release_expired_reservations(*, now=None, chunk_size=1000, on_chunk=None, workers=None):
     """Release every hold past its TTL, a chunk of wallets per transaction. Returns
     JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
-    counts = JobCounts()
     due = Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
 
-    def release(book):
-        states = {state.wallet.pk: state for state in book.states.values()}
-        # Re-read under the wallet locks: a commit or release may have closed some since.
-        for reservation in due.filter(wallet_id__in=states):
-            states[reservation.wallet_id].release(
-                reservation.credits_held, reservation, reason="expired"
-            )
-            reservation.status = Reservation.Status.EXPIRED
-            reservation.closed_at = now
-            book.dirty_reservations[reservation.pk] = reservation
-            counts.reservations_released += 1
+    def run(counts, on_chunk):
+        sweep_wallets(due=due, work=lambda book: _release_due(book, due, now, counts),
+                      counts=counts, now=now, chunk_size=chunk_size, on_chunk=on_chunk,
+                      with_grants=False)  # fmt: skip
 
-    sweep_wallets(due=due, work=release, counts=counts, now=now, chunk_size=chunk_size,
-                  on_chunk=on_chunk, with_grants=False)  # fmt: skip
-    return counts
+    return in_parallel(run, on_chunk=on_chunk, workers=workers)
+
+
+def _release_due(book, due, now, counts):
+    states = {state.wallet.pk: state for state in book.states.values()}
+    # Re-read under the wallet locks: a commit or release may have closed some since.
+    for reservation in due.filter(wallet_id__in=states):
+        states[reservation.wallet_id].release(
+            reservation.credits_held, reservation, reason="expired"
+        )
+        reservation.status = Reservation.Status.EXPIRED
+        reservation.closed_at = now
+        book.dirty_reservations[reservation.pk] = reservation
+        counts.reservations_released += 1

@@ -15,7 +15,7 @@ from apps.core.decimals import (
     parse_decimal,
 )
 from apps.core.errors import IdempotencyKeyReused, InvalidInput
-from apps.core.jobs import JobCounts
+from apps.core.jobs import in_parallel
 
 from .ledger import LedgerBook, retry_on_idempotency_race, sweep_wallets
 from .models import CreditGrant, LedgerEntry
@@ -179,18 +179,21 @@ def adjust(*, account, credit_type, amount, reason, acting_user=None):
         return state.wallet
 
 
-def expire_grants(*, now=None, chunk_size=1000, on_chunk=None):
+def expire_grants(*, now=None, chunk_size=1000, on_chunk=None, workers=None):
     """Close every grant past `expires_at` that still has credits (plan-period grants roll
     over by their terms, the rest expires), a chunk of wallets per transaction. Returns
     JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
-    counts = JobCounts()
-    sweep_wallets(
-        due=CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now),
-        work=lambda book: None,  # locking the wallets closes what is past due
-        counts=counts,
-        now=now,
-        chunk_size=chunk_size,
-        on_chunk=on_chunk,
-    )
-    return counts
+    due = CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now)
+
+    def run(counts, on_chunk):
+        sweep_wallets(
+            due=due,
+            work=lambda book: None,  # locking the wallets closes what is past due
+            counts=counts,
+            now=now,
+            chunk_size=chunk_size,
+            on_chunk=on_chunk,
+        )
+
+    return in_parallel(run, on_chunk=on_chunk, workers=workers)

@@ -51,7 +51,7 @@ def signature_header(*, secret, timestamp, body):
 # --- recording --------------------------------------------------------------------------
 
 
-def record_events(*, events, now=None):
+def record_events(*, events, now=None, endpoints=None):
     """Record `events` ((account_id, type, data) with JSON-ready data) for the accounts'
     active endpoints that want them, one delivery per endpoint, and queue the deliveries
     after commit. Three statements whatever the number of events; none when no account has
@@ -59,11 +59,8 @@ def record_events(*, events, now=None):
     if not events:
         return []
     now = now or timezone.now()
-    endpoints = {}
-    for endpoint in WebhookEndpoint.objects.filter(
-        active=True, account_id__in={account_id for account_id, _, _ in events}
-    ).select_related("account"):
-        endpoints.setdefault(endpoint.account_id, []).append(endpoint)
+    if endpoints is None:
+        endpoints = _endpoints({account_id for account_id, _, _ in events})
     if not endpoints:
         return []
     new_events, deliveries = [], []
@@ -89,9 +86,27 @@ def record_events(*, events, now=None):
     return deliveries
 
 
+def _endpoints(account_ids):
+    """Active endpoints by account, for the given accounts."""
+    found = {}
+    for endpoint in WebhookEndpoint.objects.filter(
+        active=True, account_id__in=account_ids
+    ).select_related("account"):
+        found.setdefault(endpoint.account_id, []).append(endpoint)
+    return found
+
+
 def record_ledger_events(*, new_grants, expire_entries, now):
     """credits.granted for each new grant, credits.expired for each expiry, as the ledger
-    engine writes them."""
+    engine writes them; only for accounts with an endpoint (asked first: a renewal chunk
+    of a thousand grants need not word a thousand payloads nobody will receive)."""
+    watched = _endpoints(
+        {g.account_id for g in new_grants} | {e.account_id for e in expire_entries}
+    )
+    if not watched:
+        return
+    new_grants = [g for g in new_grants if g.account_id in watched]
+    expire_entries = [e for e in expire_entries if e.account_id in watched]
     events = [
         (
             grant.account_id,
@@ -117,7 +132,7 @@ def record_ledger_events(*, new_grants, expire_entries, now):
         )
         for entry in expire_entries
     ]
-    record_events(events=events, now=now)
+    record_events(events=events, now=now, endpoints=watched)
 
 
 def _grant_data(grant):

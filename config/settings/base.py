@@ -104,6 +104,8 @@ API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 # Stripe-backed subscriptions renew on Stripe's invoice.paid; the renewal job catches up the
 # ones whose event has not come this long after their period ended (docs/periods.md).
 STRIPE_RENEWAL_GRACE_MINUTES = env.int("STRIPE_RENEWAL_GRACE_MINUTES", default=60)
+# Connections a period job works on at once (threads claiming chunks with SKIP LOCKED).
+PERIOD_JOB_WORKERS = env.int("PERIOD_JOB_WORKERS", default=2)
 
 # --- Cache ------------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)

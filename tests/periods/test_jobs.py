@@ -238,3 +238,26 @@ def test_a_plan_that_cannot_be_priced_costs_only_its_own_subscriptions(calendar)
     counts = renew_due_subscriptions(now=FEB_28, chunk_size=10)
     assert (counts.renewed, counts.failures) == (4, 0)
     assert grants(account) == []  # nothing to grant, and nothing broken
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_workers_on_several_connections_give_the_ledger_one_gives_and_add_up_their_counts(
+    calendar,
+):
+    world("one-", accounts=9, calendar=calendar)
+    world("three-", accounts=9, calendar=calendar, shift=timedelta(days=1))
+    single = renew_due_subscriptions(now=FEB_28, chunk_size=2, workers=1)
+    progress = []
+    several = renew_due_subscriptions(
+        now=FEB_28 + timedelta(days=1),
+        chunk_size=2,
+        workers=3,
+        on_chunk=lambda counts: progress.append(counts.renewed),
+    )
+    assert (single.renewed, several.renewed) == (9, 9)
+    assert (several.rolled_over, several.expired) == (single.rolled_over, single.expired)
+    assert progress[-1] == 9 and progress == sorted(progress)
+    assert ledger_picture("three-") == ledger_picture("one-")
+    assert_ledger_sound()
+    connection.close()
