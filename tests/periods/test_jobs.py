@@ -108,12 +108,19 @@ def test_renewal_runs_beside_consumption_without_losing_a_credit(calendar):
 
 @pytest.mark.postgres  # SQLite's bulk methods split statements by its variable limit
 def test_renewal_issues_the_same_queries_for_a_chunk_of_10_and_of_1000(calendar):
-    world("small-", accounts=10, calendar=calendar)
+    def subscribers(prefix, n):
+        plan = monthly_plan(credits=1000, percent=50, cap=150, code=f"{prefix}plan")
+        for i in range(n):
+            subscribe(plan, external_id=f"{prefix}{i}")
+
+    subscribers("small-", 10)
     with CaptureQueriesContext(connection) as small:
-        renew_due_subscriptions(now=FEB_28, chunk_size=10)
-    world("large-", accounts=60, calendar=calendar, shift=timedelta(days=1))
+        assert renew_due_subscriptions(now=FEB_28, chunk_size=10).chunks == 1
+    calendar.move_to(JAN_31 + timedelta(days=1), tick=False)
+    subscribers("large-", 1000)
     with CaptureQueriesContext(connection) as large:
-        renew_due_subscriptions(now=FEB_28 + timedelta(days=1), chunk_size=1000)
+        counts = renew_due_subscriptions(now=FEB_28 + timedelta(days=1), chunk_size=1000)
+    assert (counts.chunks, counts.renewed, counts.rolled_over) == (1, 1000, 150 * 1000)
     # One chunk each, then the empty claim that ends the run.
     assert len(small.captured_queries) == len(large.captured_queries)
     assert_ledger_sound()
