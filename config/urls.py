@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("apps.api.urls")),
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
 ]
 
 handler404 = "apps.api.errors.page_not_found"

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "django_celery_beat",
+    "djstripe",
     "apps.core",
     "apps.catalog",
     "apps.accounts",
@@ -104,6 +105,14 @@ API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 # Stripe-backed subscriptions renew on Stripe's invoice.paid; the renewal job catches up the
 # ones whose event has not come this long after their period ended (docs/periods.md).
 STRIPE_RENEWAL_GRACE_MINUTES = env.int("STRIPE_RENEWAL_GRACE_MINUTES", default=60)
+# Stripe through dj-stripe (apps/billing, issue 7). Test-mode keys from the environment;
+# without them nothing reaches Stripe.
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+STRIPE_TEST_SECRET_KEY = env("STRIPE_TEST_SECRET_KEY", default="")
+STRIPE_LIVE_SECRET_KEY = env("STRIPE_LIVE_SECRET_KEY", default="")
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Account"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"  # Stripe's signature, no call back to Stripe
 # Connections a period job works on at once (threads claiming chunks with SKIP LOCKED).
 PERIOD_JOB_WORKERS = env.int("PERIOD_JOB_WORKERS", default=2)
 
