@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_started
@@ -61,3 +63,7 @@ def client_with(api_client):
 
 def error_code(response):
     return response.json()["error"]["code"]
+
+
+# An asset loaded from another host (a CDN): the docs must work offline.
+EXTERNAL_ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
