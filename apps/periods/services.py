@@ -128,15 +128,15 @@ def _wallet_keys(subscriptions, allowances):
     }
 
 
-def _renew(subscriptions, book, counts):
+def _renew(subscriptions, book, counts, allowances=None):
     """Renew every subscription in `subscriptions` (locked by the caller) up to `book.now`,
-    in `book` (its wallets locked here). Close each ended period, then grant the next, in
-    time order, so a catch-up over several periods rolls over at each step."""
+    in `book` (its wallets locked here unless the caller did): close each ended period, then
+    grant the next, in time order, so a catch-up over several periods rolls over at each
+    step; save the subscriptions and record `period.renewed`."""
     now = book.now
-    plan_ids = {s.plan_id for s in subscriptions} | {
-        s.scheduled_plan_id for s in subscriptions if s.scheduled_plan_id
-    }
-    allowances = _allowances(plan_ids)
+    if allowances is None:
+        plan_ids = {s.plan_id for s in subscriptions} | {s.scheduled_plan_id for s in subscriptions}
+        allowances = _allowances(plan_ids - {None})
     keys = _wallet_keys(subscriptions, allowances)
     book.lock(keys=keys, create=True, expire=False)
     schedule = [
@@ -172,7 +172,8 @@ def _renew(subscriptions, book, counts):
     for state in book.states.values():
         state.expire_due()
     counts.tally(book.entries)
-    return schedule
+    _save_subscriptions(subscriptions, now)
+    record_events(events=_renewed_events(schedule), now=now)
 
 
 def _renewed_events(schedule):
@@ -267,9 +268,7 @@ def _catch_up(account, live, book, now, *, plan_ids=()):
     book.lock(keys=keys, create=True, expire=False)
     due = [s for s in live if _renewable(s, now)]
     if due:
-        schedule = _renew(due, book, JobCounts())
-        _save_subscriptions(due, now)
-        record_events(events=_renewed_events(schedule), now=now)
+        _renew(due, book, JobCounts(), allowances)
     return allowances
 
 
@@ -318,8 +317,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
         for credit_type_id, grant in first:
             book.states[(account.pk, credit_type_id)].add_grant(grant, reason=grant.reason)
         if subscription.current_period_end <= now:  # started in the past: catch up
-            _renew([subscription], book, JobCounts())
-            _save_subscriptions([subscription], now)
+            _renew([subscription], book, JobCounts(), allowances)
         for state in book.states.values():
             state.expire_due()
         book.flush()
@@ -431,10 +429,8 @@ def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None, workers=
     def run(counts, on_chunk):
         def work(subscriptions):
             book = LedgerBook(now=now)
-            periods = _renew(subscriptions, book, counts)
+            _renew(subscriptions, book, counts)
             book.flush()
-            _save_subscriptions(subscriptions, now)
-            record_events(events=_renewed_events(periods), now=now)
 
         due = _due_subscriptions(now)
         _in_chunks(due, work, counts, chunk_size, on_chunk, failed=failed, label="subscription")
