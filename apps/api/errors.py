@@ -15,6 +15,7 @@ from apps.core.errors import (
     InsufficientCredits,
     InvalidInput,
     NotFound,
+    PaymentProviderError,
 )
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ DOMAIN_STATUS = {
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
+    PaymentProviderError: status.HTTP_502_BAD_GATEWAY,
 }
 
 

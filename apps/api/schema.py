@@ -24,6 +24,7 @@ CODES = {
     409: "idempotency_key_reused, reservation_not_held",
     413: "batch_too_large",
     429: "rate_limited (with Retry-After)",
+    502: "payment_provider_error (Stripe could not be reached or refused; nothing charged)",
     501: "not_implemented",
 }
 OPERATION_ERRORS = {
@@ -34,7 +35,7 @@ OPERATION_ERRORS = {
     ("/api/v1/accounts/{external_id}/ledger", "get"): [400, 404],
     ("/api/v1/accounts/{external_id}/usage", "get"): [400, 404],
     ("/api/v1/accounts/{external_id}/grants", "post"): [400, 404, 409],
-    ("/api/v1/accounts/{external_id}/checkout", "post"): [404, 501],
+    ("/api/v1/accounts/{external_id}/checkout", "post"): [400, 404, 502],
     ("/api/v1/accounts/{external_id}/billing-link", "post"): [404, 501],
     ("/api/v1/check", "post"): [400, 404],
     ("/api/v1/consume", "post"): [400, 402, 403, 404, 409],

@@ -323,3 +323,22 @@ class GrantOut(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     reason = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class CheckoutIn(serializers.Serializer):
+    credit_pack = serializers.CharField(required=False, help_text="A credit pack's code.")
+    plan = serializers.CharField(required=False, help_text="A plan's code.")
+    success_url = serializers.URLField(max_length=2000)
+    cancel_url = serializers.URLField(max_length=2000)
+
+    def validate(self, attrs):
+        if ("credit_pack" in attrs) == ("plan" in attrs):
+            raise serializers.ValidationError(
+                {"credit_pack": ["Give exactly one of credit_pack and plan."]}
+            )
+        return attrs
+
+
+class CheckoutOut(serializers.Serializer):
+    checkout_url = serializers.URLField()
+    session_id = serializers.CharField()

@@ -1,1 +1,62 @@
-"""Stripe through dj-stripe (issue 7)."""
+"""What CreditDesk keeps of Stripe beyond dj-stripe's mirror: each credit-pack purchase and
+what became of it (the grant, refunds and disputes clawed back), and auto-recharge terms."""
+
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from apps.core.fields import credit_field, currency_field, money_field
+
+
+class Purchase(models.Model):
+    """A credit pack bought through Stripe. Its grant's reference is the Checkout Session id
+    (or the PaymentIntent id of an off-session charge), so the credits arrive once however
+    often Stripe's events come."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Awaiting payment"
+        PAID = "paid", "Paid, credits granted"
+        EXPIRED = "expired", "Checkout expired"
+        FAILED = "failed", "Payment failed"
+
+    class Origin(models.TextChoices):
+        CHECKOUT = "checkout", "Checkout"
+        AUTO_RECHARGE = "auto_recharge", "Auto-recharge"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    credit_pack = models.ForeignKey(
+        "catalog.CreditPack", on_delete=models.PROTECT, related_name="purchases"
+    )
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.CHECKOUT)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    credits = credit_field(help_text="The pack's credits when it was bought.")
+    price = money_field(help_text="The pack's price when it was bought.")
+    currency = currency_field()
+    checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    amount_paid = money_field(default=0)
+    amount_refunded = money_field(default=0, help_text="Refunds clawed back so far.")
+    amount_disputed = money_field(default=0, help_text="Disputes clawed back so far.")
+    credits_clawed_back = credit_field(default=0)
+    grant = models.OneToOneField(
+        "wallets.CreditGrant", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(checkout_session_id__isnull=False) | Q(payment_intent_id__isnull=False),
+                name="purchase_has_a_stripe_handle",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.credit_pack} for {self.account}"
+
+    @property
+    def reference(self):
+        return self.checkout_session_id or self.payment_intent_id

@@ -128,6 +128,16 @@ class Plan(models.Model):
         help_text="balance.low fires when an account's available credits fall to this "
         "(an account may set its own); empty: only balance.depleted.",
     )
+    stripe_price = models.ForeignKey(
+        "djstripe.Price",
+        to_field="id",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The Stripe Price customers pay; set by 'Sync to Stripe'.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
@@ -240,6 +250,16 @@ class CreditPack(models.Model):
     )
     public = models.BooleanField(default=True)
     active = models.BooleanField(default=True)
+    stripe_price = models.ForeignKey(
+        "djstripe.Price",
+        to_field="id",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The Stripe Price customers pay; set by 'Sync to Stripe'.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

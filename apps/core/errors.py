@@ -107,3 +107,10 @@ class IdempotencyKeyReused(Conflict):
 class ReservationNotHeld(Conflict):
     code = "reservation_not_held"
     default_message = "The reservation is no longer held."
+
+
+class PaymentProviderError(DomainError):
+    """Stripe could not be reached or refused the request; nothing was charged or changed."""
+
+    code = "payment_provider_error"
+    default_message = "The payment provider could not complete the request; try again."

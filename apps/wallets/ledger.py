@@ -187,6 +187,12 @@ class WalletState:
         self.book.dirty_grants[id(grant)] = grant
         self.grants = [g for g in self.grants if g.remaining > 0]
 
+    def claw_back(self, grant, credits, **links):
+        """Part of a grant taken back (a partial refund): a `void` entry for that part."""
+        if credits == grant.remaining:
+            return self.void(grant, **links)
+        self._take(grant, credits, kind=Kind.VOID, **links)
+
     def hold(self, credits, reservation):
         self.wallet.held += credits
         self.book.entry(self, kind=Kind.RESERVE, amount=ZERO, held_change=credits,

@@ -45,11 +45,12 @@ def _reason(reason):
 
 def grant_credits(*, account, credit_type, amount, source, expires_at=None, priority=None,
                   unit_price=0, currency="USD", reference=None, reason="", acting_user=None,
-                  ledger_kind=LedgerEntry.Kind.GRANT):  # fmt: skip
+                  ledger_kind=LedgerEntry.Kind.GRANT, in_caller_transaction=False):  # fmt: skip
     """Add a grant to the account's wallet for `credit_type`, paying back any overage debt
     first. Idempotent by `reference`: the same reference returns the first grant with
     `created=False`; the same reference with other terms is IdempotencyKeyReused.
-    Returns `(grant, created)`."""
+    Returns `(grant, created)`. `in_caller_transaction`: part of a use case whose transaction
+    the caller opened (a Stripe event, inside dj-stripe's); a savepoint then, not durable."""
     amount = _credits(amount, "amount")
     if amount < 0:
         raise InvalidInput("amount must be positive.", details={"amount": ["must be > 0"]})
@@ -72,9 +73,12 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
         "unit_price": unit_price,
         "currency": currency,
     }
-    return retry_on_idempotency_race(
-        lambda: _grant(account, terms, reference, reason, acting_user, ledger_kind, now)
-    )
+
+    def attempt():
+        with transaction.atomic(durable=not in_caller_transaction):
+            return _grant(account, terms, reference, reason, acting_user, ledger_kind, now)
+
+    return retry_on_idempotency_race(attempt)
 
 
 def _same_terms(grant, terms):
@@ -90,49 +94,48 @@ def _same_terms(grant, terms):
 
 
 def _grant(account, terms, reference, reason, acting_user, kind, now):
-    with transaction.atomic(durable=True):
-        if reference is not None:
-            prior = (
-                CreditGrant.objects.select_related("wallet")
-                .filter(account=account, reference=reference)
-                .first()
-            )
-            if prior is not None:
-                if not _same_terms(prior, terms):
-                    raise IdempotencyKeyReused(
-                        f"Reference {reference!r} already granted credits on other terms."
-                    )
-                return prior, False
-        # Checked after the replay lookup: a retry of a grant whose expiry has passed since
-        # must replay it, not fail.
-        if terms["expires_at"] is not None and terms["expires_at"] <= now:
-            raise InvalidInput(
-                "expires_at must be in the future.",
-                details={"expires_at": ["must be in the future"]},
-            )
-        book = LedgerBook(now=now)
-        key = (account.pk, terms["credit_type_id"])
-        book.lock(keys=[key], create=True)
-        grant = book.states[key].add_grant(
-            CreditGrant(
-                source=terms["source"],
-                amount=terms["amount"],
-                priority=terms["priority"],
-                effective_at=now,
-                expires_at=terms["expires_at"],
-                unit_price=terms["unit_price"],
-                currency=terms["currency"],
-                reference=reference,
-                reason=reason or "",
-                created_by=acting_user,
-                created_at=now,
-            ),
-            kind=kind,
-            acting_user=acting_user,
-            reason=reason or "",
+    if reference is not None:
+        prior = (
+            CreditGrant.objects.select_related("wallet")
+            .filter(account=account, reference=reference)
+            .first()
         )
-        book.flush()
-        return grant, True
+        if prior is not None:
+            if not _same_terms(prior, terms):
+                raise IdempotencyKeyReused(
+                    f"Reference {reference!r} already granted credits on other terms."
+                )
+            return prior, False
+    # Checked after the replay lookup: a retry of a grant whose expiry has passed since
+    # must replay it, not fail.
+    if terms["expires_at"] is not None and terms["expires_at"] <= now:
+        raise InvalidInput(
+            "expires_at must be in the future.",
+            details={"expires_at": ["must be in the future"]},
+        )
+    book = LedgerBook(now=now)
+    key = (account.pk, terms["credit_type_id"])
+    book.lock(keys=[key], create=True)
+    grant = book.states[key].add_grant(
+        CreditGrant(
+            source=terms["source"],
+            amount=terms["amount"],
+            priority=terms["priority"],
+            effective_at=now,
+            expires_at=terms["expires_at"],
+            unit_price=terms["unit_price"],
+            currency=terms["currency"],
+            reference=reference,
+            reason=reason or "",
+            created_by=acting_user,
+            created_at=now,
+        ),
+        kind=kind,
+        acting_user=acting_user,
+        reason=reason or "",
+    )
+    book.flush()
+    return grant, True
 
 
 def void_grant(*, grant, reason, acting_user=None):
@@ -150,6 +153,23 @@ def void_grant(*, grant, reason, acting_user=None):
         state.void(fresh, acting_user=acting_user, reason=reason)
         book.flush()
         return fresh
+
+
+def claw_back(*, grant, credits, reason, acting_user=None):
+    """Take up to `credits` back from `grant` (a refunded share of a purchase): only what is
+    left of it, so a balance never goes below zero for it. Runs in the caller's transaction
+    (a Stripe event's). Returns the credits taken."""
+    reason = _reason(reason)
+    with transaction.atomic():
+        book = LedgerBook()
+        key = (grant.account_id, grant.wallet.credit_type_id)
+        state = book.lock(keys=[key])[key]
+        fresh = next((g for g in state.grants if g.pk == grant.pk), None)
+        taken = min(credits, fresh.remaining) if fresh is not None else Decimal(0)
+        if taken > 0:
+            state.claw_back(fresh, taken, acting_user=acting_user, reason=reason)
+            book.flush()
+        return taken
 
 
 def adjust(*, account, credit_type, amount, reason, acting_user=None):

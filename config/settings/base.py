@@ -105,11 +105,22 @@ API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 # Stripe-backed subscriptions renew on Stripe's invoice.paid; the renewal job catches up the
 # ones whose event has not come this long after their period ended (docs/periods.md).
 STRIPE_RENEWAL_GRACE_MINUTES = env.int("STRIPE_RENEWAL_GRACE_MINUTES", default=60)
-# Stripe through dj-stripe (apps/billing, issue 7). Test-mode keys from the environment;
-# without them nothing reaches Stripe.
+# Stripe through dj-stripe (apps/billing, docs/billing.md). Keys from the environment; with
+# none, the offline Stripe (apps/billing/offline_stripe.py, `manage.py offline_stripe`)
+# stands in for Stripe's API on OFFLINE_STRIPE_PORT, and nothing reaches Stripe.
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_TEST_SECRET_KEY = env("STRIPE_TEST_SECRET_KEY", default="")
 STRIPE_LIVE_SECRET_KEY = env("STRIPE_LIVE_SECRET_KEY", default="")
+OFFLINE_STRIPE = not (STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY)
+OFFLINE_STRIPE_PORT = env.int("OFFLINE_STRIPE_PORT", default=12111)
+OFFLINE_STRIPE_STATE = env("OFFLINE_STRIPE_STATE", default=str(VAR_DIR / "offline_stripe.json"))
+if OFFLINE_STRIPE:
+    STRIPE_API_HOST = f"http://127.0.0.1:{OFFLINE_STRIPE_PORT}"
+    # Not a secret: the stand-in accepts any key shaped like Stripe's (dj-stripe checks it).
+    STRIPE_TEST_SECRET_KEY = "sk_test_OfflineStandInNotASecret0000"
+# Days a subscription may stay past due (a failed renewal payment) before consumption is
+# blocked with account_suspended; paying the invoice lifts it.
+STRIPE_PAST_DUE_GRACE_DAYS = env.int("STRIPE_PAST_DUE_GRACE_DAYS", default=3)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Account"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"  # Stripe's signature, no call back to Stripe

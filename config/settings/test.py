@@ -15,3 +15,11 @@ STORAGES = {
 # Each pytest-xdist process has its own test database, so it gets its own queue too: a real
 # worker started by one process must not run tasks another process sent.
 CELERY_TASK_DEFAULT_QUEUE = f"creditdesk-test-{env.str('PYTEST_XDIST_WORKER', default='main')}"
+
+# Tests never reach Stripe, whatever keys a developer's .env holds: the offline Stripe
+# (tests/billing/conftest.py serves it on a free port and points the client at it).
+STRIPE_LIVE_MODE = False
+STRIPE_LIVE_SECRET_KEY = ""
+STRIPE_TEST_SECRET_KEY = "sk_test_OfflineStandInNotASecret0000"
+OFFLINE_STRIPE = True
+STRIPE_API_HOST = "http://127.0.0.1:9"  # nothing listens: a test that forgets the fixture fails

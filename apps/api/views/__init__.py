@@ -1,4 +1,5 @@
 from .accounts import AccountView, BalanceView, EntitlementsView, LedgerView, UsageView
+from .billing import BillingLinkView, CheckoutView
 from .catalog import CreditPackListView, FeatureListView, PlanListView
 from .consumption import (
     CheckView,
@@ -9,7 +10,7 @@ from .consumption import (
     ReservationReleaseView,
     ReservationView,
 )
-from .grants import BillingLinkView, CheckoutView, GrantCreateView
+from .grants import GrantCreateView
 
 __all__ = [
     "AccountView", "BalanceView", "BillingLinkView", "CheckView", "CheckoutView",

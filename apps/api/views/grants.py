@@ -1,6 +1,5 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from apps.catalog.models import CreditType
@@ -52,22 +51,3 @@ def _credit_type(code):
             "Name the credit type: there are several.", details={"credit_type": ["required"]}
         )
     return only[0]
-
-
-class NotImplementedYet(APIException):
-    status_code = status.HTTP_501_NOT_IMPLEMENTED
-    default_code = "not_implemented"
-    default_detail = "Buying through Stripe is not available yet."
-
-
-class CheckoutView(ApiView):
-    required_scopes = ("accounts:write",)
-
-    @extend_schema(request=None, responses={501: None}, summary="Not available yet (501)")
-    def post(self, request, external_id):
-        self.account_for(external_id)
-        raise NotImplementedYet()
-
-
-class BillingLinkView(CheckoutView):
-    pass

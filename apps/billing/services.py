@@ -1,0 +1,458 @@
+"""Stripe billing: catalog sync, customers, Checkout, and what Stripe's events do to the
+ledger (docs/billing.md).
+
+Calls to Stripe never run inside a database transaction that holds a lock: each is made
+first, and what it returns is written in a short transaction after. Event handlers run
+inside dj-stripe's webhook transaction (the event is recorded and acted on together, or
+not at all, and Stripe delivers it again), so they lock and write in the caller's
+transaction: the purchase row first, then wallets as the ledger does.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
+from uuid import uuid4
+
+import stripe
+from django.db import transaction
+from django.utils import timezone
+from djstripe import models as djstripe
+from djstripe.settings import djstripe_settings
+
+from apps.accounts.models import Account
+from apps.catalog.models import CreditPack, Plan
+from apps.core.decimals import CREDIT_PLACES, UNIT_PRICE_PLACES, format_decimal
+from apps.core.errors import InvalidInput, PaymentProviderError
+from apps.wallets.models import CreditGrant
+from apps.wallets.services import claw_back, grant_credits
+
+from .models import Purchase
+
+logger = logging.getLogger(__name__)
+
+# Stripe counts most currencies in cents, these in whole units.
+ZERO_DECIMAL_CURRENCIES = {
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+}  # fmt: skip
+
+
+def to_minor_units(amount, currency):
+    exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+    minor = amount.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        raise InvalidInput(f"{amount} {currency} has more decimals than Stripe takes.")
+    return int(minor)
+
+
+def from_minor_units(amount, currency):
+    exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+    return Decimal(int(amount)).scaleb(-exponent)
+
+
+def api_key():
+    return djstripe_settings.STRIPE_SECRET_KEY
+
+
+def call_stripe(operation, **params):
+    """One Stripe API call with the configured key; Stripe's failures become
+    PaymentProviderError (logged with Stripe's request id)."""
+    try:
+        return operation(api_key=api_key(), **params)
+    except stripe.StripeError as error:
+        logger.warning("Stripe refused %s: %s", getattr(operation, "__qualname__", ""), error)
+        raise PaymentProviderError(
+            f"Stripe: {error.user_message or 'the request failed'}",
+            details={"stripe_request_id": error.request_id, "stripe_code": error.code},
+        ) from None
+
+
+# --- catalog ------------------------------------------------------------------------------
+
+
+@dataclass
+class CatalogSync:
+    created: list = field(default_factory=list)
+    repriced: list = field(default_factory=list)
+    unchanged: list = field(default_factory=list)
+    archived: list = field(default_factory=list)
+
+    def summary(self):
+        return ", ".join(
+            f"{len(items)} {name}"
+            for name, items in (("created", self.created), ("repriced", self.repriced),
+                                ("unchanged", self.unchanged), ("archived", self.archived))
+        )  # fmt: skip
+
+
+def _wanted_price(item):
+    wanted = {
+        "unit_amount": to_minor_units(item.price, item.currency),
+        "currency": item.currency.lower(),
+        "recurring": None,
+    }
+    if isinstance(item, Plan):
+        wanted["recurring"] = {"interval": item.billing_interval, "interval_count": 1}
+    return wanted
+
+
+def _price_matches(price, wanted):
+    data = price.stripe_data
+    recurring = data.get("recurring") or None
+    return (
+        data.get("active", True)
+        and data.get("unit_amount") == wanted["unit_amount"]
+        and data.get("currency") == wanted["currency"]
+        and (recurring or {}).get("interval") == (wanted["recurring"] or {}).get("interval")
+    )
+
+
+def sync_stripe_catalog(*, plans=None, packs=None):
+    """Give every active plan (a recurring Price) and credit pack (a one-time Price) a Stripe
+    Product and Price, mirrored by dj-stripe and stored on the item. Idempotent: a product's
+    id is derived from the item's code; a price that no longer matches the item (Stripe
+    prices are immutable) is replaced and the old one archived; inactive items' prices are
+    archived. Returns a CatalogSync."""
+    report = CatalogSync()
+    plans = Plan.objects.all() if plans is None else plans
+    packs = CreditPack.objects.all() if packs is None else packs
+    for kind, items in (("plan", plans), ("pack", packs)):
+        for item in items.select_related("stripe_price"):
+            _sync_item(kind, item, report)
+    return report
+
+
+def _sync_item(kind, item, report):
+    label = f"{kind} {item.code}"
+    current = item.stripe_price
+    if not item.active:
+        if current is not None and current.stripe_data.get("active", True):
+            _archive(current)
+            report.archived.append(label)
+        return
+    wanted = _wanted_price(item)
+    product = _product(kind, item)
+    if current is not None and _price_matches(current, wanted):
+        report.unchanged.append(label)
+        return
+    params = {
+        "product": product["id"],
+        "unit_amount": wanted["unit_amount"],
+        "currency": wanted["currency"],
+        "nickname": item.name,
+        "metadata": {"creditdesk_item": f"{kind}:{item.code}"},
+    }
+    if wanted["recurring"]:
+        params["recurring"] = wanted["recurring"]
+    key = f"creditdesk-price-{kind}-{item.code}-{wanted['unit_amount']}-{wanted['currency']}-"
+    key += f"{(wanted['recurring'] or {}).get('interval', 'once')}-{current.id if current else ''}"
+    price = call_stripe(stripe.Price.create, idempotency_key=key, **params)
+    with transaction.atomic(durable=True):
+        mirrored = djstripe.Price.sync_from_stripe_data(price, api_key=api_key())
+        type(item).objects.filter(pk=item.pk).update(stripe_price=mirrored)
+    if current is not None:
+        _archive(current)
+        report.repriced.append(label)
+    else:
+        report.created.append(label)
+
+
+def _product(kind, item):
+    """The item's Stripe Product, created with an id derived from its code (so a retry or a
+    second sync finds it), its name kept in step."""
+    product_id = f"creditdesk_{kind}_{item.code}".replace(".", "_")
+    wanted = {"name": item.name, "metadata": {"creditdesk_item": f"{kind}:{item.code}"}}
+    try:
+        product = stripe.Product.retrieve(product_id, api_key=api_key())
+    except stripe.InvalidRequestError as error:
+        if error.code != "resource_missing":
+            raise PaymentProviderError(f"Stripe: {error.user_message}") from None
+        product = call_stripe(stripe.Product.create, id=product_id, **wanted)
+    except stripe.StripeError as error:
+        raise PaymentProviderError(f"Stripe: {error.user_message}") from None
+    else:
+        if product["name"] != item.name or not product["active"]:
+            product = call_stripe(stripe.Product.modify, id=product_id, active=True, **wanted)
+    with transaction.atomic(durable=True):
+        djstripe.Product.sync_from_stripe_data(product, api_key=api_key())
+    return product
+
+
+def _archive(price):
+    archived = call_stripe(stripe.Price.modify, id=price.id, active=False)
+    with transaction.atomic(durable=True):
+        djstripe.Price.sync_from_stripe_data(archived, api_key=api_key())
+
+
+# --- the webhook endpoint -----------------------------------------------------------------
+
+# What the handlers act on (apps/billing/handlers.py), plus what dj-stripe mirrors for them.
+WEBHOOK_EVENTS = [
+    "checkout.session.completed", "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed", "checkout.session.expired",
+    "charge.succeeded", "charge.refunded", "charge.refund.updated", "charge.updated",
+    "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+    "customer.created", "customer.updated", "customer.deleted",
+    "customer.subscription.created", "customer.subscription.updated",
+    "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed",
+    "payment_intent.succeeded", "payment_intent.payment_failed", "payment_method.attached",
+    "price.created", "price.updated", "product.created", "product.updated",
+]  # fmt: skip
+
+
+def connect_stripe_webhook(*, base_url):
+    """Register `<base_url>/stripe/webhook/<uuid>/` with Stripe for the events above and keep
+    its signing secret in dj-stripe's WebhookEndpoint (as dj-stripe's admin does). An
+    endpoint already registered for `base_url` and still enabled at Stripe is kept.
+    Returns `(endpoint, created)`."""
+    base_url = base_url.rstrip("/")
+    prefix = f"{base_url}/stripe/webhook/"
+    for endpoint in djstripe.WebhookEndpoint.objects.filter(url__startswith=prefix):
+        try:
+            remote = stripe.WebhookEndpoint.retrieve(endpoint.id, api_key=api_key())
+        except stripe.InvalidRequestError:
+            continue  # gone at Stripe (e.g. the offline Stripe's state was reset)
+        except stripe.StripeError as error:
+            raise PaymentProviderError(f"Stripe: {error.user_message}") from None
+        if remote["status"] == "enabled":
+            return endpoint, False
+    uuid = uuid4()
+    created = call_stripe(
+        stripe.WebhookEndpoint.create,
+        url=f"{prefix}{uuid}/",
+        enabled_events=WEBHOOK_EVENTS,
+        api_version=djstripe_settings.STRIPE_API_VERSION,
+        metadata={"djstripe_uuid": str(uuid)},
+        description="CreditDesk (dj-stripe)",
+    )
+    with transaction.atomic(durable=True):
+        endpoint = djstripe.WebhookEndpoint.sync_from_stripe_data(created, api_key=api_key())
+    return endpoint, True
+
+
+# --- customers and checkout ---------------------------------------------------------------
+
+
+def stripe_customer(*, account):
+    """The account's Stripe Customer, created on first use. Stripe's idempotency key makes
+    two first checkouts at once create one customer."""
+    found = djstripe.Customer.objects.filter(subscriber=account, date_purged__isnull=True).first()
+    if found is not None:
+        return found
+    customer = call_stripe(
+        stripe.Customer.create,
+        idempotency_key=f"creditdesk-customer-{account.pk}",
+        email=account.email or None,
+        name=account.name or account.external_id,
+        metadata={
+            djstripe_settings.SUBSCRIBER_CUSTOMER_KEY: str(account.pk),
+            "creditdesk_account": account.external_id,
+        },
+    )
+    with transaction.atomic(durable=True):
+        mirrored = djstripe.Customer.sync_from_stripe_data(customer, api_key=api_key())
+        if mirrored.subscriber_id != account.pk:
+            mirrored.subscriber = account
+            mirrored.save(update_fields=["subscriber"])
+    return mirrored
+
+
+@dataclass
+class Checkout:
+    checkout_url: str
+    session_id: str
+
+
+def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_url):
+    """A Stripe Checkout Session for a credit pack (mode=payment; the card is saved for
+    auto-recharge) or a plan (mode=subscription). The account and item travel in metadata,
+    which the event handlers read back."""
+    if (credit_pack is None) == (plan is None):
+        raise InvalidInput(
+            "Give either credit_pack or plan.",
+            details={"credit_pack": ["give exactly one of credit_pack and plan"]},
+        )
+    item = credit_pack or plan
+    field_name = "credit_pack" if credit_pack else "plan"
+    if not item.active:
+        raise InvalidInput(f"{item.code} is not on sale.", details={field_name: ["inactive"]})
+    if item.stripe_price_id is None:
+        raise InvalidInput(
+            f"{item.code} has no Stripe price yet: run 'Sync to Stripe' in the admin.",
+            details={field_name: ["not synced to Stripe"]},
+        )
+    if plan is not None:
+        live = account.subscriptions.filter(status__in=("trialing", "active", "past_due"))
+        if live.filter(stripe_subscription_id__isnull=False).exists():
+            raise InvalidInput(
+                "The account already has a Stripe subscription.",
+                details={"plan": ["already subscribed through Stripe"]},
+            )
+    customer = stripe_customer(account=account)
+    metadata = {"creditdesk_account": account.external_id, field_name: item.code}
+    params = {
+        "mode": "payment" if credit_pack else "subscription",
+        "customer": customer.id,
+        "client_reference_id": account.external_id,
+        "line_items": [{"price": item.stripe_price_id, "quantity": 1}],
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "metadata": metadata,
+    }
+    if credit_pack:
+        params["payment_intent_data"] = {"metadata": metadata, "setup_future_usage": "off_session"}
+    else:
+        params["subscription_data"] = {"metadata": metadata}
+    session = call_stripe(stripe.checkout.Session.create, **params)
+    if credit_pack:
+        Purchase.objects.create(
+            account=account,
+            credit_pack=credit_pack,
+            credits=credit_pack.credits,
+            price=credit_pack.price,
+            currency=credit_pack.currency,
+            checkout_session_id=session["id"],
+        )
+    return Checkout(checkout_url=session["url"], session_id=session["id"])
+
+
+# --- event handlers' services (in dj-stripe's webhook transaction) -------------------------
+
+
+def _locked_purchase(**lookup):
+    # Why the lock: two events for one purchase (completed, async_payment_succeeded, a
+    # refund) may be processed at once; the second waits and sees what the first did.
+    return Purchase.objects.select_for_update(of=("self",)).filter(**lookup).first()
+
+
+def record_checkout_session(*, session):
+    """A Checkout Session changed (completed, paid later, expired). A paid pack session
+    grants the pack's credits once, at the price paid (cost basis = amount ÷ credits)."""
+    data = session.stripe_data
+    if data.get("mode") != "payment":
+        return None
+    purchase = _locked_purchase(checkout_session_id=data["id"]) or _purchase_from_metadata(data)
+    if purchase is None:
+        logger.info("Checkout Session %s is not a CreditDesk purchase", data["id"])
+        return None
+    if data.get("status") == "expired" and purchase.status == Purchase.Status.OPEN:
+        purchase.status = Purchase.Status.EXPIRED
+        purchase.save(update_fields=["status"])
+    if data.get("payment_status") != "paid" or purchase.grant_id is not None:
+        return purchase
+    purchase.payment_intent_id = data.get("payment_intent") or purchase.payment_intent_id
+    _grant_purchase(purchase, from_minor_units(data["amount_total"], data["currency"]))
+    apply_refunds_and_disputes(purchase=purchase)
+    return purchase
+
+
+def _purchase_from_metadata(data):
+    """A session our API did not start (or whose row is gone): its metadata says what."""
+    metadata = data.get("metadata") or {}
+    account = Account.objects.filter(external_id=metadata.get("creditdesk_account")).first()
+    pack = CreditPack.objects.filter(code=metadata.get("credit_pack")).first()
+    if account is None or pack is None:
+        return None
+    Purchase.objects.bulk_create(
+        [Purchase(account=account, credit_pack=pack, credits=pack.credits, price=pack.price,
+                  currency=pack.currency, checkout_session_id=data["id"])],
+        ignore_conflicts=True,
+    )  # fmt: skip
+    return _locked_purchase(checkout_session_id=data["id"])
+
+
+def _grant_purchase(purchase, amount_paid):
+    pack = purchase.credit_pack
+    now = timezone.now()
+    unit_price = (amount_paid / purchase.credits).quantize(
+        Decimal(1).scaleb(-UNIT_PRICE_PLACES), rounding=ROUND_DOWN
+    )
+    grant, _ = grant_credits(
+        account=purchase.account,
+        credit_type=pack.credit_type,
+        amount=purchase.credits,
+        source=CreditGrant.Source.PURCHASE,
+        expires_at=now + timedelta(days=pack.expires_after_days)
+        if pack.expires_after_days
+        else None,
+        unit_price=unit_price,
+        currency=purchase.currency,
+        reference=purchase.reference,
+        reason=f"{pack.name} bought ({format_decimal(amount_paid)} {purchase.currency})",
+        in_caller_transaction=True,
+    )
+    purchase.grant = grant
+    purchase.amount_paid = amount_paid
+    purchase.status = Purchase.Status.PAID
+    purchase.paid_at = now
+    purchase.save()
+
+
+def record_charge(*, charge):
+    """A charge was refunded, in part or whole: claw back the purchase's share."""
+    return record_payment_reversal(payment_intent_id=charge.stripe_data.get("payment_intent"))
+
+
+def record_payment_reversal(*, payment_intent_id):
+    """A payment was refunded or disputed (reversed): bring its purchase's claw-back up to
+    date."""
+    purchase = _locked_purchase(payment_intent_id=payment_intent_id) if payment_intent_id else None
+    if purchase is not None:
+        apply_refunds_and_disputes(purchase=purchase)
+    return purchase
+
+
+def apply_refunds_and_disputes(*, purchase):
+    """Bring the purchase's claw-back up to what Stripe now says was refunded and disputed:
+    the same share of its credits as of its price, taken from what is left of its grant
+    (never below zero; spent credits stay spent). Works from Stripe's totals, not from each
+    event, so a repeat or an out-of-order event changes nothing. The caller holds the
+    purchase's lock."""
+    if purchase.grant_id is None or not purchase.payment_intent_id or not purchase.amount_paid:
+        return
+    refunded, disputed = _charged_back(purchase)
+    # Totals only grow here (a dispute won later does not give credits back).
+    refunded = max(refunded, purchase.amount_refunded)
+    disputed = max(disputed, purchase.amount_disputed)
+    before = _share(purchase, purchase.amount_refunded + purchase.amount_disputed)
+    after = _share(purchase, refunded + disputed)
+    if after > before:
+        what = "refund" if refunded > purchase.amount_refunded else "dispute"
+        taken = claw_back(
+            grant=purchase.grant,
+            credits=after - before,
+            reason=f"Stripe {what} on {purchase.payment_intent_id}: "
+            f"{format_decimal(refunded)} refunded, {format_decimal(disputed)} disputed of "
+            f"{format_decimal(purchase.amount_paid)} {purchase.currency}",
+        )
+        purchase.credits_clawed_back += taken
+    purchase.amount_refunded, purchase.amount_disputed = refunded, disputed
+    purchase.save(update_fields=["amount_refunded", "amount_disputed", "credits_clawed_back"])
+
+
+def _share(purchase, amount):
+    """The purchase's credits that `amount` of its price paid for (at most all of them),
+    rounded down: computed on totals, so partial refunds in steps add up exactly."""
+    amount = min(amount, purchase.amount_paid)
+    return (purchase.credits * amount / purchase.amount_paid).quantize(
+        Decimal(1).scaleb(-CREDIT_PLACES), rounding=ROUND_DOWN
+    )
+
+
+def _charged_back(purchase):
+    """(refunded, disputed) so far for the purchase's payment, from dj-stripe's mirror."""
+    refunded = Decimal(0)
+    for charge in djstripe.Charge.objects.filter(payment_intent_id=purchase.payment_intent_id):
+        refunded += from_minor_units(
+            charge.stripe_data.get("amount_refunded", 0), purchase.currency
+        )
+    disputed = sum(
+        (
+            from_minor_units(d.stripe_data.get("amount", 0), purchase.currency)
+            for d in djstripe.Dispute.objects.filter(payment_intent_id=purchase.payment_intent_id)
+            if d.stripe_data.get("status") != "won"
+        ),
+        Decimal(0),
+    )
+    return refunded, disputed

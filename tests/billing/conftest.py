@@ -1,0 +1,109 @@
+"""The offline Stripe for the billing tests: served over HTTP on a free port, the real `stripe`
+client pointed at it. Its events are held back (`stripe_events`) so each test delivers them
+through dj-stripe's real webhook view, signed as Stripe signs them, in the order and as
+often as it wants."""
+
+import json
+
+import pytest
+import requests
+import stripe
+
+from apps.billing.offline_stripe import OfflineStripe, serve, sign
+from apps.billing.services import connect_stripe_webhook, sync_stripe_catalog
+from tests.factories import AccountFactory, CreditPackFactory, CreditTypeFactory
+
+
+class HeldEvents:
+    """Events the offline Stripe sent, waiting to be delivered by the test."""
+
+    def __init__(self):
+        self.held = []
+
+    def __call__(self, event):
+        self.held.append(event)
+
+    def of_type(self, event_type):
+        return [e for e in self.held if e["type"] == event_type]
+
+    def take(self):
+        taken, self.held = self.held, []
+        return taken
+
+
+@pytest.fixture(scope="session")
+def _offline_stripe_server():
+    held = HeldEvents()
+    stand_in = OfflineStripe(deliver=held)
+    server = serve(stand_in)
+    yield stand_in, held, server
+    server.shutdown()
+
+
+@pytest.fixture
+def offline_stripe(_offline_stripe_server, monkeypatch):
+    """The stand-in, emptied, with the Stripe client pointed at it."""
+    stand_in, held, server = _offline_stripe_server
+    stand_in.reset()
+    held.take()
+    monkeypatch.setattr(stripe, "api_base", server.url)
+    stand_in.url = server.url
+    return stand_in
+
+
+@pytest.fixture
+def stripe_events(_offline_stripe_server, offline_stripe):
+    return _offline_stripe_server[1]
+
+
+@pytest.fixture
+def webhook(db, offline_stripe, client):
+    """Delivers events to dj-stripe's endpoint the way Stripe does."""
+    endpoint, _ = connect_stripe_webhook(base_url="http://testserver")
+
+    class Webhook:
+        url = f"/stripe/webhook/{endpoint.djstripe_uuid}/"
+        secret = endpoint.secret
+
+        def post(self, event, *, secret=None, timestamp=None):
+            body = json.dumps(event)
+            return client.post(
+                self.url,
+                data=body,
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=sign(body, secret or self.secret, timestamp),
+            )
+
+        def deliver(self, events):
+            for event in events:
+                response = self.post(event)
+                assert response.status_code == 200, (event["type"], response.content)
+
+    return Webhook()
+
+
+@pytest.fixture
+def pack(db, offline_stripe):
+    pack = CreditPackFactory(
+        code="pack_1000", credits=1000, price="10.00", credit_type=CreditTypeFactory(code="credits")
+    )
+    sync_stripe_catalog()
+    pack.refresh_from_db()
+    return pack
+
+
+@pytest.fixture
+def account(db):
+    return AccountFactory(external_id="acme")
+
+
+def pay(offline_stripe, session_id, card="4242"):
+    """The customer presses Pay on the offline Stripe's checkout page."""
+    answer = requests.post(
+        f"{offline_stripe.url}/pay/{session_id}",
+        data={"action": "pay", "card": card},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 303, answer.text
+    return answer.headers["Location"]
