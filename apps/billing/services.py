@@ -52,7 +52,12 @@ def from_minor_units(amount, currency):
 
 
 def api_key():
-    return djstripe_settings.STRIPE_SECRET_KEY
+    key = djstripe_settings.STRIPE_SECRET_KEY
+    if not key:
+        raise PaymentProviderError(
+            "Stripe is not configured: set STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY."
+        )
+    return key
 
 
 def call_stripe(operation, **params):

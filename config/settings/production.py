@@ -37,3 +37,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# The offline Stripe is for demos and tests: production talks to Stripe, or (no keys) takes
+# no payments — checkout then answers payment_provider_error.
+if OFFLINE_STRIPE:  # noqa: F405
+    del STRIPE_API_HOST  # noqa: F821
+    del SILENCED_SYSTEM_CHECKS  # noqa: F821
+    OFFLINE_STRIPE = False
+    STRIPE_TEST_SECRET_KEY = ""

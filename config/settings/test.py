@@ -23,3 +23,4 @@ STRIPE_LIVE_SECRET_KEY = ""
 STRIPE_TEST_SECRET_KEY = "sk_test_OfflineStandInNotASecret0000"
 OFFLINE_STRIPE = True
 STRIPE_API_HOST = "http://127.0.0.1:9"  # nothing listens: a test that forgets the fixture fails
+SILENCED_SYSTEM_CHECKS = ["djstripe.W002"]
