@@ -30,6 +30,12 @@ class Account(models.Model):
     name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    suspended_for_nonpayment = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Suspended by billing (a subscription past due beyond its grace); paying "
+        "the invoice reactivates it. Staff suspensions leave this off.",
+    )
     metadata = models.JSONField(default=dict, blank=True)
     low_balance_threshold = credit_field(
         null=True,
@@ -73,6 +79,9 @@ class Subscription(models.Model):
         "(Jan 31 → Feb 28 → Mar 31)."
     )
     cancel_at_period_end = models.BooleanField(default=False)
+    past_due_since = models.DateTimeField(
+        null=True, blank=True, help_text="When a renewal payment first failed; empty when paid."
+    )
     scheduled_plan = models.ForeignKey(
         "catalog.Plan",
         on_delete=models.PROTECT,

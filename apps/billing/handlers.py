@@ -7,7 +7,7 @@ object and calls a service."""
 from djstripe import models as djstripe
 from djstripe.event_handlers import djstripe_receiver
 
-from . import services
+from . import services, subscriptions
 
 
 def _mirrored(model, event):
@@ -24,8 +24,31 @@ def _mirrored(model, event):
 )
 def on_checkout_session(sender, event, **kwargs):
     session = _mirrored(djstripe.Session, event)
-    if session is not None:
-        services.record_checkout_session(session=session)
+    if session is None:
+        return
+    services.record_checkout_session(session=session)
+    if session.stripe_data.get("subscription"):
+        subscriptions.ensure_subscription(stripe_id=session.stripe_data["subscription"])
+
+
+@djstripe_receiver(
+    [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    ]
+)
+def on_subscription(sender, event, **kwargs):
+    subscription = _mirrored(djstripe.Subscription, event)
+    if subscription is not None:
+        subscriptions.record_stripe_subscription(data=subscription.stripe_data)
+
+
+@djstripe_receiver(["invoice.paid", "invoice.payment_failed"])
+def on_invoice(sender, event, **kwargs):
+    invoice = _mirrored(djstripe.Invoice, event)
+    if invoice is not None:
+        subscriptions.record_invoice(data=invoice.stripe_data)
 
 
 @djstripe_receiver(["charge.refunded", "charge.refund.updated", "charge.updated"])

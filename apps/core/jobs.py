@@ -25,6 +25,7 @@ class JobCounts:
     reservations_released: int = 0
     alerts: int = 0  # balance.low / balance.depleted events fired
     deliveries: int = 0  # webhook deliveries queued again
+    suspended: int = 0  # accounts suspended for a subscription past due beyond its grace
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

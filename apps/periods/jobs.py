@@ -4,6 +4,7 @@ import traceback
 
 from django.utils import timezone
 
+from apps.billing.subscriptions import suspend_past_due_accounts
 from apps.usage.services import release_expired_reservations
 from apps.wallets.services import expire_grants
 from apps.webhooks.alerts import check_balance_alerts
@@ -20,6 +21,7 @@ JOBS = {
     "release_expired_reservations": release_expired_reservations,
     "check_balance_alerts": check_balance_alerts,
     "retry_webhook_deliveries": retry_due_deliveries,
+    "suspend_past_due_accounts": suspend_past_due_accounts,
 }
 
 

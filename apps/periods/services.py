@@ -128,12 +128,14 @@ def _wallet_keys(subscriptions, allowances):
     }
 
 
-def _renew(subscriptions, book, counts, allowances=None):
-    """Renew every subscription in `subscriptions` (locked by the caller) up to `book.now`,
-    in `book` (its wallets locked here unless the caller did): close each ended period, then
-    grant the next, in time order, so a catch-up over several periods rolls over at each
-    step; save the subscriptions and record `period.renewed`."""
+def _renew(subscriptions, book, counts, allowances=None, until=None):
+    """Renew every subscription in `subscriptions` (locked by the caller) through the periods
+    ended by `until` (default `book.now`), in `book` (its wallets locked here unless the
+    caller did): close each ended period, then grant the next, in time order, so a catch-up
+    over several periods rolls over at each step; save the subscriptions and record
+    `period.renewed`."""
     now = book.now
+    until = max(until or now, now)
     if allowances is None:
         plan_ids = {s.plan_id for s in subscriptions} | {s.scheduled_plan_id for s in subscriptions}
         allowances = _allowances(plan_ids - {None})
@@ -141,7 +143,7 @@ def _renew(subscriptions, book, counts, allowances=None):
     book.lock(keys=keys, create=True, expire=False)
     schedule = [
         (s, [(start, _period_grants(s, plan, allowances[plan.pk], start, end, now))
-             for plan, start, end in _due_periods(s, now)])
+             for plan, start, end in _due_periods(s, until)])
         for s in subscriptions
     ]  # fmt: skip
     # Another path (Stripe's invoice.paid) may have granted a period already: skip it. The
@@ -170,7 +172,7 @@ def _renew(subscriptions, book, counts, allowances=None):
         counts.renewed += 1
         counts.canceled += subscription.status == Subscription.Status.CANCELED
     for state in book.states.values():
-        state.expire_due()
+        state.expire_due(until=until)
     counts.tally(book.entries)
     _save_subscriptions(subscriptions, now)
     record_events(events=_renewed_events(schedule), now=now)
@@ -339,16 +341,16 @@ def change_plan_at_period_end(*, account, plan, acting_user=None):
         return subscription
 
 
-def cancel_at_period_end(*, account, acting_user=None):
+def cancel_at_period_end(*, account, acting_user=None, in_caller_transaction=False):
     """End the subscription when its period ends: its plan credits then expire without
     rolling over, and no new period is granted. Purchased credits are not touched."""
-    return _set_cancel(account, True, acting_user)
+    return _set_cancel(account, True, acting_user, durable=not in_caller_transaction)
 
 
-def resume_subscription(*, account, acting_user=None):
+def resume_subscription(*, account, acting_user=None, in_caller_transaction=False):
     """Undo `cancel_at_period_end`: the period's plan credits roll over by the plan's terms
     again (as the plan states them now)."""
-    return _set_cancel(account, False, acting_user)
+    return _set_cancel(account, False, acting_user, durable=not in_caller_transaction)
 
 
 def _current(account):
@@ -358,9 +360,9 @@ def _current(account):
     return live[0]
 
 
-def _set_cancel(account, cancel, acting_user):
+def _set_cancel(account, cancel, acting_user, *, durable):
     now = timezone.now()
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=durable):
         book = LedgerBook(now=now)
         subscription = _current(account)
         allowances = _catch_up(account, [subscription], book, now)
@@ -387,6 +389,45 @@ def _set_cancel(account, cancel, acting_user):
         subscription._history_user = acting_user
         subscription.save()
         return subscription
+
+
+def locked_subscription(**lookup):
+    """The subscription matching `lookup`, locked, with its plans; None if there is none."""
+    # Why the lock: Stripe's events and the renewal job must not both move one subscription.
+    found = Subscription.objects.filter(**lookup).order_by("pk").select_for_update(of=("self",))
+    return next(iter(_with_plans(found)), None)
+
+
+def renew_subscription(*, subscription, until=None):
+    """Renew one subscription (locked by the caller, in the caller's transaction) through
+    the periods ended by `until`: Stripe's invoice.paid, which says a period began at
+    `until`, even a moment before this clock does. The same steps and grant references as
+    the renewal job: whichever comes first renews, the other finds nothing due."""
+    book = LedgerBook()
+    _renew([subscription], book, JobCounts(), until=until)
+    book.flush()
+    return subscription
+
+
+def end_subscription(*, subscription, acting_user=None):
+    """End a live subscription now (Stripe canceled it): what is left of its period's plan
+    credits expires without rolling over; purchased credits stay. In the caller's
+    transaction, the subscription locked by the caller."""
+    now = timezone.now()
+    book = LedgerBook(now=now)
+    _catch_up(subscription.account, [subscription], book, now)
+    for state, grant in _period_grants_left(subscription, book):
+        grant.rollover_percent = None  # a canceled plan carries nothing over
+        state.close(grant)
+    book.flush()
+    subscription.status = Subscription.Status.CANCELED
+    subscription.cancel_at_period_end = False
+    subscription.scheduled_plan = None
+    if subscription.current_period_start < now < subscription.current_period_end:
+        subscription.current_period_end = now
+    subscription._history_user = acting_user
+    subscription.save()
+    return subscription
 
 
 # --- the jobs ------------------------------------------------------------------------------

@@ -42,3 +42,8 @@ def check_balance_alerts(self, now=None):
 @shared_task(bind=True, name="periods.retry_webhook_deliveries", **LIMITS)
 def retry_webhook_deliveries(self, now=None):
     return _run(self, "retry_webhook_deliveries", now)
+
+
+@shared_task(bind=True, name="periods.suspend_past_due_accounts", **LIMITS)
+def suspend_past_due_accounts(self, now=None):
+    return _run(self, "suspend_past_due_accounts", now)

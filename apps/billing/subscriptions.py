@@ -1,0 +1,228 @@
+"""Stripe subscriptions → the account's Subscription (docs/billing.md). Each function runs in
+dj-stripe's webhook transaction and works from Stripe's current object (dj-stripe re-reads
+it before our receivers run), so a repeated or out-of-order event finds the state already
+right and changes nothing. Lock order: the subscription row, then wallets (as the renewal
+job)."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import stripe
+from django.conf import settings
+from django.utils import timezone
+from djstripe import models as djstripe
+
+from apps.accounts.models import Account, Subscription
+from apps.catalog.models import Plan
+from apps.core.jobs import JobCounts
+from apps.periods.services import (
+    cancel_at_period_end,
+    end_subscription,
+    locked_subscription,
+    put_account_on_plan,
+    renew_subscription,
+    resume_subscription,
+)
+
+from .services import api_key
+
+logger = logging.getLogger(__name__)
+Status = Subscription.Status
+
+# Stripe's statuses in ours; None: not ours to act on (incomplete: the first payment is still
+# open, no credits yet; paused: nothing changes until it resumes).
+STATUSES = {
+    "active": Status.ACTIVE,
+    "trialing": Status.TRIALING,
+    "past_due": Status.PAST_DUE,
+    "unpaid": Status.PAST_DUE,
+    "canceled": Status.CANCELED,
+    "incomplete_expired": Status.CANCELED,
+}
+
+
+def _moment(timestamp):
+    return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
+
+
+def _first_item(data):
+    items = (data.get("items") or {}).get("data") or [{}]
+    return items[0]
+
+
+def _period(data):
+    """The current period: on the subscription item since API version 2025-03-31, on the
+    subscription before."""
+    item = _first_item(data)
+    start = item.get("current_period_start") or data.get("current_period_start")
+    end = item.get("current_period_end") or data.get("current_period_end")
+    return _moment(start), _moment(end)
+
+
+def _plan(data):
+    """The plan the subscription's price belongs to: the price stored on the plan, else the
+    plan named in the metadata (a plan repriced since keeps old subscribers on the old
+    price), else the product's id (`creditdesk_plan_<code>`)."""
+    price = _first_item(data).get("price") or {}
+    price_id = price.get("id") if isinstance(price, dict) else price
+    found = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
+    code = (data.get("metadata") or {}).get("plan")
+    if found is None and code:
+        found = Plan.objects.filter(code=code).first()
+    product = price.get("product") if isinstance(price, dict) else None
+    if found is None and isinstance(product, str) and product.startswith("creditdesk_plan_"):
+        found = Plan.objects.filter(code=product.removeprefix("creditdesk_plan_")).first()
+    return found
+
+
+def _account(data):
+    external_id = (data.get("metadata") or {}).get("creditdesk_account")
+    if external_id:
+        return Account.objects.filter(external_id=external_id).first()
+    customer = data.get("customer")
+    customer_id = customer.get("id") if isinstance(customer, dict) else customer
+    found = djstripe.Customer.objects.filter(id=customer_id).select_related("subscriber").first()
+    return found.subscriber if found is not None else None
+
+
+def record_stripe_subscription(*, data):
+    """Bring the account's Subscription in step with Stripe's subscription `data`: create it
+    (granting the first period) once Stripe's is active, follow its plan, its cancellation
+    at period end, past due and recovery, and its end. Periods advance on invoice.paid.
+    Returns the Subscription or None."""
+    status = STATUSES.get(data.get("status"))
+    ours = locked_subscription(stripe_subscription_id=data["id"])
+    if ours is None:
+        return _start(data, status)
+    if ours.status == Status.CANCELED or status is None:
+        return ours
+    if status == Status.CANCELED:
+        return end_subscription(subscription=ours)
+    plan = _plan(data)
+    if plan is not None and plan.pk != ours.plan_id:
+        ours = _switch_plan(ours, plan, data)
+    if bool(data.get("cancel_at_period_end")) != ours.cancel_at_period_end:
+        change = cancel_at_period_end if data.get("cancel_at_period_end") else resume_subscription
+        change(account=ours.account, in_caller_transaction=True)
+        ours.refresh_from_db()
+    if status == Status.PAST_DUE:
+        mark_past_due(subscription=ours)
+    elif ours.status == Status.PAST_DUE:
+        recover(subscription=ours)
+    elif ours.status != status:
+        ours.status = status
+        ours.save(update_fields=["status", "updated_at"])
+    return ours
+
+
+def _start(data, status):
+    if status not in (Status.ACTIVE, Status.TRIALING):
+        return None
+    account, plan = _account(data), _plan(data)
+    if account is None or plan is None:
+        logger.warning("Stripe subscription %s: no account or plan to match it", data["id"])
+        return None
+    start, end = _period(data)
+    subscription = put_account_on_plan(account=account, plan=plan, starts_at=start)
+    return _link(subscription, data, status, end)
+
+
+def _switch_plan(ours, plan, data):
+    """The customer changed plan at Stripe: the new plan starts now with its full credits
+    and the old period closes by the old plan's terms (as a manual plan change)."""
+    stripe_id, ours.stripe_subscription_id = ours.stripe_subscription_id, None
+    ours.save(update_fields=["stripe_subscription_id"])
+    subscription = put_account_on_plan(account=ours.account, plan=plan)
+    return _link(subscription, data, ours.status, None, stripe_id=stripe_id)
+
+
+def _link(subscription, data, status, end, *, stripe_id=None):
+    subscription.stripe_subscription_id = stripe_id or data["id"]
+    subscription.status = status
+    anchor = _moment(data.get("billing_cycle_anchor"))
+    if anchor is not None and end is not None:
+        subscription.billing_anchor = anchor
+    if end is not None and end > subscription.current_period_start:
+        subscription.current_period_end = end
+    subscription.save()
+    return subscription
+
+
+def ensure_subscription(*, stripe_id):
+    """Our Subscription for Stripe's, locked; made from Stripe's current object when its
+    own event has not come yet (Stripe does not promise order)."""
+    ours = locked_subscription(stripe_subscription_id=stripe_id)
+    if ours is not None:
+        return ours
+    mirrored = djstripe.Subscription.objects.filter(id=stripe_id).first()
+    if mirrored is None:
+        remote = stripe.Subscription.retrieve(stripe_id, api_key=api_key())
+        mirrored = djstripe.Subscription.sync_from_stripe_data(remote, api_key=api_key())
+    return record_stripe_subscription(data=mirrored.stripe_data)
+
+
+def _invoice_subscription(data):
+    parent = (data.get("parent") or {}).get("subscription_details") or {}
+    found = parent.get("subscription") or data.get("subscription")
+    return found.get("id") if isinstance(found, dict) else found
+
+
+def record_invoice(*, data):
+    """A subscription's invoice was paid or its payment failed. Paid: the period it bills
+    has begun, so renew through it (the job's path: whichever comes first wins), and a past
+    due subscription recovers. Failed: past due, with a grace before consumption stops."""
+    subscription_id = _invoice_subscription(data)
+    if not subscription_id:
+        return None
+    ours = ensure_subscription(stripe_id=subscription_id)
+    if ours is None or ours.status == Status.CANCELED:
+        return ours
+    if data.get("status") == "paid":
+        if ours.status == Status.PAST_DUE:
+            recover(subscription=ours)
+        starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
+        begun = _moment(max((s for s in starts if s), default=None))
+        return renew_subscription(subscription=ours, until=begun)
+    if data.get("status") == "open" and data.get("attempted"):
+        mark_past_due(subscription=ours)
+    return ours
+
+
+def mark_past_due(*, subscription):
+    if subscription.status == Status.PAST_DUE:
+        return
+    subscription.status = Status.PAST_DUE
+    subscription.past_due_since = timezone.now()
+    subscription.save(update_fields=["status", "past_due_since", "updated_at"])
+
+
+def recover(*, subscription):
+    """Paid after all: active again, and an account billing suspended is let back in."""
+    subscription.status = Status.ACTIVE
+    subscription.past_due_since = None
+    subscription.save(update_fields=["status", "past_due_since", "updated_at"])
+    for account in Account.objects.filter(
+        pk=subscription.account_id, suspended_for_nonpayment=True
+    ):
+        account.status, account.suspended_for_nonpayment = Account.Status.ACTIVE, False
+        account._change_reason = "Overdue invoice paid"
+        account.save(update_fields=["status", "suspended_for_nonpayment", "updated_at"])
+
+
+def suspend_past_due_accounts(*, now=None, on_chunk=None):
+    """Suspend (account_suspended on every consume) the accounts whose subscription has been
+    past due longer than STRIPE_PAST_DUE_GRACE_DAYS. Returns JobCounts."""
+    now = now or timezone.now()
+    counts = JobCounts()
+    overdue = Subscription.objects.filter(
+        status=Status.PAST_DUE,
+        past_due_since__lte=now - timedelta(days=settings.STRIPE_PAST_DUE_GRACE_DAYS),
+    ).values("account_id")
+    for account in Account.objects.filter(pk__in=overdue, status=Account.Status.ACTIVE):
+        account.status, account.suspended_for_nonpayment = Account.Status.SUSPENDED, True
+        account._change_reason = "Subscription past due beyond its grace"
+        account.save(update_fields=["status", "suspended_for_nonpayment", "updated_at"])
+        counts.suspended += 1
+    if on_chunk is not None:
+        on_chunk(counts)
+    return counts

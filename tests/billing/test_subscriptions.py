@@ -1,0 +1,261 @@
+"""A plan bought through Stripe: the subscription follows Stripe's events through dj-stripe's
+webhook view — created, renewed by invoice.paid (racing the renewal job), past due with a
+grace then suspended, recovered, canceled."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+import stripe
+
+from apps.accounts.models import Account, Subscription
+from apps.billing.services import sync_stripe_catalog
+from apps.billing.subscriptions import suspend_past_due_accounts
+from apps.catalog.models import Feature
+from apps.core.errors import AccountSuspended
+from apps.periods.services import period_reference, renew_due_subscriptions
+from apps.usage.services import consume
+from apps.wallets.models import CreditGrant
+from apps.wallets.services import expire_grants
+from tests.factories import (
+    AccountFactory,
+    CreditTypeFactory,
+    FeatureFactory,
+    PlanAllowanceFactory,
+    PlanFactory,
+    PlanFeatureFactory,
+)
+from tests.ledger import assert_ledger_sound, wallet_of
+
+from .conftest import pay
+
+D = Decimal
+KEY = "sk_test_OfflineStandInNotASecret0000"
+JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def plan(db, offline_stripe, time_machine):
+    time_machine.move_to(JAN_31, tick=False)
+    credits = CreditTypeFactory(code="credits")
+    plan = PlanFactory(code="pro", price=D("20.00"), billing_interval="month")
+    PlanAllowanceFactory(plan=plan, credit_type=credits, credits_per_period=D(1000))
+    feature = FeatureFactory(code="api_call", credit_type=credits)
+    PlanFeatureFactory(plan=plan, feature=feature)
+    sync_stripe_catalog()
+    plan.refresh_from_db()
+    return plan
+
+
+def subscribe(authed_client, account, plan, offline_stripe):
+    answer = authed_client.post(
+        f"/api/v1/accounts/{account.external_id}/checkout",
+        {"plan": plan.code, "success_url": "https://a.example/ok",
+         "cancel_url": "https://a.example/no"},
+        format="json",
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.content
+    session_id = answer.json()["session_id"]
+    pay(offline_stripe, session_id)
+    return offline_stripe.get("checkout.session", session_id)["subscription"]
+
+
+def control(offline_stripe, path):
+    answer = requests.post(f"{offline_stripe.url}/_offline/{path}", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def ours(stripe_id):
+    return Subscription.objects.get(stripe_subscription_id=stripe_id)
+
+
+def balance(account):
+    return wallet_of(account, Feature.objects.get(code="api_call").credit_type).balance
+
+
+@pytest.mark.django_db
+def test_a_paid_subscription_puts_the_account_on_the_plan_with_stripes_period(
+    authed_client, plan, offline_stripe, stripe_events, webhook
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+
+    subscription = ours(stripe_id)
+    assert subscription.plan == plan
+    assert subscription.status == Subscription.Status.ACTIVE
+    assert subscription.current_period_start == JAN_31
+    assert subscription.current_period_end == FEB_28
+    assert balance(account) == D(1000)
+    assert_ledger_sound(account)
+
+
+@pytest.mark.django_db
+def test_events_out_of_order_create_the_subscription_once(
+    authed_client, plan, offline_stripe, stripe_events, webhook
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    events = stripe_events.take()
+    paid = [e for e in events if e["type"] == "invoice.paid"]
+    webhook.deliver(paid + paid + list(reversed(events)))
+
+    assert Subscription.objects.filter(account=account).count() == 1
+    assert ours(stripe_id).status == Subscription.Status.ACTIVE
+    assert CreditGrant.objects.filter(account=account).count() == 1
+    assert balance(account) == D(1000)
+
+
+@pytest.mark.django_db
+def test_invoice_paid_renews_the_period_once(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    consume(account=account, feature="api_call", quantity=D(400))
+
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    events = stripe_events.take()
+    assert {e["type"] for e in events} >= {"invoice.paid", "customer.subscription.updated"}
+    webhook.deliver(events + events)
+
+    subscription = ours(stripe_id)
+    assert subscription.current_period_start == FEB_28
+    assert subscription.current_period_end == datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    assert balance(account) == D(1000)  # 600 left of January expired, February's 1000 granted
+    reference = period_reference(subscription.pk, FEB_28, "credits")
+    assert CreditGrant.objects.filter(reference=reference).count() == 1
+
+    renew_due_subscriptions(now=FEB_28 + timedelta(hours=3))  # the job finds nothing due
+    assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 2
+    assert_ledger_sound(account)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_invoice_paid_racing_the_renewal_job_grants_the_period_once(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    # Stripe's renewal is late: the job's grace has passed when both arrive at once.
+    time_machine.move_to(FEB_28 + timedelta(hours=2), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    events = stripe_events.take()
+
+    barrier = threading.Barrier(2)
+    failures = []
+
+    def both(run):
+        def go():
+            barrier.wait()
+            try:
+                run()
+            except Exception as error:  # noqa: BLE001  (asserted below)
+                failures.append(error)
+
+        return threading.Thread(target=go)
+
+    threads = [both(renew_due_subscriptions), both(lambda: webhook.deliver(events))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not failures
+    subscription = ours(stripe_id)
+    assert subscription.current_period_start == FEB_28
+    assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 2
+    assert balance(account) == D(1000)
+    assert_ledger_sound(account)
+
+
+@pytest.mark.django_db
+def test_a_failed_renewal_is_past_due_then_suspended_after_the_grace_then_recovered(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine, settings
+):
+    settings.STRIPE_PAST_DUE_GRACE_DAYS = 3
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/fail")
+    webhook.deliver(stripe_events.take())
+
+    subscription = ours(stripe_id)
+    assert subscription.status == Subscription.Status.PAST_DUE
+    assert subscription.past_due_since == FEB_28 + timedelta(minutes=1)
+    renew_due_subscriptions(now=FEB_28 + timedelta(days=1))  # no new period from the job
+    expire_grants(now=FEB_28 + timedelta(days=1))
+    assert balance(account) == D(0)  # January's credits ended with January; none for February
+
+    assert suspend_past_due_accounts(now=FEB_28 + timedelta(days=2)).suspended == 0
+    assert suspend_past_due_accounts(now=FEB_28 + timedelta(days=3, hours=1)).suspended == 1
+    account.refresh_from_db()
+    assert account.status == Account.Status.SUSPENDED
+    with pytest.raises(AccountSuspended):
+        consume(account=account, feature="api_call", quantity=1)
+
+    time_machine.move_to(FEB_28 + timedelta(days=4), tick=False)
+    invoice = offline_stripe.get("subscription", stripe_id)["latest_invoice"]
+    control(offline_stripe, f"invoices/{invoice}/pay")
+    webhook.deliver(stripe_events.take())
+
+    account.refresh_from_db()
+    assert account.status == Account.Status.ACTIVE
+    assert ours(stripe_id).status == Subscription.Status.ACTIVE
+    assert balance(account) == D(1000)  # February's period, granted on payment
+    consume(account=account, feature="api_call", quantity=1)
+    assert_ledger_sound(account)
+
+
+@pytest.mark.django_db
+def test_a_staff_suspension_is_not_lifted_by_a_payment(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    Account.objects.filter(pk=account.pk).update(status=Account.Status.SUSPENDED)
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+
+    account.refresh_from_db()
+    assert account.status == Account.Status.SUSPENDED
+
+
+@pytest.mark.django_db
+def test_cancel_at_period_end_then_cancel_now(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+
+    stripe.Subscription.modify(stripe_id, api_key=KEY, cancel_at_period_end=True)
+    webhook.deliver(stripe_events.take())
+    assert ours(stripe_id).cancel_at_period_end is True
+    stripe.Subscription.modify(stripe_id, api_key=KEY, cancel_at_period_end=False)
+    webhook.deliver(stripe_events.take())
+    assert ours(stripe_id).cancel_at_period_end is False
+
+    time_machine.move_to(JAN_31 + timedelta(days=1), tick=False)
+    stripe.Subscription.cancel(stripe_id, api_key=KEY)
+    events = stripe_events.take()
+    assert [e["type"] for e in events] == ["customer.subscription.deleted"]
+    webhook.deliver(events * 2)
+
+    subscription = ours(stripe_id)
+    assert subscription.status == Subscription.Status.CANCELED
+    assert subscription.current_period_end == JAN_31 + timedelta(days=1)  # now, not Feb 28
+    assert balance(account) == D(0)
+    assert_ledger_sound(account)
