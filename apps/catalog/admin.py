@@ -1,8 +1,35 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
 from simple_history.admin import SimpleHistoryAdmin
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
+
+
+class SyncToStripe:
+    """"Sync to Stripe" on plans and packs: a Product and a Price for each selected item
+    (apps/billing/services.py), reported back on the page."""
+
+    actions = ["sync_to_stripe"]
+
+    @admin.action(description="Sync selected to Stripe (product and price)",
+                  permissions=["change"])  # fmt: skip
+    def sync_to_stripe(self, request, queryset):
+        from apps.billing.services import sync_stripe_catalog
+        from apps.core.errors import DomainError
+
+        none = queryset.model.objects.none()
+        selected = {"plans": none, "packs": none}
+        selected["plans" if queryset.model is Plan else "packs"] = queryset
+        try:
+            report = sync_stripe_catalog(plans=selected["plans"], packs=selected["packs"])
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return
+        self.message_user(request, f"Stripe: {report.summary()}.", messages.SUCCESS)
+
+    @admin.display(description="Stripe price")
+    def stripe_price_label(self, item):
+        return item.stripe_price_id or "not synced"
 
 
 @admin.register(CreditType)
@@ -51,18 +78,18 @@ class PlanFeatureInline(admin.TabularInline):
 
 
 @admin.register(Plan)
-class PlanAdmin(SimpleHistoryAdmin):
+class PlanAdmin(SyncToStripe, SimpleHistoryAdmin):
     list_display = [
         "code", "name", "billing_interval", "price_label", "overage_policy", "live_subscriptions",
-        "public", "active",
+        "public", "active", "stripe_price_label",
     ]  # fmt: skip
     list_filter = ["active", "public", "billing_interval", "overage_policy", "currency"]
     search_fields = ["code", "name", "description"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "stripe_price_label"]
     inlines = [PlanAllowanceInline, PlanFeatureInline]
     fieldsets = [
         (None, {"fields": ["code", "name", "description", "public", "active"]}),
-        ("Price", {"fields": ["billing_interval", "price", "currency"]}),
+        ("Price", {"fields": ["billing_interval", "price", "currency", "stripe_price_label"]}),
         (
             "Rollover of unused included credits",
             {"fields": ["rollover_percent", "rollover_cap", "rollover_expires_after_periods"]},
@@ -85,16 +112,16 @@ class PlanAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(CreditPack)
-class CreditPackAdmin(SimpleHistoryAdmin):
+class CreditPackAdmin(SyncToStripe, SimpleHistoryAdmin):
     list_display = [
         "code", "name", "credit_type", "credits", "price_label", "expires_after_days", "public",
-        "active",
+        "active", "stripe_price_label",
     ]  # fmt: skip
     list_filter = ["active", "public", "credit_type", "currency"]
     list_select_related = ["credit_type"]
     search_fields = ["code", "name", "description"]
     autocomplete_fields = ["credit_type"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "stripe_price_label"]
 
     @admin.display(description="Price", ordering="price")
     def price_label(self, pack):

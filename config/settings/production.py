@@ -40,7 +40,7 @@ STORAGES = {
 
 # The offline Stripe is for demos and tests: production talks to Stripe, or (no keys) takes
 # no payments — checkout then answers payment_provider_error.
-if OFFLINE_STRIPE:  # noqa: F405
+if OFFLINE_STRIPE:
     del STRIPE_API_HOST  # noqa: F821
     del SILENCED_SYSTEM_CHECKS  # noqa: F821
     OFFLINE_STRIPE = False

@@ -137,7 +137,7 @@ def test_invoice_paid_renews_the_period_once(
     assert_ledger_sound(account)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.postgres
 def test_invoice_paid_racing_the_renewal_job_grants_the_period_once(
     authed_client, plan, offline_stripe, stripe_events, webhook, time_machine

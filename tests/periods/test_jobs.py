@@ -196,7 +196,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 5
+    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 6
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):
@@ -218,6 +218,7 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.expire_grants": 5,
         "periods.check_balance_alerts": 1,
         "periods.retry_webhook_deliveries": 1,
+        "periods.suspend_past_due_accounts": 15,
     }
     assert set(scheduled) <= set(app.tasks)
 
@@ -231,9 +232,11 @@ def test_each_job_runs_through_a_real_worker(calendar):
         renewed = tasks.renew_due_subscriptions.delay(now=MAR_31.isoformat()).get(timeout=60)
         expired = tasks.expire_grants.delay(now=MAR_31.isoformat()).get(timeout=60)
         released = tasks.release_expired_reservations.delay().get(timeout=60)
+        suspended = tasks.suspend_past_due_accounts.delay().get(timeout=60)
     assert renewed["renewed"] == 2 and renewed["periods"] == 4
     assert D(expired.get("expired", "0")) >= 0 and released.get("failures", 0) == 0
-    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 3
+    assert suspended.get("suspended", 0) == 0
+    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 4
     assert_ledger_sound()
     connection.close()
 

@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from apps.core.admin import LargeTableAdmin
+
+from .models import Purchase
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(LargeTableAdmin):
+    """Every credit pack bought through Stripe: paid, granted, refunded, disputed."""
+
+    list_display = ["created_at", "account", "credit_pack", "status", "paid_label",
+                    "refunded_label", "credits", "credits_clawed_back", "grant_link"]  # fmt: skip
+    list_filter = ["status", "origin", "credit_pack"]
+    list_select_related = ["account", "credit_pack"]
+    search_fields = ["account__external_id", "checkout_session_id", "payment_intent_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "account", "credit_pack", "origin", "status", "credits", "price", "currency",
+        "checkout_session_id", "payment_intent_id", "amount_paid", "amount_refunded",
+        "amount_disputed", "credits_clawed_back", "grant_link", "created_at", "paid_at",
+    ]  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description="Paid", ordering="amount_paid")
+    def paid_label(self, purchase):
+        return f"{purchase.amount_paid} {purchase.currency}" if purchase.paid_at else "—"
+
+    @admin.display(description="Refunded / disputed")
+    def refunded_label(self, purchase):
+        if not (purchase.amount_refunded or purchase.amount_disputed):
+            return "—"
+        return f"{purchase.amount_refunded} / {purchase.amount_disputed} {purchase.currency}"
+
+    @admin.display(description="Grant")
+    def grant_link(self, purchase):
+        if purchase.grant_id is None:
+            return "—"
+        url = reverse("admin:wallets_creditgrant_change", args=[purchase.grant_id])
+        return format_html('<a href="{}">#{}</a>', url, purchase.grant_id)
