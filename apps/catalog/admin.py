@@ -6,7 +6,7 @@ from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFe
 
 
 class SyncToStripe:
-    """"Sync to Stripe" on plans and packs: a Product and a Price for each selected item
+    """ "Sync to Stripe" on plans and packs: a Product and a Price for each selected item
     (apps/billing/services.py), reported back on the page."""
 
     actions = ["sync_to_stripe"]

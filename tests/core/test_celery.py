@@ -7,6 +7,7 @@ from config.celery import app, ping
 
 
 @pytest.mark.redis
+@pytest.mark.django_db  # the worker's Django fixup checks this thread's connection per task
 def test_a_task_round_trips_through_a_real_worker():
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         assert ping.delay().get(timeout=20) == "pong"
