@@ -4,7 +4,7 @@ from django.utils.html import format_html
 
 from apps.core.admin import LargeTableAdmin
 
-from .models import Purchase
+from .models import OverageCharge, Purchase
 
 
 @admin.register(Purchase)
@@ -40,3 +40,24 @@ class PurchaseAdmin(LargeTableAdmin):
             return "—"
         url = reverse("admin:wallets_creditgrant_change", args=[purchase.grant_id])
         return format_html('<a href="{}">#{}</a>', url, purchase.grant_id)
+
+
+@admin.register(OverageCharge)
+class OverageChargeAdmin(LargeTableAdmin):
+    """Overage billed at period end: sent to Stripe, pending, or left for finance."""
+
+    list_display = ["created_at", "account", "credits", "unit_price", "amount_label", "status",
+                    "stripe_invoice_item_id", "attempts"]  # fmt: skip
+    list_filter = ["status", "currency"]
+    list_select_related = ["account"]
+    search_fields = ["account__external_id", "stripe_invoice_item_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "account", "subscription", "grant", "credits", "unit_price", "amount", "currency",
+        "status", "stripe_invoice_item_id", "attempts", "note", "created_at", "sent_at",
+    ]  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_label(self, charge):
+        return f"{charge.amount} {charge.currency}"

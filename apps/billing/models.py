@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.fields import credit_field, currency_field, money_field
+from apps.core.fields import credit_field, currency_field, money_field, unit_price_field
 
 
 class Purchase(models.Model):
@@ -60,3 +60,43 @@ class Purchase(models.Model):
     @property
     def reference(self):
         return self.checkout_session_id or self.payment_intent_id
+
+
+class OverageCharge(models.Model):
+    """Overage credits of an ended period and their price: sent to Stripe as an invoice item
+    on the subscription's next invoice. The `overage` grant that settled the debt is its
+    ledger side; its id is the Stripe idempotency key, so a retry never bills twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "To send to Stripe"
+        SENT = "sent", "On the Stripe invoice"
+        NOT_BILLED = "not_billed", "Not billed through Stripe"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    subscription = models.ForeignKey(
+        "accounts.Subscription", on_delete=models.PROTECT, related_name="overage_charges"
+    )
+    grant = models.OneToOneField(
+        "wallets.CreditGrant", on_delete=models.PROTECT, related_name="overage_charge"
+    )
+    credits = credit_field()
+    unit_price = unit_price_field()
+    amount = money_field()
+    currency = currency_field()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_invoice_item_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    note = models.TextField(blank=True, help_text="Why it is not billed, or the last error.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(status="pending"), name="overage_charge_pending"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.credits} overage credits for {self.account}"

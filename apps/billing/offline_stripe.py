@@ -793,6 +793,7 @@ class OfflineStripe:
         return self.new(
             "invoiceitem",
             customer=params["customer"],
+            subscription=params.get("subscription"),
             amount=int(params["amount"]),
             currency=params["currency"].lower(),
             description=params.get("description"),

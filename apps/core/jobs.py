@@ -26,6 +26,8 @@ class JobCounts:
     alerts: int = 0  # balance.low / balance.depleted events fired
     deliveries: int = 0  # webhook deliveries queued again
     suspended: int = 0  # accounts suspended for a subscription past due beyond its grace
+    overage: Decimal = Decimal(0)  # overage credits billed at period end
+    invoice_items: int = 0  # overage charges sent to Stripe
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

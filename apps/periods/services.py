@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
+from apps.billing.overage import record_overage_charges
 from apps.catalog.models import Plan, PlanAllowance
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
@@ -30,10 +31,11 @@ from .calendar import boundary, period_end_after
 # --- period grants ------------------------------------------------------------------------
 
 
-def period_reference(subscription_id, start, credit_type_code):
+def period_reference(subscription_id, start, credit_type_code, *, kind="period"):
     """The idempotency handle of a period's grant: `period:<subscription>:<start>:<credits>`
-    (DESIGN.md's `period:<sub>:<start>`, per credit type: a plan may grant several)."""
-    return f"period:{subscription_id}:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}:{credit_type_code}"
+    (DESIGN.md's `period:<sub>:<start>`, per credit type: a plan may grant several);
+    `overage:…` for the grant that bills the overage of the period ending at `start`."""
+    return f"{kind}:{subscription_id}:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}:{credit_type_code}"
 
 
 def _unit_price(plan, allowances):
@@ -96,10 +98,11 @@ def _allowances(plan_ids):
 
 def _due_periods(subscription, now):
     """Advance `subscription` (in memory) through every period that has ended by `now`;
-    returns the new periods as (plan, start, end), oldest first."""
+    returns the new periods as (plan, start, end, the ended period's plan), oldest first."""
     periods = []
     while subscription.current_period_end <= now:
         start = subscription.current_period_end
+        ended_plan = subscription.plan
         if subscription.cancel_at_period_end:
             subscription.status = Subscription.Status.CANCELED
             break
@@ -113,7 +116,7 @@ def _due_periods(subscription, now):
             interval=subscription.plan.billing_interval,
             moment=start,
         )
-        periods.append((subscription.plan, start, end))
+        periods.append((subscription.plan, start, end, ended_plan))
         subscription.current_period_start, subscription.current_period_end = start, end
     return periods
 
@@ -142,26 +145,35 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
     keys = _wallet_keys(subscriptions, allowances)
     book.lock(keys=keys, create=True, expire=False)
     schedule = [
-        (s, [(start, _period_grants(s, plan, allowances[plan.pk], start, end, now))
-             for plan, start, end in _due_periods(s, until)])
+        (s, [(start, ended_plan, _period_grants(s, plan, allowances[plan.pk], start, end, now))
+             for plan, start, end, ended_plan in _due_periods(s, until)])
         for s in subscriptions
     ]  # fmt: skip
-    # Another path (Stripe's invoice.paid) may have granted a period already: skip it. The
-    # unique reference would refuse it anyway; reading first keeps the chunk going.
-    granted = set(
-        CreditGrant.objects.filter(
-            account_id__in={s.account_id for s in subscriptions},
-            reference__in=[g.reference for _, p in schedule for _, new in p for _, g in new],
-        ).values_list("reference", flat=True)
-    )
     states_of = {}
     for (account_id, _), state in book.states.items():
         states_of.setdefault(account_id, []).append(state)
+    # Another path (Stripe's invoice.paid) may have granted a period already: skip it. The
+    # unique reference would refuse it anyway; reading first keeps the chunk going.
+    references = [g.reference for _, p in schedule for _, _, new in p for _, g in new]
+    references += [
+        period_reference(s.pk, start, state.wallet.credit_type.code, kind="overage")
+        for s, p in schedule for start, _, _ in p for state in states_of.get(s.account_id, [])
+    ]  # fmt: skip
+    granted = set(
+        CreditGrant.objects.filter(
+            account_id__in={s.account_id for s in subscriptions}, reference__in=references
+        ).values_list("reference", flat=True)
+    )
+    overage = []
     for subscription, periods in schedule:
         states = states_of.get(subscription.account_id, [])
-        for start, new in periods:
+        for start, ended_plan, new in periods:
             for state in states:
                 state.expire_due(until=start)
+                grant = _settle_overage(subscription, ended_plan, state, start, granted)
+                if grant is not None:
+                    overage.append((subscription, grant))
+                    counts.overage += grant.amount
             for credit_type_id, grant in new:
                 if grant.reference in granted:
                     continue
@@ -176,6 +188,36 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
     counts.tally(book.entries)
     _save_subscriptions(subscriptions, now)
     record_events(events=_renewed_events(schedule), now=now)
+    if overage:
+        book.after_flush.append(lambda: record_overage_charges(overage))
+
+
+def _settle_overage(subscription, plan, state, start, granted):
+    """At a period's end, the debt its overage left (docs/ledger.md) is billed at the plan's
+    overage unit price: an `overage` grant of exactly the debt settles it (so the next
+    period's credits stay whole) and becomes an OverageCharge, sent to Stripe as an invoice
+    item. Returns the grant, or None when there is nothing to bill."""
+    debt = state.wallet.debt
+    reference = period_reference(
+        subscription.pk, start, state.wallet.credit_type.code, kind="overage"
+    )
+    if debt <= 0 or reference in granted or not plan.overage_unit_price:
+        return None  # free overage is paid back in credits, by the next grant
+    return state.add_grant(
+        CreditGrant(
+            source=CreditGrant.Source.OVERAGE,
+            amount=debt,
+            priority=CreditGrant.DEFAULT_PRIORITY,
+            effective_at=start,
+            unit_price=plan.overage_unit_price,
+            currency=plan.currency,
+            reference=reference,
+            reason=f"{plan.name}: overage of the period ending {start:%Y-%m-%d}, billed at "
+            f"{plan.overage_unit_price.normalize()} {plan.currency} per credit",
+            created_at=state.book.now,
+        ),
+        reason="overage billed",
+    )
 
 
 def _renewed_events(schedule):

@@ -47,3 +47,8 @@ def retry_webhook_deliveries(self, now=None):
 @shared_task(bind=True, name="periods.suspend_past_due_accounts", **LIMITS)
 def suspend_past_due_accounts(self, now=None):
     return _run(self, "suspend_past_due_accounts", now)
+
+
+@shared_task(bind=True, name="periods.send_overage_charges", **LIMITS)
+def send_overage_charges(self, now=None):
+    return _run(self, "send_overage_charges", now)

@@ -247,6 +247,7 @@ class LedgerBook:
         self.dirty_reservations = {}
         self.touched = {}
         self.created_wallet_ids = set()
+        self.after_flush = []  # callbacks run after the writes, in the same transaction
 
     # --- reading under lock ---------------------------------------------------------------
 
@@ -350,6 +351,9 @@ class LedgerBook:
             from apps.webhooks.services import record_ledger_events
 
             record_ledger_events(new_grants=self.new_grants, expire_entries=expired, now=self.now)
+        for callback in self.after_flush:
+            callback()
+        self.after_flush = []
         self.entries, self.new_grants, self.dirty_grants = [], [], {}
         self.new_usage_events, self.new_reservations, self.dirty_reservations = [], [], {}
         self.touched = {}

@@ -66,6 +66,7 @@ class CreditGrant(models.Model):
         PROMO = "promo", "Promotion"
         MANUAL = "manual", "Manual"
         TRIAL = "trial", "Trial"
+        OVERAGE = "overage", "Overage billed"  # settles a period's debt; billed through Stripe
 
     DEFAULT_PRIORITY = 100
 

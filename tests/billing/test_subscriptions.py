@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 import requests
 import stripe
+from django.db import connection
 
 from apps.accounts.models import Account, Subscription
 from apps.billing.services import sync_stripe_catalog
@@ -160,6 +161,8 @@ def test_invoice_paid_racing_the_renewal_job_grants_the_period_once(
                 run()
             except Exception as error:  # noqa: BLE001  (asserted below)
                 failures.append(error)
+            finally:
+                connection.close()
 
         return threading.Thread(target=go)
 

@@ -1,27 +1,32 @@
-"""The beat schedule of the past-due suspension job, in the database (editable in the admin)."""
+"""Beat schedules of the billing jobs, in the database (editable in the admin)."""
 
 from django.db import migrations
 
-NAME = "Suspend accounts past due"
+SCHEDULES = [
+    ("Suspend accounts past due", "periods.suspend_past_due_accounts", 15),
+    ("Send overage charges to Stripe", "periods.send_overage_charges", 5),
+]
 
 
 def create(apps, schema_editor):
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    interval, _ = IntervalSchedule.objects.get_or_create(every=15, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name=NAME,
-        defaults={
-            "task": "periods.suspend_past_due_accounts",
-            "interval": interval,
-            "description": "CreditDesk billing job (docs/billing.md).",
-            "expire_seconds": 15 * 60,
-        },
-    )
+    for name, task, minutes in SCHEDULES:
+        interval, _ = IntervalSchedule.objects.get_or_create(every=minutes, period="minutes")
+        PeriodicTask.objects.get_or_create(
+            name=name,
+            defaults={
+                "task": task,
+                "interval": interval,
+                "description": "CreditDesk billing job (docs/billing.md).",
+                "expire_seconds": 60 * minutes,
+            },
+        )
 
 
 def remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=NAME).delete()
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    PeriodicTask.objects.filter(name__in=[name for name, _, _ in SCHEDULES]).delete()
 
 
 class Migration(migrations.Migration):

@@ -1,4 +1,5 @@
-"""Finance and Support read the credit-pack purchases (what was paid, refunded, disputed)."""
+"""Finance and Support read the credit-pack purchases (what was paid, refunded, disputed) and
+the overage charges."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
@@ -12,16 +13,16 @@ def _apply(apps, *, add):
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
     Group = apps.get_model("auth", "Group")
-    permission = apps.get_model("auth", "Permission").objects.get(
-        content_type__app_label="billing", codename="view_purchase"
+    permissions = apps.get_model("auth", "Permission").objects.filter(
+        content_type__app_label="billing", codename__in=["view_purchase", "view_overagecharge"]
     )
     for name in GROUPS:
         group, _ = Group.objects.get_or_create(name=name)
-        (group.permissions.add if add else group.permissions.remove)(permission)
+        (group.permissions.add if add else group.permissions.remove)(*permissions)
 
 
 class Migration(migrations.Migration):
-    dependencies = [("core", "0003_job_and_webhook_permissions"), ("billing", "0001_purchase")]
+    dependencies = [("core", "0003_job_and_webhook_permissions"), ("billing", "0003_overagecharge")]
 
     operations = [
         migrations.RunPython(lambda a, s: _apply(a, add=True), lambda a, s: _apply(a, add=False))
