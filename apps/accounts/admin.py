@@ -5,6 +5,7 @@ from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.billing.models import AutoRecharge
 from apps.periods.services import cancel_at_period_end, resume_subscription
 
 from .models import Account, ApiKey, Subscription
@@ -29,13 +30,26 @@ class SubscriptionInline(admin.TabularInline):
         return False
 
 
+class AutoRechargeInline(admin.StackedInline):
+    """Auto-recharge terms (apps/billing/recharge.py): the card saved by a pack checkout
+    buys the pack when available credits fall below the threshold."""
+
+    model = AutoRecharge
+    extra = 0
+    max_num = 1
+    autocomplete_fields = ["credit_pack"]
+    fields = ["credit_pack", "threshold", "monthly_cap", "enabled", "armed", "last_result",
+              "last_attempt_at"]  # fmt: skip
+    readonly_fields = ["armed", "last_result", "last_attempt_at"]
+
+
 @admin.register(Account)
 class AccountAdmin(SimpleHistoryAdmin):
     list_display = ["external_id", "name", "email", "status", "plan", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["external_id", "name", "email"]
     readonly_fields = ["created_at", "updated_at"]
-    inlines = [SubscriptionInline]
+    inlines = [SubscriptionInline, AutoRechargeInline]
     actions = ["suspend", "reactivate"]
     show_full_result_count = False  # no COUNT(*) over a large table on every page
     date_hierarchy = "created_at"

@@ -148,6 +148,7 @@ def set_account_status(*, account, status, acting_user=None):
     if account.status == status:
         return False
     account.status = status
+    account.suspended_for_nonpayment = False  # staff decided; a payment no longer lifts it
     account._history_user = acting_user
-    account.save(update_fields=["status", "updated_at"])
+    account.save(update_fields=["status", "suspended_for_nonpayment", "updated_at"])
     return True

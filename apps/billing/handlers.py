@@ -63,3 +63,10 @@ def on_dispute(sender, event, **kwargs):
     dispute = _mirrored(djstripe.Dispute, event)
     if dispute is not None and dispute.payment_intent_id:
         services.record_payment_reversal(payment_intent_id=dispute.payment_intent_id)
+
+
+@djstripe_receiver("payment_intent.succeeded")
+def on_payment_intent(sender, event, **kwargs):
+    payment_intent = _mirrored(djstripe.PaymentIntent, event)
+    if payment_intent is not None:
+        services.record_payment_intent(payment_intent=payment_intent)

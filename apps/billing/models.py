@@ -100,3 +100,34 @@ class OverageCharge(models.Model):
 
     def __str__(self):
         return f"{self.credits} overage credits for {self.account}"
+
+
+class AutoRecharge(models.Model):
+    """Buy `credit_pack` with the customer's saved card when available credits of its type
+    fall below `threshold`: once per crossing (`armed` is cleared by a charge and set again
+    when the balance is back above), never beyond `monthly_cap` a calendar month."""
+
+    account = models.OneToOneField(
+        "accounts.Account", on_delete=models.CASCADE, related_name="auto_recharge"
+    )
+    credit_pack = models.ForeignKey(
+        "catalog.CreditPack", on_delete=models.PROTECT, related_name="+"
+    )
+    threshold = credit_field(help_text="Recharge when available credits fall below this.")
+    monthly_cap = money_field(
+        help_text="Most that auto-recharge may charge in a calendar month (pack's currency)."
+    )
+    enabled = models.BooleanField(default=True)
+    armed = models.BooleanField(
+        default=True, editable=False, help_text="Cleared by a charge until the balance recovers."
+    )
+    attempt = models.PositiveIntegerField(default=0, editable=False)
+    charging_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A charge is under way (or was cut)."
+    )
+    last_result = models.CharField(max_length=255, blank=True, editable=False)
+    last_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    history = HistoricalRecords()
+
+    def __str__(self):
+        return f"Auto-recharge {self.credit_pack} for {self.account}"

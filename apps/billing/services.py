@@ -367,6 +367,38 @@ def _purchase_from_metadata(data):
     return _locked_purchase(checkout_session_id=data["id"])
 
 
+def grant_paid_purchase(*, account, credit_pack, payment_intent, origin):
+    """A pack paid by a PaymentIntent outside Checkout (auto-recharge): its Purchase, granted
+    once (reference = the PaymentIntent id), in the caller's transaction. Both the job that
+    charged and the payment_intent.succeeded webhook call it; the second changes nothing."""
+    Purchase.objects.bulk_create(
+        [Purchase(account=account, credit_pack=credit_pack, origin=origin,
+                  credits=credit_pack.credits, price=credit_pack.price,
+                  currency=credit_pack.currency, payment_intent_id=payment_intent["id"])],
+        ignore_conflicts=True,
+    )  # fmt: skip
+    purchase = _locked_purchase(payment_intent_id=payment_intent["id"])
+    if purchase.grant_id is None and payment_intent["status"] == "succeeded":
+        paid = from_minor_units(payment_intent["amount_received"], payment_intent["currency"])
+        _grant_purchase(purchase, paid)
+    return purchase
+
+
+def record_payment_intent(*, payment_intent):
+    """payment_intent.succeeded: an auto-recharge charge whose job was cut after Stripe took
+    the money still grants (Checkout payments are granted by their session's events)."""
+    data = payment_intent.stripe_data
+    metadata = data.get("metadata") or {}
+    if "creditdesk_auto_recharge" not in metadata:
+        return None
+    account = Account.objects.filter(external_id=metadata.get("creditdesk_account")).first()
+    pack = CreditPack.objects.filter(code=metadata.get("credit_pack")).first()
+    if account is None or pack is None:
+        return None
+    return grant_paid_purchase(account=account, credit_pack=pack, payment_intent=data,
+                               origin=Purchase.Origin.AUTO_RECHARGE)  # fmt: skip
+
+
 def _grant_purchase(purchase, amount_paid):
     pack = purchase.credit_pack
     now = timezone.now()

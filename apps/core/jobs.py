@@ -28,6 +28,7 @@ class JobCounts:
     suspended: int = 0  # accounts suspended for a subscription past due beyond its grace
     overage: Decimal = Decimal(0)  # overage credits billed at period end
     invoice_items: int = 0  # overage charges sent to Stripe
+    recharges: int = 0  # packs bought by auto-recharge
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

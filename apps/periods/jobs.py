@@ -5,6 +5,7 @@ import traceback
 from django.utils import timezone
 
 from apps.billing.overage import send_overage_charges
+from apps.billing.recharge import run_auto_recharges
 from apps.billing.subscriptions import suspend_past_due_accounts
 from apps.usage.services import release_expired_reservations
 from apps.wallets.services import expire_grants
@@ -24,6 +25,7 @@ JOBS = {
     "retry_webhook_deliveries": retry_due_deliveries,
     "suspend_past_due_accounts": suspend_past_due_accounts,
     "send_overage_charges": send_overage_charges,
+    "run_auto_recharges": run_auto_recharges,
 }
 
 

@@ -52,3 +52,8 @@ def suspend_past_due_accounts(self, now=None):
 @shared_task(bind=True, name="periods.send_overage_charges", **LIMITS)
 def send_overage_charges(self, now=None):
     return _run(self, "send_overage_charges", now)
+
+
+@shared_task(bind=True, name="periods.run_auto_recharges", **LIMITS)
+def run_auto_recharges(self, now=None):
+    return _run(self, "run_auto_recharges", now)

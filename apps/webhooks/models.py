@@ -13,6 +13,8 @@ EVENT_TYPES = [
     ("period.renewed", "period.renewed — a subscription entered a new period"),
     ("balance.low", "balance.low — available credits fell to the threshold"),
     ("balance.depleted", "balance.depleted — available credits fell to zero"),
+    ("auto_recharge.succeeded", "auto_recharge.succeeded — the saved card bought a pack"),
+    ("auto_recharge.failed", "auto_recharge.failed — the card was declined or the cap reached"),
 ]
 
 

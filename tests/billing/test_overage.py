@@ -6,13 +6,18 @@ from decimal import Decimal
 
 import pytest
 import stripe
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
 
 from apps.billing.models import OverageCharge
 from apps.billing.overage import send_overage_charges
 from apps.billing.services import sync_stripe_catalog
+from apps.periods import tasks
+from apps.periods.models import JobRun
 from apps.periods.services import put_account_on_plan, renew_due_subscriptions
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
+from config.celery import app
 from tests.factories import (
     AccountFactory,
     CreditTypeFactory,
@@ -121,3 +126,31 @@ def test_free_overage_is_paid_back_by_the_next_grant(plan, time_machine):
     assert wallet_of(account).balance == D(900)
     assert not OverageCharge.objects.exists()
     assert_ledger_sound(account)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_overage_is_sent_to_stripe_by_a_real_worker(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="worker-overage")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    consume(account=account, feature="api_call", quantity=D(1200))
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+
+    # The renewal queued a send on commit; beat's run comes after it and finds nothing left.
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        counts = tasks.send_overage_charges.delay().get(timeout=60)
+
+    assert counts.get("invoice_items", 0) == 0
+    charge = OverageCharge.objects.get(account=account)
+    assert charge.status == "sent"
+    assert offline_stripe.get("invoiceitem", charge.stripe_invoice_item_id)["amount"] == 400
+    assert len(offline_stripe.all("invoiceitem")) == 1
+    assert JobRun.objects.filter(job="send_overage_charges", trigger="beat").count() >= 2
+    assert_ledger_sound(account)
+    connection.close()

@@ -196,7 +196,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 6
+    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 8
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):
@@ -219,6 +219,8 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.check_balance_alerts": 1,
         "periods.retry_webhook_deliveries": 1,
         "periods.suspend_past_due_accounts": 15,
+        "periods.send_overage_charges": 5,
+        "periods.run_auto_recharges": 1,
     }
     assert set(scheduled) <= set(app.tasks)
 
@@ -233,10 +235,13 @@ def test_each_job_runs_through_a_real_worker(calendar):
         expired = tasks.expire_grants.delay(now=MAR_31.isoformat()).get(timeout=60)
         released = tasks.release_expired_reservations.delay().get(timeout=60)
         suspended = tasks.suspend_past_due_accounts.delay().get(timeout=60)
+        billed = tasks.send_overage_charges.delay().get(timeout=60)
+        recharged = tasks.run_auto_recharges.delay().get(timeout=60)
     assert renewed["renewed"] == 2 and renewed["periods"] == 4
     assert D(expired.get("expired", "0")) >= 0 and released.get("failures", 0) == 0
     assert suspended.get("suspended", 0) == 0
-    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 4
+    assert billed.get("invoice_items", 0) == recharged.get("recharges", 0) == 0  # nothing due
+    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 6
     assert_ledger_sound()
     connection.close()
 

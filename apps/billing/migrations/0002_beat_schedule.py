@@ -5,6 +5,7 @@ from django.db import migrations
 SCHEDULES = [
     ("Suspend accounts past due", "periods.suspend_past_due_accounts", 15),
     ("Send overage charges to Stripe", "periods.send_overage_charges", 5),
+    ("Auto-recharge", "periods.run_auto_recharges", 1),
 ]
 
 

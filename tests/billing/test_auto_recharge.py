@@ -1,0 +1,143 @@
+"""Auto-recharge: the card saved by a pack checkout buys the pack off-session when available
+credits fall below the threshold — once per crossing, never beyond the monthly cap, an
+alert when it fails."""
+
+from decimal import Decimal
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
+from django.utils import timezone
+
+from apps.billing.models import AutoRecharge, Purchase
+from apps.billing.recharge import run_auto_recharges
+from apps.periods import tasks
+from apps.usage.services import consume
+from apps.wallets.models import CreditGrant
+from apps.webhooks.models import WebhookEndpoint, WebhookEvent
+from config.celery import app
+from tests.factories import FeatureFactory
+from tests.ledger import assert_ledger_sound, wallet_of
+
+from .conftest import pay
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def buy(authed_client, account, pack, offline_stripe, webhook, stripe_events, card="4242"):
+    answer = authed_client.post(
+        f"/api/v1/accounts/{account.external_id}/checkout",
+        {"credit_pack": pack.code, "success_url": "https://a.example/ok",
+         "cancel_url": "https://a.example/no"},
+        format="json",
+    )  # fmt: skip
+    pay(offline_stripe, answer.json()["session_id"], card=card)
+    webhook.deliver(stripe_events.take())
+
+
+@pytest.fixture
+def recharging(authed_client, account, pack, offline_stripe, webhook, stripe_events):
+    FeatureFactory(code="api_call", credit_type=pack.credit_type)
+    WebhookEndpoint.objects.create(account=account, url="http://127.0.0.1:9/alerts")
+
+    def setup(card="4242", cap="25.00"):
+        buy(authed_client, account, pack, offline_stripe, webhook, stripe_events, card=card)
+        return AutoRecharge.objects.create(
+            account=account, credit_pack=pack, threshold=D(200), monthly_cap=D(cap)
+        )
+
+    return setup
+
+
+def spend(account, credits):
+    consume(account=account, feature="api_call", quantity=D(credits))
+
+
+def test_falling_below_the_threshold_buys_the_pack_once_per_crossing(
+    recharging, account, pack, webhook, stripe_events
+):
+    recharging()
+    spend(account, 850)  # 150 left, below 200
+
+    assert run_auto_recharges().recharges == 1
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+    assert run_auto_recharges().recharges == 0  # the same crossing buys once
+    bought = Purchase.objects.get(origin="auto_recharge")
+    assert (bought.status, bought.amount_paid) == ("paid", D("10.00"))
+    assert CreditGrant.objects.get(reference=bought.payment_intent_id).amount == D(1000)
+
+    webhook.deliver(stripe_events.take())  # payment_intent.succeeded and the rest: no second grant
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+    assert WebhookEvent.objects.filter(type="auto_recharge.succeeded").count() == 1
+
+    spend(account, 1000)  # back above 200 in between, so this is a new crossing
+    assert run_auto_recharges().recharges == 1
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+    assert_ledger_sound(account)
+
+
+def test_the_monthly_cap_is_never_exceeded(recharging, account, pack):
+    recharge = recharging(cap="15.00")  # room for one 10.00 pack this month
+    spend(account, 850)
+    assert run_auto_recharges().recharges == 1
+    spend(account, 1000)
+    counts = run_auto_recharges()
+
+    assert counts.recharges == 0
+    recharge.refresh_from_db()
+    assert recharge.last_result == "monthly_cap_reached"
+    assert wallet_of(account, pack.credit_type).balance == D(150)
+    assert Purchase.objects.filter(origin="auto_recharge").count() == 1
+    failed = WebhookEvent.objects.get(type="auto_recharge.failed")
+    assert failed.data["reason"] == "monthly_cap_reached"
+
+
+def test_a_declined_card_grants_nothing_and_alerts(recharging, account, pack):
+    recharge = recharging(card="0002")  # saved; off-session charges decline
+    spend(account, 900)
+
+    counts = run_auto_recharges()
+
+    assert (counts.recharges, counts.failures) == (0, 1)
+    recharge.refresh_from_db()
+    assert recharge.last_result == "card_declined"
+    assert recharge.charging_since is None
+    assert wallet_of(account, pack.credit_type).balance == D(100)
+    assert WebhookEvent.objects.get(type="auto_recharge.failed").data["reason"] == "card_declined"
+    assert run_auto_recharges().failures == 0  # not retried until the balance recovers
+
+
+def test_an_attempt_cut_after_the_claim_is_finished_with_the_same_charge(
+    recharging, account, pack, offline_stripe
+):
+    recharge = recharging()
+    spend(account, 850)
+    # The job claimed the crossing and died before (or just after) Stripe charged.
+    AutoRecharge.objects.filter(pk=recharge.pk).update(
+        armed=False, attempt=1, charging_since=timezone.now()
+    )
+
+    assert run_auto_recharges().recharges == 1
+    assert run_auto_recharges().recharges == 0
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+    recharges = [p for p in offline_stripe.all("payment_intent").values()
+                 if "creditdesk_auto_recharge" in p["metadata"]]  # fmt: skip
+    assert len(recharges) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_auto_recharge_is_bought_by_a_real_worker(recharging, account, pack):
+    recharging()
+    spend(account, 850)
+
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        counts = tasks.run_auto_recharges.delay().get(timeout=60)
+
+    assert counts["recharges"] == 1
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+    assert Purchase.objects.get(account=account, origin="auto_recharge").status == "paid"
+    assert_ledger_sound(account)
+    connection.close()
