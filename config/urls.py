@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("apps.api.urls")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("billing/", include("apps.billing.urls")),
 ]
 
 handler404 = "apps.api.errors.page_not_found"

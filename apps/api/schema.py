@@ -25,7 +25,6 @@ CODES = {
     413: "batch_too_large",
     429: "rate_limited (with Retry-After)",
     502: "payment_provider_error (Stripe could not be reached or refused; nothing charged)",
-    501: "not_implemented",
 }
 OPERATION_ERRORS = {
     ("/api/v1/accounts/{external_id}", "get"): [404],
@@ -36,7 +35,7 @@ OPERATION_ERRORS = {
     ("/api/v1/accounts/{external_id}/usage", "get"): [400, 404],
     ("/api/v1/accounts/{external_id}/grants", "post"): [400, 404, 409],
     ("/api/v1/accounts/{external_id}/checkout", "post"): [400, 404, 502],
-    ("/api/v1/accounts/{external_id}/billing-link", "post"): [404, 501],
+    ("/api/v1/accounts/{external_id}/billing-link", "post"): [404],
     ("/api/v1/check", "post"): [400, 404],
     ("/api/v1/consume", "post"): [400, 402, 403, 404, 409],
     ("/api/v1/consume/batch", "post"): [400],

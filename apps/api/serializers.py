@@ -342,3 +342,8 @@ class CheckoutIn(serializers.Serializer):
 class CheckoutOut(serializers.Serializer):
     checkout_url = serializers.URLField()
     session_id = serializers.CharField()
+
+
+class BillingLinkOut(serializers.Serializer):
+    url = serializers.URLField(help_text="The hosted billing page, for this account only.")
+    expires_at = serializers.DateTimeField()

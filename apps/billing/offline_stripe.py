@@ -267,6 +267,8 @@ class OfflineStripe:
         return create(params)
 
     def update(self, kind, object_id, params):
+        if kind == "subscription" and "items" in params:
+            return self.change_subscription_price(object_id, params)
         obj = self.get(kind, object_id)
         previous = {k: obj.get(k) for k in params if k != "expand"}
         for key, value in params.items():
@@ -452,6 +454,24 @@ class OfflineStripe:
                 param="payment_method",
             )
         return intent
+
+    def change_subscription_price(self, object_id, params):
+        """A plan switch (`items[0][id]`, `items[0][price]`): the item moves to the new price
+        at once, as Stripe does with proration (the proration itself is not modelled)."""
+        subscription = self.get("subscription", object_id)
+        wanted = params["items"][0]
+        item = next((i for i in subscription["items"]["data"] if i["id"] == wanted.get("id")),
+                    None)  # fmt: skip
+        if item is None:
+            raise StripeError(400, "No such subscription item.", param="items[0][id]")
+        price = self.get("price", wanted["price"])
+        previous = {"items": json.loads(json.dumps(subscription["items"]))}
+        item["price"] = price
+        if params.get("metadata"):
+            subscription["metadata"] = {**subscription["metadata"], **params["metadata"]}
+            previous["metadata"] = {}
+        self.emit("customer.subscription.updated", subscription, previous)
+        return subscription
 
     def cancel_subscription(self, object_id):
         subscription = self.get("subscription", object_id)
@@ -854,11 +874,16 @@ class OfflineStripeApp:
                 return self._list(kind, params)
             if path.startswith(prefix + "/"):
                 object_id, _, nested = path[len(prefix) + 1 :].partition("/")
-                if nested:  # a nested list (a product's features, a customer's tax ids)
+                if nested:  # a nested list (a customer's cards, a product's features)
                     if method != "GET" or "/" in nested:
                         break
                     stripe.get(kind, object_id)
-                    return {"object": "list", "url": f"/v1/{path}", "has_more": False, "data": []}
+                    found = []
+                    if (kind, nested) == ("customer", "payment_methods"):
+                        found = [m for m in stripe.all("payment_method").values()
+                                 if m["customer"] == object_id]  # fmt: skip
+                    return {"object": "list", "url": f"/v1/{path}", "has_more": False,
+                            "data": found}  # fmt: skip
                 if method == "GET":
                     return stripe.get(kind, object_id)
                 if method == "POST":

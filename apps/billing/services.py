@@ -322,6 +322,32 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
     return Checkout(checkout_url=session["url"], session_id=session["id"])
 
 
+def switch_stripe_plan(*, account, plan):
+    """Move the account's Stripe subscription to `plan` (the card on file pays; Stripe
+    prorates). Nothing changes here until Stripe's customer.subscription.updated arrives:
+    its handler switches the plan as a manual change would, so the event is the one truth."""
+    if not plan.active or plan.stripe_price_id is None:
+        raise InvalidInput(f"{plan.code} is not on sale.", details={"plan": ["not on sale"]})
+    current = account.subscriptions.filter(
+        status__in=("trialing", "active", "past_due"), stripe_subscription_id__isnull=False
+    ).first()
+    if current is None:
+        raise InvalidInput("The account has no Stripe subscription to change.",
+                           details={"plan": ["no Stripe subscription: use Checkout"]})  # fmt: skip
+    if current.plan_id == plan.pk:
+        raise InvalidInput(f"The account is already on {plan.code}.",
+                           details={"plan": ["already on this plan"]})  # fmt: skip
+    remote = call_stripe(stripe.Subscription.retrieve, id=current.stripe_subscription_id)
+    item = remote["items"]["data"][0]
+    return call_stripe(
+        stripe.Subscription.modify,
+        id=current.stripe_subscription_id,
+        items=[{"id": item["id"], "price": plan.stripe_price_id}],
+        proration_behavior="create_prorations",
+        metadata={"plan": plan.code},
+    )
+
+
 # --- event handlers' services (in dj-stripe's webhook transaction) -------------------------
 
 

@@ -122,6 +122,8 @@ if OFFLINE_STRIPE:
 # Days a subscription may stay past due (a failed renewal payment) before consumption is
 # blocked with account_suspended; paying the invoice lifts it.
 STRIPE_PAST_DUE_GRACE_DAYS = env.int("STRIPE_PAST_DUE_GRACE_DAYS", default=3)
+# Minutes a hosted billing page link (POST accounts/{id}/billing-link) keeps working.
+BILLING_LINK_MAX_AGE_MINUTES = env.int("BILLING_LINK_MAX_AGE_MINUTES", default=60)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_SUBSCRIBER_MODEL = "accounts.Account"
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"  # Stripe's signature, no call back to Stripe

@@ -127,15 +127,11 @@ def test_grants_over_the_api_are_idempotent_by_key(authed_client):
     assert (other.status_code, error_code(other)) == (409, "idempotency_key_reused")
 
 
-def test_checkout_needs_an_item_and_urls_and_the_billing_link_is_not_implemented_yet(
-    authed_client,
-):
+def test_checkout_needs_an_item_and_urls(authed_client):
     priced_account(external_id="acme")
     response = authed_client.post("/api/v1/accounts/acme/checkout", {}, format="json")
     assert (response.status_code, error_code(response)) == (400, "validation_error")
     assert set(response.json()["error"]["details"]) >= {"success_url", "cancel_url"}
-    response = authed_client.post("/api/v1/accounts/acme/billing-link", {}, format="json")
-    assert (response.status_code, error_code(response)) == (501, "not_implemented")
 
 
 def test_entitlements_of_an_on_off_feature(authed_client):

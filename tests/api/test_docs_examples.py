@@ -43,7 +43,7 @@ def parse(command):
 
 
 def test_the_page_has_examples_for_every_flow():
-    assert len(curl_commands()) == 12
+    assert len(curl_commands()) == 13
     paths = {parse(c)[1].split("?")[0] for c in curl_commands()}
     assert {"/api/v1/check", "/api/v1/consume", "/api/v1/consume/batch",
             "/api/v1/reservations", "/api/v1/accounts/acme-42/grants"} <= paths  # fmt: skip

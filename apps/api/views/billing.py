@@ -1,8 +1,8 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
+from apps.billing.billing_page import billing_link
 from apps.billing.services import start_checkout
 from apps.catalog.models import CreditPack, Plan
 from apps.core.errors import InvalidInput
@@ -42,16 +42,14 @@ def _on_sale(model, field, code):
     return found
 
 
-class NotImplementedYet(APIException):
-    status_code = status.HTTP_501_NOT_IMPLEMENTED
-    default_code = "not_implemented"
-    default_detail = "The hosted billing page is not available yet."
-
-
 class BillingLinkView(ApiView):
     required_scopes = ("accounts:write",)
 
-    @extend_schema(request=None, responses={501: None}, summary="Not available yet (501)")
+    @extend_schema(
+        request=None,
+        responses={201: serializers.BillingLinkOut},
+        summary="A signed, expiring link to the account's hosted billing page",
+    )
     def post(self, request, external_id):
-        self.account_for(external_id)
-        raise NotImplementedYet()
+        link = billing_link(account=self.account_for(external_id))
+        return Response(serializers.BillingLinkOut(link).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("<str:token>/", views.billing_page, name="page"),
+    path("<str:token>/buy", views.buy, name="buy"),
+]

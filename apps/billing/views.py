@@ -1,0 +1,128 @@
+"""The hosted billing page (apps/billing/billing_page.py): thin views over the link, the
+page's reads and the Checkout services. Every answer is private to the link's holder: not
+cached, not indexed, and no Referer carries the token to Stripe or any other site."""
+
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.catalog.models import CreditPack, Plan
+from apps.core.errors import DomainError, PaymentProviderError
+
+from . import billing_page as page
+from .models import Purchase
+from .services import start_checkout, switch_stripe_plan
+
+# same-origin, not no-referrer: the token stays off other sites, and the browser still sends
+# the Origin that Django's CSRF check compares on the page's own forms.
+PRIVATE = {"Referrer-Policy": "same-origin", "X-Robots-Tag": "noindex, nofollow"}
+WAIT_REFRESHES = 30  # a pending payment re-checks every 2 s for about a minute
+
+
+def _private(view):
+    @wraps(view)
+    def wrapped(request, token, *args, **kwargs):
+        try:
+            account = page.account_for_token(token=token)
+        except page.BillingLinkInvalid as invalid:
+            response = TemplateResponse(
+                request, "billing/link_invalid.html", {"reason": invalid.reason}, status=403
+            )
+        else:
+            response = view(request, token, account, *args, **kwargs)
+        for header, value in PRIVATE.items():
+            response[header] = value
+        return response
+
+    return never_cache(wrapped)
+
+
+def _page_url(request, token, **query):
+    url = request.build_absolute_uri(reverse("billing:page", kwargs={"token": token}))
+    return f"{url}?{urlencode(query, safe='{}')}" if query else url
+
+
+def _render(request, token, account, *, notice=None, error=None, status=200):
+    context = page.billing_page(account=account)
+    context.update(token=token, notice=notice, error=error)
+    return TemplateResponse(request, "billing/page.html", context, status=status)
+
+
+@require_GET
+@_private
+def billing_page(request, token, account):
+    notice = None
+    refresh = None
+    checkout = request.GET.get("checkout", "")
+    if checkout == "canceled":
+        notice = {"kind": "info", "text": "Checkout was canceled; nothing was charged."}
+    elif checkout == "switch":
+        text = "Plan change sent to Stripe: it shows here as soon as Stripe confirms it."
+        notice = {"kind": "info", "text": text}
+    elif checkout:
+        notice, pending = _checkout_notice(account, checkout)
+        wait = _int(request.GET.get("wait"))
+        if pending and wait < WAIT_REFRESHES:
+            refresh = _page_url(request, token, checkout=checkout, wait=wait + 1)
+    response = _render(request, token, account, notice=notice)
+    if refresh:
+        response.context_data["refresh"] = refresh
+    return response
+
+
+def _checkout_notice(account, session_id):
+    """What became of the Checkout the customer came back from, and whether it is still
+    being confirmed (Stripe's event may arrive a moment after the customer does)."""
+    purchase = Purchase.objects.filter(account=account, checkout_session_id=session_id).first()
+    if purchase is None:  # a plan, or a session of another account: say nothing specific
+        subscription = account.subscriptions.filter(
+            stripe_subscription_id__isnull=False, status__in=("active", "trialing")
+        ).first()
+        if subscription is not None:
+            return {"kind": "success", "text": f"You are on {subscription.plan.name}."}, False
+        return {"kind": "info", "text": "Confirming your subscription with Stripe…"}, True
+    if purchase.status == Purchase.Status.PAID:
+        text = f"Payment received: {purchase.credit_pack.name} added to your balance."
+        return {"kind": "success", "text": text}, False
+    if purchase.status == Purchase.Status.OPEN:
+        return {"kind": "info", "text": "Confirming your payment with Stripe…"}, True
+    return {"kind": "error", "text": "The payment did not go through; nothing was added."}, False
+
+
+def _int(value):
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+@require_POST
+@_private
+def buy(request, token, account):
+    """Start a Checkout for a pack or a plan, or switch a Stripe subscription's plan."""
+    code = request.POST.get("code", "")
+    kind = request.POST.get("kind", "")
+    model = {"credit_pack": CreditPack, "plan": Plan}.get(kind)
+    item = model.objects.filter(code=code, active=True, public=True).first() if model else None
+    if item is None:
+        return _render(request, token, account, status=400,
+                       error="That item is not on sale any more. Pick another one.")  # fmt: skip
+    try:
+        if kind == "plan" and request.POST.get("switch"):
+            switch_stripe_plan(account=account, plan=item)
+            return HttpResponseRedirect(_page_url(request, token, checkout="switch"))
+        checkout = start_checkout(
+            account=account,
+            **{kind: item},
+            success_url=_page_url(request, token, checkout="{CHECKOUT_SESSION_ID}"),
+            cancel_url=_page_url(request, token, checkout="canceled"),
+        )
+    except DomainError as error:
+        status = 502 if isinstance(error, PaymentProviderError) else 400
+        return _render(request, token, account, error=error.message, status=status)
+    return HttpResponseRedirect(checkout.checkout_url, status=303)

@@ -1,0 +1,206 @@
+"""The hosted billing page: a signed, expiring link for one account; the page shows balance,
+grants and expiries, 30 days of usage, packs and plans to buy through Checkout, invoices."""
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from apps.accounts.models import Subscription
+from apps.billing.billing_page import billing_link, usage_by_day
+from apps.usage.services import consume
+from tests.factories import (
+    AccountFactory,
+    FeatureFactory,
+    PlanAllowanceFactory,
+    PlanFactory,
+)
+from tests.ledger import give
+
+from .conftest import pay
+
+pytestmark = pytest.mark.django_db
+D = Decimal
+
+
+def path_of(url):
+    return re.sub(r"^https?://[^/]+", "", url)
+
+
+@pytest.fixture
+def link(authed_client, account):
+    answer = authed_client.post(f"/api/v1/accounts/{account.external_id}/billing-link")
+    assert answer.status_code == 201, answer.content
+    return answer.json()
+
+
+def test_the_api_gives_a_link_that_expires_after_the_configured_minutes(
+    authed_client, account, settings
+):
+    settings.BILLING_LINK_MAX_AGE_MINUTES = 15
+    before = timezone.now()
+    answer = authed_client.post(f"/api/v1/accounts/{account.external_id}/billing-link")
+    body = answer.json()
+    assert answer.status_code == 201 and set(body) == {"url", "expires_at"}
+    assert body["url"].startswith(settings.SITE_URL + "/billing/")
+    expires = timezone.datetime.fromisoformat(body["expires_at"])
+    assert before + timedelta(minutes=15) <= expires <= timezone.now() + timedelta(minutes=15)
+
+
+def test_a_bound_key_gets_no_link_for_another_account(api_client, account):
+    from apps.accounts.services import create_api_key
+
+    other = AccountFactory(external_id="other")
+    _, raw = create_api_key(name="bound", scopes=["accounts:write"], account=other)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    answer = api_client.post(f"/api/v1/accounts/{account.external_id}/billing-link")
+    assert answer.status_code == 404
+
+
+def test_the_page_shows_balance_grants_next_expiry_usage_and_packs(client, account, pack, link):
+    give(account, 500, credit_type=pack.credit_type, days=10, source="promo")
+    give(account, 250, credit_type=pack.credit_type, source="manual")
+    FeatureFactory(code="api_call", credit_type=pack.credit_type)
+    consume(account=account, feature="api_call", quantity=D(50))
+
+    page = client.get(path_of(link["url"]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-testid="available-credits">700<' in html
+    assert "Next expiry: <strong>450</strong>" in html  # the promo grant burnt first
+    assert "Buy Pack_1000" in html or f"Buy {pack.name}" in html
+    assert "50 credits used." in html
+    assert html.count('class="bar"') == 30
+    assert page["Cache-Control"].startswith("max-age=0") and "no-store" in page["Cache-Control"]
+    assert page["Referrer-Policy"] == "same-origin"  # the token never leaves in a Referer
+
+
+def test_the_page_reads_with_a_fixed_number_of_queries(
+    client, account, pack, link, django_assert_max_num_queries
+):
+    for days in range(5):
+        give(account, 10, credit_type=pack.credit_type, days=days + 1)
+    with django_assert_max_num_queries(14):
+        assert client.get(path_of(link["url"])).status_code == 200
+
+
+def test_usage_by_day_fills_empty_days_and_ends_today(account, pack):
+    FeatureFactory(code="api_call", credit_type=pack.credit_type)
+    give(account, 100, credit_type=pack.credit_type)
+    consume(account=account, feature="api_call", quantity=D(7))
+    series = usage_by_day(account=account)
+    assert len(series) == 30 and series[-1].day == timezone.now().date()
+    assert [d.credits for d in series[:-1]] == [0] * 29 and series[-1].credits == D(7)
+    assert series[-1].height == "98.00"
+
+
+def test_an_altered_link_is_a_403_page_and_shows_nothing(client, account, link):
+    token_path = path_of(link["url"])
+    altered = token_path.replace(":", ";", 1) if ":" in token_path else token_path[:-3] + "xx/"
+    page = client.get(altered)
+    assert page.status_code == 403
+    assert "This billing link is not valid" in page.content.decode()
+    assert account.external_id not in page.content.decode()
+
+
+def test_a_link_for_one_account_cannot_be_turned_into_another(client, account):
+    other = AccountFactory(external_id="other")
+    mine = path_of(billing_link(account=account).url)
+    theirs = path_of(billing_link(account=other).url)
+    payload_of_theirs = theirs.split("/")[2].split(":")[0]
+    forged = "/billing/" + payload_of_theirs + ":" + mine.split("/")[2].split(":", 1)[1] + "/"
+    assert client.get(forged).status_code == 403
+
+
+def test_an_expired_link_is_a_403_page_saying_so(client, account, link, time_machine, settings):
+    time_machine.move_to(
+        timezone.now() + timedelta(minutes=settings.BILLING_LINK_MAX_AGE_MINUTES + 1)
+    )
+    page = client.get(path_of(link["url"]))
+    assert page.status_code == 403
+    assert "This billing link has expired" in page.content.decode()
+
+
+def test_buying_a_pack_from_the_page_goes_through_checkout_and_the_credits_show(
+    client, account, pack, link, offline_stripe, webhook, stripe_events
+):
+    page_path = path_of(link["url"])
+    client.get(page_path)  # the CSRF cookie, as a browser has it
+    answer = client.post(
+        page_path + "buy",
+        {"kind": "credit_pack", "code": pack.code,
+         "csrfmiddlewaretoken": client.cookies["csrftoken"].value},
+    )  # fmt: skip
+    assert answer.status_code == 303
+    session_id = answer["Location"].rsplit("/", 1)[-1]
+    back = path_of(pay(offline_stripe, session_id))
+    assert back == f"{page_path}?checkout={session_id}"
+
+    waiting = client.get(back).content.decode()
+    assert "Confirming your payment" in waiting
+    assert 'http-equiv="refresh"' in waiting  # re-checks until Stripe's event is in
+
+    webhook.deliver(stripe_events.take())
+    done = client.get(back).content.decode()
+    assert "Payment received" in done and 'http-equiv="refresh"' not in done
+    assert 'data-testid="available-credits">1,000<' in done
+
+
+def test_a_pack_taken_off_sale_is_refused_with_a_clear_message(client, account, pack, link):
+    page_path = path_of(link["url"])
+    client.get(page_path)  # the page, with the pack still on sale
+    pack.active = False
+    pack.save()
+    answer = client.post(page_path + "buy", {"kind": "credit_pack", "code": pack.code,
+                         "csrfmiddlewaretoken": client.cookies["csrftoken"].value})  # fmt: skip
+    assert answer.status_code == 400
+    assert "not on sale any more" in answer.content.decode()
+
+
+def test_a_canceled_checkout_says_nothing_was_charged(client, link):
+    page = client.get(path_of(link["url"]) + "?checkout=canceled")
+    assert "nothing was charged" in page.content.decode()
+
+
+@pytest.fixture
+def plans(pack):
+    from apps.billing.services import sync_stripe_catalog
+
+    found = {}
+    for code, price in (("pro", "20.00"), ("team", "50.00")):
+        plan = PlanFactory(code=code, name=code.title(), price=D(price))
+        PlanAllowanceFactory(plan=plan, credit_type=pack.credit_type, credits_per_period=D(1000))
+        found[code] = plan
+    sync_stripe_catalog()
+    return found
+
+
+def test_a_plan_is_bought_through_checkout_then_switched_at_stripe(
+    client, account, plans, link, offline_stripe, webhook, stripe_events
+):
+    page_path = path_of(link["url"])
+    client.get(page_path)
+    csrf = client.cookies["csrftoken"].value
+    assert "Subscribe to Pro" in client.get(page_path).content.decode()
+
+    answer = client.post(page_path + "buy",
+                         {"kind": "plan", "code": "pro", "csrfmiddlewaretoken": csrf})  # fmt: skip
+    pay(offline_stripe, answer["Location"].rsplit("/", 1)[-1])
+    webhook.deliver(stripe_events.take())
+    subscription = Subscription.objects.get(account=account, status="active")
+    assert subscription.plan.code == "pro" and subscription.stripe_subscription_id
+
+    html = client.get(page_path).content.decode()
+    assert "Switch to Team" in html and "Subscribe to" not in html
+    answer = client.post(page_path + "buy", {"kind": "plan", "code": "team", "switch": "1",
+                                             "csrfmiddlewaretoken": csrf})  # fmt: skip
+    assert answer.status_code == 302 and "checkout=switch" in answer["Location"]
+    assert Subscription.objects.get(account=account, status="active").plan.code == "pro"
+
+    webhook.deliver(stripe_events.take())  # customer.subscription.updated
+    now = Subscription.objects.get(account=account, status="active")
+    assert now.plan.code == "team"
+    assert now.stripe_subscription_id == subscription.stripe_subscription_id
