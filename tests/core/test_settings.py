@@ -64,4 +64,30 @@ def test_without_database_url_local_uses_sqlite_with_wal_and_immediate_transacti
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["wal", "IMMEDIATE", "filesystem://"]
+    assert result.stdout.strip().splitlines()[-1].split() == ["wal", "IMMEDIATE", "filesystem://"]
+
+
+def test_with_a_stripe_key_the_offline_stripe_is_never_reachable(tmp_path):
+    env = {**BASE_ENV, "DJANGO_SETTINGS_MODULE": "config.settings.local",
+           "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+           "STRIPE_TEST_SECRET_KEY": "sk_test_a_real_looking_key_0000000000"}  # fmt: skip
+    probe = (
+        "import stripe; from django.conf import settings; from djstripe.settings import "
+        "djstripe_settings as d; print(settings.OFFLINE_STRIPE, "
+        "hasattr(settings, 'STRIPE_API_HOST'), stripe.api_base, d.STRIPE_SECRET_KEY)"
+    )
+    result = manage("shell", "-c", probe, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == [
+        "False", "False", "https://api.stripe.com", "sk_test_a_real_looking_key_0000000000"
+    ]  # fmt: skip
+
+    serving = subprocess.Popen(
+        [sys.executable, "manage.py", "offline_stripe"],
+        cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert "the offline Stripe stays off" in serving.stdout.readline()
+    finally:
+        serving.terminate()
+        serving.wait(timeout=30)
