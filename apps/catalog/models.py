@@ -74,6 +74,20 @@ class Feature(models.Model):
             raise ValidationError({"credit_type": "A metered feature needs a credit type."})
 
 
+def stripe_price_field():
+    """The Stripe Price customers pay for a plan or pack, as dj-stripe mirrors it."""
+    return models.ForeignKey(
+        "djstripe.Price",
+        to_field="id",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The Stripe Price customers pay; set by 'Sync to Stripe'.",
+    )
+
+
 class Plan(models.Model):
     class Interval(models.TextChoices):
         MONTH = "month", "Monthly"
@@ -128,16 +142,7 @@ class Plan(models.Model):
         help_text="balance.low fires when an account's available credits fall to this "
         "(an account may set its own); empty: only balance.depleted.",
     )
-    stripe_price = models.ForeignKey(
-        "djstripe.Price",
-        to_field="id",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        help_text="The Stripe Price customers pay; set by 'Sync to Stripe'.",
-    )
+    stripe_price = stripe_price_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
@@ -250,16 +255,7 @@ class CreditPack(models.Model):
     )
     public = models.BooleanField(default=True)
     active = models.BooleanField(default=True)
-    stripe_price = models.ForeignKey(
-        "djstripe.Price",
-        to_field="id",
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        help_text="The Stripe Price customers pay; set by 'Sync to Stripe'.",
-    )
+    stripe_price = stripe_price_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

@@ -107,3 +107,18 @@ def pay(offline_stripe, session_id, card="4242"):
     )
     assert answer.status_code == 303, answer.text
     return answer.headers["Location"]
+
+
+SUCCESS_URL = "https://app.example/ok?s={CHECKOUT_SESSION_ID}"
+
+
+def checkout(authed_client, account, **item):
+    """`POST checkout` for `credit_pack=code` or `plan=code`, as the app would; the session id."""
+    answer = authed_client.post(
+        f"/api/v1/accounts/{account.external_id}/checkout",
+        {**item, "success_url": SUCCESS_URL, "cancel_url": "https://app.example/cancel"},
+        format="json",
+    )
+    assert answer.status_code == 201, answer.content
+    assert set(answer.json()) == {"checkout_url", "session_id"}
+    return answer.json()["session_id"]

@@ -19,20 +19,14 @@ from config.celery import app
 from tests.factories import FeatureFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import pay
+from .conftest import checkout, pay
 
 pytestmark = pytest.mark.django_db
 D = Decimal
 
 
 def buy(authed_client, account, pack, offline_stripe, webhook, stripe_events, card="4242"):
-    answer = authed_client.post(
-        f"/api/v1/accounts/{account.external_id}/checkout",
-        {"credit_pack": pack.code, "success_url": "https://a.example/ok",
-         "cancel_url": "https://a.example/no"},
-        format="json",
-    )  # fmt: skip
-    pay(offline_stripe, answer.json()["session_id"], card=card)
+    pay(offline_stripe, checkout(authed_client, account, credit_pack=pack.code), card=card)
     webhook.deliver(stripe_events.take())
 
 

@@ -50,18 +50,27 @@ def plan(db, offline_stripe, time_machine):
     return plan
 
 
-def test_overage_is_billed_once_on_the_next_stripe_invoice_and_the_new_period_stays_whole(
-    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+def into_overage_then_renew(
+    authed_client, account, plan, offline_stripe, stripe_events, webhook, time_machine
 ):
-    account = AccountFactory(external_id="acme")
+    """Subscribe through Stripe, use 200 credits past the plan's 1,000, renew at Stripe."""
     stripe_id = subscribe(authed_client, account, plan, offline_stripe)
     webhook.deliver(stripe_events.take())
     consume(account=account, feature="api_call", quantity=D(1200))
     assert wallet_of(account).debt == D(200)
-
     time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
     control(offline_stripe, f"subscriptions/{stripe_id}/renew")
     webhook.deliver(stripe_events.take())
+    return stripe_id
+
+
+def test_overage_is_billed_once_on_the_next_stripe_invoice_and_the_new_period_stays_whole(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = into_overage_then_renew(
+        authed_client, account, plan, offline_stripe, stripe_events, webhook, time_machine
+    )
 
     wallet = wallet_of(account)
     assert (wallet.balance, wallet.debt) == (D(1000), D(0))
@@ -135,12 +144,9 @@ def test_overage_is_sent_to_stripe_by_a_real_worker(
     authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
 ):
     account = AccountFactory(external_id="worker-overage")
-    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
-    webhook.deliver(stripe_events.take())
-    consume(account=account, feature="api_call", quantity=D(1200))
-    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
-    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
-    webhook.deliver(stripe_events.take())
+    into_overage_then_renew(
+        authed_client, account, plan, offline_stripe, stripe_events, webhook, time_machine
+    )
 
     # The renewal queued a send on commit; beat's run comes after it and finds nothing left.
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):

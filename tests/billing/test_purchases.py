@@ -16,7 +16,7 @@ from apps.wallets.models import CreditGrant, LedgerEntry
 from tests.factories import FeatureFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import pay
+from .conftest import SUCCESS_URL, checkout, pay
 
 pytestmark = pytest.mark.django_db
 
@@ -24,19 +24,9 @@ D = Decimal
 
 
 def buy(authed_client, account, pack, offline_stripe):
-    answer = authed_client.post(
-        f"/api/v1/accounts/{account.external_id}/checkout",
-        {"credit_pack": pack.code, "success_url": "https://app.example/ok?s={CHECKOUT_SESSION_ID}",
-         "cancel_url": "https://app.example/cancel"},
-        format="json",
-    )  # fmt: skip
-    assert answer.status_code == 201, answer.content
-    body = answer.json()
-    assert set(body) == {"checkout_url", "session_id"}
-    assert (
-        pay(offline_stripe, body["session_id"]) == f"https://app.example/ok?s={body['session_id']}"
-    )
-    return body["session_id"]
+    session_id = checkout(authed_client, account, credit_pack=pack.code)
+    assert pay(offline_stripe, session_id) == SUCCESS_URL.format(CHECKOUT_SESSION_ID=session_id)
+    return session_id
 
 
 def test_a_paid_checkout_grants_the_pack_once_at_the_price_paid(

@@ -30,7 +30,7 @@ from tests.factories import (
 )
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import pay
+from .conftest import checkout, pay
 
 D = Decimal
 KEY = "sk_test_OfflineStandInNotASecret0000"
@@ -52,14 +52,7 @@ def plan(db, offline_stripe, time_machine):
 
 
 def subscribe(authed_client, account, plan, offline_stripe):
-    answer = authed_client.post(
-        f"/api/v1/accounts/{account.external_id}/checkout",
-        {"plan": plan.code, "success_url": "https://a.example/ok",
-         "cancel_url": "https://a.example/no"},
-        format="json",
-    )  # fmt: skip
-    assert answer.status_code == 201, answer.content
-    session_id = answer.json()["session_id"]
+    session_id = checkout(authed_client, account, plan=plan.code)
     pay(offline_stripe, session_id)
     return offline_stripe.get("checkout.session", session_id)["subscription"]
 
