@@ -64,7 +64,7 @@ def test_without_database_url_local_uses_sqlite_with_wal_and_immediate_transacti
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].split() == ["wal", "IMMEDIATE", "filesystem://"]
+    assert result.stdout.split() == ["wal", "IMMEDIATE", "filesystem://"]
 
 
 def test_with_a_stripe_key_the_offline_stripe_is_never_reachable(tmp_path):
