@@ -6,9 +6,14 @@ transaction claims the crossing (disarms, numbers the attempt, marks it under wa
 PaymentIntent is created outside any transaction with an idempotency key made of the attempt
 number, so a retry of a cut attempt gets the same PaymentIntent back; (3) a transaction
 records the Purchase and grants it (reference = the PaymentIntent id, as the
-payment_intent.succeeded webhook would), or records the failure and alerts."""
+payment_intent.succeeded webhook would), or records the failure and alerts; ending an
+attempt is a conditional update on its number, so it ends (and alerts) once. A run reads
+the terms again under the row lock, so a list older than another run's charge buys nothing.
+An attempt is taken for cut only RESUME_AFTER after its claim, and is then finished (even
+if the terms were disabled since), never charged again once its payment has arrived or
+Stripe has forgotten its idempotency key."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import stripe
@@ -17,11 +22,33 @@ from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from apps.core.decimals import format_decimal
+from apps.core.errors import DomainError
 from apps.core.jobs import JobCounts
 from apps.wallets.models import Wallet
 from apps.webhooks.services import record_events
 
 from .models import AutoRecharge, Purchase
+
+# A charge in flight takes seconds (Stripe's client gives up after 80 s); one whose claim is
+# older than this was cut and is finished by the next run. Stripe keeps an idempotency key
+# for 24 hours: an attempt cut longer ago than that is not charged again blindly.
+RESUME_AFTER = timedelta(minutes=5)
+IDEMPOTENCY_KEPT = timedelta(hours=23)
+
+
+def _below_threshold():
+    return Wallet.objects.filter(
+        account_id=OuterRef("account_id"),
+        credit_type_id=OuterRef("credit_pack__credit_type_id"),
+        balance__lt=OuterRef("threshold") + F("held"),
+    )
+
+
+def _due(now):
+    """Armed terms below their threshold, and attempts cut long enough ago (whatever
+    `enabled` says now: money may have moved)."""
+    fresh = Q(enabled=True, armed=True, charging_since__isnull=True) & Exists(_below_threshold())
+    return fresh | Q(charging_since__lte=now - RESUME_AFTER)
 
 
 def run_auto_recharges(*, now=None, on_chunk=None):
@@ -29,21 +56,13 @@ def run_auto_recharges(*, now=None, on_chunk=None):
     threshold, then charge those below it that are armed, and finish any cut attempt."""
     now = now or timezone.now()
     counts = JobCounts()
-    below = Wallet.objects.filter(
-        account_id=OuterRef("account_id"),
-        credit_type_id=OuterRef("credit_pack__credit_type_id"),
-        balance__lt=OuterRef("threshold") + F("held"),
-    )
     with_wallet = Wallet.objects.filter(
         account_id=OuterRef("account_id"), credit_type_id=OuterRef("credit_pack__credit_type_id")
     )
     AutoRecharge.objects.filter(armed=False, charging_since__isnull=True).filter(
-        ~Exists(below) & Exists(with_wallet)
+        ~Exists(_below_threshold()) & Exists(with_wallet)
     ).update(armed=True)
-    due = AutoRecharge.objects.filter(enabled=True).filter(
-        Q(armed=True, charging_since__isnull=True) & Exists(below) | Q(charging_since__isnull=False)
-    )
-    for pk in due.order_by("pk").values_list("pk", flat=True):
+    for pk in AutoRecharge.objects.filter(_due(now)).order_by("pk").values_list("pk", flat=True):
         _recharge(pk, now, counts)
     if on_chunk is not None:
         on_chunk(counts)
@@ -52,16 +71,23 @@ def run_auto_recharges(*, now=None, on_chunk=None):
 
 def _recharge(pk, now, counts):
     with transaction.atomic(durable=True):
-        # Why the lock: two copies of the job must not both claim one crossing.
+        # Why the lock: two copies of the job must not both claim one crossing. The terms
+        # are read again under it: the list may be older than another run's charge.
         recharge = (
-            AutoRecharge.objects.select_for_update(skip_locked=True)
-            .select_related("account", "credit_pack")
-            .filter(pk=pk)
+            AutoRecharge.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("account", "credit_pack__credit_type")
+            .filter(_due(now), pk=pk)
             .first()
         )
         if recharge is None:
             return
-        if recharge.charging_since is None:
+        ending = None
+        if recharge.charging_since is not None:  # cut: finish it, never a second charge
+            if _already_paid(recharge):
+                ending = {"paid": True}
+            elif recharge.charging_since < now - IDEMPOTENCY_KEPT:
+                ending = {"reason": "interrupted_attempt_expired"}
+        else:
             refusal = _refusal(recharge, now)
             recharge.armed = False
             recharge.last_attempt_at = now
@@ -74,7 +100,18 @@ def _recharge(pk, now, counts):
             recharge.attempt += 1
             recharge.charging_since = now
             recharge.save()
-    _charge(recharge, now, counts)
+    if ending is not None:
+        return _settle(recharge, now, counts, **ending)
+    return _charge(recharge, now, counts)
+
+
+def _already_paid(recharge):
+    """The cut attempt's money arrived (payment_intent.succeeded granted it)."""
+    return Purchase.objects.filter(
+        account_id=recharge.account_id,
+        origin=Purchase.Origin.AUTO_RECHARGE,
+        created_at__gte=recharge.charging_since,
+    ).exists()
 
 
 def _refusal(recharge, now):
@@ -103,7 +140,7 @@ def _charge(recharge, now, counts):
         customer = stripe_customer(account=account)
         methods = stripe.Customer.list_payment_methods(customer.id, api_key=api_key(), limit=1)
         if not methods["data"]:
-            return _failed(recharge, "no_saved_card", now, counts)
+            return _settle(recharge, now, counts, reason="no_saved_card")
         intent = stripe.PaymentIntent.create(
             api_key=api_key(),
             idempotency_key=f"creditdesk-recharge-{recharge.pk}-{recharge.attempt}",
@@ -117,36 +154,55 @@ def _charge(recharge, now, counts):
             metadata=metadata,
         )
     except stripe.CardError as error:
-        return _failed(recharge, error.code or "card_declined", now, counts)
-    except stripe.StripeError as error:  # Stripe unreachable: the next run retries, same key
+        return _settle(recharge, now, counts, reason=error.code or "card_declined")
+    except stripe.IdempotencyError:  # the pack changed since the attempt was claimed
+        return _settle(recharge, now, counts, reason="pack_changed_during_attempt")
+    except (stripe.StripeError, DomainError) as error:  # the next run retries, same key
         counts.fail(f"auto-recharge {recharge.pk}", error)
         return None
-    with transaction.atomic(durable=True):
-        from .services import grant_paid_purchase
+    if intent["status"] != "succeeded":  # processing: its webhook, or the next run, finishes
+        return None
+    return _settle(recharge, now, counts, paid=True, intent=intent)
 
-        purchase = grant_paid_purchase(
-            account=account, credit_pack=pack, payment_intent=intent,
-            origin=Purchase.Origin.AUTO_RECHARGE,
-        )  # fmt: skip
-        wallet = Wallet.objects.get(account=account, credit_type_id=pack.credit_type_id)
-        AutoRecharge.objects.filter(pk=recharge.pk).update(
+
+def _settle(recharge, now, counts, *, paid=False, intent=None, reason=None):
+    """End the attempt once: grant (if the intent is given) and record the result, alert."""
+    from .services import grant_paid_purchase
+
+    pack, account = recharge.credit_pack, recharge.account
+    with transaction.atomic(durable=True):
+        purchase = None
+        if intent is not None:
+            purchase = grant_paid_purchase(
+                account=account, credit_pack=pack, payment_intent=intent,
+                origin=Purchase.Origin.AUTO_RECHARGE,
+            )  # fmt: skip
+        wallet = Wallet.objects.filter(account=account, credit_type_id=pack.credit_type_id).first()
+        available = wallet.balance - wallet.held if wallet else Decimal(0)
+        result = f"bought {pack.code} ({intent['id']})" if intent else (reason or "bought")
+        ended = AutoRecharge.objects.filter(
+            pk=recharge.pk, attempt=recharge.attempt, charging_since__isnull=False
+        ).update(
             charging_since=None,
-            last_result=f"bought {pack.code} ({intent['id']})",
-            # The pack ended this crossing if it lifted available credits back to the
-            # threshold: the next dip below is a new one, whenever the job looks.
-            armed=wallet.balance - wallet.held >= recharge.threshold,
+            last_result=result[:255],
+            # A pack that lifted available credits back to the threshold ended this
+            # crossing: the next dip below is a new one, whenever the job looks.
+            armed=paid and available >= recharge.threshold,
         )
-        bought = {"payment_intent": intent["id"], "credits": format_decimal(purchase.credits)}
-        _alert(recharge, "auto_recharge.succeeded", bought, now)
-    counts.recharges += 1
+        if not ended:  # another run ended this attempt first
+            return purchase
+        if paid:
+            bought = {"credits": format_decimal(pack.credits)}
+            if intent is not None:
+                bought["payment_intent"] = intent["id"]
+            _alert(recharge, "auto_recharge.succeeded", bought, now)
+        else:
+            _alert(recharge, "auto_recharge.failed", {"reason": reason}, now)
+    if paid:
+        counts.recharges += 1
+    else:
+        counts.fail(f"auto-recharge {recharge.pk}", RuntimeError(reason))
     return purchase
-
-
-def _failed(recharge, reason, now, counts):
-    with transaction.atomic(durable=True):
-        AutoRecharge.objects.filter(pk=recharge.pk).update(charging_since=None, last_result=reason)
-        _alert(recharge, "auto_recharge.failed", {"reason": reason}, now)
-    counts.fail(f"auto-recharge {recharge.pk}", RuntimeError(reason))
 
 
 def _alert(recharge, event_type, data, now):

@@ -2,6 +2,7 @@
 credits fall below the threshold — once per crossing, never beyond the monthly cap, an
 alert when it fails."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,14 +11,17 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.billing.models import AutoRecharge, Purchase
-from apps.billing.recharge import run_auto_recharges
+from apps.billing.recharge import RESUME_AFTER, _recharge, run_auto_recharges
+from apps.billing.services import sync_stripe_catalog
+from apps.catalog.models import CreditPack
+from apps.core.jobs import JobCounts
 from apps.periods import tasks
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from config.celery import app
-from tests.factories import FeatureFactory
-from tests.ledger import assert_ledger_sound, wallet_of
+from tests.factories import AccountFactory, CreditPackFactory, FeatureFactory
+from tests.ledger import assert_ledger_sound, give, wallet_of
 
 from .conftest import checkout, pay
 
@@ -111,13 +115,103 @@ def test_an_attempt_cut_after_the_claim_is_finished_with_the_same_charge(
     AutoRecharge.objects.filter(pk=recharge.pk).update(
         armed=False, attempt=1, charging_since=timezone.now()
     )
+    assert run_auto_recharges().recharges == 0  # as far as anyone knows, still in flight
+    AutoRecharge.objects.filter(pk=recharge.pk).update(
+        charging_since=timezone.now() - RESUME_AFTER - timedelta(seconds=1)
+    )
 
     assert run_auto_recharges().recharges == 1
     assert run_auto_recharges().recharges == 0
     assert wallet_of(account, pack.credit_type).balance == D(1150)
-    recharges = [p for p in offline_stripe.all("payment_intent").values()
-                 if "creditdesk_auto_recharge" in p["metadata"]]  # fmt: skip
-    assert len(recharges) == 1
+    assert len(auto_recharge_intents(offline_stripe)) == 1
+
+
+def cut(recharge, ago):
+    AutoRecharge.objects.filter(pk=recharge.pk).update(
+        armed=False, attempt=recharge.attempt + 1, charging_since=timezone.now() - ago
+    )
+
+
+def auto_recharge_intents(offline_stripe):
+    return [p for p in offline_stripe.all("payment_intent").values()
+            if "creditdesk_auto_recharge" in p["metadata"]]  # fmt: skip
+
+
+def test_a_run_working_from_a_stale_list_charges_nothing(recharging, account, pack, offline_stripe):
+    recharge = recharging()
+    spend(account, 850)
+    assert run_auto_recharges().recharges == 1
+
+    _recharge(recharge.pk, timezone.now(), JobCounts())  # listed before the first run charged
+
+    assert len(auto_recharge_intents(offline_stripe)) == 1
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+
+
+def test_a_cut_attempt_is_finished_even_after_the_terms_were_disabled(
+    recharging, account, pack, offline_stripe
+):
+    recharge = recharging()
+    spend(account, 850)
+    cut(recharge, timedelta(minutes=10))
+    AutoRecharge.objects.filter(pk=recharge.pk).update(enabled=False)
+
+    assert run_auto_recharges().recharges == 1
+    assert len(auto_recharge_intents(offline_stripe)) == 1
+    assert AutoRecharge.objects.get(pk=recharge.pk).charging_since is None
+
+
+def test_a_cut_attempt_whose_payment_arrived_is_not_charged_again(
+    recharging, account, pack, offline_stripe
+):
+    recharge = recharging()
+    spend(account, 850)
+    assert run_auto_recharges().recharges == 1
+    recharge.refresh_from_db()
+    # As if the job died after Stripe charged; the webhook granted the Purchase meanwhile.
+    AutoRecharge.objects.filter(pk=recharge.pk).update(
+        charging_since=Purchase.objects.get(origin="auto_recharge").created_at
+        - RESUME_AFTER - timedelta(minutes=1)
+    )  # fmt: skip
+
+    assert run_auto_recharges().recharges == 1  # finished, not bought again
+    assert len(auto_recharge_intents(offline_stripe)) == 1
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
+
+
+def test_an_attempt_cut_longer_ago_than_stripe_keeps_keys_is_not_charged_blindly(
+    recharging, account, pack, offline_stripe
+):
+    recharge = recharging()
+    spend(account, 850)
+    cut(recharge, timedelta(days=2))
+
+    counts = run_auto_recharges()
+
+    assert (counts.recharges, counts.failures) == (0, 1)
+    assert auto_recharge_intents(offline_stripe) == []
+    recharge.refresh_from_db()
+    assert (recharge.last_result, recharge.charging_since) == ("interrupted_attempt_expired", None)
+    assert WebhookEvent.objects.get(type="auto_recharge.failed").data["reason"] == (
+        "interrupted_attempt_expired"
+    )
+
+
+def test_one_accounts_failure_does_not_stop_the_others(recharging, account, pack):
+    recharging()
+    spend(account, 850)
+    other = AccountFactory(external_id="broken")
+    odd = CreditPackFactory(code="odd", credit_type=pack.credit_type, price=D("10.50"))
+    sync_stripe_catalog()
+    CreditPack.objects.filter(pk=odd.pk).update(currency="JPY")  # 10.50 yen cannot be charged
+    give(other, 10, credit_type=pack.credit_type)
+    AutoRecharge.objects.create(account=other, credit_pack=odd, threshold=D(200),
+                                monthly_cap=D(100))  # fmt: skip
+
+    counts = run_auto_recharges()
+
+    assert (counts.recharges, counts.failures) == (1, 1)
+    assert wallet_of(account, pack.credit_type).balance == D(1150)
 
 
 @pytest.mark.redis
