@@ -20,7 +20,7 @@ from djstripe import models as djstripe
 from apps.accounts.models import Account
 from apps.accounts.selectors import live_subscription
 from apps.catalog.selectors import public_credit_packs, public_plans
-from apps.usage.selectors import usage_totals
+from apps.usage.selectors import credits_used_by_day
 from apps.wallets.selectors import balances
 
 from .models import Purchase
@@ -79,73 +79,152 @@ class UsageDay:
     height: str = "0"
 
 
+@dataclass
+class UsageSeries:
+    credit_type: str
+    days: list
+    total: Decimal
+
+
 def usage_by_day(*, account, days=USAGE_DAYS, today=None):
-    """Credits used per UTC day over the last `days` days, oldest first, empty days as 0."""
+    """Per credit type that was used: credits per UTC day over the last `days` days, oldest
+    first, empty days as 0, with the bars of the page's chart."""
     today = today or timezone.now().date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
-    used = {
-        row["group"]: row["credits"]
-        for row in usage_totals(account=account, group_by="day", since=since)
-    }
-    series = [UsageDay(day=d, credits=used.get(d, Decimal(0)))
-              for d in (first + timedelta(days=i) for i in range(days))]  # fmt: skip
+    used = {}
+    for row in credits_used_by_day(account=account, since=since):
+        used.setdefault(row["code"], {})[row["day"]] = row["credits"]
+    return [
+        _series(
+            code,
+            [
+                UsageDay(day=d, credits=by_day.get(d, Decimal(0)))
+                for d in (first + timedelta(days=i) for i in range(days))
+            ],
+        )  # fmt: skip
+        for code, by_day in sorted(used.items())
+    ]
+
+
+def _series(code, series):
     peak = max((d.credits for d in series), default=Decimal(0))
     for index, day in enumerate(series):
         height = day.credits / peak * 98 if peak else Decimal(0)
         if day.credits and height < 1:
             height = Decimal(1)  # a day with any use shows
         day.x, day.height, day.y = index * 10 + 1, f"{height:.2f}", f"{99 - height:.2f}"
-    return series
+    return UsageSeries(credit_type=code, days=series, total=sum((d.credits for d in series),
+                                                                 Decimal(0)))  # fmt: skip
 
 
 @dataclass
-class InvoiceLine:
-    number: str
+class PaymentLine:
+    """A row of the page's "Invoices and payments": a Stripe invoice or a pack bought."""
+
     created: object
+    what: str
     amount: Decimal
     currency: str
     status: str
-    url: str
+    status_label: str
+    url: str = ""
+    note: str = ""
 
 
-def _invoice(data):
+def _invoice_line(data):
     from .services import from_minor_units
 
     currency = (data.get("currency") or "usd").upper()
-    return InvoiceLine(
-        number=data.get("number") or data.get("id", ""),
+    status = data.get("status") or ""
+    return PaymentLine(
         created=_moment(data.get("created")),
+        what=f"Invoice {data.get('number') or data.get('id', '')}",
         amount=from_minor_units(data.get("total") or data.get("amount_due") or 0, currency),
         currency=currency,
-        status=data.get("status") or "",
+        status=status,
+        status_label=status.replace("_", " ").capitalize(),
         url=data.get("hosted_invoice_url") or "",
     )
+
+
+def _purchase_line(purchase):
+    from apps.core.decimals import format_decimal
+
+    refunded = purchase.amount_refunded + purchase.amount_disputed
+    what = purchase.credit_pack.name
+    if purchase.origin == Purchase.Origin.AUTO_RECHARGE:
+        what += " (auto-recharge)"
+    return PaymentLine(
+        created=purchase.paid_at or purchase.created_at,
+        what=what,
+        amount=purchase.amount_paid or purchase.price,
+        currency=purchase.currency,
+        status=purchase.status,
+        status_label=purchase.get_status_display(),
+        note=f"{format_decimal(refunded)} {purchase.currency} refunded" if refunded else "",
+    )
+
+
+def payments(*, account, limit=24):
+    """Invoices and pack payments, newest first (checkouts never paid left out)."""
+    invoices = djstripe.Invoice.objects.filter(customer__subscriber=account).order_by("-created")
+    bought = (
+        Purchase.objects.filter(account=account)
+        .exclude(status=Purchase.Status.OPEN)
+        .select_related("credit_pack")
+        .order_by("-created_at")
+    )
+    lines = [_invoice_line(i.stripe_data) for i in invoices[:limit]]
+    lines += [_purchase_line(p) for p in bought[:limit]]
+    lines.sort(key=lambda line: line.created or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return lines[:limit]
 
 
 def _moment(timestamp):
     return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
 
 
+@dataclass
+class PlanOffer:
+    plan: object
+    label: str
+    switch: bool  # a Stripe subscription changes price; else a new Checkout
+
+
+def plan_offers(*, subscription):
+    """The plans the customer may choose: through Checkout without a Stripe subscription;
+    with one, a switch at period end to a plan of the same billing interval (or back to
+    the current plan while a switch is scheduled)."""
+    offers = []
+    stripe_subscribed = subscription is not None and bool(subscription.stripe_subscription_id)
+    for plan in public_plans():
+        if plan.stripe_price_id is None:
+            continue
+        if not stripe_subscribed:
+            if subscription is None or plan.pk != subscription.plan_id:
+                offers.append(PlanOffer(plan, f"Subscribe to {plan.name}", switch=False))
+            continue
+        if plan.billing_interval != subscription.plan.billing_interval:
+            continue
+        if plan.pk == subscription.plan_id and subscription.scheduled_plan_id:
+            offers.append(PlanOffer(plan, f"Stay on {plan.name}", switch=True))
+        elif plan.pk not in (subscription.plan_id, subscription.scheduled_plan_id):
+            offers.append(PlanOffer(plan, f"Switch to {plan.name}", switch=True))
+    return offers
+
+
 def billing_page(*, account):
     """Everything the page shows, read in one place."""
     subscription = live_subscription(account=account)
-    plans = list(public_plans())
-    stripe_subscribed = subscription is not None and bool(subscription.stripe_subscription_id)
-    invoices = djstripe.Invoice.objects.filter(customer__subscriber=account).order_by("-created")
-    usage = usage_by_day(account=account)
+    today = timezone.now().date()
     return {
         "account": account,
         "wallets": balances(account=account),
         "subscription": subscription,
-        "plans": [p for p in plans if subscription is None or p.pk != subscription.plan_id],
-        "plan_checkout": not stripe_subscribed,
+        "plan_offers": plan_offers(subscription=subscription),
         "packs": [p for p in public_credit_packs() if p.stripe_price_id],
-        "invoices": [_invoice(i.stripe_data) for i in invoices[:24]],
-        "purchases": list(
-            Purchase.objects.filter(account=account).select_related("credit_pack")[:24]
-        ),
-        "usage": usage,
-        "usage_to": usage[-1].day,
-        "usage_total": sum((d.credits for d in usage), Decimal(0)),
+        "payments": payments(account=account),
+        "usage": usage_by_day(account=account, today=today),
+        "usage_from": today - timedelta(days=USAGE_DAYS - 1),
     }

@@ -323,29 +323,50 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
 
 
 def switch_stripe_plan(*, account, plan):
-    """Move the account's Stripe subscription to `plan` (the card on file pays; Stripe
-    prorates). Nothing changes here until Stripe's customer.subscription.updated arrives:
-    its handler switches the plan as a manual change would, so the event is the one truth."""
-    if not plan.active or plan.stripe_price_id is None:
-        raise InvalidInput(f"{plan.code} is not on sale.", details={"plan": ["not on sale"]})
-    current = account.subscriptions.filter(
-        status__in=("trialing", "active", "past_due"), stripe_subscription_id__isnull=False
-    ).first()
+    """Move the account's Stripe subscription to `plan` at the end of the current period:
+    the new plan's credits start with the period it is paid for (switching at once would
+    hand out a fresh allowance on every switch). Stripe's subscription moves to the new
+    price without proration, so its next invoice bills the new plan; here the plan is
+    scheduled (`scheduled_plan`) and the renewal takes it over. Choosing the current plan
+    again cancels a scheduled switch. Returns the Subscription."""
+    from apps.periods.services import change_plan_at_period_end
+
+    current = (
+        account.subscriptions.select_related("plan", "scheduled_plan")
+        .filter(status__in=("trialing", "active", "past_due"), stripe_subscription_id__isnull=False)
+        .first()
+    )
     if current is None:
         raise InvalidInput("The account has no Stripe subscription to change.",
                            details={"plan": ["no Stripe subscription: use Checkout"]})  # fmt: skip
-    if current.plan_id == plan.pk:
+    if not plan.active or plan.stripe_price_id is None:
+        raise InvalidInput(f"{plan.code} is not on sale.", details={"plan": ["not on sale"]})
+    if plan.billing_interval != current.plan.billing_interval:
+        raise InvalidInput(
+            f"{plan.code} bills every {plan.billing_interval}, the current plan every "
+            f"{current.plan.billing_interval}: such a change is made by staff.",
+            details={"plan": ["another billing interval"]},
+        )
+    if plan.pk == (current.scheduled_plan_id or current.plan_id):
         raise InvalidInput(f"The account is already on {plan.code}.",
                            details={"plan": ["already on this plan"]})  # fmt: skip
-    remote = call_stripe(stripe.Subscription.retrieve, id=current.stripe_subscription_id)
-    item = remote["items"]["data"][0]
-    return call_stripe(
-        stripe.Subscription.modify,
-        id=current.stripe_subscription_id,
-        items=[{"id": item["id"], "price": plan.stripe_price_id}],
-        proration_behavior="create_prorations",
-        metadata={"plan": plan.code},
-    )
+    before = current.scheduled_plan or current.plan
+    # Scheduled first, so that Stripe's customer.subscription.updated, which may arrive
+    # before Stripe's answer does, finds the switch expected and waits for the period end.
+    subscription = change_plan_at_period_end(account=account, plan=plan)
+    try:
+        remote = call_stripe(stripe.Subscription.retrieve, id=current.stripe_subscription_id)
+        call_stripe(
+            stripe.Subscription.modify,
+            id=current.stripe_subscription_id,
+            items=[{"id": remote["items"]["data"][0]["id"], "price": plan.stripe_price_id}],
+            proration_behavior="none",
+            metadata={"plan": plan.code},
+        )
+    except PaymentProviderError:
+        change_plan_at_period_end(account=account, plan=before)
+        raise
+    return subscription
 
 
 # --- event handlers' services (in dj-stripe's webhook transaction) -------------------------

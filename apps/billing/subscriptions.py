@@ -99,8 +99,8 @@ def record_stripe_subscription(*, data):
     if status == Status.CANCELED:
         return end_subscription(subscription=ours)
     plan = _plan(data)
-    if plan is not None and plan.pk != ours.plan_id:
-        ours = _switch_plan(ours, plan, data)
+    if plan is not None and plan.pk not in (ours.plan_id, ours.scheduled_plan_id):
+        ours = _switch_plan(ours, plan, data)  # changed at Stripe (e.g. its dashboard)
     if bool(data.get("cancel_at_period_end")) != ours.cancel_at_period_end:
         change = cancel_at_period_end if data.get("cancel_at_period_end") else resume_subscription
         change(account=ours.account, in_caller_transaction=True)

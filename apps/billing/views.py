@@ -5,12 +5,14 @@ cached, not indexed, and no Referer carries the token to Stripe or any other sit
 from functools import wraps
 from urllib.parse import urlencode
 
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from apps.accounts.selectors import live_subscription
 from apps.catalog.models import CreditPack, Plan
 from apps.core.errors import DomainError, PaymentProviderError
 
@@ -21,7 +23,7 @@ from .services import start_checkout, switch_stripe_plan
 # same-origin, not no-referrer: the token stays off other sites, and the browser still sends
 # the Origin that Django's CSRF check compares on the page's own forms.
 PRIVATE = {"Referrer-Policy": "same-origin", "X-Robots-Tag": "noindex, nofollow"}
-WAIT_REFRESHES = 30  # a pending payment re-checks every 2 s for about a minute
+WAIT_REFRESHES = 20  # without scripts, a pending payment re-checks for about a minute
 
 
 def _private(view):
@@ -56,23 +58,50 @@ def _render(request, token, account, *, notice=None, error=None, status=200):
 @require_GET
 @_private
 def billing_page(request, token, account):
-    notice = None
-    refresh = None
+    notice, poll = None, None
     checkout = request.GET.get("checkout", "")
     if checkout == "canceled":
         notice = {"kind": "info", "text": "Checkout was canceled; nothing was charged."}
     elif checkout == "switch":
-        text = "Plan change sent to Stripe: it shows here as soon as Stripe confirms it."
-        notice = {"kind": "info", "text": text}
+        notice = _switch_notice(account)
     elif checkout:
         notice, pending = _checkout_notice(account, checkout)
-        wait = _int(request.GET.get("wait"))
-        if pending and wait < WAIT_REFRESHES:
-            refresh = _page_url(request, token, checkout=checkout, wait=wait + 1)
+        if pending:
+            # A script asks the status URL every 2 s and reloads the page once it is done;
+            # without scripts the page refreshes itself, a bounded number of times.
+            wait = _int(request.GET.get("wait"))
+            status_url = reverse("billing:checkout-status", kwargs={"token": token})
+            poll = {
+                "status_url": f"{status_url}?{urlencode({'checkout': checkout})}",
+                "done_url": _page_url(request, token, checkout=checkout),
+                "fallback_url": _page_url(request, token, checkout=checkout, wait=wait + 1)
+                if wait < WAIT_REFRESHES
+                else None,
+            }
     response = _render(request, token, account, notice=notice)
-    if refresh:
-        response.context_data["refresh"] = refresh
+    response.context_data["poll"] = poll
     return response
+
+
+@require_GET
+@_private
+def checkout_status(request, token, account):
+    """Whether the Checkout the customer came back from is still being confirmed."""
+    _, pending = _checkout_notice(account, request.GET.get("checkout", ""))
+    return JsonResponse({"pending": pending})
+
+
+def _switch_notice(account):
+    subscription = live_subscription(account=account)
+    if subscription is None:
+        return None
+    if subscription.scheduled_plan is None:
+        return {"kind": "success", "text": f"You stay on {subscription.plan.name}."}
+    when = date_format(subscription.current_period_end, "j M Y")
+    text = (
+        f"Your plan changes to {subscription.scheduled_plan.name} when this period ends ({when})."
+    )
+    return {"kind": "success", "text": text}
 
 
 def _checkout_notice(account, session_id):

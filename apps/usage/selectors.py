@@ -236,6 +236,23 @@ def usage_totals(*, account, group_by, feature=None, since=None, until=None):
     )
 
 
+def credits_used_by_day(*, account, since):
+    """Σ credits per (UTC day, credit type code) since `since`: the billing page's chart, one
+    series per credit type (credits of different types do not add up)."""
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    from .models import UsageEvent
+
+    return list(
+        UsageEvent.objects.filter(account=account, occurred_at__gte=since)
+        .annotate(day=TruncDate("occurred_at", tzinfo=UTC), code=F("credit_type__code"))
+        .values("day", "code")
+        .annotate(credits=Sum("credits"))
+        .order_by("code", "day")
+    )
+
+
 def _usage(events, feature, since, until):
     if feature:
         events = events.filter(feature__code=feature)

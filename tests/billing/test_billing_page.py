@@ -6,20 +6,25 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import requests
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
 from apps.billing.billing_page import billing_link, usage_by_day
+from apps.catalog.models import Plan
 from apps.usage.services import consume
 from tests.factories import (
     AccountFactory,
+    CreditPackFactory,
+    CreditTypeFactory,
     FeatureFactory,
     PlanAllowanceFactory,
     PlanFactory,
+    PlanFeatureFactory,
 )
-from tests.ledger import give
+from tests.ledger import assert_ledger_sound, give, wallet_of
 
-from .conftest import pay
+from .conftest import checkout, pay
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -72,8 +77,9 @@ def test_the_page_shows_balance_grants_next_expiry_usage_and_packs(client, accou
     assert 'data-testid="available-credits">700<' in html
     assert "Next expiry: <strong>450</strong>" in html  # the promo grant burnt first
     assert "Buy Pack_1000" in html or f"Buy {pack.name}" in html
-    assert "50 credits used." in html
+    assert "50 credits used" in html
     assert html.count('class="bar"') == 30
+    assert "<td>Promotion</td>" in html and "<td>Manual</td>" in html
     assert page["Cache-Control"].startswith("max-age=0") and "no-store" in page["Cache-Control"]
     assert page["Referrer-Policy"] == "same-origin"  # the token never leaves in a Referer
 
@@ -87,14 +93,31 @@ def test_the_page_reads_with_a_fixed_number_of_queries(
         assert client.get(path_of(link["url"])).status_code == 200
 
 
-def test_usage_by_day_fills_empty_days_and_ends_today(account, pack):
+def test_usage_by_day_fills_empty_days_ends_today_and_keeps_credit_types_apart(account, pack):
     FeatureFactory(code="api_call", credit_type=pack.credit_type)
+    gpu = CreditTypeFactory(code="gpu_seconds")
+    FeatureFactory(code="render", credit_type=gpu)
     give(account, 100, credit_type=pack.credit_type)
+    give(account, 100, credit_type=gpu)
     consume(account=account, feature="api_call", quantity=D(7))
-    series = usage_by_day(account=account)
-    assert len(series) == 30 and series[-1].day == timezone.now().date()
-    assert [d.credits for d in series[:-1]] == [0] * 29 and series[-1].credits == D(7)
-    assert series[-1].height == "98.00"
+    consume(account=account, feature="render", quantity=D(50))
+
+    credits, seconds = usage_by_day(account=account)
+
+    assert (credits.credit_type, credits.total, seconds.credit_type, seconds.total) == (
+        "credits", D(7), "gpu_seconds", D(50)
+    )  # fmt: skip
+    days = credits.days
+    assert len(days) == 30 and days[-1].day == timezone.now().date()
+    assert [d.credits for d in days[:-1]] == [0] * 29 and days[-1].credits == D(7)
+    assert days[-1].height == "98.00"
+
+
+def test_money_is_shown_in_its_currencys_places():
+    from apps.billing.templatetags.billing import credits, money
+
+    assert (money(D("1234.5"), "usd"), money(D(1200), "JPY")) == ("1,234.50 USD", "1,200 JPY")
+    assert (credits(D("1000.000000")), credits(D("0.250000"))) == ("1,000", "0.25")
 
 
 def test_an_altered_link_is_a_403_page_and_shows_nothing(client, account, link):
@@ -141,12 +164,29 @@ def test_buying_a_pack_from_the_page_goes_through_checkout_and_the_credits_show(
 
     waiting = client.get(back).content.decode()
     assert "Confirming your payment" in waiting
-    assert 'http-equiv="refresh"' in waiting  # re-checks until Stripe's event is in
+    assert "fetch(" in waiting and "Check again" in waiting  # asks until the event is in
+    assert 'http-equiv="refresh"' in waiting  # and, without scripts, reloads itself
+    status = f"{page_path}checkout-status?checkout={session_id}"
+    assert client.get(status).json() == {"pending": True}
 
     webhook.deliver(stripe_events.take())
+    assert client.get(status).json() == {"pending": False}
     done = client.get(back).content.decode()
     assert "Payment received" in done and 'http-equiv="refresh"' not in done
+    assert "fetch(" not in done
     assert 'data-testid="available-credits">1,000<' in done
+
+
+def test_the_checkout_status_of_another_accounts_session_says_nothing(client, account, link):
+    other = AccountFactory(external_id="other")
+    from apps.billing.models import Purchase
+
+    Purchase.objects.create(account=other, credit_pack=CreditPackFactory(), credits=1, price=1,
+                            currency="USD", checkout_session_id="cs_theirs")  # fmt: skip
+    answer = client.get(f"{path_of(link['url'])}checkout-status?checkout=cs_theirs")
+    assert answer.status_code == 200
+    assert client.get(f"{path_of(link['url'])}?checkout=cs_theirs").status_code == 200
+    assert "cs_theirs" not in client.get(path_of(link["url"])).content.decode()
 
 
 def test_a_pack_taken_off_sale_is_refused_with_a_clear_message(client, account, pack, link):
@@ -175,11 +215,11 @@ def plans(pack):
         PlanAllowanceFactory(plan=plan, credit_type=pack.credit_type, credits_per_period=D(1000))
         found[code] = plan
     sync_stripe_catalog()
-    return found
+    return {code: Plan.objects.get(pk=plan.pk) for code, plan in found.items()}
 
 
-def test_a_plan_is_bought_through_checkout_then_switched_at_stripe(
-    client, account, plans, link, offline_stripe, webhook, stripe_events
+def test_a_plan_is_bought_through_checkout_and_a_switch_takes_over_at_period_end(
+    client, account, plans, link, offline_stripe, webhook, stripe_events, time_machine
 ):
     page_path = path_of(link["url"])
     client.get(page_path)
@@ -192,15 +232,50 @@ def test_a_plan_is_bought_through_checkout_then_switched_at_stripe(
     webhook.deliver(stripe_events.take())
     subscription = Subscription.objects.get(account=account, status="active")
     assert subscription.plan.code == "pro" and subscription.stripe_subscription_id
+    credit_type = plans["pro"].allowances.get().credit_type
+    feature = FeatureFactory(code="api_call", credit_type=credit_type)
+    PlanFeatureFactory(plan=plans["pro"], feature=feature)
+    consume(account=account, feature="api_call", quantity=D(900))
 
     html = client.get(page_path).content.decode()
     assert "Switch to Team" in html and "Subscribe to" not in html
     answer = client.post(page_path + "buy", {"kind": "plan", "code": "team", "switch": "1",
                                              "csrfmiddlewaretoken": csrf})  # fmt: skip
-    assert answer.status_code == 302 and "checkout=switch" in answer["Location"]
-    assert Subscription.objects.get(account=account, status="active").plan.code == "pro"
+    assert answer.status_code == 302
+    assert "Your plan changes to Team when this period ends" in client.get(
+        answer["Location"]).content.decode()  # fmt: skip
+    webhook.deliver(stripe_events.take())  # customer.subscription.updated: the new price
 
-    webhook.deliver(stripe_events.take())  # customer.subscription.updated
-    now = Subscription.objects.get(account=account, status="active")
-    assert now.plan.code == "team"
-    assert now.stripe_subscription_id == subscription.stripe_subscription_id
+    # No fresh allowance now: the switch waits for the period it is paid for.
+    subscription.refresh_from_db()
+    assert (subscription.plan.code, subscription.scheduled_plan.code) == ("pro", "team")
+    assert wallet_of(account, credit_type).balance == D(100)
+    stripe_sub = offline_stripe.get("subscription", subscription.stripe_subscription_id)
+    assert stripe_sub["items"]["data"][0]["price"]["id"] == plans["team"].stripe_price_id
+    assert "Stay on Pro" in client.get(page_path).content.decode()
+
+    time_machine.move_to(subscription.current_period_end + timedelta(minutes=1), tick=False)
+    requests.post(f"{offline_stripe.url}/_offline/subscriptions/"
+                  f"{subscription.stripe_subscription_id}/renew", timeout=10)  # fmt: skip
+    webhook.deliver(stripe_events.take())
+    subscription.refresh_from_db()
+    assert (subscription.plan.code, subscription.scheduled_plan) == ("team", None)
+    assert_ledger_sound(account)
+
+
+def test_staying_on_the_plan_cancels_a_scheduled_switch(
+    authed_client, account, plans, offline_stripe, webhook, stripe_events
+):
+    from apps.billing.services import switch_stripe_plan
+
+    session_id = checkout(authed_client, account, plan="pro")
+    pay(offline_stripe, session_id)
+    webhook.deliver(stripe_events.take())
+    switch_stripe_plan(account=account, plan=plans["team"])
+    switch_stripe_plan(account=account, plan=plans["pro"])
+    webhook.deliver(stripe_events.take())
+
+    subscription = Subscription.objects.get(account=account, status="active")
+    assert (subscription.plan.code, subscription.scheduled_plan) == ("pro", None)
+    stripe_sub = offline_stripe.get("subscription", subscription.stripe_subscription_id)
+    assert stripe_sub["items"]["data"][0]["price"]["id"] == plans["pro"].stripe_price_id

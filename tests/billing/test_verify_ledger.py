@@ -90,7 +90,7 @@ def test_verify_ledger_is_clean_after_the_billing_scenarios(
     assert wallet_of(buyer, pack.credit_type).balance == D(350)  # 1000 − 250 used − 400 refunded
     assert wallet_of(disputer, pack.credit_type).balance == D(0)
     assert OverageCharge.objects.filter(account=subscriber, credits=D(200)).count() == 1
-    assert CreditGrant.objects.filter(account=subscriber, source="plan_period").count() == 4
+    assert CreditGrant.objects.filter(account=subscriber, source="plan_period").count() == 3
 
     out = StringIO()
     call_command("verify_ledger", stdout=out)

@@ -1,9 +1,11 @@
 """How the billing page writes credits and money: thousands grouped, no trailing zeros on
-credits, always two places on money."""
+credits, money in its currency's places (none for yen), grant sources in words."""
 
 from decimal import Decimal
 
 from django import template
+
+from apps.wallets.models import CreditGrant
 
 register = template.Library()
 
@@ -12,13 +14,23 @@ register = template.Library()
 def credits(value):
     if value is None:
         return ""
-    value = Decimal(value)
-    text = f"{value:,.6f}".rstrip("0").rstrip(".")
+    text = f"{Decimal(value):,.6f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
 @register.filter
 def money(value, currency=""):
+    from apps.billing.services import ZERO_DECIMAL_CURRENCIES
+
     if value is None:
         return ""
-    return f"{Decimal(value):,.2f} {currency.upper()}".strip()
+    places = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+    return f"{Decimal(value):,.{places}f} {currency.upper()}".strip()
+
+
+@register.filter
+def grant_source(value):
+    try:
+        return CreditGrant.Source(value).label
+    except ValueError:
+        return value
