@@ -1,10 +1,13 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from apps.billing.billing_page import billing_link
 from apps.billing.models import AutoRecharge
 from apps.periods.services import cancel_at_period_end, resume_subscription
 
@@ -48,7 +51,7 @@ class AccountAdmin(SimpleHistoryAdmin):
     list_display = ["external_id", "name", "email", "status", "plan", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["external_id", "name", "email"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["billing_page", "created_at", "updated_at"]
     inlines = [SubscriptionInline, AutoRechargeInline]
     actions = ["suspend", "reactivate"]
     show_full_result_count = False  # no COUNT(*) over a large table on every page
@@ -59,6 +62,19 @@ class AccountAdmin(SimpleHistoryAdmin):
             account=OuterRef("pk"), status__in=Subscription.LIVE_STATUSES
         ).values("plan__code")[:1]
         return super().get_queryset(request).annotate(_plan=Subquery(plan))
+
+    @admin.display(description="Billing page")
+    def billing_page(self, account):
+        """A fresh link to the customer's hosted billing page, for support on the phone."""
+        if account.pk is None:
+            return "—"
+        link = billing_link(account=account)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener noreferrer">Open as the customer sees '
+            "it</a> (a new link each time; it works for {} minutes)",
+            link.url,
+            settings.BILLING_LINK_MAX_AGE_MINUTES,
+        )
 
     @admin.display(description="Plan", ordering="_plan")
     def plan(self, account):
