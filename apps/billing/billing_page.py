@@ -20,10 +20,12 @@ from djstripe import models as djstripe
 from apps.accounts.models import Account
 from apps.accounts.selectors import live_subscription
 from apps.catalog.selectors import public_credit_packs, public_plans
+from apps.core.decimals import format_decimal
 from apps.usage.selectors import credits_used_by_day
 from apps.wallets.selectors import balances
 
 from .models import Purchase
+from .services import from_minor_units, from_timestamp
 
 SALT = "creditdesk.billing-page"
 USAGE_DAYS = 30
@@ -133,12 +135,10 @@ class PaymentLine:
 
 
 def _invoice_line(data):
-    from .services import from_minor_units
-
     currency = (data.get("currency") or "usd").upper()
     status = data.get("status") or ""
     return PaymentLine(
-        created=_moment(data.get("created")),
+        created=from_timestamp(data.get("created")),
         what=f"Invoice {data.get('number') or data.get('id', '')}",
         amount=from_minor_units(data.get("total") or data.get("amount_due") or 0, currency),
         currency=currency,
@@ -149,8 +149,6 @@ def _invoice_line(data):
 
 
 def _purchase_line(purchase):
-    from apps.core.decimals import format_decimal
-
     refunded = purchase.amount_refunded + purchase.amount_disputed
     what = purchase.credit_pack.name
     if purchase.origin == Purchase.Origin.AUTO_RECHARGE:
@@ -179,10 +177,6 @@ def payments(*, account, limit=24):
     lines += [_purchase_line(p) for p in bought[:limit]]
     lines.sort(key=lambda line: line.created or datetime.min.replace(tzinfo=UTC), reverse=True)
     return lines[:limit]
-
-
-def _moment(timestamp):
-    return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
 
 
 @dataclass

@@ -10,7 +10,7 @@ transaction: the purchase row first, then wallets as the ledger does.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from uuid import uuid4
 
@@ -49,6 +49,11 @@ def to_minor_units(amount, currency):
 def from_minor_units(amount, currency):
     exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
     return Decimal(int(amount)).scaleb(-exponent)
+
+
+def from_timestamp(timestamp):
+    """A Stripe timestamp (seconds since the epoch) as an aware datetime; None stays None."""
+    return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
 
 
 def api_key():
@@ -399,11 +404,16 @@ def record_checkout_session(*, session):
     return purchase
 
 
-def _purchase_from_metadata(data):
-    """A session our API did not start (or whose row is gone): its metadata says what."""
-    metadata = data.get("metadata") or {}
+def _account_and_pack(metadata):
+    """The account and pack a payment's metadata names (either may be gone: None)."""
     account = Account.objects.filter(external_id=metadata.get("creditdesk_account")).first()
     pack = CreditPack.objects.filter(code=metadata.get("credit_pack")).first()
+    return account, pack
+
+
+def _purchase_from_metadata(data):
+    """A session our API did not start (or whose row is gone): its metadata says what."""
+    account, pack = _account_and_pack(data.get("metadata") or {})
     if account is None or pack is None:
         return None
     Purchase.objects.bulk_create(
@@ -438,8 +448,7 @@ def record_payment_intent(*, payment_intent):
     metadata = data.get("metadata") or {}
     if "creditdesk_auto_recharge" not in metadata:
         return None
-    account = Account.objects.filter(external_id=metadata.get("creditdesk_account")).first()
-    pack = CreditPack.objects.filter(code=metadata.get("credit_pack")).first()
+    account, pack = _account_and_pack(metadata)
     if account is None or pack is None:
         return None
     return grant_paid_purchase(account=account, credit_pack=pack, payment_intent=data,

@@ -5,7 +5,7 @@ right and changes nothing. Lock order: the subscription row, then wallets (as th
 job)."""
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import stripe
 from django.conf import settings
@@ -24,7 +24,7 @@ from apps.periods.services import (
     resume_subscription,
 )
 
-from .services import api_key
+from .services import api_key, from_timestamp
 
 logger = logging.getLogger(__name__)
 Status = Subscription.Status
@@ -41,10 +41,6 @@ STATUSES = {
 }
 
 
-def _moment(timestamp):
-    return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
-
-
 def _first_item(data):
     items = (data.get("items") or {}).get("data") or [{}]
     return items[0]
@@ -56,7 +52,7 @@ def _period(data):
     item = _first_item(data)
     start = item.get("current_period_start") or data.get("current_period_start")
     end = item.get("current_period_end") or data.get("current_period_end")
-    return _moment(start), _moment(end)
+    return from_timestamp(start), from_timestamp(end)
 
 
 def _plan(data):
@@ -139,7 +135,7 @@ def _switch_plan(ours, plan, data):
 def _link(subscription, data, status, end, *, stripe_id=None):
     subscription.stripe_subscription_id = stripe_id or data["id"]
     subscription.status = status
-    anchor = _moment(data.get("billing_cycle_anchor"))
+    anchor = from_timestamp(data.get("billing_cycle_anchor"))
     if anchor is not None and end is not None:
         subscription.billing_anchor = anchor
     if end is not None and end > subscription.current_period_start:
@@ -181,7 +177,7 @@ def record_invoice(*, data):
         if ours.status == Status.PAST_DUE:
             recover(subscription=ours)
         starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
-        begun = _moment(max((s for s in starts if s), default=None))
+        begun = from_timestamp(max((s for s in starts if s), default=None))
         return renew_subscription(subscription=ours, until=begun)
     if data.get("status") == "open" and data.get("attempted"):
         mark_past_due(subscription=ours)
