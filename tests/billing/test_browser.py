@@ -20,6 +20,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = [
+    # A live server, the offline Stripe's webhook threads and the test share the database:
+    # PostgreSQL (SQLite's shared in-memory test database locks, and cannot be flushed past
+    # the ledger's append-only trigger).
+    pytest.mark.postgres,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.skipif(
         not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
