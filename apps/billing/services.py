@@ -20,7 +20,7 @@ from django.utils import timezone
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
 
-from apps.accounts.models import Account
+from apps.accounts.models import Account, Subscription
 from apps.catalog.models import CreditPack, Plan
 from apps.core.decimals import CREDIT_PLACES, UNIT_PRICE_PLACES, format_decimal
 from apps.core.errors import InvalidInput, PaymentProviderError
@@ -274,6 +274,12 @@ class Checkout:
     session_id: str
 
 
+def _live_stripe_subscriptions(account):
+    return account.subscriptions.filter(
+        status__in=Subscription.LIVE_STATUSES, stripe_subscription_id__isnull=False
+    )
+
+
 def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_url):
     """A Stripe Checkout Session for a credit pack (mode=payment; the card is saved for
     auto-recharge) or a plan (mode=subscription). The account and item travel in metadata,
@@ -292,13 +298,11 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
             f"{item.code} has no Stripe price yet: run 'Sync to Stripe' in the admin.",
             details={field_name: ["not synced to Stripe"]},
         )
-    if plan is not None:
-        live = account.subscriptions.filter(status__in=("trialing", "active", "past_due"))
-        if live.filter(stripe_subscription_id__isnull=False).exists():
-            raise InvalidInput(
-                "The account already has a Stripe subscription.",
-                details={"plan": ["already subscribed through Stripe"]},
-            )
+    if plan is not None and _live_stripe_subscriptions(account).exists():
+        raise InvalidInput(
+            "The account already has a Stripe subscription.",
+            details={"plan": ["already subscribed through Stripe"]},
+        )
     customer = stripe_customer(account=account)
     metadata = {"creditdesk_account": account.external_id, field_name: item.code}
     params = {
@@ -336,11 +340,7 @@ def switch_stripe_plan(*, account, plan):
     again cancels a scheduled switch. Returns the Subscription."""
     from apps.periods.services import change_plan_at_period_end
 
-    current = (
-        account.subscriptions.select_related("plan", "scheduled_plan")
-        .filter(status__in=("trialing", "active", "past_due"), stripe_subscription_id__isnull=False)
-        .first()
-    )
+    current = _live_stripe_subscriptions(account).select_related("plan", "scheduled_plan").first()
     if current is None:
         raise InvalidInput("The account has no Stripe subscription to change.",
                            details={"plan": ["no Stripe subscription: use Checkout"]})  # fmt: skip
