@@ -4,8 +4,11 @@ that makes `balance.low` fire once per crossing."""
 
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from .destinations import RefusedDestination, check_url
 
 EVENT_TYPES = [
     ("credits.granted", "credits.granted — a grant added credits"),
@@ -48,6 +51,16 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self):
         return f"{self.account} → {self.url}"
+
+    def clean(self):
+        """Refuse a URL webhooks may not be sent to (destinations.py); delivery checks it
+        again after resolving the host."""
+        super().clean()
+        if self.url:
+            try:
+                check_url(self.url, resolve=False)
+            except RefusedDestination as error:
+                raise ValidationError({"url": error.message}) from None
 
     def wants(self, event_type):
         return self.active and (not self.event_types or event_type in self.event_types)

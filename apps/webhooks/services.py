@@ -11,8 +11,6 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
 from django.db import transaction
@@ -20,6 +18,7 @@ from django.utils import timezone
 
 from apps.core.decimals import format_decimal
 
+from .destinations import RefusedDestination, check_url, post
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -207,39 +206,27 @@ def deliver(*, delivery_id, now=None):
 
 
 def _post(endpoint, event):
+    """One POST: (status, error). The URL is checked again here, after resolving its host,
+    and the request goes to the address that was checked (destinations.py); a refused URL,
+    an unreachable receiver or a redirect (never followed: it would drop the body) is a
+    failed attempt, with the reason in the delivery's log."""
     body = body_of(event)
     timestamp = int(time.time())
-    request = urllib.request.Request(  # noqa: S310 - staff register https URLs in the admin
-        endpoint.url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "CreditDesk-Webhooks/1",
-            SIGNATURE_HEADER: signature_header(
-                secret=endpoint.secret, timestamp=timestamp, body=body
-            ),
-            EVENT_ID_HEADER: event.id,
-        },
-    )
     try:
-        with OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
-            return response.status, ""
-    except urllib.error.HTTPError as error:  # includes a redirect, which is not followed
-        return error.code, f"HTTP {error.code}"
+        destination = check_url(endpoint.url)
+    except RefusedDestination as refused:
+        return None, f"Refused: {refused.message}"[:500]
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "CreditDesk-Webhooks/1",
+        SIGNATURE_HEADER: signature_header(secret=endpoint.secret, timestamp=timestamp, body=body),
+        EVENT_ID_HEADER: event.id,
+    }
+    try:
+        status = post(destination, body=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except Exception as error:  # noqa: BLE001 - any failure is a failed attempt, counted
-        return None, f"{type(error).__name__}: {getattr(error, 'reason', error)}"[:500]
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would turn the POST into a GET without the body: count it as a failure
-    (the endpoint's URL needs fixing) instead of as a delivery."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-OPENER = urllib.request.build_opener(_NoRedirects)
+        return None, f"{type(error).__name__}: {error}"[:500]
+    return status, "" if 200 <= status < 300 else f"HTTP {status}"
 
 
 def retry_due_deliveries(*, now=None, chunk_size=1000, on_chunk=None):

@@ -6,3 +6,6 @@ from .base import env
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env("SECRET_KEY", default="django-insecure-local-only-creditdesk-development-key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+# A receiver on this machine may listen on plain http (loopback still needs
+# WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8,::1 in .env).
+WEBHOOK_REQUIRE_HTTPS = False

@@ -24,3 +24,8 @@ STRIPE_TEST_SECRET_KEY = "sk_test_OfflineStandInNotASecret0000"
 OFFLINE_STRIPE = True
 STRIPE_API_HOST = "http://127.0.0.1:9"  # nothing listens: a test that forgets the fixture fails
 SILENCED_SYSTEM_CHECKS = ["djstripe.W002"]
+
+# The webhook tests deliver to a real receiver on 127.0.0.1 over http; the tests of the rule
+# itself (tests/webhooks/test_destinations.py) set these back per test.
+WEBHOOK_REQUIRE_HTTPS = False
+WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1"]

@@ -45,6 +45,7 @@ def receiver():
                     "signature": self.headers["CreditDesk-Signature"],
                     "event_id": self.headers["CreditDesk-Event-Id"],
                     "content_type": self.headers["Content-Type"],
+                    "host": self.headers["Host"],
                 }
             )
             self.send_response(state["receiver"].status)
