@@ -1,7 +1,6 @@
 """Settings shared by every environment. Everything that differs between machines comes from
 the environment (or a `.env` file beside manage.py); `.env.example` documents each variable."""
 
-from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,7 +30,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
-    "axes",
     "django_celery_beat",
     "djstripe",
     "apps.core",
@@ -57,26 +55,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
-
-# Admin logins are throttled against password guessing (django-axes): after
-# ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
-# locked out for ADMIN_LOGIN_COOLOFF_MINUTES (429 page); a success resets the count. Attempts
-# are listed in the admin under "Axes" (superusers). The API's keys are not passwords and are
-# not counted here.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
-AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "apps.core.middleware.client_ip"
-# Proxies in front of the app that append to X-Forwarded-For (0: use the peer address).
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -172,18 +151,8 @@ else:
 # --- Celery -----------------------------------------------------------------------------------
 # REDIS_URL unset -> kombu's filesystem transport under var/, so a worker and beat run with no
 # server at all (the `make run` default). Production sets REDIS_URL.
-# Seconds a publish may wait on the broker (connect, and each reply): a hung Redis costs a
-# request at most about three times this (a try, a reconnect, a retry), never minutes. What
-# cannot be published waits in the outbox (apps/core/outbox.py) until the broker is back.
-TASK_PUBLISH_TIMEOUT = env.float("TASK_PUBLISH_TIMEOUT", default=1.0)
-REDIS_BROKER_TRANSPORT_OPTIONS = {
-    "socket_timeout": TASK_PUBLISH_TIMEOUT,
-    "socket_connect_timeout": TASK_PUBLISH_TIMEOUT,
-}
-CELERY_BROKER_CONNECTION_TIMEOUT = TASK_PUBLISH_TIMEOUT
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 else:
     _broker_dir = VAR_DIR / "celery-broker"
     for _sub in ("queue", "processed"):
