@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.billing.admin import djstripe_custom_action
 from apps.core.views import healthz
 
 admin.site.site_header = "CreditDesk"
@@ -11,6 +12,10 @@ admin.site.index_title = "Back office"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path(
+        "admin/djstripe/<str:model>/action/<str:action_name>/<str:model_name>/",
+        djstripe_custom_action,
+    ),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

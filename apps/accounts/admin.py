@@ -1,14 +1,13 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
-from simple_history.admin import SimpleHistoryAdmin
 
 from apps.billing.billing_page import billing_link
 from apps.billing.models import AutoRecharge
+from apps.core.admin import HistoryAdmin
 from apps.periods.services import cancel_at_period_end, resume_subscription
 
 from .models import Account, ApiKey, Subscription
@@ -47,11 +46,13 @@ class AutoRechargeInline(admin.StackedInline):
 
 
 @admin.register(Account)
-class AccountAdmin(SimpleHistoryAdmin):
+class AccountAdmin(HistoryAdmin):
     list_display = ["external_id", "name", "email", "status", "plan", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["external_id", "name", "email"]
-    readonly_fields = ["billing_page", "created_at", "updated_at"]
+    # Status moves only through the actions (set_account_status also ends a suspension for
+    # nonpayment), never by editing the field or reverting to an old row.
+    readonly_fields = ["status", "billing_page", "created_at", "updated_at"]
     inlines = [SubscriptionInline, AutoRechargeInline]
     actions = ["suspend", "reactivate"]
     show_full_result_count = False  # no COUNT(*) over a large table on every page
@@ -62,6 +63,14 @@ class AccountAdmin(SimpleHistoryAdmin):
             account=OuterRef("pk"), status__in=Subscription.LIVE_STATUSES
         ).values("plan__code")[:1]
         return super().get_queryset(request).annotate(_plan=Subquery(plan))
+
+    def get_readonly_fields(self, request, obj=None):
+        """The billing link lets whoever holds it buy and switch plans for the customer: only
+        staff who may change the account get one."""
+        fields = super().get_readonly_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return fields
+        return [field for field in fields if field != "billing_page"]
 
     @admin.display(description="Billing page")
     def billing_page(self, account):
@@ -80,11 +89,13 @@ class AccountAdmin(SimpleHistoryAdmin):
     def plan(self, account):
         return account._plan or "—"
 
-    @admin.action(description="Suspend selected accounts (blocks consumption)")
+    @admin.action(
+        description="Suspend selected accounts (blocks consumption)", permissions=["change"]
+    )
     def suspend(self, request, queryset):
         self._set_status(request, queryset, Account.Status.SUSPENDED)
 
-    @admin.action(description="Reactivate selected accounts")
+    @admin.action(description="Reactivate selected accounts", permissions=["change"])
     def reactivate(self, request, queryset):
         self._set_status(request, queryset, Account.Status.ACTIVE)
 
@@ -97,7 +108,7 @@ class AccountAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(SimpleHistoryAdmin):
+class SubscriptionAdmin(HistoryAdmin):
     list_display = [
         "account", "plan", "status", "current_period_start", "current_period_end",
         "cancel_at_period_end",
@@ -116,16 +127,13 @@ class SubscriptionAdmin(SimpleHistoryAdmin):
     # Periods move only through the services (docs/periods.md): they grant, roll over and
     # expire credits as they do. Accounts go on a plan through the API (PUT accounts/{id}).
     # So no add, no saving the change form, no history "revert" (it saves a whole old row).
+    history_revert = False
+
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request)  # the actions only
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":
-            raise PermissionDenied("Subscriptions change through their services only.")
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
     @admin.action(
         description="Cancel at period end (plan credits lapse, no rollover)",
@@ -156,21 +164,27 @@ class ApiKeyForm(forms.ModelForm):
         fields = ["name", "scopes", "account", "expires_at", "rate_limit_per_minute"]
 
     def clean(self):
+        """The service's rules on add and on every edit: the account of a saved key is
+        read-only, so an edit checks the scopes against the key's own account."""
         data = super().clean()
-        if self.instance.pk is None:
-            for field, problems in api_key_input_errors(
-                name=data.get("name"),
-                scopes=data.get("scopes") or [],
-                account=data.get("account"),
-                expires_at=data.get("expires_at"),
-            ).items():
-                for problem in problems:
-                    self.add_error(field if field in self.fields else None, problem)
+        data["scopes"] = sorted(set(data.get("scopes") or []))  # as create_api_key stores them
+        editing = self.instance.pk is not None
+        expires_at = data.get("expires_at")
+        if editing and expires_at == self.instance.expires_at:
+            expires_at = None  # an unchanged, already passed expiry is not a new problem
+        for field, problems in api_key_input_errors(
+            name=data.get("name"),
+            scopes=data["scopes"],
+            account=self.instance.account if editing else data.get("account"),
+            expires_at=expires_at,
+        ).items():
+            for problem in problems:
+                self.add_error(field if field in self.fields else None, problem)
         return data
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(SimpleHistoryAdmin):
+class ApiKeyAdmin(HistoryAdmin):
     form = ApiKeyForm
     list_display = [
         "name",
@@ -186,6 +200,7 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
     search_fields = ["name", "prefix", "account__external_id"]
     autocomplete_fields = ["account"]
     actions = ["revoke"]
+    history_revert = False  # a revert would un-revoke a key or restore scopes taken away
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -238,7 +253,7 @@ class ApiKeyAdmin(SimpleHistoryAdmin):
         }
         return TemplateResponse(request, "admin/accounts/apikey/created.html", context)
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         for api_key in queryset:
             revoke_api_key(api_key=api_key, acting_user=request.user)

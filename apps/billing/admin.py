@@ -1,6 +1,9 @@
+from django.apps import apps
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils.html import format_html
+from djstripe.admin.views import ConfirmCustomAction
 
 from apps.core.admin import LargeTableAdmin
 
@@ -61,3 +64,16 @@ class OverageChargeAdmin(LargeTableAdmin):
     @admin.display(description="Amount", ordering="amount")
     def amount_label(self, charge):
         return f"{charge.amount} {charge.currency}"
+
+
+@admin.site.admin_view
+def djstripe_custom_action(request, action_name, model_name, **kwargs):
+    """dj-stripe's "re-sync from Stripe" confirmation page checks only that the user is staff;
+    served here first (config/urls.py), it needs the change permission of the model, which no
+    staff group has: syncing from Stripe is for superusers."""
+    model = apps.get_model("djstripe", model_name)
+    if not request.user.has_perm(f"djstripe.change_{model._meta.model_name}"):
+        raise PermissionDenied
+    return ConfirmCustomAction.as_view()(
+        request, action_name=action_name, model_name=model_name, **kwargs
+    )

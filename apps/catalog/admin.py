@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from simple_history.admin import SimpleHistoryAdmin
+
+from apps.core.admin import HistoryAdmin
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
 
@@ -33,14 +34,14 @@ class SyncToStripe:
 
 
 @admin.register(CreditType)
-class CreditTypeAdmin(SimpleHistoryAdmin):
+class CreditTypeAdmin(HistoryAdmin):
     list_display = ["code", "name", "updated_at"]
     search_fields = ["code", "name"]
     readonly_fields = ["created_at", "updated_at"]
 
 
 @admin.register(Feature)
-class FeatureAdmin(SimpleHistoryAdmin):
+class FeatureAdmin(HistoryAdmin):
     list_display = [
         "code",
         "name",
@@ -78,7 +79,7 @@ class PlanFeatureInline(admin.TabularInline):
 
 
 @admin.register(Plan)
-class PlanAdmin(SyncToStripe, SimpleHistoryAdmin):
+class PlanAdmin(SyncToStripe, HistoryAdmin):
     list_display = [
         "code", "name", "billing_interval", "price_label", "overage_policy", "live_subscriptions",
         "public", "active", "stripe_price_label",
@@ -112,7 +113,7 @@ class PlanAdmin(SyncToStripe, SimpleHistoryAdmin):
 
 
 @admin.register(CreditPack)
-class CreditPackAdmin(SyncToStripe, SimpleHistoryAdmin):
+class CreditPackAdmin(SyncToStripe, HistoryAdmin):
     list_display = [
         "code", "name", "credit_type", "credits", "price_label", "expires_after_days", "public",
         "active", "stripe_price_label",

@@ -20,3 +20,15 @@ class RequestIdMiddleware:
 
 def request_id_for(incoming):
     return incoming if SANE.match(incoming) else uuid.uuid4().hex
+
+
+def client_ip(request):
+    """The caller's address: the peer's, or behind TRUSTED_PROXY_COUNT proxies the entry they
+    appended to X-Forwarded-For (entries further left are the client's word, not theirs)."""
+    from django.conf import settings
+
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if proxies and len(forwarded) >= proxies and forwarded[-proxies]:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR")
