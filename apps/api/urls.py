@@ -1,10 +1,15 @@
-from django.urls import path, register_converter
+import re
+
+from django.urls import path, re_path, register_converter
 
 from . import views
+from .views.base import EXTERNAL_ID_MAX, ExternalIdTooLong
+
+EXTERNAL_ID_CHARS = r"[A-Za-z0-9_\-.:@]"
 
 
 class ExternalIdConverter:
-    regex = r"[A-Za-z0-9_\-.:@]{1,255}"
+    regex = rf"{EXTERNAL_ID_CHARS}{{1,{EXTERNAL_ID_MAX}}}"
 
     def to_python(self, value):
         return value
@@ -15,21 +20,30 @@ class ExternalIdConverter:
 
 register_converter(ExternalIdConverter, "external_id")
 
+# An account's endpoints, by what follows accounts/<external_id>: (view, url name).
+ACCOUNT_ENDPOINTS = {
+    "": (views.AccountView, "account"),
+    "/balance": (views.BalanceView, "balance"),
+    "/entitlements": (views.EntitlementsView, "entitlements"),
+    "/ledger": (views.LedgerView, "ledger"),
+    "/usage": (views.UsageView, "usage"),
+    "/grants": (views.GrantCreateView, "grants"),
+    "/checkout": (views.CheckoutView, "checkout"),
+    "/billing-link": (views.BillingLinkView, "billing-link"),
+}
+# The same paths with an id too long for any account: 400 validation_error, not 404.
+TOO_LONG = (
+    rf"^accounts/(?P<external_id>{EXTERNAL_ID_CHARS}{{{EXTERNAL_ID_MAX + 1},}})"
+    rf"(?:{'|'.join(re.escape(tail) for tail in ACCOUNT_ENDPOINTS)})$"
+)
+
 app_name = "api"
 urlpatterns = [
-    path("accounts/<external_id:external_id>", views.AccountView.as_view(), name="account"),
-    path("accounts/<external_id:external_id>/balance", views.BalanceView.as_view(),
-         name="balance"),
-    path("accounts/<external_id:external_id>/entitlements", views.EntitlementsView.as_view(),
-         name="entitlements"),
-    path("accounts/<external_id:external_id>/ledger", views.LedgerView.as_view(), name="ledger"),
-    path("accounts/<external_id:external_id>/usage", views.UsageView.as_view(), name="usage"),
-    path("accounts/<external_id:external_id>/grants", views.GrantCreateView.as_view(),
-         name="grants"),
-    path("accounts/<external_id:external_id>/checkout", views.CheckoutView.as_view(),
-         name="checkout"),
-    path("accounts/<external_id:external_id>/billing-link", views.BillingLinkView.as_view(),
-         name="billing-link"),
+    *(
+        path(f"accounts/<external_id:external_id>{tail}", view.as_view(), name=name)
+        for tail, (view, name) in ACCOUNT_ENDPOINTS.items()
+    ),
+    re_path(TOO_LONG, ExternalIdTooLong.as_view()),
     path("check", views.CheckView.as_view(), name="check"),
     path("consume", views.ConsumeView.as_view(), name="consume"),
     path("consume/batch", views.ConsumeBatchView.as_view(), name="consume-batch"),

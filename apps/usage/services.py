@@ -303,10 +303,10 @@ def _resolve(account, terms, feature_code):
     t = terms.get(feature_code)
     if t is None:
         raise FeatureNotFound.of(feature_code)
+    if not t.enabled:  # whatever its kind
+        raise FeatureNotEnabled.of(feature_code)
     if t.feature.kind != Feature.Kind.METERED:
         raise boolean_feature(feature_code)
-    if not t.enabled:
-        raise FeatureNotEnabled.of(feature_code)
     return t
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from apps.usage.models import UsageEvent
 from tests.api.conftest import error_code
-from tests.factories import PlanFactory
+from tests.factories import FeatureFactory, PlanFactory, PlanFeatureFactory
 from tests.ledger import D, priced_account, wallet_of
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +105,29 @@ def test_suspended_accounts_and_disabled_features_are_403(authed_client):
         "/api/v1/consume", {"account": "off", "feature": "api_call"}, format="json"
     )
     assert (response.status_code, error_code(response)) == (403, "account_suspended")
+
+
+@pytest.mark.parametrize("kind", ["metered", "boolean"])
+def test_a_feature_the_plan_does_not_enable_is_403_whatever_its_kind(authed_client, kind):
+    plan = PlanFactory()
+    feature = FeatureFactory(code="export", kind=kind,
+                             **({} if kind == "metered" else {"credit_type": None}))  # fmt: skip
+    PlanFeatureFactory(plan=plan, feature=feature, enabled=False)
+    priced_account(credits=10, plan=plan, external_id="acme-2")
+    event = {"account": "acme-2", "feature": "export", "quantity": "1"}
+    consumed = authed_client.post("/api/v1/consume", event, format="json")
+    reserved = authed_client.post("/api/v1/reservations", event, format="json")
+    for response in (consumed, reserved):
+        assert (response.status_code, error_code(response)) == (403, "feature_not_enabled")
+    batch = authed_client.post("/api/v1/consume/batch", {"events": [event, event]}, format="json")
+    assert [(r["status"], r["error"]["code"]) for r in batch.json()["results"]] == [
+        (403, "feature_not_enabled")
+    ] * 2
+    checked = authed_client.post("/api/v1/check", event, format="json")
+    assert (checked.status_code, checked.json()["allowed"], checked.json()["reason"]) == (
+        200, False, "feature_not_enabled",
+    )  # fmt: skip
+    assert UsageEvent.objects.count() == 0
 
 
 def test_check_answers_without_writing(authed_client, account):

@@ -58,6 +58,21 @@ def test_cursors_the_api_did_not_give_are_validation_errors(authed_client, accou
     assert (response.status_code, error_code(response)) == (400, "validation_error")
 
 
+@pytest.mark.parametrize("path", ["", "/balance", "/ledger", "/grants"])
+def test_an_external_id_longer_than_255_characters_is_a_validation_error(authed_client, path):
+    method = authed_client.post if path == "/grants" else authed_client.get
+    too_long = method(f"/api/v1/accounts/{'a' * 256}{path}", {}, format="json")
+    assert (too_long.status_code, error_code(too_long)) == (400, "validation_error")
+    assert "external_id" in too_long.json()["error"]["details"]
+    longest = authed_client.get(f"/api/v1/accounts/{'a' * 255}")
+    assert (longest.status_code, error_code(longest)) == (404, "account_not_found")
+
+
+def test_creating_an_account_with_a_too_long_external_id_is_a_validation_error(authed_client):
+    response = authed_client.put(f"/api/v1/accounts/{'a' * 256}", {"name": "Long"}, format="json")
+    assert (response.status_code, error_code(response)) == (400, "validation_error")
+
+
 def test_a_key_with_a_nul_character_is_401(api_client):
     api_client.credentials(HTTP_AUTHORIZATION="Bearer cdk_abc\x00defg_" + "a" * 40)
     response = api_client.get("/api/v1/plans")

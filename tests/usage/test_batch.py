@@ -5,10 +5,16 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.core.errors import FeatureNotFound, IdempotencyKeyReused, InsufficientCredits
+from apps.core.errors import (
+    FeatureNotEnabled,
+    FeatureNotFound,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    InvalidInput,
+)
 from apps.usage.services import ConsumeRequest, consume_batch
 from apps.wallets.models import LedgerEntry
-from tests.factories import PlanFactory
+from tests.factories import FeatureFactory, PlanFactory, PlanFeatureFactory
 from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("consume_path")]
@@ -40,6 +46,21 @@ def test_a_bad_event_does_not_stop_the_others():
     assert isinstance(outcomes[1].error, FeatureNotFound)
     assert outcomes[0].usage_event and outcomes[2].usage_event
     assert wallet_of(account).balance == D(8)
+
+
+def test_in_a_batch_an_on_off_feature_answers_as_a_single_consume_does():
+    plan = PlanFactory()
+    PlanFeatureFactory(plan=plan, feature=FeatureFactory(code="sso", kind="boolean",
+                                                         credit_type=None))  # fmt: skip
+    FeatureFactory(code="audit_log", kind="boolean", credit_type=None)
+    account, _ = priced_account(credits=10, plan=plan)
+    batch = [*requests_for(account, 1, feature="audit_log"), *requests_for(account, 1),
+             *requests_for(account, 1, feature="sso")]  # fmt: skip
+    outcomes = consume_batch(requests=batch)
+    assert isinstance(outcomes[0].error, FeatureNotEnabled)
+    assert outcomes[1].usage_event.credits == D(1)
+    assert isinstance(outcomes[2].error, InvalidInput)
+    assert wallet_of(account).balance == D(9)
 
 
 def test_a_batch_after_an_expiry_links_each_entry_to_its_grant_and_event(time_machine):

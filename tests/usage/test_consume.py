@@ -17,7 +17,7 @@ from apps.core.errors import (
 from apps.usage.models import UsageEvent
 from apps.usage.services import consume
 from apps.wallets.models import LedgerEntry, Wallet
-from tests.factories import FeatureFactory, PlanFactory
+from tests.factories import FeatureFactory, PlanFactory, PlanFeatureFactory
 from tests.ledger import D, assert_ledger_sound, give, priced_account, wallet_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("consume_path")]
@@ -195,11 +195,25 @@ def test_unknown_or_inactive_feature_is_not_found(code):
         consume(account=account, feature=code)
 
 
-def test_boolean_feature_cannot_be_consumed():
-    account, _ = priced_account(credits=100)
-    FeatureFactory(code="sso", kind="boolean", credit_type=None)
+def test_an_on_off_feature_the_plan_enables_cannot_be_consumed():
+    plan = PlanFactory()
+    PlanFeatureFactory(plan=plan, feature=FeatureFactory(code="sso", kind="boolean",
+                                                         credit_type=None))  # fmt: skip
+    account, _ = priced_account(credits=100, plan=plan)
     with pytest.raises(InvalidInput, match="on/off"):
         consume(account=account, feature="sso")
+
+
+@pytest.mark.parametrize("terms", ["no plan", "not on the plan", "disabled on the plan"])
+def test_an_on_off_feature_the_plan_does_not_enable_is_not_enabled(terms):
+    sso = FeatureFactory(code="sso", kind="boolean", credit_type=None)
+    plan = None if terms == "no plan" else PlanFactory()
+    if terms == "disabled on the plan":
+        PlanFeatureFactory(plan=plan, feature=sso, enabled=False)
+    account, _ = priced_account(credits=100, plan=plan)
+    with pytest.raises(FeatureNotEnabled):
+        consume(account=account, feature="sso")
+    assert not UsageEvent.objects.exists()
 
 
 def test_repeat_with_the_same_key_and_payload_returns_the_first_result():

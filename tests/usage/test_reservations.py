@@ -5,7 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.core.errors import IdempotencyKeyReused, InsufficientCredits, ReservationNotHeld
+from apps.core.errors import (
+    FeatureNotEnabled,
+    IdempotencyKeyReused,
+    InsufficientCredits,
+    ReservationNotHeld,
+)
 from apps.usage.services import (
     commit_reservation,
     release_expired_reservations,
@@ -13,6 +18,7 @@ from apps.usage.services import (
     reserve,
 )
 from apps.wallets.models import LedgerEntry, Reservation
+from tests.factories import CreditTypeFactory, FeatureFactory, PlanFactory, PlanFeatureFactory
 from tests.ledger import D, assert_ledger_sound, priced_account, wallet_of
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +38,19 @@ def test_reserve_beyond_available_is_insufficient():
     account, _ = priced_account(credits=10)
     with pytest.raises(InsufficientCredits):
         reserve(account=account, feature="api_call", quantity=11)
+
+
+@pytest.mark.parametrize("kind", ["metered", "boolean"])
+def test_a_feature_the_plan_does_not_enable_cannot_be_reserved(kind):
+    plan = PlanFactory()
+    feature = FeatureFactory(
+        code="export", kind=kind, credit_type=CreditTypeFactory() if kind == "metered" else None
+    )
+    PlanFeatureFactory(plan=plan, feature=feature, enabled=False)
+    account, _ = priced_account(credits=10, plan=plan)
+    with pytest.raises(FeatureNotEnabled):
+        reserve(account=account, feature="export", quantity=1)
+    assert not Reservation.objects.exists()
 
 
 def test_commit_charges_the_actual_cost_and_releases_the_rest():

@@ -1,10 +1,13 @@
 """What every API view shares: the account a key may see, and replay headers."""
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import account_by_external_id
-from apps.core.errors import AccountNotFound
+from apps.core.errors import AccountNotFound, InvalidInput
+
+EXTERNAL_ID_MAX = Account._meta.get_field("external_id").max_length
 
 REPLAYED = {"Idempotent-Replayed": "true"}
 
@@ -44,3 +47,16 @@ class ApiView(APIView):
         serializer = serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
+
+
+@extend_schema(exclude=True)
+class ExternalIdTooLong(ApiView):
+    """An account path whose id is longer than any account's (urls.py routes it here): once the
+    key is checked, every method answers 400 validation_error, not 404 for a path that exists."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        raise InvalidInput(
+            f"external_id is {len(kwargs['external_id'])} characters; at most {EXTERNAL_ID_MAX}.",
+            details={"external_id": [f"at most {EXTERNAL_ID_MAX} characters"]},
+        )
