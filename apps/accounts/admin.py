@@ -7,8 +7,9 @@ from django.utils.html import format_html
 
 from apps.billing.billing_page import billing_link
 from apps.billing.models import AutoRecharge
+from apps.billing.services import set_cancel_at_period_end
 from apps.core.admin import HistoryAdmin
-from apps.periods.services import cancel_at_period_end, resume_subscription
+from apps.core.errors import DomainError
 
 from .models import Account, ApiKey, Subscription
 from .services import api_key_input_errors, create_api_key, revoke_api_key, set_account_status
@@ -140,18 +141,32 @@ class SubscriptionAdmin(HistoryAdmin):
         permissions=["change"],
     )
     def cancel_at_period_end(self, request, queryset):
-        self._each(request, queryset, cancel_at_period_end, "will end at their period end")
+        self._each(request, queryset, True, "will end at their period end")
 
     @admin.action(description="Resume (undo cancel at period end)", permissions=["change"])
     def resume(self, request, queryset):
-        self._each(request, queryset, resume_subscription, "resumed")
+        self._each(request, queryset, False, "resumed")
 
-    def _each(self, request, queryset, service, done):
-        count = 0
+    def _each(self, request, queryset, cancel, done):
+        # A Stripe subscription is changed at Stripe; its webhook then updates the row.
+        here = at_stripe = 0
         for subscription in queryset.filter(status__in=Subscription.LIVE_STATUSES):
-            service(account=subscription.account, acting_user=request.user)
-            count += 1
-        messages.success(request, f"{count} subscription(s) {done}.")
+            try:
+                changed = set_cancel_at_period_end(
+                    subscription=subscription, cancel=cancel, acting_user=request.user
+                )
+            except DomainError as error:
+                messages.error(request, f"{subscription.account}: {error.message}")
+                continue
+            here, at_stripe = here + changed, at_stripe + (not changed)
+        if here:
+            messages.success(request, f"{here} subscription(s) {done}.")
+        if at_stripe:
+            messages.success(
+                request,
+                f"{at_stripe} Stripe subscription(s) changed at Stripe: shown here once "
+                "Stripe confirms (a moment).",
+            )
 
 
 class ApiKeyForm(forms.ModelForm):

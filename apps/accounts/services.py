@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput
+from apps.core.errors import InvalidInput, SubscriptionManagedByStripe
 from apps.periods.services import put_account_on_plan
 
 from .models import Account, ApiKey, Subscription
@@ -138,6 +138,8 @@ def sync_account(*, external_id, fields, plan_code=None, acting_user=None):
                 .filter(account=account, status__in=Subscription.LIVE_STATUSES)
                 .first()
             )
+            if live is not None and live.plan_id != plan.pk and live.stripe_subscription_id:
+                raise SubscriptionManagedByStripe()
             if live is None or live.plan_id != plan.pk:
                 put_account_on_plan(account=account, plan=plan, acting_user=acting_user)
     return account, created

@@ -21,20 +21,23 @@ CODES = {
     402: "insufficient_credits (details: credit_type, credits_required, available)",
     403: "permission_denied, feature_not_enabled, quota_exceeded, account_suspended",
     404: "account_not_found, feature_not_found, not_found",
-    409: "idempotency_key_reused, reservation_not_held",
+    409: (
+        "idempotency_key_reused, reservation_not_held, subscription_managed_by_stripe, "
+        "already_subscribed, checkout_already_open"
+    ),
     413: "batch_too_large",
     429: "rate_limited (with Retry-After)",
     502: "payment_provider_error (Stripe could not be reached or refused; nothing charged)",
 }
 OPERATION_ERRORS = {
     ("/api/v1/accounts/{external_id}", "get"): [404],
-    ("/api/v1/accounts/{external_id}", "put"): [400, 404],
+    ("/api/v1/accounts/{external_id}", "put"): [400, 404, 409],
     ("/api/v1/accounts/{external_id}/balance", "get"): [400, 404],
     ("/api/v1/accounts/{external_id}/entitlements", "get"): [404],
     ("/api/v1/accounts/{external_id}/ledger", "get"): [400, 404],
     ("/api/v1/accounts/{external_id}/usage", "get"): [400, 404],
     ("/api/v1/accounts/{external_id}/grants", "post"): [400, 404, 409],
-    ("/api/v1/accounts/{external_id}/checkout", "post"): [400, 404, 502],
+    ("/api/v1/accounts/{external_id}/checkout", "post"): [400, 404, 409, 502],
     ("/api/v1/accounts/{external_id}/billing-link", "post"): [404],
     ("/api/v1/check", "post"): [400, 404],
     ("/api/v1/consume", "post"): [400, 402, 403, 404, 409],

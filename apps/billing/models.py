@@ -62,6 +62,36 @@ class Purchase(models.Model):
         return self.checkout_session_id or self.payment_intent_id
 
 
+class PlanCheckout(models.Model):
+    """A Checkout Session started for a plan. At most one is open per account (a database
+    constraint, claimed before Stripe is asked), so two plan Checkouts at once can never
+    end in two Stripe subscriptions; Stripe's session events close it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETE = "complete", "Completed"
+        EXPIRED = "expired", "Expired"
+        FAILED = "failed", "Not started (Stripe refused)"
+
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(status="open"), name="one_open_plan_checkout"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.plan} Checkout for {self.account}"
+
+
 class OverageCharge(models.Model):
     """Overage credits of an ended period and their price: sent to Stripe as an invoice item
     on the subscription's next invoice. The `overage` grant that settled the debt is its

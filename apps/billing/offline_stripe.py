@@ -377,7 +377,7 @@ class OfflineStripe:
             payment_intent=None,
             subscription=None,
             invoice=None,
-            expires_at=int(time.time()) + 24 * 3600,
+            expires_at=int(params.get("expires_at") or time.time() + 24 * 3600),
             # What the pay page shows and completes with (not in Stripe's object).
             line_items_offline=[{"price": price["id"], "quantity": quantity}],
             payment_intent_data=params.get("payment_intent_data", {}),
@@ -531,6 +531,15 @@ class OfflineStripe:
             session["subscription"] = subscription["id"]
             session["invoice"] = subscription["latest_invoice"]
         self.emit("checkout.session.completed", session)
+        return session
+
+    def expire_session(self, session_id):
+        """A Checkout Session nobody paid reaches its expires_at (or is expired by the API)."""
+        session = self.get("checkout.session", session_id)
+        if session["status"] != "open":
+            raise StripeError(400, "Only an open Checkout Session can be expired.")
+        session["status"] = "expired"
+        self.emit("checkout.session.expired", session)
         return session
 
     def _save_card(self, customer_id, method):
@@ -914,7 +923,7 @@ class OfflineStripeApp:
 
     def control(self, path, params):
         """What happens outside the API: `subscriptions/<id>/renew`, `.../fail`,
-        `invoices/<id>/pay`, `charges/<id>/dispute`."""
+        `invoices/<id>/pay`, `charges/<id>/dispute`, `checkout_sessions/<id>/pay|expire`."""
         kind, _, rest = path.partition("/")
         object_id, _, action = rest.partition("/")
         actions = {
@@ -927,6 +936,7 @@ class OfflineStripeApp:
             ("checkout_sessions", "pay"): lambda: self.stripe.pay(
                 object_id, card=params.get("card", "4242")
             ),
+            ("checkout_sessions", "expire"): lambda: self.stripe.expire_session(object_id),
         }
         action = actions.get((kind, action))
         if action is None:

@@ -15,7 +15,8 @@ from decimal import ROUND_DOWN, Decimal
 from uuid import uuid4
 
 import stripe
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
@@ -23,11 +24,16 @@ from djstripe.settings import djstripe_settings
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import CreditPack, Plan
 from apps.core.decimals import CREDIT_PLACES, UNIT_PRICE_PLACES, format_decimal
-from apps.core.errors import InvalidInput, PaymentProviderError
+from apps.core.errors import (
+    AlreadySubscribed,
+    CheckoutAlreadyOpen,
+    InvalidInput,
+    PaymentProviderError,
+)
 from apps.wallets.models import CreditGrant
 from apps.wallets.services import claw_back, grant_credits
 
-from .models import Purchase
+from .models import PlanCheckout, Purchase
 
 logger = logging.getLogger(__name__)
 
@@ -299,11 +305,13 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
             details={field_name: ["not synced to Stripe"]},
         )
     if plan is not None and _live_stripe_subscriptions(account).exists():
-        raise InvalidInput(
-            "The account already has a Stripe subscription.",
-            details={"plan": ["already subscribed through Stripe"]},
-        )
-    customer = stripe_customer(account=account)
+        raise AlreadySubscribed()
+    claim = _claim_plan_checkout(account=account, plan=plan) if plan is not None else None
+    try:
+        customer = stripe_customer(account=account)
+    except PaymentProviderError:
+        _release(claim)
+        raise
     metadata = {"creditdesk_account": account.external_id, field_name: item.code}
     params = {
         "mode": "payment" if credit_pack else "subscription",
@@ -317,8 +325,19 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
     if credit_pack:
         params["payment_intent_data"] = {"metadata": metadata, "setup_future_usage": "off_session"}
     else:
+        metadata["creditdesk_plan_checkout"] = str(claim.pk)
         params["subscription_data"] = {"metadata": metadata}
-    session = call_stripe(stripe.checkout.Session.create, **params)
+        params["expires_at"] = int((timezone.now() + PLAN_CHECKOUT_OPEN_FOR).timestamp())
+        params["idempotency_key"] = f"creditdesk-plan-checkout-{claim.pk}"
+    try:
+        session = call_stripe(stripe.checkout.Session.create, **params)
+    except PaymentProviderError:
+        _release(claim)
+        raise
+    if claim is not None:
+        claim.checkout_session_id = session["id"]
+        claim.expires_at = from_timestamp(session.get("expires_at"))
+        claim.save(update_fields=["checkout_session_id", "expires_at"])
     if credit_pack:
         Purchase.objects.create(
             account=account,
@@ -329,6 +348,68 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
             checkout_session_id=session["id"],
         )
     return Checkout(checkout_url=session["url"], session_id=session["id"])
+
+
+# A plan Checkout stays open this long (Stripe's shortest, plus a margin): while it is open the
+# account can start no other plan Checkout.
+PLAN_CHECKOUT_OPEN_FOR = timedelta(minutes=31)
+# A claim whose session Stripe never created (the request was cut) blocks no longer than this.
+PLAN_CHECKOUT_UNSTARTED_FOR = timedelta(minutes=5)
+
+
+def _claim_plan_checkout(*, account, plan):
+    """The account's one open plan Checkout, claimed before Stripe is asked (a database
+    constraint refuses a second while one is open). An open claim that Stripe says is over
+    (expired; its event lost or late) is closed first."""
+    for earlier in PlanCheckout.objects.filter(account=account, status=PlanCheckout.Status.OPEN):
+        _close_if_over(earlier)
+    try:
+        with transaction.atomic(durable=True):
+            return PlanCheckout.objects.create(account=account, plan=plan)
+    except IntegrityError:
+        raise CheckoutAlreadyOpen() from None
+
+
+def _close_if_over(claim):
+    now = timezone.now()
+    if claim.checkout_session_id is None:
+        if claim.created_at <= now - PLAN_CHECKOUT_UNSTARTED_FOR:
+            _release(claim)
+        return
+    if claim.expires_at is None or claim.expires_at > now:
+        return  # open, or paid and its events on the way: either way it stands
+    session = call_stripe(stripe.checkout.Session.retrieve, id=claim.checkout_session_id)
+    if session.get("status") == "expired":
+        PlanCheckout.objects.filter(pk=claim.pk, status=PlanCheckout.Status.OPEN).update(
+            status=PlanCheckout.Status.EXPIRED
+        )
+
+
+def _release(claim):
+    if claim is not None:
+        PlanCheckout.objects.filter(pk=claim.pk, status=PlanCheckout.Status.OPEN).update(
+            status=PlanCheckout.Status.FAILED
+        )
+
+
+def set_cancel_at_period_end(*, subscription, cancel, acting_user=None):
+    """Cancel the subscription at its period end (`cancel=True`) or undo that. A Stripe
+    subscription is changed at Stripe only (`cancel_at_period_end` on Stripe's object;
+    called outside any transaction): Stripe's customer.subscription.updated then settles
+    ours, as it does for a change made in Stripe's dashboard. Returns whether ours changed
+    now (False: it changes when Stripe's event arrives)."""
+    from apps.periods.services import cancel_at_period_end, resume_subscription
+
+    if subscription.stripe_subscription_id:
+        call_stripe(
+            stripe.Subscription.modify,
+            id=subscription.stripe_subscription_id,
+            cancel_at_period_end=cancel,
+        )
+        return False
+    change = cancel_at_period_end if cancel else resume_subscription
+    change(account=subscription.account, acting_user=acting_user)
+    return True
 
 
 def switch_stripe_plan(*, account, plan):
@@ -387,6 +468,9 @@ def record_checkout_session(*, session):
     """A Checkout Session changed (completed, paid later, expired). A paid pack session
     grants the pack's credits once, at the price paid (cost basis = amount ÷ credits)."""
     data = session.stripe_data
+    if data.get("mode") == "subscription":
+        _close_plan_checkout(data)
+        return None
     if data.get("mode") != "payment":
         return None
     purchase = _locked_purchase(checkout_session_id=data["id"]) or _purchase_from_metadata(data)
@@ -402,6 +486,18 @@ def record_checkout_session(*, session):
     _grant_purchase(purchase, from_minor_units(data["amount_total"], data["currency"]))
     apply_refunds_and_disputes(purchase=purchase)
     return purchase
+
+
+def _close_plan_checkout(data):
+    """A plan Checkout's session completed or expired: the account may start another."""
+    closed = {"complete": PlanCheckout.Status.COMPLETE, "expired": PlanCheckout.Status.EXPIRED}
+    if data.get("status") not in closed:
+        return
+    claim = (data.get("metadata") or {}).get("creditdesk_plan_checkout") or ""
+    PlanCheckout.objects.filter(
+        Q(checkout_session_id=data["id"]) | Q(pk=int(claim) if claim.isdigit() else None),
+        status=PlanCheckout.Status.OPEN,
+    ).update(status=closed[data["status"]])
 
 
 def _account_and_pack(metadata):

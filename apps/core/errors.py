@@ -114,3 +114,26 @@ class PaymentProviderError(DomainError):
 
     code = "payment_provider_error"
     default_message = "The payment provider could not complete the request; try again."
+
+
+class SubscriptionManagedByStripe(Conflict):
+    """The subscription is billed through Stripe: only Stripe changes it (its webhook then
+    settles ours)."""
+
+    code = "subscription_managed_by_stripe"
+    default_message = (
+        "The account's subscription is billed through Stripe: change its plan on the billing "
+        "page (Stripe then confirms it), or cancel it at Stripe first."
+    )
+
+
+class AlreadySubscribed(Conflict):
+    code = "already_subscribed"
+    default_message = "The account already has a Stripe subscription: change its plan instead."
+
+
+class CheckoutAlreadyOpen(Conflict):
+    code = "checkout_already_open"
+    default_message = (
+        "A plan Checkout of this account is already open: finish it, or wait until it expires."
+    )

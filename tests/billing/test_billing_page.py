@@ -200,12 +200,13 @@ def test_a_pack_taken_off_sale_is_refused_with_a_clear_message(client, account, 
     assert "not on sale any more" in answer.content.decode()
 
 
-def test_support_opens_the_customers_billing_page_from_the_account_admin(client, account):
+def test_finance_opens_the_customers_billing_page_from_the_account_admin(client, account):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    user = get_user_model().objects.create_user("support", "s@x.io", "pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Support"))
+    # Only staff who may change the account get the link (it can switch the customer's plan).
+    user = get_user_model().objects.create_user("finance", "f@x.io", "pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Finance"))
     client.force_login(user)
     page = client.get(f"/admin/accounts/account/{account.pk}/change/").content.decode()
     url = re.search(r'href="(http://[^"]+/billing/[^"]+/)"', page).group(1)

@@ -255,3 +255,92 @@ def test_cancel_at_period_end_then_cancel_now(
     assert subscription.current_period_end == JAN_31 + timedelta(days=1)  # now, not Feb 28
     assert balance(account) == D(0)
     assert_ledger_sound(account)
+
+
+# --- a Stripe subscription is changed only through Stripe ---------------------------------
+
+
+def admin_action(admin_client, action, subscription):
+    return admin_client.post(
+        "/admin/accounts/subscription/",
+        {"action": action, "_selected_action": [subscription.pk]},
+        follow=True,
+    )
+
+
+@pytest.mark.django_db
+def test_the_admins_cancel_and_resume_act_at_stripe_and_the_webhook_settles_them(
+    authed_client, admin_client, plan, offline_stripe, stripe_events, webhook
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+
+    answer = admin_action(admin_client, "cancel_at_period_end", ours(stripe_id))
+    assert answer.status_code == 200
+    assert offline_stripe.get("subscription", stripe_id)["cancel_at_period_end"] is True
+    assert ours(stripe_id).cancel_at_period_end is False  # until Stripe's event says so
+    webhook.deliver(stripe_events.take())
+    assert ours(stripe_id).cancel_at_period_end is True
+
+    admin_action(admin_client, "resume", ours(stripe_id))
+    assert offline_stripe.get("subscription", stripe_id)["cancel_at_period_end"] is False
+    webhook.deliver(stripe_events.take())
+    assert ours(stripe_id).cancel_at_period_end is False
+
+
+@pytest.mark.django_db
+def test_an_api_plan_change_of_a_stripe_subscription_is_refused_and_changes_nothing(
+    authed_client, plan, offline_stripe, stripe_events, webhook
+):
+    account = AccountFactory(external_id="acme")
+    PlanFactory(code="basic", price=D("5.00"), billing_interval="month")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+
+    answer = authed_client.put("/api/v1/accounts/acme", {"plan": "basic"}, format="json")
+
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "subscription_managed_by_stripe"
+    subscription = ours(stripe_id)
+    assert subscription.status == Subscription.Status.ACTIVE and subscription.plan == plan
+    assert offline_stripe.get("subscription", stripe_id)["status"] == "active"
+    same_plan = authed_client.put("/api/v1/accounts/acme", {"plan": "pro"}, format="json")
+    assert same_plan.status_code == 200  # naming the plan it is on changes nothing
+
+
+def plan_checkout(authed_client, account, plan):
+    return authed_client.post(
+        f"/api/v1/accounts/{account.external_id}/checkout",
+        {"plan": plan.code, "success_url": "https://app.example/ok",
+         "cancel_url": "https://app.example/cancel"},
+        format="json",
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_second_plan_checkout_is_refused_while_one_is_open_or_a_subscription_lives(
+    authed_client, plan, offline_stripe, stripe_events, webhook
+):
+    account = AccountFactory(external_id="acme")
+    first = plan_checkout(authed_client, account, plan)
+    assert first.status_code == 201
+
+    second = plan_checkout(authed_client, account, plan)
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "checkout_already_open"
+
+    control(offline_stripe, f"checkout_sessions/{first.json()['session_id']}/expire")
+    webhook.deliver(stripe_events.take())
+    third = plan_checkout(authed_client, account, plan)
+    assert third.status_code == 201
+
+    pay(offline_stripe, third.json()["session_id"])
+    assert plan_checkout(authed_client, account, plan).json()["error"]["code"] == (
+        "checkout_already_open"  # paid at Stripe, its events not here yet
+    )
+    webhook.deliver(stripe_events.take())
+    after = plan_checkout(authed_client, account, plan)
+    assert after.status_code == 409
+    assert after.json()["error"]["code"] == "already_subscribed"
+    assert Subscription.objects.filter(account=account).count() == 1
