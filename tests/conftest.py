@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 from django.conf import settings
@@ -7,6 +8,8 @@ from rest_framework.test import APIClient
 from apps.accounts.services import create_api_key
 
 IS_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def pytest_configure(config):
@@ -19,11 +22,16 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
     skip_redis = pytest.mark.skip(reason="needs Redis (set REDIS_URL)")
+    skip_browser = pytest.mark.skip(
+        reason="needs Debian's chromium and chromium-driver (make test installs them)"
+    )
     for item in items:
         if "postgres" in item.keywords and not IS_POSTGRES:
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not settings.REDIS_URL:
             item.add_marker(skip_redis)
+        if "browser" in item.keywords and not (CHROMIUM and CHROMEDRIVER or os.environ.get("CI")):
+            item.add_marker(skip_browser)
 
 
 @pytest.fixture
@@ -54,3 +62,22 @@ def consume_path(request, settings):
         pytest.skip("the database function exists on PostgreSQL only")
     settings.CONSUME_FAST_PATH = request.param == "database function"
     return request.param
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Debian's headless Chromium driven by Selenium (tests marked `browser`)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", "--window-size=1280,1400",
+                 f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

@@ -102,3 +102,46 @@ class UserFactory(factory.django.DjangoModelFactory):
 
         for name in names or ():
             self.groups.add(Group.objects.get(name=name))
+
+
+def admin_samples():
+    """One object of every model staff may see in the admin, made through the services where
+    there is one (the permission matrix and the admin's browser walk need something to open)."""
+    from apps.accounts.services import create_api_key
+    from apps.billing.models import AutoRecharge, OverageCharge, Purchase
+    from apps.periods.models import JobRun
+    from apps.usage.services import consume, reserve
+    from apps.wallets.services import grant_credits
+    from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+    subscription = SubscriptionFactory(account__external_id="acme")
+    account, plan = subscription.account, subscription.plan
+    PlanAllowanceFactory(plan=plan)
+    feature = FeatureFactory(credits_per_unit=Decimal("1"))
+    PlanFeatureFactory(plan=plan, feature=feature)
+    pack = CreditPackFactory(credit_type=feature.credit_type)
+    grant, _ = grant_credits(
+        account=account, credit_type=feature.credit_type, amount=Decimal("100"), source="promo"
+    )
+    consume(account=account, feature=feature.code, quantity=1)
+    reserve(account=account, feature=feature.code, quantity=1)
+    create_api_key(name="backend", scopes=["usage:read"], account=account)
+    AutoRecharge.objects.create(account=account, credit_pack=pack, threshold=10, monthly_cap=1)
+    Purchase.objects.create(
+        account=account, credit_pack=pack, credits=1000, price=10, checkout_session_id="cs_test"
+    )
+    OverageCharge.objects.create(
+        account=account, subscription=subscription, grant=grant, credits=1, unit_price=1, amount=1
+    )
+    JobRun.objects.create(job="expire_grants", as_of=timezone.now())
+    endpoint = WebhookEndpoint.objects.create(account=account, url="https://example.com/hook")
+    event = WebhookEvent.objects.create(
+        account=account, type="credits.granted", data={}, created_at=timezone.now()
+    )
+    WebhookDelivery.objects.create(
+        event=event, endpoint=endpoint, created_at=timezone.now() - timedelta(minutes=1)
+    )
+    # Something for the catalog's history to revert to.
+    plan.name = "Renamed"
+    plan.save()
+    return subscription

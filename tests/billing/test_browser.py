@@ -3,8 +3,6 @@ billing link, buys a pack through the offline Stripe's checkout page, comes back
 the credits arrive once Stripe's signed webhook has gone through dj-stripe's endpoint.
 Screenshots go to test-output/."""
 
-import os
-import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,8 +14,6 @@ from apps.billing.services import connect_stripe_webhook
 from tests.ledger import assert_ledger_sound, wallet_of
 
 OUTPUT = Path(settings.BASE_DIR) / "test-output"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = [
     # A live server, the offline Stripe's webhook threads and the test share the database:
@@ -25,29 +21,8 @@ pytestmark = [
     # the ledger's append-only trigger).
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(
-        not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-        reason="needs Debian's chromium and chromium-driver (make test installs them)",
-    ),
+    pytest.mark.browser,
 ]
-
-
-@pytest.fixture
-def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--disable-component-update", "--window-size=1280,1400",
-                 f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def test_a_customer_buys_a_pack_from_the_billing_page_and_sees_the_new_balance(

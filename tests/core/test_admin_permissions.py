@@ -9,8 +9,6 @@ as it should read.
 """
 
 import re
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,24 +16,10 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
-from apps.accounts.services import create_api_key
-from apps.billing.models import AutoRecharge, OverageCharge, Purchase
 from apps.core.admin import HistoryAdmin
-from apps.periods.models import JobRun
-from apps.usage.services import consume, reserve
-from apps.wallets.services import grant_credits
-from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from tests.factories import (
-    CreditPackFactory,
-    FeatureFactory,
-    PlanAllowanceFactory,
-    PlanFeatureFactory,
-    SubscriptionFactory,
-    UserFactory,
-)
+from tests.factories import UserFactory, admin_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -49,37 +33,7 @@ STANDARD_VIEWS = {"changelist", "add", "history", "delete", "change", "simple_hi
 
 @pytest.fixture
 def samples():
-    """One object of every model the groups may see, made through the services."""
-    subscription = SubscriptionFactory(account__external_id="acme")
-    account, plan = subscription.account, subscription.plan
-    PlanAllowanceFactory(plan=plan)
-    feature = FeatureFactory(credits_per_unit=Decimal("1"))
-    PlanFeatureFactory(plan=plan, feature=feature)
-    pack = CreditPackFactory(credit_type=feature.credit_type)
-    grant, _ = grant_credits(
-        account=account, credit_type=feature.credit_type, amount=Decimal("100"), source="promo"
-    )
-    consume(account=account, feature=feature.code, quantity=1)
-    reserve(account=account, feature=feature.code, quantity=1)
-    create_api_key(name="backend", scopes=["usage:read"], account=account)
-    AutoRecharge.objects.create(account=account, credit_pack=pack, threshold=10, monthly_cap=1)
-    Purchase.objects.create(
-        account=account, credit_pack=pack, credits=1000, price=10, checkout_session_id="cs_test"
-    )
-    OverageCharge.objects.create(
-        account=account, subscription=subscription, grant=grant, credits=1, unit_price=1, amount=1
-    )
-    JobRun.objects.create(job="expire_grants", as_of=timezone.now())
-    endpoint = WebhookEndpoint.objects.create(account=account, url="https://example.com/hook")
-    event = WebhookEvent.objects.create(
-        account=account, type="credits.granted", data={}, created_at=timezone.now()
-    )
-    WebhookDelivery.objects.create(
-        event=event, endpoint=endpoint, created_at=timezone.now() - timedelta(minutes=1)
-    )
-    # Something for the catalog's history to revert to.
-    plan.name = "Renamed"
-    plan.save()
+    admin_samples()
 
 
 def registered():
