@@ -1,5 +1,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from apps.catalog.models import CreditPack, CreditType, Plan
+
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "apps.api.authentication.ApiKeyAuthentication"
@@ -13,8 +15,9 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-# The error responses of API.md, per operation (beyond 401, 403 permission_denied and 429,
-# which every operation can give, and 400 malformed_json / 413 for every request body).
+# The error responses of each operation (docs/api-reference.md), beyond 401, 403
+# permission_denied and 429, which every operation can give, and 400 malformed_json / 413 for
+# every request body.
 CODES = {
     400: "validation_error, malformed_json",
     401: "unauthenticated",
@@ -66,7 +69,7 @@ ERROR_SCHEMA = {
 
 def add_error_responses(result, generator, request, public):
     """drf-spectacular postprocessing hook: every operation lists the errors it can answer,
-    in API.md's error body."""
+    in the API's error body."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
@@ -84,3 +87,249 @@ def add_error_responses(result, generator, request, public):
                     },
                 )
     return result
+
+
+# OpenAPI links: the values one operation's answer gives the next (schemathesis's stateful
+# phase follows them; Swagger UI shows them). By operation id and response status.
+ACCOUNT_ID = {"external_id": "$request.path.external_id"}
+RESERVATION_ID = {"reservation_id": "$response.body#/id"}
+LINKS = {
+    ("accounts_update", "200"): {
+        "GetAccount": ("accounts_retrieve", ACCOUNT_ID),
+        "GetBalance": ("accounts_balance_retrieve", ACCOUNT_ID),
+        "GetEntitlements": ("accounts_entitlements_retrieve", ACCOUNT_ID),
+        "GetLedger": ("accounts_ledger_retrieve", ACCOUNT_ID),
+        "GetUsage": ("accounts_usage_retrieve", ACCOUNT_ID),
+        "GrantCredits": ("accounts_grants_create", ACCOUNT_ID),
+    },
+    ("reservations_create", "201"): {
+        "GetReservation": ("reservations_retrieve", RESERVATION_ID),
+        "CommitReservation": ("reservations_commit_create", RESERVATION_ID),
+        "ReleaseReservation": ("reservations_release_create", RESERVATION_ID),
+    },
+    ("reservations_commit_create", "200"): {
+        "GetCommittedReservation": (
+            "reservations_retrieve",
+            {"reservation_id": "$response.body#/reservation/id"},
+        ),
+    },
+}
+LINKS[("accounts_update", "201")] = LINKS[("accounts_update", "200")]
+
+
+def add_links(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the OpenAPI links of LINKS."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                links = LINKS.get((operation.get("operationId"), status))
+                if links:
+                    response["links"] = {
+                        name: {"operationId": target, "parameters": dict(parameters)}
+                        for name, (target, parameters) in links.items()
+                    }
+    return result
+
+
+def add_catalog_codes(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the catalog codes a request may name, as the
+    server takes them now (the schema is built per request, so it follows the catalog).
+    A plan for an account: an active plan. A checkout: an active, public pack or plan that
+    has its Stripe price, and exactly one of the two. A grant: a credit type, which must be
+    named when there are several. A code outside these lists is a schema violation."""
+    schemas = result.get("components", {}).get("schemas", {})
+    on_sale = {"active": True, "public": True, "stripe_price_id__isnull": False}
+    credit_types = list(CreditType.objects.order_by("code").values_list("code", flat=True))
+    codes = {
+        ("AccountInRequest", "plan"): Plan.objects.filter(active=True),
+        ("CheckoutInRequest", "plan"): Plan.objects.filter(**on_sale),
+        ("CheckoutInRequest", "credit_pack"): CreditPack.objects.filter(**on_sale),
+    }
+    codes = {key: list(q.order_by("code").values_list("code", flat=True))
+             for key, q in codes.items()}  # fmt: skip
+    codes[("GrantInRequest", "credit_type")] = credit_types
+    for (component, field), values in codes.items():
+        schema = schemas.get(component, {}).get("properties", {}).get(field)
+        if schema is None:
+            continue
+        # An empty enum is not valid JSON Schema; `not: {}` admits nothing, as the server does.
+        schema.update({"enum": values} if values else {"not": {}})
+        schema["x-catalog-codes"] = True
+    checkout = schemas.get("CheckoutInRequest")
+    if checkout is not None:
+        checkout["oneOf"] = [{"required": ["credit_pack"]}, {"required": ["plan"]}]
+    grant = schemas.get("GrantInRequest")
+    if grant is not None:
+        grant["properties"]["credit_type"]["x-required-if-several"] = True
+        if len(credit_types) > 1:
+            grant["required"] = sorted({*grant.get("required", []), "credit_type"})
+    return result
+
+
+def add_scopes(result, generator, request, public):
+    """drf-spectacular postprocessing hook: each operation's `x-scopes`, the API-key scopes
+    its view requires (none: any valid key)."""
+    for path, _regex, method, callback in generator.endpoints:
+        operation = result.get("paths", {}).get(path, {}).get(method.lower())
+        if operation is None:
+            continue
+        scopes = getattr(callback.cls, "required_scopes", ())
+        if isinstance(scopes, dict):
+            scopes = scopes.get(method.upper(), ())
+        operation["x-scopes"] = list(scopes)
+    return result
+
+
+# --- docs/api-reference.md, generated from the schema ----------------------------------------
+
+REFERENCE_INTRO = """\
+# API reference
+
+<!-- Generated from the OpenAPI schema: `.venv/bin/python manage.py api_reference >
+docs/api-reference.md`. tests/api/test_schema.py fails when this file is out of date. -->
+
+Every endpoint of the REST API v1 with its parameters, body fields, answers, error codes and
+the API-key scopes it needs. [api.md](api.md) walks through the common flows with `curl`;
+`/api/schema/` is the same contract as OpenAPI (with the catalog's current codes filled in)
+and `/api/docs/` renders it. The test suite runs schemathesis with every check against it:
+the server accepts exactly what this reference allows and answers only what it lists.
+
+## Authentication and scopes
+
+Every request sends `Authorization: Bearer <key>`. A missing, unknown, revoked or expired
+key answers 401 `unauthenticated`; a key without the operation's scope answers 403
+`permission_denied`. Scopes: `usage:read` (balances, ledger, usage, reservations),
+`usage:write` (check, consume, batch, reservations), `accounts:write` (accounts, checkout,
+billing links), `grants:write` (service keys only: a key bound to an account cannot have it).
+A key bound to an account sees only that account: any other id answers 404, never 403.
+Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`.
+
+## Conventions
+
+- Bodies are JSON objects (`Content-Type: application/json`); a body that is not valid JSON
+  answers 400 `malformed_json`, one over 1 MiB 413. Fields not listed are ignored.
+- Credit amounts and quantities: a decimal string such as `"12.5"` or a JSON number, greater
+  than zero, at most 6 decimal places and 18 digits before the point; never rounded.
+  Responses always give them as strings with 6 places (`"12.500000"`).
+- Date-times are RFC 3339 with a zone (`2026-11-01T00:00:00Z`). A query parameter given empty
+  (`?at=`) is a 400, not "not given".
+- Strings are taken as sent: a number is not a string, spaces are not trimmed, and no string
+  may contain a NUL character (`\\u0000`).
+- `metadata` is a JSON object of at most 4 KiB (as compact JSON) and 256 keys; its numbers
+  must fit a double.
+"""
+
+
+def reference_markdown(schema):
+    """docs/api-reference.md from the OpenAPI document `schema` (a dict)."""
+    components = schema.get("components", {}).get("schemas", {})
+    lines = [REFERENCE_INTRO, "## Errors", "",
+             'Every error answers `{"error": {"code", "message", "details"}}`.', "",
+             "| status | codes |", "|---|---|"]  # fmt: skip
+    lines += [f"| {status} | {codes} |" for status, codes in sorted(CODES.items())]
+    lines += ["", "## Operations", ""]
+    referenced = set()
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            lines += _operation_lines(method, path, operation, components, referenced)
+    seen = set()
+    while referenced - seen:  # the objects the operations name, and the objects they name
+        for name in referenced - seen:
+            seen.add(name)
+            _field_table(components[name], referenced)
+    lines += ["## Objects", ""]
+    for name in sorted(referenced - {"Error"}):
+        lines += [f"### {name}", "", *_field_table(components[name], referenced), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _operation_lines(method, path, operation, components, referenced):
+    scopes = ", ".join(f"`{scope}`" for scope in operation.get("x-scopes") or []) or "any key"
+    lines = [f"### {method.upper()} {path}", "", operation.get("summary", "") + ".", "",
+             f"Scopes: {scopes}.", ""]  # fmt: skip
+    parameters = operation.get("parameters", [])
+    if parameters:
+        lines += ["| parameter | in | type | required | notes |", "|---|---|---|---|---|"]
+        for p in parameters:
+            notes = p.get("description", "") or p["schema"].get("description", "")
+            lines.append(f"| `{p['name']}` | {p['in']} | {_type(p['schema'], referenced)} | "
+                         f"{'yes' if p.get('required') else 'no'} | {_cell(notes)} |")  # fmt: skip
+        lines.append("")
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if body:
+        name = body["schema"]["$ref"].rsplit("/", 1)[-1]
+        lines += ["Body:", ""] + _field_table(components[name], referenced)
+        if "oneOf" in components[name]:
+            required = [" or ".join(f"`{f}`" for f in o["required"]) for o in
+                        components[name]["oneOf"]]  # fmt: skip
+            lines.append(f"Exactly one of {' and '.join(required)}.")
+            lines.append("")
+    lines += ["| status | answer |", "|---|---|"]
+    for status, response in sorted(operation.get("responses", {}).items()):
+        content = response.get("content", {}).get("application/json", {}).get("schema", {})
+        answer = _type(content, referenced) if content else "no body"
+        if status.startswith("2"):
+            lines.append(f"| {status} | {answer} |")
+        else:
+            lines.append(f"| {status} | {_cell(response.get('description', ''))} |")
+    links = [
+        f"`{name}` → {link['operationId']}"
+        for response in operation.get("responses", {}).values()
+        for name, link in response.get("links", {}).items()
+    ]
+    if links:
+        lines += ["", "Links (OpenAPI): " + ", ".join(dict.fromkeys(links)) + "."]
+    return [*lines, ""]
+
+
+def _field_table(component, referenced):
+    required = set(component.get("required", []))
+    rows = ["| field | type | required | notes |", "|---|---|---|---|"]
+    for field, schema in component.get("properties", {}).items():
+        needed = "yes" if field in required else "no"
+        if schema.get("x-required-if-several"):
+            needed = "if several exist"  # the catalog decides: the reference stays the same
+        rows.append(f"| `{field}` | {_type(schema, referenced)} | {needed} | "
+                    f"{_cell(schema.get('description', ''))} |")  # fmt: skip
+    return [*rows, ""]
+
+
+def _type(schema, referenced):
+    """A schema in a few words: its type and every constraint."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        referenced.add(name)
+        return f"[{name}](#{name.lower()})"
+    if "oneOf" in schema:
+        return " or ".join(_type(option, referenced) for option in schema["oneOf"])
+    if "allOf" in schema:
+        return " and ".join(_type(option, referenced) for option in schema["allOf"])
+    kind = schema.get("type", "any")
+    words = []
+    if kind == "array":
+        words.append(f"array of {_type(schema.get('items', {}), referenced)}")
+    elif schema.get("x-catalog-codes"):
+        words.append("string: a code of the catalog (the schema lists the current ones)")
+    elif "enum" in schema:
+        words.append(" \\| ".join(f"`{value}`" for value in schema["enum"] if value is not None))
+    else:
+        words.append(kind + (f" ({schema['format']})" if "format" in schema else ""))
+    for key, text in (("pattern", "matching `{}`"), ("minLength", "length ≥ {}"),
+                      ("maxLength", "length ≤ {}"), ("minItems", "≥ {} items"),
+                      ("maxItems", "≤ {} items"), ("maxProperties", "≤ {} keys"),
+                      ("multipleOf", "a multiple of {}"), ("default", "default `{}`")):  # fmt: skip
+        if key in schema and not (key == "pattern" and schema.get("x-catalog-codes")):
+            words.append(text.format(_cell(str(schema[key]))))
+    if "minimum" in schema:
+        words.append(("> " if schema.get("exclusiveMinimum") else "≥ ") + str(schema["minimum"]))
+    if "maximum" in schema:
+        words.append(("< " if schema.get("exclusiveMaximum") else "≤ ") + str(schema["maximum"]))
+    if schema.get("nullable"):
+        words.append("or null")
+    if schema.get("readOnly"):
+        words.append("read-only")
+    return ", ".join(words)
+
+
+def _cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")

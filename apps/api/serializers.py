@@ -5,7 +5,16 @@ from rest_framework import serializers
 from apps.catalog.models import CreditPack, Feature, Plan
 from apps.wallets.models import LedgerEntry
 
-from .fields import CreditsField, ExternalIdField, MetadataField
+from .fields import (
+    CreditsField,
+    ExternalIdField,
+    MetadataField,
+    QuerySerializer,
+    StrictCharField,
+    StrictDateTimeField,
+    StrictIntegerField,
+    WebUrlField,
+)
 
 
 class SignedCredits(serializers.DecimalField):
@@ -75,11 +84,15 @@ class FeatureOut(serializers.ModelSerializer):
 # --- accounts -----------------------------------------------------------------------------
 
 
+class StrictEmailField(StrictCharField, serializers.EmailField):
+    """An email address, only ever a JSON string."""
+
+
 class AccountIn(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    name = StrictCharField(max_length=200, required=False, allow_blank=True)
+    email = StrictEmailField(max_length=254, required=False, allow_blank=True)
     metadata = MetadataField()
-    plan = serializers.CharField(required=False, help_text="A plan code: a manual plan.")
+    plan = StrictCharField(required=False, help_text="A plan code: a manual plan.")
 
 
 class AccountOut(serializers.Serializer):
@@ -126,8 +139,8 @@ class BalanceOut(serializers.Serializer):
     wallets = WalletOut(many=True)
 
 
-class BalanceQuery(serializers.Serializer):
-    at = serializers.DateTimeField(required=False, help_text="The balance as it stood then.")
+class BalanceQuery(QuerySerializer):
+    at = StrictDateTimeField(required=False, help_text="The balance as it stood then.")
 
 
 class EntitlementOut(serializers.Serializer):
@@ -147,13 +160,22 @@ class EntitlementsOut(serializers.Serializer):
     features = EntitlementOut(many=True)
 
 
-class LedgerQuery(serializers.Serializer):
-    credit_type = serializers.CharField(required=False)
+# A ledger cursor: "b" and an entry id (at most 18 digits, so always a valid bigint).
+CURSOR_PATTERN = r"^b[1-9][0-9]{0,17}$"
+
+
+class LedgerQuery(QuerySerializer):
+    credit_type = serializers.CharField(required=False, trim_whitespace=False)
     kind = serializers.ChoiceField(choices=LedgerEntry.Kind.values, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = StrictDateTimeField(required=False)
+    until = StrictDateTimeField(required=False)
     limit = serializers.IntegerField(min_value=1, max_value=500, default=50)
-    cursor = serializers.CharField(required=False, help_text="`next` of the previous page.")
+    cursor = serializers.RegexField(
+        CURSOR_PATTERN.removesuffix("$") + r"\Z",
+        required=False,
+        error_messages={"invalid": "unknown: pass `next` of the previous page"},
+        help_text="`next` of the previous page.",
+    )
 
 
 class LedgerEntryOut(serializers.Serializer):
@@ -173,10 +195,10 @@ class LedgerPageOut(serializers.Serializer):
     next = serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page.")
 
 
-class UsageQuery(serializers.Serializer):
-    feature = serializers.CharField(required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+class UsageQuery(QuerySerializer):
+    feature = serializers.CharField(required=False, trim_whitespace=False)
+    since = StrictDateTimeField(required=False)
+    until = StrictDateTimeField(required=False)
     group_by = serializers.ChoiceField(choices=["day", "feature"], required=False)
 
 
@@ -208,7 +230,7 @@ class UsageOut(serializers.Serializer):
 
 class CheckIn(serializers.Serializer):
     account = ExternalIdField()
-    feature = serializers.CharField(max_length=64)
+    feature = StrictCharField(max_length=64)
     quantity = CreditsField(default=Decimal(1))
 
 
@@ -222,11 +244,11 @@ class CheckOut(serializers.Serializer):
 
 class ConsumeIn(serializers.Serializer):
     account = ExternalIdField()
-    feature = serializers.CharField(max_length=64)
+    feature = StrictCharField(max_length=64)
     quantity = CreditsField(default=Decimal(1))
-    idempotency_key = serializers.CharField(max_length=255, required=False)
+    idempotency_key = StrictCharField(max_length=255, required=False)
     metadata = MetadataField()
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = StrictDateTimeField(required=False)
 
 
 class ConsumeOut(serializers.Serializer):
@@ -241,9 +263,16 @@ class ConsumeOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+BATCH_MAX = 1000
+
+
 class BatchIn(serializers.Serializer):
     events = serializers.ListField(
-        child=serializers.DictField(), help_text="1-1000 consume bodies."
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=BATCH_MAX,
+        help_text=f"1-{BATCH_MAX:,} consume bodies (JSON objects), each checked on its own; "
+        f"more than {BATCH_MAX:,} answer 413 batch_too_large.",
     )
 
 
@@ -271,10 +300,10 @@ class BatchOut(serializers.Serializer):
 
 class ReserveIn(serializers.Serializer):
     account = ExternalIdField()
-    feature = serializers.CharField(max_length=64)
+    feature = StrictCharField(max_length=64)
     quantity = CreditsField()
-    ttl_seconds = serializers.IntegerField(min_value=1, max_value=86400, default=900)
-    idempotency_key = serializers.CharField(max_length=255, required=False)
+    ttl_seconds = StrictIntegerField(min_value=1, max_value=86400, default=900)
+    idempotency_key = StrictCharField(max_length=255, required=False)
 
 
 class ReservationOut(serializers.Serializer):
@@ -302,13 +331,13 @@ class CommitOut(serializers.Serializer):
 
 
 class GrantIn(serializers.Serializer):
-    credit_type = serializers.CharField(required=False, help_text="Needed if there are several.")
+    credit_type = StrictCharField(required=False, help_text="Needed if there are several.")
     amount = CreditsField()
     source = serializers.ChoiceField(choices=["promo", "manual", "trial"])
-    expires_at = serializers.DateTimeField(required=False)
-    priority = serializers.IntegerField(min_value=0, max_value=32767, required=False)
-    reason = serializers.CharField(max_length=2000)
-    idempotency_key = serializers.CharField(max_length=255, required=False)
+    expires_at = StrictDateTimeField(required=False)
+    priority = StrictIntegerField(min_value=0, max_value=32767, required=False)
+    reason = StrictCharField(max_length=2000)
+    idempotency_key = StrictCharField(max_length=255, required=False)
 
 
 class GrantOut(serializers.Serializer):
@@ -326,10 +355,10 @@ class GrantOut(serializers.Serializer):
 
 
 class CheckoutIn(serializers.Serializer):
-    credit_pack = serializers.CharField(required=False, help_text="A credit pack's code.")
-    plan = serializers.CharField(required=False, help_text="A plan's code.")
-    success_url = serializers.URLField(max_length=2000)
-    cancel_url = serializers.URLField(max_length=2000)
+    credit_pack = StrictCharField(required=False, help_text="A credit pack's code.")
+    plan = StrictCharField(required=False, help_text="A plan's code.")
+    success_url = WebUrlField()
+    cancel_url = WebUrlField()
 
     def validate(self, attrs):
         if ("credit_pack" in attrs) == ("plan" in attrs):

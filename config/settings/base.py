@@ -245,6 +245,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.api.schema.add_error_responses",
+        "apps.api.schema.add_catalog_codes",
+        "apps.api.schema.add_links",
+        "apps.api.schema.add_scopes",
     ],
     "COMPONENT_SPLIT_REQUEST": True,
 }

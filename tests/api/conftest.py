@@ -67,3 +67,21 @@ def error_code(response):
 
 # An asset loaded from another host (a CDN): the docs must work offline.
 EXTERNAL_ASSET = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
+
+
+# Every operation of the API, as (path, method): the schema must have exactly these.
+API_OPERATIONS = {
+    ("/api/v1/accounts/{external_id}", "put"), ("/api/v1/accounts/{external_id}", "get"),
+    ("/api/v1/accounts/{external_id}/balance", "get"),
+    ("/api/v1/accounts/{external_id}/entitlements", "get"),
+    ("/api/v1/accounts/{external_id}/ledger", "get"),
+    ("/api/v1/accounts/{external_id}/usage", "get"),
+    ("/api/v1/check", "post"), ("/api/v1/consume", "post"), ("/api/v1/consume/batch", "post"),
+    ("/api/v1/reservations", "post"), ("/api/v1/reservations/{reservation_id}", "get"),
+    ("/api/v1/reservations/{reservation_id}/commit", "post"),
+    ("/api/v1/reservations/{reservation_id}/release", "post"),
+    ("/api/v1/accounts/{external_id}/grants", "post"),
+    ("/api/v1/plans", "get"), ("/api/v1/credit-packs", "get"), ("/api/v1/features", "get"),
+    ("/api/v1/accounts/{external_id}/checkout", "post"),
+    ("/api/v1/accounts/{external_id}/billing-link", "post"),
+}  # fmt: skip

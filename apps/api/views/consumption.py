@@ -15,7 +15,7 @@ from ..fields import format_credits
 from .base import REPLAYED, ApiView
 
 WRITE = ("usage:write",)
-BATCH_MAX = 1000
+BATCH_MAX = serializers.BATCH_MAX
 
 
 class CheckView(ApiView):
@@ -153,7 +153,9 @@ class ConsumeBatchView(ApiView):
     def post(self, request):
         events = request.data.get("events") if isinstance(request.data, dict) else None
         if not isinstance(events, list) or not events:
-            raise ValidationError({"events": ["a list of 1-1000 consume bodies"]})
+            raise ValidationError({"events": [f"a list of 1-{BATCH_MAX} consume bodies"]})
+        if not all(isinstance(event, dict) for event in events):
+            raise ValidationError({"events": ["each event is a JSON object"]})
         if len(events) > BATCH_MAX:
             raise BatchTooLarge(f"{len(events)} events; at most {BATCH_MAX} per batch.")
         results, valid = [None] * len(events), {}
@@ -162,8 +164,6 @@ class ConsumeBatchView(ApiView):
         checker = serializers.ConsumeIn()
         for index, event in enumerate(events):
             try:
-                if not isinstance(event, dict):
-                    raise ValidationError({"non_field_errors": ["an event is a JSON object"]})
                 valid[index] = checker.run_validation(event)
             except ValidationError as error:
                 body = error_body("validation_error", "The event is not valid.", error.detail)
