@@ -21,12 +21,15 @@ RECENT_ENTRIES = 25
 class GrantInline(admin.TabularInline):
     model = CreditGrant
     fields = ["source", "amount", "remaining", "expires_at", "priority", "unit_price",
-              "currency", "reference", "voided_at", "void_link"]  # fmt: skip
+              "currency", "reference", "api_key", "voided_at", "void_link"]  # fmt: skip
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
     ordering = ["-remaining", "priority", "expires_at", "id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("api_key")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -168,9 +171,10 @@ class WalletAdmin(LargeTableAdmin):
 @admin.register(CreditGrant)
 class CreditGrantAdmin(LargeTableAdmin):
     list_display = ["id", "account", "credit_type", "source", "amount", "remaining",
-                    "expires_at", "unit_price", "currency", "reference", "created_at"]  # fmt: skip
+                    "expires_at", "unit_price", "currency", "reference", "api_key",
+                    "created_at"]  # fmt: skip
     list_filter = ["source", "wallet__credit_type", "expires_at", "created_at"]
-    list_select_related = ["account", "wallet__credit_type"]
+    list_select_related = ["account", "wallet__credit_type", "api_key"]
     search_fields = ["=account__external_id", "=reference"]
 
     @admin.display(description="Credit type", ordering="wallet__credit_type__code")

@@ -56,6 +56,12 @@ class Wallet(models.Model):
         return self.balance - self.held
 
 
+# References of grants made over the API: `api:<the caller's idempotency key>`. No other
+# reference (period:…, overage:…, Stripe ids) may start with it, so an API key can never take a
+# reference the system will need.
+API_REFERENCE_PREFIX = "api:"
+
+
 class CreditGrant(models.Model):
     """A bucket of credits. Burn-down order: priority, soonest expiry (never last), oldest."""
 
@@ -86,10 +92,19 @@ class CreditGrant(models.Model):
     unit_price = unit_price_field(default=0, help_text="What one credit was paid (cost basis).")
     currency = currency_field()
     reference = models.CharField(
-        max_length=255,
+        max_length=300,  # an API idempotency key (255) with its prefix, or a rollover's suffix
         null=True,
         blank=True,
         help_text="Idempotency handle of whatever created it (checkout session, period, key).",
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="API key",
+        help_text="The API key that made this grant; empty for grants made otherwise.",
     )
     reason = models.TextField(blank=True)
     # The plan's rollover terms as they stood when a plan-period grant was made: whoever
@@ -120,6 +135,12 @@ class CreditGrant(models.Model):
                 fields=["account", "reference"],
                 condition=Q(reference__isnull=False),
                 name="grant_reference_unique_per_account",
+            ),
+            models.CheckConstraint(
+                condition=Q(api_key__isnull=True)
+                | Q(reference__isnull=True)
+                | Q(reference__startswith=API_REFERENCE_PREFIX),
+                name="grant_api_reference_in_api_namespace",
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="grant_amount_gt_0"),
             models.CheckConstraint(condition=Q(remaining__gte=0), name="grant_remaining_gte_0"),

@@ -18,7 +18,7 @@ from apps.core.errors import IdempotencyKeyReused, InvalidInput
 from apps.core.jobs import in_parallel
 
 from .ledger import LedgerBook, retry_on_idempotency_race, sweep_wallets
-from .models import CreditGrant, LedgerEntry
+from .models import API_REFERENCE_PREFIX, CreditGrant, LedgerEntry
 
 STAFF_SOURCES = {CreditGrant.Source.PROMO, CreditGrant.Source.MANUAL, CreditGrant.Source.TRIAL}
 
@@ -45,12 +45,17 @@ def _reason(reason):
 
 def grant_credits(*, account, credit_type, amount, source, expires_at=None, priority=None,
                   unit_price=0, currency="USD", reference=None, reason="", acting_user=None,
-                  ledger_kind=LedgerEntry.Kind.GRANT, in_caller_transaction=False):  # fmt: skip
+                  api_key=None, ledger_kind=LedgerEntry.Kind.GRANT,
+                  in_caller_transaction=False):  # fmt: skip
     """Add a grant to the account's wallet for `credit_type`, paying back any overage debt
     first. Idempotent by `reference`: the same reference returns the first grant with
     `created=False`; the same reference with other terms is IdempotencyKeyReused.
     Returns `(grant, created)`. `in_caller_transaction`: part of a use case whose transaction
-    the caller opened (a Stripe event, inside dj-stripe's); a savepoint then, not durable."""
+    the caller opened (a Stripe event, inside dj-stripe's); a savepoint then, not durable.
+    `api_key`: the API key making the grant, recorded on it; its `reference` is then the
+    caller's idempotency key, kept as `api:<key>` (per account, whichever API key sends it),
+    a namespace no other reference may use."""
+    reference = _namespaced(reference, api_key=api_key)
     amount = _credits(amount, "amount")
     if amount < 0:
         raise InvalidInput("amount must be positive.", details={"amount": ["must be > 0"]})
@@ -76,9 +81,22 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
 
     def attempt():
         with transaction.atomic(durable=not in_caller_transaction):
-            return _grant(account, terms, reference, reason, acting_user, ledger_kind, now)
+            return _grant(account, terms, reference, reason, acting_user, api_key, ledger_kind,
+                          now)  # fmt: skip
 
     return retry_on_idempotency_race(attempt)
+
+
+def _namespaced(reference, *, api_key):
+    prefix = API_REFERENCE_PREFIX
+    if api_key is not None:
+        return None if reference is None else f"{prefix}{reference}"
+    if reference is not None and reference.startswith(prefix):
+        raise InvalidInput(
+            f"References starting {prefix!r} belong to grants made over the API.",
+            details={"reference": [f"must not start with {prefix!r}"]},
+        )
+    return reference
 
 
 def _same_terms(grant, terms):
@@ -93,7 +111,7 @@ def _same_terms(grant, terms):
     )
 
 
-def _grant(account, terms, reference, reason, acting_user, kind, now):
+def _grant(account, terms, reference, reason, acting_user, api_key, kind, now):
     if reference is not None:
         prior = (
             CreditGrant.objects.select_related("wallet")
@@ -128,6 +146,7 @@ def _grant(account, terms, reference, reason, acting_user, kind, now):
             reference=reference,
             reason=reason or "",
             created_by=acting_user,
+            api_key=api_key,
             created_at=now,
         ),
         kind=kind,

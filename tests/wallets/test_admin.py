@@ -2,6 +2,7 @@
 
 import pytest
 
+from apps.accounts.services import create_api_key
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant, LedgerEntry
 from tests.factories import UserFactory
@@ -30,6 +31,18 @@ def test_wallet_page_shows_balance_grants_and_recent_entries(client, finance, wa
     assert "12.000000" in html  # balance 15 − 3
     assert "Last 25 ledger entries" in html and "consume" in html
     assert "Grant credits…" in html and "Claw back…" in html and "Void…" in html
+
+
+def test_a_grant_made_over_the_api_names_its_key_in_the_grant_list_and_on_the_wallet(
+    client, finance
+):
+    account, _ = priced_account(external_id="acme")
+    api_key, _ = create_api_key(name="billing service", scopes=["grants:write"])
+    give(account, 7, reference="promo-7", api_key=api_key)
+    grant_list = client.get("/admin/wallets/creditgrant/").content.decode()
+    wallet_page = client.get(f"/admin/wallets/wallet/{wallet_of(account).pk}/change/")
+    for html in (grant_list, wallet_page.content.decode()):
+        assert "API key" in html and str(api_key) in html
 
 
 def test_finance_grants_credits_with_a_reason_and_is_recorded(client, finance, wallet):

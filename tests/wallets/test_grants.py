@@ -7,6 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from apps.accounts.services import create_api_key
 from apps.core.errors import IdempotencyKeyReused, InsufficientCredits, InvalidInput
 from apps.wallets.ledger import retry_on_idempotency_race
 from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
@@ -52,6 +53,23 @@ def test_one_reference_with_another_cost_basis_is_a_conflict(other):
     give(account, 10, reference="k", unit_price=D("0.01"), currency="USD")
     with pytest.raises(IdempotencyKeyReused):
         give(account, 10, reference="k", **{"unit_price": D("0.01"), "currency": "USD", **other})
+
+
+def test_an_api_grants_reference_lives_in_the_apis_own_namespace():
+    account = AccountFactory()
+    api_key, _ = create_api_key(name="service", scopes=["grants:write"])
+    grant = give(account, 10, reference="period:1:2026-02-28T12:00:00Z:credits", api_key=api_key)
+    assert grant.reference == "api:period:1:2026-02-28T12:00:00Z:credits"
+    assert grant.api_key == api_key
+    assert give(account, 10, reference="period:1:2026-02-28T12:00:00Z:credits").pk != grant.pk
+    longest = give(account, 10, reference="k" * 255, api_key=api_key)
+    assert longest.reference == "api:" + "k" * 255
+
+
+def test_no_grant_but_the_apis_may_take_a_reference_in_its_namespace():
+    with pytest.raises(InvalidInput):
+        give(AccountFactory(), 10, reference="api:launch")
+    assert not CreditGrant.objects.exists()
 
 
 def test_only_a_lost_idempotency_race_is_retried():

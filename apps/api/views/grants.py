@@ -30,6 +30,7 @@ class GrantCreateView(ApiView):
             priority=data.get("priority"),
             reference=data.get("idempotency_key"),
             reason=data["reason"],
+            api_key=request.auth,
         )
         return Response(
             serializers.GrantOut(grant).data,
