@@ -210,11 +210,14 @@ def _headers(environ, extra, request_id, length):
 
 
 def _host_allowed(environ):
-    """Django's own Host check (HttpRequest.get_host), which would answer 400 otherwise."""
+    """Django's own Host check (HttpRequest.get_host), which would answer 400 otherwise. A Host
+    header that is there but empty is refused: only a missing one falls back to SERVER_NAME."""
     if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
         host = environ["HTTP_X_FORWARDED_HOST"]
+    elif "HTTP_HOST" in environ:
+        host = environ["HTTP_HOST"]
     else:
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        host = environ.get("SERVER_NAME", "")
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
         allowed = [".localhost", "127.0.0.1", "[::1]"]

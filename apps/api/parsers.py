@@ -26,12 +26,39 @@ class ExactJSONParser(JSONParser):
             raise ParseError(f"The body is not valid JSON: {exc}") from None
 
 
+# Arrays and objects inside one another. Deeper is refused as malformed, the same on every
+# path, before it reaches anything recursive (json itself, a serializer, the database).
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"arrays and objects nest deeper than {MAX_JSON_DEPTH} levels"
+
+
 def parse_exact_json(body, encoding="utf-8"):
     """Raises ValueError for anything ExactJSONParser refuses."""
     text = body.decode(encoding)
     if LONE_SURROGATE.search(text):
         raise ValueError("a \\u escape names half a surrogate pair, which is not text")
-    return json.loads(text, parse_float=_decimal, parse_constant=_refuse)
+    try:
+        value = json.loads(text, parse_float=_decimal, parse_constant=_refuse)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    # Counting brackets (strings included) is cheap and bounds the depth from above.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise ValueError(TOO_DEEP)
+    return value
+
+
+def _too_deep(value):
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        pending.extend((child, depth + 1) for child in item)
+    return False
 
 
 def _decimal(text):

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.services import create_api_key
 from apps.api import fast_lane
+from apps.api.parsers import MAX_JSON_DEPTH
 from apps.usage.models import UsageEvent
 from tests.api.conftest import FastLaneClient, error_code
 from tests.conftest import IS_POSTGRES
@@ -116,11 +117,39 @@ def test_what_the_lane_cannot_answer_django_answers_unchanged(account, key, body
     assert UsageEvent.objects.count() == 0 and wallet_of(account).balance == D(100)
 
 
-def test_a_host_django_would_refuse_is_not_answered_by_the_lane(account, key):
-    lane, _ = clients(key)
-    response = lane.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
-                         format="json", HTTP_HOST="evil.example")  # fmt: skip
-    assert response.status_code == 400 and not getattr(response, "from_fast_lane", False)
+@pytest.mark.parametrize("host", ["evil.example", ""], ids=["foreign", "empty"])
+def test_a_host_django_would_refuse_is_not_answered_by_the_lane(account, key, host):
+    lane, django = clients(key)
+    answers = [c.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
+                      format="json", HTTP_HOST=host) for c in (lane, django)]  # fmt: skip
+    assert not getattr(answers[0], "from_fast_lane", False)
+    assert comparable(answers[0]) == comparable(answers[1])
+    assert answers[0].status_code == 400
+    assert UsageEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/consume", "/api/v1/check"])
+def test_8_kib_of_nested_brackets_is_malformed_json_on_both_paths_without_a_traceback(
+    account, key, path, caplog
+):
+    lane, django = clients(key)
+    body = b"[" * fast_lane.MAX_BODY
+    answers = [c.post(path, body, content_type="application/json") for c in (lane, django)]
+    assert comparable(answers[0]) == comparable(answers[1])
+    assert (answers[0].status_code, error_code(answers[0])) == (400, "malformed_json")
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert UsageEvent.objects.count() == 0
+
+
+def test_json_nested_deeper_than_the_limit_is_malformed_on_both_paths(account, key):
+    lane, django = clients(key)
+    deep = {}
+    for _ in range(MAX_JSON_DEPTH):  # with the body's own object: one level too many
+        deep = {"x": deep}
+    body = {"account": "acme", "feature": "api_call", "metadata": deep}
+    answers = [c.post("/api/v1/consume", body, format="json") for c in (lane, django)]
+    assert comparable(answers[0]) == comparable(answers[1])
+    assert (answers[0].status_code, error_code(answers[0])) == (400, "malformed_json")
     assert UsageEvent.objects.count() == 0
 
 
