@@ -5,7 +5,7 @@
 Creates (and drops) its own database, fills it with accounts that each hold one large grant,
 then for `--seconds` runs `--threads` threads calling `consume` (1) on random accounts and
 (2) all on one hot account, then (3) `consume_batch` with 500 events for one account. Runs
-../shared/bench/yardstick.sh with the same shapes in the same invocation and prints ratios.
+bench/yardstick.sh with the same shapes in the same invocation and prints ratios.
 Not a test: results go in bench/RESULTS.md by hand, with the machine and date.
 """
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DB = f"creditdesk_bench_{os.getpid()}"
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
-YARDSTICK = ROOT.parent / "shared" / "bench" / "yardstick.sh"
+YARDSTICK = ROOT / "bench" / "yardstick.sh"
 
 
 def psql(sql):

@@ -47,5 +47,5 @@ GUNICORN=$!
 for _ in $(seq 50); do (: >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.2; done
 run "floor: bare WSGI, same statements" ACCOUNTS=10000
 kill "$GUNICORN"; wait "$GUNICORN" 2>/dev/null || true; GUNICORN=
-../shared/bench/yardstick.sh "$C" "$T" 10000
-../shared/bench/yardstick.sh "$C" "$T" 1
+bench/yardstick.sh "$C" "$T" 10000
+bench/yardstick.sh "$C" "$T" 1

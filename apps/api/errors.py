@@ -1,4 +1,5 @@
-"""The one place where errors become API.md's `{"error": {code, message, details}}`."""
+"""The one place where errors become the API's `{"error": {code, message, details}}`
+(docs/api-reference.md, "Errors")."""
 
 import logging
 import math
@@ -20,7 +21,7 @@ from apps.core.errors import (
 
 logger = logging.getLogger(__name__)
 
-# API.md's statuses, by the domain error's class (its subclasses inherit the status).
+# The API's statuses, by the domain error's class (its subclasses inherit the status).
 DOMAIN_STATUS = {
     InvalidInput: status.HTTP_400_BAD_REQUEST,
     InsufficientCredits: status.HTTP_402_PAYMENT_REQUIRED,
@@ -97,7 +98,7 @@ def exception_handler(exc, context):
 
 
 def page_not_found(request, exception):
-    """Django's 404 for paths no view matched: API.md's body under /api/, HTML elsewhere."""
+    """Django's 404 for paths no view matched: the API's error body under /api/, HTML elsewhere."""
     from django.http import JsonResponse
     from django.views import defaults
 

@@ -123,7 +123,7 @@ def answer_request(environ):
         result, extra_headers = act(*prepared)
         output = getattr(_serializers, output_name).to_representation(result)
     except DomainError:
-        return None  # a refusal writes nothing: Django answers it in API.md's words
+        return None  # a refusal writes nothing: Django answers it in the API's words
     except Exception:
         # Perhaps written, perhaps not (a connection lost during the commit): answering again
         # through Django could charge twice. What Django's error handler would answer:

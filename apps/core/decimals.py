@@ -1,5 +1,5 @@
 """Exact decimals for credits and money. Input with more precision than a field holds is an
-error, never silently rounded (DESIGN.md, "Money and credits")."""
+error, never silently rounded (docs/ledger.md, "Rules")."""
 
 from decimal import Decimal, InvalidOperation
 

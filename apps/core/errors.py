@@ -1,5 +1,6 @@
 """Domain errors. Services raise these; the API's one exception handler maps `code` to an HTTP
-status and API.md's error body, commands print `message`. No HTTP codes in services."""
+status and the API's error body (docs/api-reference.md), commands print `message`. No HTTP
+codes in services."""
 
 
 class DomainError(Exception):

@@ -33,7 +33,7 @@ from .calendar import boundary, period_end_after
 
 def period_reference(subscription_id, start, credit_type_code, *, kind="period"):
     """The idempotency handle of a period's grant: `period:<subscription>:<start>:<credits>`
-    (DESIGN.md's `period:<sub>:<start>`, per credit type: a plan may grant several);
+    (one per credit type: a plan may grant several, docs/periods.md);
     `overage:…` for the grant that bills the overage of the period ending at `start`."""
     return f"{kind}:{subscription_id}:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}:{credit_type_code}"
 

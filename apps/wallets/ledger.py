@@ -166,7 +166,7 @@ class WalletState:
         return draws
 
     def add_grant(self, grant, *, kind=Kind.GRANT, **links):
-        """A new grant pays back debt first (DESIGN.md, "Overage")."""
+        """A new grant pays back debt first (docs/ledger.md, "Rules")."""
         grant.wallet = self.wallet
         grant.account_id = self.wallet.account_id
         settled = min(self.wallet.debt, grant.amount)

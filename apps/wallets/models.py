@@ -1,7 +1,7 @@
 """The ledger: wallets, grants (buckets of credits) and append-only ledger entries.
 
 Every write to a wallet's grants or balance happens in one transaction that first locks the
-wallet row; that lock is what serialises concurrent consumes (DESIGN.md, "The ledger").
+wallet row; that lock is what serialises concurrent consumes (docs/ledger.md, "Concurrency").
 """
 
 from django.conf import settings

@@ -35,7 +35,7 @@ def _differs(field_a, field_b):
 
 
 def ledger_violations(*, account=None):
-    """Every broken invariant of DESIGN.md, as readable lines; empty when the ledger is sound.
+    """Every broken invariant of docs/ledger.md, as readable lines; empty when the ledger is sound.
 
     Each check is one aggregate query returning only the offending rows.
     """

@@ -1,4 +1,4 @@
-"""POST check, consume, consume/batch: API.md's shapes, statuses and error codes."""
+"""POST check, consume, consume/batch: the API's shapes, statuses and error codes."""
 
 import pytest
 

@@ -1,6 +1,6 @@
 """Property-based: any interleaving of ledger operations — consumes, reservations, grants,
 corrections, expiry, period ends with or without the renewal job, plan changes — keeps
-every invariant of DESIGN.md."""
+every invariant of docs/ledger.md."""
 
 from contextlib import suppress
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""Staff groups with least privilege (DESIGN.md, "Security"). Frozen here: later issues add
+"""Staff groups with least privilege (README, "The admin"). Frozen here: later issues add
 permissions in migrations of their own rather than editing this one."""
 
 from django.contrib.auth.management import create_permissions

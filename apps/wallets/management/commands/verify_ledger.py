@@ -6,7 +6,7 @@ from apps.wallets.selectors import ledger_violations
 
 
 class Command(BaseCommand):
-    help = "Check the ledger invariants of DESIGN.md; exit non-zero on any violation."
+    help = "Check the ledger invariants of docs/ledger.md; exit non-zero on any violation."
 
     def add_arguments(self, parser):
         parser.add_argument("--account", help="Only this account (external id).")
