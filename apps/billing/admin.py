@@ -12,7 +12,9 @@ from .models import OverageCharge, Purchase
 
 @admin.register(Purchase)
 class PurchaseAdmin(LargeTableAdmin):
-    """Every credit pack bought through Stripe: paid, granted, refunded, disputed."""
+    """Every credit pack bought through Stripe: paid, granted, refunded, disputed. Filter
+    *status: Paid amount differs* lists the payments Stripe took at another amount or
+    currency than sold: nothing was granted for them (docs/billing.md)."""
 
     list_display = ["created_at", "account", "credit_pack", "status", "paid_label",
                     "refunded_label", "credits", "credits_clawed_back", "grant_link"]  # fmt: skip
@@ -24,6 +26,7 @@ class PurchaseAdmin(LargeTableAdmin):
         "account", "credit_pack", "origin", "status", "credits", "price", "currency",
         "checkout_session_id", "payment_intent_id", "amount_paid", "amount_refunded",
         "amount_disputed", "credits_clawed_back", "grant_link", "created_at", "paid_at",
+        "mismatch_note",
     ]  # fmt: skip
     fields = readonly_fields
 

@@ -18,6 +18,7 @@ class Purchase(models.Model):
         PAID = "paid", "Paid, credits granted"
         EXPIRED = "expired", "Checkout expired"
         FAILED = "failed", "Payment failed"
+        MISMATCH = "mismatch", "Paid amount differs: for Finance"
 
     class Origin(models.TextChoices):
         CHECKOUT = "checkout", "Checkout"
@@ -43,6 +44,9 @@ class Purchase(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    mismatch_note = models.TextField(
+        blank=True, help_text="What Stripe says was paid, when it is not what was sold."
+    )
     history = HistoricalRecords()
 
     class Meta:

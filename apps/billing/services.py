@@ -304,6 +304,15 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
             f"{item.code} has no Stripe price yet: run 'Sync to Stripe' in the admin.",
             details={field_name: ["not synced to Stripe"]},
         )
+    if not _price_matches(item.stripe_price, _wanted_price(item)):
+        # Refused, not re-synced here: a new Stripe price is a catalog change staff make on
+        # purpose (admin action or sync_stripe_catalog), and the customer must pay what the
+        # page showed.
+        raise InvalidInput(
+            f"{item.code} changed since it was synced to Stripe: run 'Sync to Stripe' in the "
+            "admin, then try again.",
+            details={field_name: ["changed since it was synced to Stripe"]},
+        )
     if plan is not None and _live_stripe_subscriptions(account).exists():
         raise AlreadySubscribed()
     claim = _claim_plan_checkout(account=account, plan=plan) if plan is not None else None
@@ -483,9 +492,42 @@ def record_checkout_session(*, session):
     if data.get("payment_status") != "paid" or purchase.grant_id is not None:
         return purchase
     purchase.payment_intent_id = data.get("payment_intent") or purchase.payment_intent_id
-    _grant_purchase(purchase, from_minor_units(data["amount_total"], data["currency"]))
-    apply_refunds_and_disputes(purchase=purchase)
+    if _paid_as_sold(purchase, data.get("amount_total"), data.get("currency"),
+                     {"checkout_session": data["id"]}):  # fmt: skip
+        _grant_purchase(purchase, from_minor_units(data["amount_total"], data["currency"]))
+        apply_refunds_and_disputes(purchase=purchase)
     return purchase
+
+
+def _paid_as_sold(purchase, amount, currency, handles):
+    """Whether Stripe's object was paid exactly what the purchase sold (its own amount and
+    currency, never its metadata). If not, the purchase grants nothing: it is marked for
+    Finance (status `mismatch`, with a note) and `purchase.mismatch` goes to the account's
+    webhook endpoints, once."""
+    sold = to_minor_units(purchase.price, purchase.currency)
+    if amount is not None and amount == sold and (currency or "").upper() == purchase.currency:
+        return True
+    if purchase.status == Purchase.Status.MISMATCH:
+        return False
+    from .templatetags.billing import money  # staff read "10.00 USD"
+
+    paid = money(from_minor_units(amount, currency), currency) if amount is not None else "nothing"
+    sold_text = money(purchase.price, purchase.currency)
+    purchase.status = Purchase.Status.MISMATCH
+    purchase.mismatch_note = f"Stripe says {paid} was paid; the purchase sold {sold_text}."
+    purchase.save(update_fields=["status", "mismatch_note", "payment_intent_id"])
+    logger.warning("Purchase %s: %s", purchase.pk, purchase.mismatch_note)
+    from apps.webhooks.services import record_events
+
+    record_events(events=[(purchase.account_id, "purchase.mismatch", {
+        "credit_pack": purchase.credit_pack.code,
+        "sold": {"amount": format_decimal(purchase.price), "currency": purchase.currency},
+        "paid": {"amount": None if amount is None
+                 else format_decimal(from_minor_units(amount, currency or "")),
+                 "currency": (currency or "").upper() or None},
+        **handles,
+    })])  # fmt: skip
+    return False
 
 
 def _close_plan_checkout(data):
@@ -532,8 +574,9 @@ def grant_paid_purchase(*, account, credit_pack, payment_intent, origin):
     )  # fmt: skip
     purchase = _locked_purchase(payment_intent_id=payment_intent["id"])
     if purchase.grant_id is None and payment_intent["status"] == "succeeded":
-        paid = from_minor_units(payment_intent["amount_received"], payment_intent["currency"])
-        _grant_purchase(purchase, paid)
+        received, currency = payment_intent["amount_received"], payment_intent["currency"]
+        if _paid_as_sold(purchase, received, currency, {"payment_intent": payment_intent["id"]}):
+            _grant_purchase(purchase, from_minor_units(received, currency))
     return purchase
 
 

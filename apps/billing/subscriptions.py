@@ -14,6 +14,7 @@ from djstripe import models as djstripe
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import Plan
+from apps.core.decimals import format_decimal
 from apps.core.jobs import JobCounts
 from apps.periods.services import (
     cancel_at_period_end,
@@ -174,6 +175,8 @@ def record_invoice(*, data):
     if ours is None or ours.status == Status.CANCELED:
         return ours
     if data.get("status") == "paid":
+        if not _billed_as_sold(ours, data):
+            return ours  # flagged for Finance; the period is not granted on this invoice
         if ours.status == Status.PAST_DUE:
             recover(subscription=ours)
         starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
@@ -182,6 +185,62 @@ def record_invoice(*, data):
     if data.get("status") == "open" and data.get("attempted"):
         mark_past_due(subscription=ours)
     return ours
+
+
+def _line_price(line):
+    price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or line.get(
+        "price"
+    )
+    return price.get("id") if isinstance(price, dict) else price
+
+
+def _sold_price(price_id, plans):
+    """The plan among `plans` whose Stripe price (synced by CreditDesk, old or current) this
+    is, with the price's Stripe data; (None, None) for a price we never sold."""
+    price = djstripe.Price.objects.filter(id=price_id).first() if price_id else None
+    item = ((price.stripe_data.get("metadata") or {}) if price else {}).get("creditdesk_item")
+    for plan in plans:
+        if plan is not None and item == f"plan:{plan.code}":
+            return plan, price.stripe_data
+    return None, None
+
+
+def _billed_as_sold(ours, data):
+    """Whether the invoice bills the plan as sold: a line at a Stripe price CreditDesk synced
+    for the subscription's plan (or its scheduled one), quantity 1, at that price's amount,
+    in the plan's currency. Metadata never decides it. If not, `purchase.mismatch` goes to
+    the account's webhook endpoints (once per invoice) and nothing is granted."""
+    lines = [line for line in data["lines"]["data"] if _line_price(line)]
+    for line in lines:
+        plan, price = _sold_price(_line_price(line), (ours.plan, ours.scheduled_plan))
+        if (
+            plan is not None
+            and line.get("quantity") == 1
+            and line.get("amount") == price.get("unit_amount")
+            and (line.get("currency") or "").upper() == plan.currency
+        ):
+            return True
+    from apps.webhooks.models import WebhookEvent
+    from apps.webhooks.services import record_events
+
+    from .services import from_minor_units
+
+    line = lines[0] if lines else {}
+    currency = (line.get("currency") or data.get("currency") or "").upper()
+    logger.warning("Invoice %s does not bill %s as sold: nothing granted", data["id"], ours)
+    if WebhookEvent.objects.filter(
+        account_id=ours.account_id, type="purchase.mismatch", data__invoice=data["id"]
+    ).exists():
+        return False
+    record_events(events=[(ours.account_id, "purchase.mismatch", {
+        "plan": ours.plan.code,
+        "sold": {"amount": format_decimal(ours.plan.price), "currency": ours.plan.currency},
+        "paid": {"amount": format_decimal(from_minor_units(line.get("amount") or 0, currency)),
+                 "currency": currency},
+        "invoice": data["id"],
+        "subscription": ours.stripe_subscription_id,
+    })])  # fmt: skip
+    return False
 
 
 def mark_past_due(*, subscription):

@@ -18,6 +18,7 @@ EVENT_TYPES = [
     ("balance.depleted", "balance.depleted — available credits fell to zero"),
     ("auto_recharge.succeeded", "auto_recharge.succeeded — the saved card bought a pack"),
     ("auto_recharge.failed", "auto_recharge.failed — the card was declined or the cap reached"),
+    ("purchase.mismatch", "purchase.mismatch — Stripe was paid another amount than sold"),
 ]
 
 

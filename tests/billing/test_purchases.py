@@ -11,8 +11,10 @@ from djstripe.models import Event, WebhookEventTrigger
 
 from apps.billing.models import Purchase
 from apps.billing.offline_stripe import sign
+from apps.billing.services import sync_stripe_catalog
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant, LedgerEntry
+from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import FeatureFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
@@ -199,3 +201,74 @@ def test_a_refund_that_arrives_before_the_payment_is_applied_when_the_payment_is
 
     assert wallet_of(account, pack.credit_type).balance == D(750)
     assert_ledger_sound(account)
+
+
+# --- Stripe's amount must be what was sold ----------------------------------------------
+
+
+def test_checkout_is_refused_while_the_pack_differs_from_its_stripe_price(
+    authed_client, account, pack, offline_stripe
+):
+    pack.price = D("12.00")  # changed in the admin, not synced to Stripe yet
+    pack.save()
+    answer = authed_client.post(
+        f"/api/v1/accounts/{account.external_id}/checkout",
+        {"credit_pack": pack.code, "success_url": SUCCESS_URL, "cancel_url": SUCCESS_URL},
+        format="json",
+    )
+    assert answer.status_code == 400
+    assert "changed since it was synced to Stripe" in answer.json()["error"]["message"]
+    assert not Purchase.objects.exists()
+
+    sync_stripe_catalog()
+    checkout(authed_client, account, credit_pack=pack.code)
+    assert Purchase.objects.get().price == D("12.00")
+
+
+def test_a_session_paid_at_another_amount_grants_nothing_and_is_flagged_for_finance(
+    authed_client, admin_client, account, pack, offline_stripe, stripe_events, webhook
+):
+    WebhookEndpoint.objects.create(account=account, url="http://127.0.0.1:9/hooks")
+    session_id = checkout(authed_client, account, credit_pack=pack.code)
+    offline_stripe.get("checkout.session", session_id)["amount_total"] = 500  # not 10.00
+    pay(offline_stripe, session_id)
+    events = stripe_events.take()
+    webhook.deliver(events + events)
+
+    purchase = Purchase.objects.get(checkout_session_id=session_id)
+    assert purchase.status == Purchase.Status.MISMATCH
+    assert purchase.grant is None
+    assert "5.00 USD" in purchase.mismatch_note and "10.00 USD" in purchase.mismatch_note
+    assert not CreditGrant.objects.filter(account=account).exists()
+    alerts = WebhookEvent.objects.filter(account=account, type="purchase.mismatch")
+    assert alerts.count() == 1  # once, however often Stripe delivers
+    assert alerts.get().data["checkout_session"] == session_id
+    for status, listed in (("mismatch", [purchase.pk]), ("paid", [])):
+        answer = admin_client.get(f"/admin/billing/purchase/?status={status}")
+        assert [p.pk for p in answer.context["cl"].result_list] == listed
+    page = admin_client.get(f"/admin/billing/purchase/{purchase.pk}/change/").content.decode()
+    assert purchase.mismatch_note in page
+
+
+def test_a_payment_intent_at_another_amount_grants_nothing_whatever_its_metadata_says(
+    authed_client, account, pack, offline_stripe, stripe_events, webhook
+):
+    buy(authed_client, account, pack, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    customer = offline_stripe.get("checkout.session", Purchase.objects.get().checkout_session_id)
+    intent = stripe.PaymentIntent.create(
+        api_key="sk_test_OfflineStandInNotASecret0000",
+        customer=customer["customer"],
+        amount=100,  # 1.00 USD for a 10.00 USD pack
+        currency="usd",
+        off_session=True,
+        confirm=True,
+        metadata={"creditdesk_auto_recharge": "1", "creditdesk_account": "acme",
+                  "credit_pack": pack.code},
+    )  # fmt: skip
+    webhook.deliver(stripe_events.take())
+
+    purchase = Purchase.objects.get(payment_intent_id=intent["id"])
+    assert purchase.status == Purchase.Status.MISMATCH
+    assert purchase.grant is None
+    assert wallet_of(account, pack.credit_type).balance == D(1000)  # the first pack only

@@ -20,6 +20,7 @@ from apps.periods.services import period_reference, renew_due_subscriptions
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
 from apps.wallets.services import expire_grants
+from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import (
     AccountFactory,
     CreditTypeFactory,
@@ -344,3 +345,32 @@ def test_a_second_plan_checkout_is_refused_while_one_is_open_or_a_subscription_l
     assert after.status_code == 409
     assert after.json()["error"]["code"] == "already_subscribed"
     assert Subscription.objects.filter(account=account).count() == 1
+
+
+@pytest.mark.django_db
+def test_an_invoice_paid_at_a_price_not_ours_renews_nothing_and_is_flagged(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    WebhookEndpoint.objects.create(account=account, url="http://127.0.0.1:9/hooks")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    # Someone moves the subscription, at Stripe, to a 1.00 price on the plan's own product.
+    cheap = stripe.Price.create(api_key=KEY, product="creditdesk_plan_pro", unit_amount=100,
+                                currency="usd", recurring={"interval": "month"})  # fmt: skip
+    item = offline_stripe.get("subscription", stripe_id)["items"]["data"][0]
+    stripe.Subscription.modify(stripe_id, api_key=KEY,
+                               items=[{"id": item["id"], "price": cheap["id"]}])  # fmt: skip
+    webhook.deliver(stripe_events.take())
+
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    events = stripe_events.take()
+    webhook.deliver(events + events)
+
+    assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 1
+    assert ours(stripe_id).current_period_start == JAN_31  # not renewed by that invoice
+    alert = WebhookEvent.objects.get(account=account, type="purchase.mismatch")
+    assert alert.data["plan"] == "pro"
+    assert alert.data["paid"] == {"amount": "1", "currency": "USD"}
+    assert alert.data["sold"] == {"amount": "20", "currency": "USD"}
