@@ -4,10 +4,10 @@ job that sends them to Stripe as invoice items (docs/billing.md)."""
 from decimal import ROUND_HALF_UP, Decimal
 
 import stripe
-from django.db import transaction
 from django.utils import timezone
 
 from apps.core.jobs import JobCounts
+from apps.core.outbox import publish
 
 from .models import OverageCharge
 
@@ -31,13 +31,15 @@ def record_overage_charges(overage):
             for subscription, grant in overage
         ]
     )
-    transaction.on_commit(_send_soon)
+    _send_soon()
 
 
 def _send_soon():
+    """Queue the job that sends the charges, through the outbox: after the renewal commits,
+    and never failing the renewal when the broker is down (beat runs the job anyway)."""
     from apps.periods.tasks import send_overage_charges
 
-    send_overage_charges.delay()
+    publish(send_overage_charges.name)
 
 
 def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):

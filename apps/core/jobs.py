@@ -29,6 +29,7 @@ class JobCounts:
     overage: Decimal = Decimal(0)  # overage credits billed at period end
     invoice_items: int = 0  # overage charges sent to Stripe
     recharges: int = 0  # packs bought by auto-recharge
+    published: int = 0  # tasks the outbox sweeper handed to the broker
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

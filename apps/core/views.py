@@ -9,6 +9,8 @@ from config.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
+BROKER_DOWN = "broker unreachable: tasks wait in the outbox until it is back"
+
 
 def _database():
     try:
@@ -16,26 +18,46 @@ def _database():
             cursor.execute("SELECT 1")
         return "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        logger.warning("healthz: database unreachable: %s", exc)
+        logger.warning("health: database unreachable: %s", exc)
         return "unreachable"
 
 
 def _broker():
+    """Bounded by TASK_PUBLISH_TIMEOUT (the broker's socket timeouts, one try)."""
     try:
-        with celery_app.connection_for_write(connect_timeout=2) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
         return "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means unreachable
-        logger.warning("healthz: broker unreachable: %s", exc)
+        logger.warning("readyz: broker unreachable: %s", exc)
         return "unreachable"
+
+
+def _answer(database, *, status="ok", **fields):
+    status = status if database == "ok" else "unavailable"
+    return JsonResponse(
+        {"status": status, "database": database, **fields},
+        status=200 if database == "ok" else 503,
+    )
 
 
 @never_cache
 @require_GET
 def healthz(request):
-    """Liveness for load balancers and `make run`: is the database and the broker reachable?"""
-    checks = {"database": _database(), "broker": _broker()}
-    healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
-    )
+    """Liveness: the process answers and reaches its database (503 if not). The broker is not
+    asked: a Redis blip must not make a load balancer restart or drop every node."""
+    return _answer(_database())
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    """Readiness: the database decides (503 without it). The broker is reported, and when it
+    is down the answer stays 200 with a warning: requests are served, tasks wait in the outbox
+    (apps/core/outbox.py) and are published when it is back."""
+    broker = _broker()
+    warnings = [] if broker == "ok" else [BROKER_DOWN]
+    return _answer(
+        _database(), status="ok" if broker == "ok" else "degraded", broker=broker,
+        warnings=warnings,
+    )  # fmt: skip

@@ -7,6 +7,7 @@ from django.utils import timezone
 from apps.billing.overage import send_overage_charges
 from apps.billing.recharge import run_auto_recharges
 from apps.billing.subscriptions import suspend_past_due_accounts
+from apps.core.outbox import publish_outbox
 from apps.usage.services import release_expired_reservations
 from apps.wallets.services import expire_grants
 from apps.webhooks.alerts import check_balance_alerts
@@ -26,6 +27,7 @@ JOBS = {
     "suspend_past_due_accounts": suspend_past_due_accounts,
     "send_overage_charges": send_overage_charges,
     "run_auto_recharges": run_auto_recharges,
+    "publish_outbox": publish_outbox,  # last: sends what the jobs above could not publish
 }
 
 

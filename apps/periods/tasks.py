@@ -57,3 +57,8 @@ def send_overage_charges(self, now=None):
 @shared_task(bind=True, name="periods.run_auto_recharges", **LIMITS)
 def run_auto_recharges(self, now=None):
     return _run(self, "run_auto_recharges", now)
+
+
+@shared_task(bind=True, name="periods.publish_outbox", **LIMITS)
+def publish_outbox(self, now=None):
+    return _run(self, "publish_outbox", now)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.decimals import format_decimal
+from apps.core.outbox import publish_many
 
 from .destinations import RefusedDestination, check_url, post
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -80,8 +81,7 @@ def record_events(*, events, now=None, endpoints=None):
         ]
     WebhookEvent.objects.bulk_create(new_events)
     WebhookDelivery.objects.bulk_create(deliveries)
-    ids = [d.pk for d in deliveries]
-    transaction.on_commit(lambda: queue_deliveries(ids))
+    queue_deliveries([d.pk for d in deliveries])  # in this transaction: sent after commit
     return deliveries
 
 
@@ -148,16 +148,12 @@ def _grant_data(grant):
 
 
 def queue_deliveries(ids):
-    """Queue a send for each delivery; if the broker is unreachable the sweeper
-    (`retry_due_deliveries`) picks them up, since they are pending and due."""
+    """Queue a send for each delivery, through the outbox (apps/core/outbox.py): called in a
+    transaction, after it commits; never raises when the broker is down (the outbox, and
+    `retry_due_deliveries` for what is pending and due, send them later)."""
     from .tasks import deliver_webhook
 
-    for pk in ids:
-        try:
-            deliver_webhook.delay(pk)
-        except Exception:  # noqa: BLE001 - the database keeps the delivery pending
-            log.warning("could not queue webhook delivery %s; the sweeper will", pk)
-            return
+    publish_many([(deliver_webhook.name, [pk], {}) for pk in ids])
 
 
 def body_of(event):
@@ -260,4 +256,4 @@ def resend(*, delivery, acting_user=None):
             attempts=0,
             last_error=f"resent by {acting_user}" if acting_user else "resent",
         )
-        transaction.on_commit(lambda: queue_deliveries([delivery.pk]))
+        queue_deliveries([delivery.pk])

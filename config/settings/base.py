@@ -172,8 +172,18 @@ else:
 # --- Celery -----------------------------------------------------------------------------------
 # REDIS_URL unset -> kombu's filesystem transport under var/, so a worker and beat run with no
 # server at all (the `make run` default). Production sets REDIS_URL.
+# Seconds a publish may wait on the broker (connect, and each reply): a hung Redis costs a
+# request at most about three times this (a try, a reconnect, a retry), never minutes. What
+# cannot be published waits in the outbox (apps/core/outbox.py) until the broker is back.
+TASK_PUBLISH_TIMEOUT = env.float("TASK_PUBLISH_TIMEOUT", default=1.0)
+REDIS_BROKER_TRANSPORT_OPTIONS = {
+    "socket_timeout": TASK_PUBLISH_TIMEOUT,
+    "socket_connect_timeout": TASK_PUBLISH_TIMEOUT,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = TASK_PUBLISH_TIMEOUT
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 else:
     _broker_dir = VAR_DIR / "celery-broker"
     for _sub in ("queue", "processed"):

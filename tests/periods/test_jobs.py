@@ -196,7 +196,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 8
+    assert JobRun.objects.filter(trigger="command").count() == len(jobs.JOBS) == 9
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):
@@ -221,6 +221,7 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.suspend_past_due_accounts": 15,
         "periods.send_overage_charges": 5,
         "periods.run_auto_recharges": 1,
+        "periods.publish_outbox": 1,
     }
     assert set(scheduled) <= set(app.tasks)
 
