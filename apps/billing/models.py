@@ -39,6 +39,9 @@ class Purchase(models.Model):
     amount_refunded = money_field(default=0, help_text="Refunds clawed back so far.")
     amount_disputed = money_field(default=0, help_text="Disputes clawed back so far.")
     credits_clawed_back = credit_field(default=0)
+    credits_disputed = credit_field(
+        default=0, help_text="Of those, taken for open or lost disputes (a won one returns them)."
+    )
     grant = models.OneToOneField(
         "wallets.CreditGrant", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -793,7 +793,8 @@ class OfflineStripe:
         self.emit("customer.subscription.updated", subscription, previous)
         return invoice
 
-    def dispute(self, charge_id, *, amount=None):
+    def dispute(self, charge_id, *, amount=None, status="needs_response"):
+        """A chargeback (`needs_response`) or an inquiry (`warning_needs_response`)."""
         charge = self.get("charge", charge_id)
         dispute = self.new(
             "dispute",
@@ -802,7 +803,7 @@ class OfflineStripe:
             amount=int(amount or charge["amount"]),
             currency=charge["currency"],
             reason="fraudulent",
-            status="needs_response",
+            status=status,
             is_charge_refundable=False,
             balance_transactions=[],
             evidence={},
@@ -815,6 +816,16 @@ class OfflineStripe:
         )
         charge["disputed"] = True
         self.emit("charge.dispute.created", dispute)
+        return dispute
+
+    def close_dispute(self, dispute_id, status):
+        """The bank decided (`won`, `lost`) or an inquiry ended (`warning_closed`)."""
+        dispute = self.get("dispute", dispute_id)
+        if status not in ("won", "lost", "warning_closed"):
+            raise StripeError(400, "A dispute closes as won, lost or warning_closed.")
+        previous = {"status": dispute["status"]}
+        dispute["status"] = status
+        self.emit("charge.dispute.closed", dispute, previous)
         return dispute
 
     def create_invoiceitem(self, params):
@@ -923,7 +934,8 @@ class OfflineStripeApp:
 
     def control(self, path, params):
         """What happens outside the API: `subscriptions/<id>/renew`, `.../fail`,
-        `invoices/<id>/pay`, `charges/<id>/dispute`, `checkout_sessions/<id>/pay|expire`."""
+        `invoices/<id>/pay`, `charges/<id>/dispute`, `disputes/<id>/close`,
+        `checkout_sessions/<id>/pay|expire`."""
         kind, _, rest = path.partition("/")
         object_id, _, action = rest.partition("/")
         actions = {
@@ -931,7 +943,12 @@ class OfflineStripeApp:
             ("subscriptions", "fail"): lambda: self.stripe.renew(object_id, succeeded=False),
             ("invoices", "pay"): lambda: self.stripe.retry_invoice(object_id),
             ("charges", "dispute"): lambda: self.stripe.dispute(
-                object_id, amount=params.get("amount")
+                object_id,
+                amount=params.get("amount"),
+                status=params.get("status", "needs_response"),
+            ),
+            ("disputes", "close"): lambda: self.stripe.close_dispute(
+                object_id, params.get("status", "won")
             ),
             ("checkout_sessions", "pay"): lambda: self.stripe.pay(
                 object_id, card=params.get("card", "4242")

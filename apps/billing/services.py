@@ -635,18 +635,24 @@ def record_payment_reversal(*, payment_intent_id):
     return purchase
 
 
+# Disputes that take the money back (a chargeback). Inquiries (`warning_needs_response`,
+# `warning_under_review`, `warning_closed`) take nothing; `won` gives it back.
+CHARGEBACK_STATUSES = ("needs_response", "under_review", "lost")
+
+
 def apply_refunds_and_disputes(*, purchase):
-    """Bring the purchase's claw-back up to what Stripe now says was refunded and disputed:
-    the same share of its credits as of its price, taken from what is left of its grant
-    (never below zero; spent credits stay spent). Works from Stripe's totals, not from each
-    event, so a repeat or an out-of-order event changes nothing. The caller holds the
-    purchase's lock."""
+    """Bring the purchase's claw-back up to what Stripe now says was refunded and charged
+    back: the same share of its credits as of its price, taken from what is left of its
+    grant (never below zero; spent credits stay spent). A dispute won gives back what its
+    chargeback took (a grant at the purchase's cost basis, reference `dispute-won:<id>`).
+    Works from Stripe's totals, not from each event, so a repeat or an out-of-order event
+    changes nothing. The caller holds the purchase's lock."""
     if purchase.grant_id is None or not purchase.payment_intent_id or not purchase.amount_paid:
         return
-    refunded, disputed = _charged_back(purchase)
-    # Totals only grow here (a dispute won later does not give credits back).
-    refunded = max(refunded, purchase.amount_refunded)
-    disputed = max(disputed, purchase.amount_disputed)
+    refunded, disputed, won = _charged_back(purchase)
+    refunded = max(refunded, purchase.amount_refunded)  # refunds only grow
+    if disputed < purchase.amount_disputed:
+        _give_back_won(purchase, disputed, won)
     before = _share(purchase, purchase.amount_refunded + purchase.amount_disputed)
     after = _share(purchase, refunded + disputed)
     if after > before:
@@ -659,8 +665,35 @@ def apply_refunds_and_disputes(*, purchase):
             f"{format_decimal(purchase.amount_paid)} {purchase.currency}",
         )
         purchase.credits_clawed_back += taken
+        if what == "dispute":
+            purchase.credits_disputed += taken
     purchase.amount_refunded, purchase.amount_disputed = refunded, disputed
-    purchase.save(update_fields=["amount_refunded", "amount_disputed", "credits_clawed_back"])
+    purchase.save(update_fields=["amount_refunded", "amount_disputed", "credits_clawed_back",
+                                 "credits_disputed"])  # fmt: skip
+
+
+def _give_back_won(purchase, disputed, won):
+    """Disputes were won: return their part of the credits the chargebacks took."""
+    returned = purchase.credits_disputed * (purchase.amount_disputed - disputed)
+    credits = (returned / purchase.amount_disputed).quantize(
+        Decimal(1).scaleb(-CREDIT_PLACES), rounding=ROUND_DOWN
+    )
+    if credits > 0:
+        grant = purchase.grant
+        grant_credits(
+            account=purchase.account,
+            credit_type=purchase.credit_pack.credit_type,
+            amount=credits,
+            source=CreditGrant.Source.PURCHASE,
+            expires_at=grant.expires_at,
+            unit_price=grant.unit_price,
+            currency=grant.currency,
+            reference=f"dispute-won:{','.join(sorted(won))}"[:255],
+            reason=f"Stripe dispute won on {purchase.payment_intent_id}: credits returned",
+            in_caller_transaction=True,
+        )
+    purchase.credits_disputed -= credits
+    purchase.credits_clawed_back -= credits
 
 
 def _share(purchase, amount):
@@ -673,18 +706,21 @@ def _share(purchase, amount):
 
 
 def _charged_back(purchase):
-    """(refunded, disputed) so far for the purchase's payment, from dj-stripe's mirror."""
+    """(refunded, charged back, ids of won disputes) so far for the purchase's payment, from
+    dj-stripe's mirror."""
     refunded = Decimal(0)
     for charge in djstripe.Charge.objects.filter(payment_intent_id=purchase.payment_intent_id):
         refunded += from_minor_units(
             charge.stripe_data.get("amount_refunded", 0), purchase.currency
         )
+    disputes = list(djstripe.Dispute.objects.filter(payment_intent_id=purchase.payment_intent_id))
     disputed = sum(
         (
             from_minor_units(d.stripe_data.get("amount", 0), purchase.currency)
-            for d in djstripe.Dispute.objects.filter(payment_intent_id=purchase.payment_intent_id)
-            if d.stripe_data.get("status") != "won"
+            for d in disputes
+            if d.stripe_data.get("status") in CHARGEBACK_STATUSES
         ),
         Decimal(0),
     )
-    return refunded, disputed
+    won = [d.id for d in disputes if d.stripe_data.get("status") == "won"]
+    return refunded, disputed, won

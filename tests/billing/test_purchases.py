@@ -272,3 +272,71 @@ def test_a_payment_intent_at_another_amount_grants_nothing_whatever_its_metadata
     assert purchase.status == Purchase.Status.MISMATCH
     assert purchase.grant is None
     assert wallet_of(account, pack.credit_type).balance == D(1000)  # the first pack only
+
+
+# --- disputes: chargebacks only, and a won dispute gives the credits back -----------------
+
+
+def dispute(offline_stripe, purchase, **params):
+    charge_id = offline_stripe.get("payment_intent", purchase.payment_intent_id)["latest_charge"]
+    answer = requests.post(
+        f"{offline_stripe.url}/_offline/charges/{charge_id}/dispute", data=params, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["id"]
+
+
+def close_dispute(offline_stripe, dispute_id, status):
+    answer = requests.post(
+        f"{offline_stripe.url}/_offline/disputes/{dispute_id}/close",
+        data={"status": status},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_inquiry_takes_nothing_until_it_becomes_a_chargeback(
+    authed_client, account, pack, offline_stripe, stripe_events, webhook
+):
+    buy(authed_client, account, pack, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    purchase = Purchase.objects.get()
+
+    inquiry = dispute(offline_stripe, purchase, status="warning_needs_response")
+    webhook.deliver(stripe_events.take())
+    assert wallet_of(account, pack.credit_type).balance == D(1000)
+    close_dispute(offline_stripe, inquiry, "warning_closed")
+    webhook.deliver(stripe_events.take())
+    assert wallet_of(account, pack.credit_type).balance == D(1000)
+
+    close_dispute(offline_stripe, dispute(offline_stripe, purchase), "lost")
+    webhook.deliver(stripe_events.take())
+    assert wallet_of(account, pack.credit_type).balance == D(0)
+    assert_ledger_sound(account)
+
+
+def test_a_won_dispute_gives_back_the_credits_it_took_once_at_their_cost(
+    authed_client, account, pack, offline_stripe, stripe_events, webhook
+):
+    FeatureFactory(code="api_call", credit_type=pack.credit_type)
+    buy(authed_client, account, pack, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    consume(account=account, feature="api_call", quantity=D(400))
+    purchase = Purchase.objects.get()
+
+    disputed = dispute(offline_stripe, purchase)
+    webhook.deliver(stripe_events.take())
+    assert wallet_of(account, pack.credit_type).balance == D(0)  # 600 left were taken
+
+    close_dispute(offline_stripe, disputed, "won")
+    events = stripe_events.take()
+    webhook.deliver(events + events)
+
+    assert wallet_of(account, pack.credit_type).balance == D(600)  # what was taken, not 1,000
+    returned = CreditGrant.objects.get(account=account, reference=f"dispute-won:{disputed}")
+    assert returned.amount == D(600)
+    assert returned.unit_price == purchase.grant.unit_price
+    purchase.refresh_from_db()
+    assert purchase.amount_disputed == D(0)
+    assert purchase.credits_clawed_back == D(0)
+    assert_ledger_sound(account)
