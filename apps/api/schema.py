@@ -192,7 +192,8 @@ Every endpoint of the REST API v1 with its parameters, body fields, answers, err
 the API-key scopes it needs. [api.md](api.md) walks through the common flows with `curl`;
 `/api/schema/` is the same contract as OpenAPI (with the catalog's current codes filled in)
 and `/api/docs/` renders it. The test suite runs schemathesis with every check against it:
-the server accepts exactly what this reference allows and answers only what it lists.
+the server accepts what this reference allows, refuses what it forbids, and answers only what
+it lists, but for the few rules no schema can state (the last list below).
 
 ## Authentication and scopes
 
@@ -217,6 +218,10 @@ Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`
   may contain a NUL character (`\\u0000`).
 - `metadata` is a JSON object of at most 4 KiB (as compact JSON) and 256 keys; its numbers
   must fit a double.
+- Rules a schema cannot state, each a 400 `validation_error`: a grant's `expires_at` must be
+  in the future; a charge (quantity × the feature's price) must stay below 10^18 credits.
+  A checkout names an item on sale and synced to Stripe: `/api/schema/` lists those codes,
+  and while there are none no checkout body is valid.
 """
 
 
