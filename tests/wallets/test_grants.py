@@ -1,8 +1,10 @@
 """Granting, voiding, adjusting and expiring credits."""
 
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -70,6 +72,21 @@ def test_no_grant_but_the_apis_may_take_a_reference_in_its_namespace():
     with pytest.raises(InvalidInput):
         give(AccountFactory(), 10, reference="api:launch")
     assert not CreditGrant.objects.exists()
+
+
+def test_the_migration_moves_earlier_api_grants_into_the_namespace_and_they_still_replay():
+    migration = import_module("apps.wallets.migrations.0006_grant_api_key")
+    account = AccountFactory()
+    made_by_the_api = give(account, 10, reference="launch")  # as the API stored them before
+    renewal = give(account, 20, reference="period:1:2026-02-28T12:00:00Z:credits",
+                   source=CreditGrant.Source.PLAN_PERIOD)  # fmt: skip
+    migration.namespace_api_references(django_apps, None)
+    made_by_the_api.refresh_from_db()
+    renewal.refresh_from_db()
+    assert made_by_the_api.reference == "api:launch"
+    assert renewal.reference == "period:1:2026-02-28T12:00:00Z:credits"
+    api_key, _ = create_api_key(name="service", scopes=["grants:write"])
+    assert give(account, 10, reference="launch", api_key=api_key).pk == made_by_the_api.pk
 
 
 def test_only_a_lost_idempotency_race_is_retried():
