@@ -26,7 +26,7 @@ def on_checkout_session(sender, event, **kwargs):
     session = _mirrored(djstripe.Session, event)
     if session is None:
         return
-    services.record_checkout_session(session=session)
+    services.record_checkout_session(session=session, event_type=event.type)
     if session.stripe_data.get("subscription"):
         subscriptions.ensure_subscription(stripe_id=session.stripe_data["subscription"])
 

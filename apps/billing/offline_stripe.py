@@ -533,6 +533,17 @@ class OfflineStripe:
         self.emit("checkout.session.completed", session)
         return session
 
+    def fail_async(self, session_id):
+        """The customer pays by a delayed method (a bank debit): the session completes
+        unpaid, and the payment fails days later."""
+        session = self.get("checkout.session", session_id)
+        if session["status"] != "open":
+            raise StripeError(400, "This Checkout Session is no longer open.")
+        session.update(status="complete", payment_status="unpaid")
+        self.emit("checkout.session.completed", session)
+        self.emit("checkout.session.async_payment_failed", session)
+        return session
+
     def expire_session(self, session_id):
         """A Checkout Session nobody paid reaches its expires_at (or is expired by the API)."""
         session = self.get("checkout.session", session_id)
@@ -935,7 +946,7 @@ class OfflineStripeApp:
     def control(self, path, params):
         """What happens outside the API: `subscriptions/<id>/renew`, `.../fail`,
         `invoices/<id>/pay`, `charges/<id>/dispute`, `disputes/<id>/close`,
-        `checkout_sessions/<id>/pay|expire`."""
+        `checkout_sessions/<id>/pay|expire|fail_async`."""
         kind, _, rest = path.partition("/")
         object_id, _, action = rest.partition("/")
         actions = {
@@ -954,6 +965,7 @@ class OfflineStripeApp:
                 object_id, card=params.get("card", "4242")
             ),
             ("checkout_sessions", "expire"): lambda: self.stripe.expire_session(object_id),
+            ("checkout_sessions", "fail_async"): lambda: self.stripe.fail_async(object_id),
         }
         action = actions.get((kind, action))
         if action is None:

@@ -473,9 +473,12 @@ def _locked_purchase(**lookup):
     return Purchase.objects.select_for_update(of=("self",)).filter(**lookup).first()
 
 
-def record_checkout_session(*, session):
-    """A Checkout Session changed (completed, paid later, expired). A paid pack session
-    grants the pack's credits once, at the price paid (cost basis = amount ÷ credits)."""
+def record_checkout_session(*, session, event_type=None):
+    """A Checkout Session changed (completed, paid later, its delayed payment failed,
+    expired). A paid pack session grants the pack's credits once, at the price paid (cost
+    basis = amount ÷ credits); one whose delayed payment failed (`event_type`
+    checkout.session.async_payment_failed: the session stays `complete` and unpaid) is
+    failed."""
     data = session.stripe_data
     if data.get("mode") == "subscription":
         _close_plan_checkout(data)
@@ -488,6 +491,13 @@ def record_checkout_session(*, session):
         return None
     if data.get("status") == "expired" and purchase.status == Purchase.Status.OPEN:
         purchase.status = Purchase.Status.EXPIRED
+        purchase.save(update_fields=["status"])
+    if (
+        event_type == "checkout.session.async_payment_failed"
+        and data.get("payment_status") != "paid"
+        and purchase.status == Purchase.Status.OPEN
+    ):
+        purchase.status = Purchase.Status.FAILED
         purchase.save(update_fields=["status"])
     if data.get("payment_status") != "paid" or purchase.grant_id is not None:
         return purchase

@@ -120,6 +120,12 @@ def _checkout_notice(account, session_id):
         return {"kind": "success", "text": text}, False
     if purchase.status == Purchase.Status.OPEN:
         return {"kind": "info", "text": "Confirming your payment with Stripe…"}, True
+    if purchase.status == Purchase.Status.MISMATCH:
+        text = "We received a payment we could not match to this pack; our team will be in touch."
+        return {"kind": "error", "text": text}, False
+    if purchase.status == Purchase.Status.FAILED:
+        text = "Your payment failed at your bank; nothing was added. You can try again."
+        return {"kind": "error", "text": text}, False
     return {"kind": "error", "text": "The payment did not go through; nothing was added."}, False
 
 

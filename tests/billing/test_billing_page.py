@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Subscription
 from apps.billing.billing_page import billing_link, usage_by_day
+from apps.billing.models import Purchase
 from apps.catalog.models import Plan
 from apps.usage.services import consume
 from tests.factories import (
@@ -293,3 +294,25 @@ def test_staying_on_the_plan_cancels_a_scheduled_switch(
     assert (subscription.plan.code, subscription.scheduled_plan) == ("pro", None)
     stripe_sub = offline_stripe.get("subscription", subscription.stripe_subscription_id)
     assert stripe_sub["items"]["data"][0]["price"]["id"] == plans["pro"].stripe_price_id
+
+
+def test_a_bank_payment_that_fails_later_marks_the_purchase_failed_and_the_page_says_so(
+    authed_client, client, account, pack, link, offline_stripe, webhook, stripe_events
+):
+    session_id = checkout(authed_client, account, credit_pack=pack.code)
+    answer = requests.post(
+        f"{offline_stripe.url}/_offline/checkout_sessions/{session_id}/fail_async", timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    events = stripe_events.take()
+    assert [e["type"] for e in events][-1] == "checkout.session.async_payment_failed"
+    webhook.deliver(events + events)
+
+    purchase = Purchase.objects.get(checkout_session_id=session_id)
+    assert purchase.status == Purchase.Status.FAILED
+    assert purchase.grant is None
+    status = f"{path_of(link['url'])}checkout-status?checkout={session_id}"
+    assert client.get(status).json() == {"pending": False}
+    page = client.get(f"{path_of(link['url'])}?checkout={session_id}").content.decode()
+    assert "Your payment failed at your bank; nothing was added." in page
+    assert "Payment failed" in page  # in the list of payments
