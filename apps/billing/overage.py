@@ -1,8 +1,6 @@
 """Overage billing: the OverageCharges a renewal records (apps/periods/services.py) and the
 job that sends them to Stripe as invoice items (docs/billing.md)."""
 
-from decimal import ROUND_HALF_UP, Decimal
-
 import stripe
 from django.utils import timezone
 
@@ -11,12 +9,13 @@ from apps.core.outbox import publish
 
 from .models import OverageCharge
 
-CENT = Decimal("0.01")
-
 
 def record_overage_charges(overage):
     """One OverageCharge per `(subscription, overage grant)`, in the renewal's transaction
-    (one statement): the charge exists exactly when the debt was settled by billing it."""
+    (one statement): the charge exists exactly when the debt was settled by billing it. Its
+    amount is in what Stripe can bill: cents, or whole yen in a zero-decimal currency."""
+    from .services import in_smallest_unit
+
     OverageCharge.objects.bulk_create(
         [
             OverageCharge(
@@ -25,7 +24,7 @@ def record_overage_charges(overage):
                 grant=grant,
                 credits=grant.amount,
                 unit_price=grant.unit_price,
-                amount=(grant.amount * grant.unit_price).quantize(CENT, rounding=ROUND_HALF_UP),
+                amount=in_smallest_unit(grant.amount * grant.unit_price, grant.currency),
                 currency=grant.currency,
             )
             for subscription, grant in overage
@@ -48,7 +47,7 @@ def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):
     not billed for finance to invoice. A Stripe failure leaves the charge pending for the
     next run. The Stripe call is made outside any transaction; the idempotency key (the
     overage grant's id) makes a repeat after a crash return the same invoice item."""
-    from .services import api_key, stripe_customer, to_minor_units
+    from .services import api_key, in_smallest_unit, stripe_customer, to_minor_units
 
     counts = JobCounts()
     after = 0
@@ -61,6 +60,9 @@ def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):
         if not charges:
             break
         for charge in charges:
+            # A charge recorded before amounts were kept in the currency's smallest unit
+            # (70.35 JPY) is billed rounded, not left pending forever.
+            charge.amount = in_smallest_unit(charge.amount, charge.currency)
             _send(charge, counts, api_key, stripe_customer, to_minor_units)
         after = charges[-1].pk
         counts.chunks += 1
@@ -78,7 +80,7 @@ def _send(charge, counts, api_key, stripe_customer, to_minor_units):
             if charge.amount <= 0
             else "Manual plan: invoice it outside Stripe."
         )
-        charge.save(update_fields=["status", "note"])
+        charge.save(update_fields=["status", "note", "amount"])
         return
     credit_type = charge.grant.wallet.credit_type
     try:
@@ -104,5 +106,5 @@ def _send(charge, counts, api_key, stripe_customer, to_minor_units):
     charge.stripe_invoice_item_id = item["id"]
     charge.sent_at = timezone.now()
     charge.attempts += 1
-    charge.save(update_fields=["status", "stripe_invoice_item_id", "sent_at", "attempts"])
+    charge.save(update_fields=["status", "stripe_invoice_item_id", "sent_at", "attempts", "amount"])
     counts.invoice_items += 1

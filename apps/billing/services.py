@@ -11,7 +11,7 @@ transaction: the purchase row first, then wallets as the ledger does.
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from uuid import uuid4
 
 import stripe
@@ -44,17 +44,25 @@ ZERO_DECIMAL_CURRENCIES = {
 }  # fmt: skip
 
 
+def currency_places(currency):
+    """Decimal places of the currency's smallest unit at Stripe: 0 for yen, else 2."""
+    return 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+
+
+def in_smallest_unit(amount, currency):
+    """`amount` rounded (half up) to what Stripe can bill in `currency`: 70.35 JPY -> 70."""
+    return Decimal(amount).quantize(Decimal(1).scaleb(-currency_places(currency)), ROUND_HALF_UP)
+
+
 def to_minor_units(amount, currency):
-    exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
-    minor = amount.scaleb(exponent)
+    minor = amount.scaleb(currency_places(currency))
     if minor != minor.to_integral_value():
         raise InvalidInput(f"{amount} {currency} has more decimals than Stripe takes.")
     return int(minor)
 
 
 def from_minor_units(amount, currency):
-    exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
-    return Decimal(int(amount)).scaleb(-exponent)
+    return Decimal(int(amount)).scaleb(-currency_places(currency))
 
 
 def from_timestamp(timestamp):

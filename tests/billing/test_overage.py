@@ -160,3 +160,29 @@ def test_overage_is_sent_to_stripe_by_a_real_worker(
     assert JobRun.objects.filter(job="send_overage_charges", trigger="beat").count() >= 2
     assert_ledger_sound(account)
     connection.close()
+
+
+def test_overage_in_yen_is_billed_in_whole_yen(
+    authed_client, offline_stripe, stripe_events, webhook, time_machine
+):
+    time_machine.move_to(JAN_31, tick=False)
+    credits = CreditTypeFactory(code="credits")
+    plan = PlanFactory(code="scale_jp", price=D("3000"), currency="JPY", overage_policy="allow",
+                       overage_limit=D(500), overage_unit_price=D("0.35"))  # fmt: skip
+    PlanAllowanceFactory(plan=plan, credit_type=credits, credits_per_period=D(1000))
+    PlanFeatureFactory(plan=plan, feature=FeatureFactory(code="api_call", credit_type=credits))
+    sync_stripe_catalog()
+    plan.refresh_from_db()
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    consume(account=account, feature="api_call", quantity=D(1201))  # 201 over: 70.35 yen
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+
+    assert send_overage_charges().invoice_items == 1
+    charge = OverageCharge.objects.get()
+    assert (charge.status, charge.amount, charge.currency) == ("sent", D(70), "JPY")
+    item = offline_stripe.get("invoiceitem", charge.stripe_invoice_item_id)
+    assert (item["amount"], item["currency"]) == (70, "jpy")  # yen have no minor unit

@@ -20,11 +20,11 @@ def credits(value):
 
 @register.filter
 def money(value, currency=""):
-    from apps.billing.services import ZERO_DECIMAL_CURRENCIES
+    from apps.billing.services import currency_places
 
     if value is None:
         return ""
-    places = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+    places = currency_places(currency)
     return f"{Decimal(value):,.{places}f} {currency.upper()}".strip()
 
 
