@@ -4,12 +4,21 @@ Every write to a wallet's grants or balance happens in one transaction that firs
 wallet row; that lock is what serialises concurrent consumes (docs/ledger.md, "Concurrency").
 """
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.fields import credit_field, currency_field, unit_price_field
+
+# What the ledger's triggers do: refuse the statement (restrict_violation, so Django raises
+# IntegrityError), naming it.
+APPEND_ONLY_REJECT = """
+    RAISE EXCEPTION USING
+        MESSAGE = 'ledger entries are append-only: ' || TG_OP || ' rejected',
+        ERRCODE = 'restrict_violation';
+"""
 
 
 def signed_credit_field(**kwargs):
@@ -172,8 +181,8 @@ class CreditGrant(models.Model):
 
 
 class LedgerEntry(models.Model):
-    """Append-only: a database trigger rejects UPDATE and DELETE. Σ amount = wallet balance;
-    Σ held_change = wallet held."""
+    """Append-only: database triggers reject UPDATE, DELETE and (PostgreSQL) TRUNCATE.
+    Σ amount = wallet balance; Σ held_change = wallet held."""
 
     class Kind(models.TextChoices):
         GRANT = "grant", "Grant"
@@ -241,6 +250,29 @@ class LedgerEntry(models.Model):
             ),
             models.Index(
                 fields=["acting_user"], condition=Q(acting_user__isnull=False), name="ledger_staff"
+            ),
+        ]
+        # PostgreSQL (django-pgtrigger); SQLite has its own (migrations 0002 and 0003).
+        triggers = [
+            pgtrigger.Trigger(
+                name="append_only",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update | pgtrigger.Delete,
+                func=APPEND_ONLY_REJECT,
+            ),
+            pgtrigger.Trigger(
+                name="no_truncate",
+                when=pgtrigger.Before,
+                level=pgtrigger.Statement,
+                operation=pgtrigger.Truncate,
+                # The test settings let the test runner's flush empty the tables (on their
+                # own connections only); no deployment sets creditdesk.ledger_truncate.
+                func=f"""
+                IF current_setting('creditdesk.ledger_truncate', true) = 'allow' THEN
+                    RETURN NULL;
+                END IF;
+                {APPEND_ONLY_REJECT}
+                """,
             ),
         ]
 

@@ -246,3 +246,50 @@ def ledger_page(*, account, credit_type=None, kind=None, since=None, until=None,
         entries = entries.filter(pk__lt=before_id)
     page = list(entries.order_by("-id")[: limit + 1])
     return page[:limit], len(page) > limit
+
+
+LEDGER_TRIGGERS = ("append_only", "no_truncate")  # LedgerEntry.Meta.triggers, by name
+LEDGER_FORBIDDEN = ("UPDATE", "DELETE", "TRUNCATE")
+APP_NEEDS = ("SELECT", "INSERT")
+
+
+def database_role_problems():
+    """What lets the database role the app runs as rewrite the ledger (PostgreSQL): owning
+    the ledger table (an owner may drop its triggers), being a superuser, holding UPDATE,
+    DELETE or TRUNCATE on it, a missing or disabled append-only trigger; and what the app
+    itself needs but lacks (SELECT, INSERT). `(role, [problem, …])`; no problems = safe."""
+    from django.db import connection
+
+    table = LedgerEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_user, r.rolsuper, t.tableowner = current_user"
+            " FROM pg_roles r, pg_tables t"
+            " WHERE r.rolname = current_user AND t.tablename = %s"
+            " AND t.schemaname = current_schema()",
+            [table],
+        )
+        role, superuser, owner = cursor.fetchone()
+        cursor.execute(
+            "SELECT " + ", ".join(["has_table_privilege(%s, %s)"] * 5),
+            [arg for p in (*LEDGER_FORBIDDEN, *APP_NEEDS) for arg in (table, p)],
+        )
+        held = dict(zip((*LEDGER_FORBIDDEN, *APP_NEEDS), cursor.fetchone(), strict=True))
+        cursor.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgenabled <> 'D'",
+            [table],
+        )
+        enabled = {name for (name,) in cursor.fetchall()}
+    problems = []
+    if superuser:
+        problems.append("is a superuser (bypasses every grant)")
+    if owner:
+        problems.append(f"owns {table} (an owner may drop its triggers)")
+    if granted := [p for p in LEDGER_FORBIDDEN if held[p]]:
+        problems.append(f"may {', '.join(granted)} {table}: revoke it")
+    if missing := [p for p in APP_NEEDS if not held[p]]:
+        problems.append(f"may not {', '.join(missing)} {table}: the app needs it")
+    for name in LEDGER_TRIGGERS:
+        if not any(found.startswith(f"pgtrigger_{name}_") for found in enabled):
+            problems.append(f"trigger {name} on {table} is missing or disabled: migrate")
+    return role, problems

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "axes",
     "django_celery_beat",
     "djstripe",
+    "pgtrigger",  # the ledger's append-only triggers (apps/wallets/models.py), PostgreSQL
     "apps.core",
     "apps.catalog",
     "apps.accounts",

@@ -29,3 +29,10 @@ SILENCED_SYSTEM_CHECKS = ["djstripe.W002"]
 # itself (tests/webhooks/test_destinations.py) set these back per test.
 WEBHOOK_REQUIRE_HTTPS = False
 WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1"]
+
+# The ledger refuses TRUNCATE (apps/wallets/models.py), and the test runner empties the tables
+# after a transactional test with TRUNCATE: on PostgreSQL, the test connections say it may.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        "-c creditdesk.ledger_truncate=allow"
+    )
