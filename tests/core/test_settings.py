@@ -1,8 +1,10 @@
 """Settings come from the environment; production refuses to start half-configured."""
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from django.conf import settings
 
@@ -91,3 +93,24 @@ def test_with_a_stripe_key_the_offline_stripe_is_never_reachable(tmp_path):
     finally:
         serving.terminate()
         serving.wait(timeout=30)
+
+
+def test_the_filesystem_broker_keeps_every_folder_under_var(tmp_path):
+    """Without REDIS_URL, Celery's filesystem transport writes its queue, processed messages
+    and exchange tables (control folder) under var/ only, never into the working directory."""
+    env = {**BASE_ENV, "DJANGO_SETTINGS_MODULE": "config.settings.local",
+           "SQLITE_PATH": str(tmp_path / "db.sqlite3")}  # fmt: skip
+    probe = (
+        "import json; from pathlib import Path; from kombu import Connection;"
+        "from django.conf import settings;"
+        "channel = Connection(settings.CELERY_BROKER_URL, transport_options="
+        "settings.CELERY_BROKER_TRANSPORT_OPTIONS).default_channel;"
+        "print(json.dumps({name: str(Path(getattr(channel, name)).resolve()) for name in "
+        "('data_folder_in', 'data_folder_out', 'processed_folder', 'control_folder')}))"
+    )
+    result = manage("shell", "-v", "0", "-c", probe, env=env)
+    assert result.returncode == 0, result.stderr
+    folders = json.loads(result.stdout.strip().splitlines()[-1])
+    var = settings.VAR_DIR.resolve()
+    outside = {name: path for name, path in folders.items() if not Path(path).is_relative_to(var)}
+    assert outside == {}
