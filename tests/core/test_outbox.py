@@ -4,13 +4,14 @@ same transaction) and the sweeper publishes it when the broker is back. Real Red
 real API requests, real jobs."""
 
 import time
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
 from apps.core.models import OutboxTask
 from apps.core.outbox import publish
-from apps.periods.jobs import run_job
+from apps.periods.jobs import JOBS, run_job
 from apps.periods.models import JobRun
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.ledger import priced_account
@@ -99,3 +100,19 @@ def test_the_sweeper_stops_at_the_first_failure_and_keeps_the_rest(redis_broker)
     assert len(outbox()) == 2
     kept = OutboxTask.objects.order_by("pk").first()
     assert kept.attempts == 2 and "Connection refused" in kept.last_error
+
+
+@pytest.mark.postgres  # SQLite's test flush cannot delete ledger entries
+def test_the_period_jobs_run_to_the_end_while_the_broker_is_down(
+    authed_client, watched_account, redis_broker
+):
+    redis_broker.stop()
+    response, _ = grant(authed_client, "during")
+    assert response.status_code == 201
+    (delivery,) = deliveries()
+    call_command("run_period_jobs", stdout=StringIO(), stderr=StringIO())
+    runs = dict(JobRun.objects.values_list("job", "status"))
+    assert set(runs) == set(JOBS)
+    failed = {job for job, status in runs.items() if status == JobRun.Status.FAILED}
+    assert failed == {"publish_outbox"}  # it could not publish either: it tries next minute
+    assert outbox() == [("webhooks.deliver", [delivery])]  # kept once, re-queued by the retry job
