@@ -10,8 +10,8 @@ A publish waits at most TASK_PUBLISH_TIMEOUT per step (settings: a try, a reconn
 never raises, and after a failure this process stops trying the same broker for
 BROKER_PAUSE_SECONDS (the outbox keeps what is due). `publish_outbox`, a scheduled job, sends
 what the outbox holds. A task may therefore run twice (published, then the process died before
-deleting its row); every task here takes ids and is idempotent, as Celery's at-least-once
-delivery requires anyway."""
+deleting its row, or the sweeper sent a row whose after-commit publish was under way); every
+task here takes ids and is idempotent, as Celery's at-least-once delivery requires anyway."""
 
 import hashlib
 import json
