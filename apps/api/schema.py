@@ -186,7 +186,7 @@ REFERENCE_INTRO = """\
 # API reference
 
 <!-- Generated from the OpenAPI schema: `.venv/bin/python manage.py api_reference >
-docs/api-reference.md`. tests/api/test_schema.py fails when this file is out of date. -->
+docs/api-reference.md`. tests/test_docs.py fails when this file is out of date. -->
 
 Every endpoint of the REST API v1 with its parameters, body fields, answers, error codes and
 the API-key scopes it needs. [api.md](api.md) walks through the common flows with `curl`;
@@ -244,7 +244,8 @@ def reference_markdown(schema):
             _field_table(components[name], referenced)
     lines += ["## Objects", ""]
     for name in sorted(referenced - {"Error"}):
-        lines += [f"### {name}", "", *_field_table(components[name], referenced), ""]
+        table = _field_table(components[name], referenced, answer=True)
+        lines += [f"### {name}", "", *table, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -287,36 +288,40 @@ def _operation_lines(method, path, operation, components, referenced):
     return [*lines, ""]
 
 
-def _field_table(component, referenced):
+def _field_table(component, referenced, *, answer=False):
     required = set(component.get("required", []))
     rows = ["| field | type | required | notes |", "|---|---|---|---|"]
     for field, schema in component.get("properties", {}).items():
         needed = "yes" if field in required else "no"
         if schema.get("x-required-if-several"):
             needed = "if several exist"  # the catalog decides: the reference stays the same
-        rows.append(f"| `{field}` | {_type(schema, referenced)} | {needed} | "
+        rows.append(f"| `{field}` | {_type(schema, referenced, answer=answer)} | {needed} | "
                     f"{_cell(schema.get('description', ''))} |")  # fmt: skip
     return [*rows, ""]
 
 
-def _type(schema, referenced):
-    """A schema in a few words: its type and every constraint."""
+def _type(schema, referenced, *, answer=False):
+    """A schema in a few words: its type and every constraint (in an answer, not the integer
+    limits of the database's columns, which differ between PostgreSQL and SQLite)."""
+    limits = DATABASE_LIMITS if answer else set()
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         referenced.add(name)
         return f"[{name}](#{name.lower()})"
     if "oneOf" in schema:
-        return " or ".join(_type(option, referenced) for option in schema["oneOf"])
+        return " or ".join(_type(option, referenced, answer=answer) for option in schema["oneOf"])
     if "allOf" in schema:
-        return " and ".join(_type(option, referenced) for option in schema["allOf"])
+        return " and ".join(_type(option, referenced, answer=answer) for option in schema["allOf"])
     kind = schema.get("type", "any")
     words = []
     if kind == "array":
-        words.append(f"array of {_type(schema.get('items', {}), referenced)}")
+        words.append(f"array of {_type(schema.get('items', {}), referenced, answer=answer)}")
     elif schema.get("x-catalog-codes"):
         words.append("string: a code of the catalog (the schema lists the current ones)")
     elif "enum" in schema:
         words.append(" \\| ".join(f"`{value}`" for value in schema["enum"] if value is not None))
+    elif kind == "integer":
+        words.append(kind)  # int32/int64 and their limits are the database's, not the API's
     else:
         words.append(kind + (f" ({schema['format']})" if "format" in schema else ""))
     for key, text in (("pattern", "matching `{}`"), ("minLength", "length ≥ {}"),
@@ -325,15 +330,20 @@ def _type(schema, referenced):
                       ("multipleOf", "a multiple of {}"), ("default", "default `{}`")):  # fmt: skip
         if key in schema and not (key == "pattern" and schema.get("x-catalog-codes")):
             words.append(text.format(_cell(str(schema[key]))))
-    if "minimum" in schema:
+    if "minimum" in schema and schema["minimum"] not in limits:
         words.append(("> " if schema.get("exclusiveMinimum") else "≥ ") + str(schema["minimum"]))
-    if "maximum" in schema:
+    if "maximum" in schema and schema["maximum"] not in limits:
         words.append(("< " if schema.get("exclusiveMaximum") else "≤ ") + str(schema["maximum"]))
     if schema.get("nullable"):
         words.append("or null")
     if schema.get("readOnly"):
         words.append("read-only")
     return ", ".join(words)
+
+
+# Integer columns' limits, which differ between PostgreSQL and SQLite: the reference leaves
+# them out of answers so it reads the same on both.
+DATABASE_LIMITS = {sign * 2**bits - (sign > 0) for sign in (1, -1) for bits in (15, 31, 63)}
 
 
 def _cell(text):
