@@ -118,7 +118,7 @@ def test_what_the_lane_cannot_answer_django_answers_unchanged(account, key, body
 
 
 @pytest.mark.parametrize("host", ["evil.example", ""], ids=["foreign", "empty"])
-def test_a_host_django_would_refuse_is_not_answered_by_the_lane(account, key, host):
+def test_a_host_django_would_refuse_is_not_answered_by_the_lane(account, key, host, caplog):
     lane, django = clients(key)
     answers = [c.post("/api/v1/consume", {"account": "acme", "feature": "api_call"},
                       format="json", HTTP_HOST=host) for c in (lane, django)]  # fmt: skip
@@ -126,6 +126,9 @@ def test_a_host_django_would_refuse_is_not_answered_by_the_lane(account, key, ho
     assert comparable(answers[0]) == comparable(answers[1])
     assert answers[0].status_code == 400
     assert UsageEvent.objects.count() == 0
+    # Logged as one line each: anyone can send these, a traceback apiece would flood the log.
+    refused = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert len(refused) == 2 and not any(r.exc_info for r in refused)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/consume", "/api/v1/check"])
