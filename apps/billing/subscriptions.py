@@ -119,6 +119,14 @@ def _start(data, status):
     if account is None or plan is None:
         logger.warning("Stripe subscription %s: no account or plan to match it", data["id"])
         return None
+    item = _first_item(data)
+    sold, price = _sold_price(_line_price(item), (plan,))
+    if sold is None or item.get("quantity", 1) != 1:
+        # Found by metadata or product only: a price we never sold grants nothing.
+        price = item.get("price") if isinstance(item.get("price"), dict) else {}
+        _flag_mismatch(account.pk, plan, price.get("unit_amount"), price.get("currency"),
+                       {"subscription": data["id"]})  # fmt: skip
+        return None
     start, end = _period(data)
     subscription = put_account_on_plan(account=account, plan=plan, starts_at=start)
     return _link(subscription, data, status, end)
@@ -220,27 +228,35 @@ def _billed_as_sold(ours, data):
             and (line.get("currency") or "").upper() == plan.currency
         ):
             return True
+    line = lines[0] if lines else {}
+    handles = {"invoice": data["id"], "subscription": ours.stripe_subscription_id}
+    currency = line.get("currency") or data.get("currency")
+    _flag_mismatch(ours.account_id, ours.plan, line.get("amount"), currency, handles)
+    return False
+
+
+def _flag_mismatch(account_id, plan, amount, currency, handles):
+    """Stripe billed `plan` at another price than sold: logged, and `purchase.mismatch` to
+    the account's webhook endpoints once per Stripe object (the first of `handles`)."""
     from apps.webhooks.models import WebhookEvent
     from apps.webhooks.services import record_events
 
     from .services import from_minor_units
 
-    line = lines[0] if lines else {}
-    currency = (line.get("currency") or data.get("currency") or "").upper()
-    logger.warning("Invoice %s does not bill %s as sold: nothing granted", data["id"], ours)
+    currency = (currency or "").upper()
+    (handle, value), *_ = handles.items()
+    logger.warning("Stripe %s %s does not bill %s as sold: nothing granted", handle, value, plan)
     if WebhookEvent.objects.filter(
-        account_id=ours.account_id, type="purchase.mismatch", data__invoice=data["id"]
+        account_id=account_id, type="purchase.mismatch", **{f"data__{handle}": value}
     ).exists():
-        return False
-    record_events(events=[(ours.account_id, "purchase.mismatch", {
-        "plan": ours.plan.code,
-        "sold": {"amount": format_decimal(ours.plan.price), "currency": ours.plan.currency},
-        "paid": {"amount": format_decimal(from_minor_units(line.get("amount") or 0, currency)),
-                 "currency": currency},
-        "invoice": data["id"],
-        "subscription": ours.stripe_subscription_id,
+        return
+    paid = None if amount is None else format_decimal(from_minor_units(amount, currency))
+    record_events(events=[(account_id, "purchase.mismatch", {
+        "plan": plan.code,
+        "sold": {"amount": format_decimal(plan.price), "currency": plan.currency},
+        "paid": {"amount": paid, "currency": currency or None},
+        **handles,
     })])  # fmt: skip
-    return False
 
 
 def mark_past_due(*, subscription):

@@ -374,3 +374,29 @@ def test_an_invoice_paid_at_a_price_not_ours_renews_nothing_and_is_flagged(
     assert alert.data["plan"] == "pro"
     assert alert.data["paid"] == {"amount": "1", "currency": "USD"}
     assert alert.data["sold"] == {"amount": "20", "currency": "USD"}
+
+
+@pytest.mark.django_db
+def test_a_subscription_at_a_price_we_never_sold_starts_nothing_whatever_its_metadata_says(
+    plan, offline_stripe, stripe_events, webhook
+):
+    account = AccountFactory(external_id="acme")
+    WebhookEndpoint.objects.create(account=account, url="http://127.0.0.1:9/hooks")
+    customer = stripe.Customer.create(api_key=KEY, metadata={"creditdesk_account": "acme"})
+    cheap = stripe.Price.create(api_key=KEY, product="creditdesk_plan_pro", unit_amount=100,
+                                currency="usd", recurring={"interval": "month"})  # fmt: skip
+    metadata = {"creditdesk_account": "acme", "plan": "pro"}
+    session = stripe.checkout.Session.create(
+        api_key=KEY, mode="subscription", customer=customer["id"],
+        line_items=[{"price": cheap["id"], "quantity": 1}], metadata=metadata,
+        subscription_data={"metadata": metadata}, success_url="https://x.example/",
+        cancel_url="https://x.example/",
+    )  # fmt: skip
+    pay(offline_stripe, session["id"])
+    webhook.deliver(stripe_events.take())
+
+    assert not Subscription.objects.filter(account=account).exists()
+    assert not CreditGrant.objects.filter(account=account).exists()
+    alert = WebhookEvent.objects.get(account=account, type="purchase.mismatch")
+    assert alert.data["plan"] == "pro"
+    assert alert.data["paid"] == {"amount": "1", "currency": "USD"}
