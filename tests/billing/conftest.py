@@ -4,11 +4,13 @@ through dj-stripe's real webhook view, signed as Stripe signs them, in the order
 often as it wants."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 import requests
 import stripe
 
+from apps.accounts.models import Subscription
 from apps.billing.offline_stripe import OfflineStripe, serve, sign
 from apps.billing.services import connect_stripe_webhook, sync_stripe_catalog
 from tests.factories import AccountFactory, CreditPackFactory, CreditTypeFactory
@@ -122,3 +124,41 @@ def checkout(authed_client, account, **item):
     assert answer.status_code == 201, answer.content
     assert set(answer.json()) == {"checkout_url", "session_id"}
     return answer.json()["session_id"]
+
+
+# --- shared by the billing tests -----------------------------------------------------------
+
+KEY = "sk_test_OfflineStandInNotASecret0000"  # the offline Stripe takes any sk_ key
+JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
+MAR_31 = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+
+
+def buy(authed_client, account, pack, offline_stripe):
+    """Checkout for the pack and Pay; the session id (its events are held, not delivered)."""
+    session_id = checkout(authed_client, account, credit_pack=pack.code)
+    assert pay(offline_stripe, session_id) == SUCCESS_URL.format(CHECKOUT_SESSION_ID=session_id)
+    return session_id
+
+
+def refund(offline_stripe, purchase, amount):
+    return stripe.Refund.create(api_key=KEY, payment_intent=purchase.payment_intent_id,
+                                amount=amount)  # fmt: skip
+
+
+def subscribe(authed_client, account, plan, offline_stripe):
+    """Checkout for the plan and Pay; Stripe's subscription id."""
+    session_id = checkout(authed_client, account, plan=plan.code)
+    pay(offline_stripe, session_id)
+    return offline_stripe.get("checkout.session", session_id)["subscription"]
+
+
+def control(offline_stripe, path):
+    """What the world does at Stripe (a renewal, a failed payment): `/_offline/<path>`."""
+    answer = requests.post(f"{offline_stripe.url}/_offline/{path}", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def ours(stripe_id):
+    return Subscription.objects.get(stripe_subscription_id=stripe_id)

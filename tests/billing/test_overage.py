@@ -1,7 +1,7 @@
 """Overage at period end: the debt is settled by an `overage` grant billed at the plan's
 overage unit price, sent to Stripe once as an invoice item on the next invoice."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -28,13 +28,10 @@ from tests.factories import (
 )
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .test_subscriptions import KEY, control, ours, subscribe
+from .conftest import FEB_28, JAN_31, KEY, MAR_31, control, ours, subscribe
 
 pytestmark = pytest.mark.django_db
 D = Decimal
-JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
-FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
-MAR_31 = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -18,17 +18,11 @@ from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import FeatureFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import SUCCESS_URL, checkout, pay
+from .conftest import KEY, SUCCESS_URL, buy, checkout, pay, refund
 
 pytestmark = pytest.mark.django_db
 
 D = Decimal
-
-
-def buy(authed_client, account, pack, offline_stripe):
-    session_id = checkout(authed_client, account, credit_pack=pack.code)
-    assert pay(offline_stripe, session_id) == SUCCESS_URL.format(CHECKOUT_SESSION_ID=session_id)
-    return session_id
 
 
 def test_a_paid_checkout_grants_the_pack_once_at_the_price_paid(
@@ -108,14 +102,6 @@ def test_an_unpaid_or_expired_session_grants_nothing(
 
     assert Purchase.objects.get(checkout_session_id=session_id).status == Purchase.Status.EXPIRED
     assert not CreditGrant.objects.exists()
-
-
-def refund(offline_stripe, purchase, amount):
-    return stripe.Refund.create(
-        api_key="sk_test_OfflineStandInNotASecret0000",
-        payment_intent=purchase.payment_intent_id,
-        amount=amount,
-    )
 
 
 def test_a_partial_refund_claws_back_the_same_share_of_what_is_left(
@@ -257,7 +243,7 @@ def test_a_payment_intent_at_another_amount_grants_nothing_whatever_its_metadata
     webhook.deliver(stripe_events.take())
     customer = offline_stripe.get("checkout.session", Purchase.objects.get().checkout_session_id)
     intent = stripe.PaymentIntent.create(
-        api_key="sk_test_OfflineStandInNotASecret0000",
+        api_key=KEY,
         customer=customer["customer"],
         amount=100,  # 1.00 USD for a 10.00 USD pack
         currency="usd",

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import requests
 import stripe
 from django.db import connection
 
@@ -31,12 +30,9 @@ from tests.factories import (
 )
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import checkout, pay
+from .conftest import FEB_28, JAN_31, KEY, control, ours, pay, subscribe
 
 D = Decimal
-KEY = "sk_test_OfflineStandInNotASecret0000"
-JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
-FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -50,22 +46,6 @@ def plan(db, offline_stripe, time_machine):
     sync_stripe_catalog()
     plan.refresh_from_db()
     return plan
-
-
-def subscribe(authed_client, account, plan, offline_stripe):
-    session_id = checkout(authed_client, account, plan=plan.code)
-    pay(offline_stripe, session_id)
-    return offline_stripe.get("checkout.session", session_id)["subscription"]
-
-
-def control(offline_stripe, path):
-    answer = requests.post(f"{offline_stripe.url}/_offline/{path}", timeout=10)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def ours(stripe_id):
-    return Subscription.objects.get(stripe_subscription_id=stripe_id)
 
 
 def balance(account):

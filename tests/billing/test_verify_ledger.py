@@ -26,9 +26,7 @@ from tests.factories import (
 )
 from tests.ledger import wallet_of
 
-from .test_overage import FEB_28, JAN_31, MAR_31
-from .test_purchases import buy, refund
-from .test_subscriptions import control, subscribe
+from .conftest import FEB_28, JAN_31, MAR_31, buy, control, refund, subscribe
 
 pytestmark = pytest.mark.django_db
 D = Decimal
