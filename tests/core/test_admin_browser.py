@@ -34,16 +34,21 @@ def staff(group):
 
 
 def log_in(browser, live_server, username, password):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{live_server.url}/admin/login/")
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(password)
-    submit = browser.find_element(By.CSS_SELECTOR, "input[type=submit]")
-    submit.click()
-    WebDriverWait(browser, 30).until(seen.staleness_of(submit))  # the answer has loaded
+    browser.execute_script("window.creditdeskOldPage = true")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The answer has loaded: a new document, without the old page's mark.
+    WebDriverWait(browser, 30, ignored_exceptions=[WebDriverException]).until(
+        lambda b: b.execute_script(
+            "return !window.creditdeskOldPage && document.readyState === 'complete'"
+        )
+    )
 
 
 def screens_of(user):
