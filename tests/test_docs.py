@@ -79,8 +79,8 @@ def citing_outside():
     for folder in ("apps", "config", "tests", "bench"):
         paths += [p for p in (ROOT / folder).rglob("*") if p.suffix in SOURCES]
     for path in sorted(paths):
-        if path.name == "ROADMAP.md" or path == Path(__file__):
-            continue  # the roadmap is the lead's log; this file names what it looks for
+        if path == Path(__file__):
+            continue  # this file names what it looks for
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
             if OUTSIDE.search(line):
                 yield f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
