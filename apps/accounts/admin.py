@@ -114,12 +114,15 @@ class SubscriptionAdmin(HistoryAdmin):
         "account", "plan", "status", "current_period_start", "current_period_end",
         "cancel_at_period_end",
     ]  # fmt: skip
-    list_filter = ["status", "plan", "cancel_at_period_end"]
+    list_filter = [
+        "status", "plan", "cancel_at_period_end",
+        ("renewal_held_since", admin.EmptyFieldListFilter),
+    ]  # fmt: skip
     list_select_related = ["account", "plan"]
     search_fields = ["account__external_id", "account__name", "stripe_subscription_id"]
     readonly_fields = [
         "account", "plan", "status", "billing_anchor", "current_period_start",
-        "current_period_end", "cancel_at_period_end", "scheduled_plan",
+        "current_period_end", "cancel_at_period_end", "scheduled_plan", "renewal_held_since",
         "stripe_subscription_id", "created_at", "updated_at",
     ]  # fmt: skip
     show_full_result_count = False

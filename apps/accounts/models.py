@@ -82,6 +82,13 @@ class Subscription(models.Model):
     past_due_since = models.DateTimeField(
         null=True, blank=True, help_text="When a renewal payment first failed; empty when paid."
     )
+    renewal_held_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Stripe billed a renewal at another price than the plan's "
+        "(purchase.mismatch): the renewal job grants no period until an invoice bills the "
+        "plan as sold. Empty: renewals as usual.",
+    )
     scheduled_plan = models.ForeignKey(
         "catalog.Plan",
         on_delete=models.PROTECT,

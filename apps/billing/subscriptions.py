@@ -184,7 +184,10 @@ def record_invoice(*, data):
         return ours
     if data.get("status") == "paid":
         if not _billed_as_sold(ours, data):
-            return ours  # flagged for Finance; the period is not granted on this invoice
+            # Flagged for Finance; neither this invoice nor the renewal job grants the period.
+            hold_renewal(subscription=ours, held=True)
+            return ours
+        hold_renewal(subscription=ours, held=False)
         if ours.status == Status.PAST_DUE:
             recover(subscription=ours)
         starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
@@ -257,6 +260,15 @@ def _flag_mismatch(account_id, plan, amount, currency, handles):
         "paid": {"amount": paid, "currency": currency or None},
         **handles,
     })])  # fmt: skip
+
+
+def hold_renewal(*, subscription, held):
+    """Hold (or release, when an invoice bills the plan as sold) the renewal of a
+    subscription Stripe billed at another price than sold."""
+    if (subscription.renewal_held_since is not None) == held:
+        return
+    subscription.renewal_held_since = timezone.now() if held else None
+    subscription.save(update_fields=["renewal_held_since", "updated_at"])
 
 
 def mark_past_due(*, subscription):

@@ -298,7 +298,8 @@ def _renewable(subscription, now):
     end = subscription.current_period_end
     if subscription.stripe_subscription_id:
         end += timedelta(minutes=settings.STRIPE_RENEWAL_GRACE_MINUTES)
-    return subscription.status in RENEWABLE and end <= now
+    held = subscription.renewal_held_since is not None
+    return subscription.status in RENEWABLE and end <= now and not held
 
 
 def _catch_up(account, live, book, now, *, plan_ids=()):
@@ -479,9 +480,12 @@ RENEWABLE = (Subscription.Status.ACTIVE, Subscription.Status.TRIALING)
 
 def _due_subscriptions(now):
     """Manual plans whose period has ended; Stripe-backed ones only once Stripe's own
-    renewal (invoice.paid) is overdue: the job is their catch-up."""
+    renewal (invoice.paid) is overdue: the job is their catch-up. Never one whose renewal
+    Stripe billed at another price (held for Finance): catching it up would grant the period
+    the mismatched invoice did not pay for."""
     grace = timedelta(minutes=settings.STRIPE_RENEWAL_GRACE_MINUTES)
-    return Subscription.objects.filter(status__in=RENEWABLE).filter(
+    due = Subscription.objects.filter(status__in=RENEWABLE, renewal_held_since__isnull=True)
+    return due.filter(
         Q(stripe_subscription_id__isnull=True, current_period_end__lte=now)
         | Q(stripe_subscription_id__isnull=False, current_period_end__lte=now - grace)
     )

@@ -350,6 +350,11 @@ def test_an_invoice_paid_at_a_price_not_ours_renews_nothing_and_is_flagged(
 
     assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 1
     assert ours(stripe_id).current_period_start == JAN_31  # not renewed by that invoice
+    assert ours(stripe_id).renewal_held_since is not None
+    # Nor by the renewal job, long after Stripe's own renewal is overdue.
+    renew_due_subscriptions(now=FEB_28 + timedelta(days=2))
+    assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 1
+    assert ours(stripe_id).current_period_start == JAN_31
     alert = WebhookEvent.objects.get(account=account, type="purchase.mismatch")
     assert alert.data["plan"] == "pro"
     assert alert.data["paid"] == {"amount": "1", "currency": "USD"}
