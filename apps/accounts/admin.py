@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from apps.billing.billing_page import billing_link
 from apps.billing.models import AutoRecharge
 from apps.billing.services import set_cancel_at_period_end
+from apps.billing.subscriptions import release_renewal_hold
 from apps.core.admin import HistoryAdmin
 from apps.core.errors import DomainError
 
@@ -126,7 +127,7 @@ class SubscriptionAdmin(HistoryAdmin):
         "stripe_subscription_id", "created_at", "updated_at",
     ]  # fmt: skip
     show_full_result_count = False
-    actions = ["cancel_at_period_end", "resume"]
+    actions = ["cancel_at_period_end", "resume", "release_renewal_hold"]
 
     # Periods move only through the services (docs/periods.md): they grant, roll over and
     # expire credits as they do. Accounts go on a plan through the API (PUT accounts/{id}).
@@ -149,6 +150,21 @@ class SubscriptionAdmin(HistoryAdmin):
     @admin.action(description="Resume (undo cancel at period end)", permissions=["change"])
     def resume(self, request, queryset):
         self._each(request, queryset, False, "resumed")
+
+    @admin.action(
+        description="Release renewal hold (after settling a Stripe price mismatch)",
+        permissions=["change"],
+    )
+    def release_renewal_hold(self, request, queryset):
+        released = sum(
+            release_renewal_hold(subscription=subscription, acting_user=request.user)
+            for subscription in queryset
+        )
+        messages.success(
+            request,
+            f"{released} subscription(s) released: the renewal job catches up their periods, "
+            "the held one too.",
+        )
 
     def _each(self, request, queryset, cancel, done):
         # A Stripe subscription is changed at Stripe; its webhook then updates the row.

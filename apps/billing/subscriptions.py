@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import stripe
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from djstripe import models as djstripe
 
@@ -185,9 +186,13 @@ def record_invoice(*, data):
     if data.get("status") == "paid":
         if not _billed_as_sold(ours, data):
             # Flagged for Finance; neither this invoice nor the renewal job grants the period.
-            hold_renewal(subscription=ours, held=True)
+            hold_renewal(subscription=ours)
             return ours
-        hold_renewal(subscription=ours, held=False)
+        if ours.renewal_held_since is not None:
+            # Renewing now would also grant the period billed at the wrong price: Finance
+            # decides (the subscription admin's "Release renewal hold").
+            logger.warning("Stripe invoice %s not renewed: renewal held", data["id"])
+            return ours
         if ours.status == Status.PAST_DUE:
             recover(subscription=ours)
         starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
@@ -262,13 +267,31 @@ def _flag_mismatch(account_id, plan, amount, currency, handles):
     })])  # fmt: skip
 
 
-def hold_renewal(*, subscription, held):
-    """Hold (or release, when an invoice bills the plan as sold) the renewal of a
-    subscription Stripe billed at another price than sold."""
-    if (subscription.renewal_held_since is not None) == held:
-        return
-    subscription.renewal_held_since = timezone.now() if held else None
-    subscription.save(update_fields=["renewal_held_since", "updated_at"])
+def hold_renewal(*, subscription):
+    """Stop renewing a subscription Stripe billed at another price than sold, until Finance
+    releases it (release_renewal_hold)."""
+    if subscription.renewal_held_since is None:
+        subscription.renewal_held_since = timezone.now()
+        subscription.save(update_fields=["renewal_held_since", "updated_at"])
+
+
+def release_renewal_hold(*, subscription, acting_user=None):
+    """Finance has settled a mismatch (the price fixed at Stripe, or the difference accepted):
+    renewals resume, and the renewal job catches up every period since, the held one too.
+    Returns whether a hold was released."""
+    with transaction.atomic(durable=True):
+        # Why the lock: the renewal job and Stripe's events change this row too.
+        held = (
+            Subscription.objects.select_for_update(of=("self",))
+            .filter(pk=subscription.pk, renewal_held_since__isnull=False)
+            .first()
+        )
+        if held is None:
+            return False
+        held.renewal_held_since = None
+        held._history_user = acting_user
+        held.save(update_fields=["renewal_held_since", "updated_at"])
+    return True
 
 
 def mark_past_due(*, subscription):

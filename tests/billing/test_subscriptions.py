@@ -27,10 +27,11 @@ from tests.factories import (
     PlanAllowanceFactory,
     PlanFactory,
     PlanFeatureFactory,
+    UserFactory,
 )
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import FEB_28, JAN_31, KEY, control, ours, pay, subscribe
+from .conftest import FEB_28, JAN_31, KEY, MAR_31, control, ours, pay, subscribe
 
 D = Decimal
 
@@ -359,6 +360,45 @@ def test_an_invoice_paid_at_a_price_not_ours_renews_nothing_and_is_flagged(
     assert alert.data["plan"] == "pro"
     assert alert.data["paid"] == {"amount": "1", "currency": "USD"}
     assert alert.data["sold"] == {"amount": "20", "currency": "USD"}
+
+
+def test_a_held_renewal_waits_for_finance_even_when_stripe_bills_as_sold_again(
+    authed_client, client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    webhook.deliver(stripe_events.take())
+    item = offline_stripe.get("subscription", stripe_id)["items"]["data"][0]
+    cheap = stripe.Price.create(api_key=KEY, product="creditdesk_plan_pro", unit_amount=100,
+                                currency="usd", recurring={"interval": "month"})  # fmt: skip
+    stripe.Subscription.modify(stripe_id, api_key=KEY,
+                               items=[{"id": item["id"], "price": cheap["id"]}])  # fmt: skip
+    webhook.deliver(stripe_events.take())
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+    assert ours(stripe_id).renewal_held_since is not None
+
+    # The price is put right at Stripe and the next invoice bills the plan as sold: renewing
+    # on it would also grant the period billed at 1.00, so it waits for Finance.
+    sold = {"id": item["id"], "price": plan.stripe_price_id}
+    stripe.Subscription.modify(stripe_id, api_key=KEY, items=[sold])
+    webhook.deliver(stripe_events.take())
+    time_machine.move_to(MAR_31 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+    assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 1
+
+    # Finance releases the hold in the admin; the renewal job catches up both periods.
+    client.force_login(UserFactory(groups=["Finance"]))
+    client.post("/admin/accounts/subscription/", {
+        "action": "release_renewal_hold", "_selected_action": [ours(stripe_id).pk], "index": 0,
+    })  # fmt: skip
+    assert ours(stripe_id).renewal_held_since is None
+    renew_due_subscriptions(now=MAR_31 + timedelta(days=1))
+    assert CreditGrant.objects.filter(account=account, source="plan_period").count() == 3
+    assert ours(stripe_id).current_period_start == MAR_31
+    assert_ledger_sound(account)
 
 
 @pytest.mark.django_db
