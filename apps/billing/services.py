@@ -86,10 +86,13 @@ def call_stripe(operation, **params):
         return operation(api_key=api_key(), **params)
     except stripe.StripeError as error:
         logger.warning("Stripe refused %s: %s", getattr(operation, "__qualname__", ""), error)
-        raise PaymentProviderError(
+        problem = PaymentProviderError(
             f"Stripe: {error.user_message or 'the request failed'}",
             details={"stripe_request_id": error.request_id, "stripe_code": error.code},
-        ) from None
+        )
+        # No answer, or Stripe's own error: the request may have taken effect at Stripe.
+        problem.outcome_unknown = isinstance(error, (stripe.APIConnectionError, stripe.APIError))
+        raise problem from None
 
 
 # --- catalog ------------------------------------------------------------------------------
@@ -344,12 +347,15 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
     else:
         metadata["creditdesk_plan_checkout"] = str(claim.pk)
         params["subscription_data"] = {"metadata": metadata}
-        params["expires_at"] = int((timezone.now() + PLAN_CHECKOUT_OPEN_FOR).timestamp())
+        # The same parameters and key on every attempt of this claim: a retry after a cut
+        # request gets the session Stripe may already have made, never a second one.
+        params["expires_at"] = int((claim.created_at + PLAN_CHECKOUT_OPEN_FOR).timestamp())
         params["idempotency_key"] = f"creditdesk-plan-checkout-{claim.pk}"
     try:
         session = call_stripe(stripe.checkout.Session.create, **params)
-    except PaymentProviderError:
-        _release(claim)
+    except PaymentProviderError as problem:
+        if not getattr(problem, "outcome_unknown", False):
+            _release(claim)  # Stripe refused: no session exists
         raise
     if claim is not None:
         claim.checkout_session_id = session["id"]
@@ -370,15 +376,17 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
 # A plan Checkout stays open this long (Stripe's shortest, plus a margin): while it is open the
 # account can start no other plan Checkout.
 PLAN_CHECKOUT_OPEN_FOR = timedelta(minutes=31)
-# A claim whose session Stripe never created (the request was cut) blocks no longer than this.
-PLAN_CHECKOUT_UNSTARTED_FOR = timedelta(minutes=5)
 
 
 def _claim_plan_checkout(*, account, plan):
     """The account's one open plan Checkout, claimed before Stripe is asked (a database
-    constraint refuses a second while one is open). An open claim that Stripe says is over
-    (expired; its event lost or late) is closed first."""
+    constraint refuses a second while one is open). A claim whose request to Stripe was cut
+    (no session id yet) is resumed for the same plan, with the same idempotency key; an open
+    claim that Stripe says is over (expired; its event lost or late) is closed first."""
     for earlier in PlanCheckout.objects.filter(account=account, status=PlanCheckout.Status.OPEN):
+        cut = earlier.checkout_session_id is None and earlier.plan_id == plan.pk
+        if cut and earlier.created_at > timezone.now() - PLAN_CHECKOUT_OPEN_FOR:
+            return earlier
         _close_if_over(earlier)
     try:
         with transaction.atomic(durable=True):
@@ -390,7 +398,8 @@ def _claim_plan_checkout(*, account, plan):
 def _close_if_over(claim):
     now = timezone.now()
     if claim.checkout_session_id is None:
-        if claim.created_at <= now - PLAN_CHECKOUT_UNSTARTED_FOR:
+        # Cut before Stripe answered: a session may exist, open as long as any would be.
+        if claim.created_at <= now - PLAN_CHECKOUT_OPEN_FOR:
             _release(claim)
         return
     if claim.expires_at is None or claim.expires_at > now:

@@ -11,7 +11,8 @@ import stripe
 from django.db import connection
 
 from apps.accounts.models import Account, Subscription
-from apps.billing.services import sync_stripe_catalog
+from apps.billing.models import PlanCheckout
+from apps.billing.services import stripe_customer, sync_stripe_catalog
 from apps.billing.subscriptions import suspend_past_due_accounts
 from apps.catalog.models import Feature
 from apps.core.errors import AccountSuspended
@@ -326,6 +327,27 @@ def test_a_second_plan_checkout_is_refused_while_one_is_open_or_a_subscription_l
     assert after.status_code == 409
     assert after.json()["error"]["code"] == "already_subscribed"
     assert Subscription.objects.filter(account=account).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_plan_checkout_cut_before_stripe_answered_is_resumed_never_doubled(
+    authed_client, plan, offline_stripe, monkeypatch
+):
+    account = AccountFactory(external_id="acme")
+    stripe_customer(account=account)  # what gets cut is the session request itself
+    monkeypatch.setattr(stripe, "api_base", "http://127.0.0.1:9")  # no answer from Stripe
+    cut = plan_checkout(authed_client, account, plan)
+    assert cut.json()["error"]["code"] == "payment_provider_error"
+    # Stripe may have made the session: the claim stays open, and the retry sends the same
+    # idempotency key and parameters, so Stripe answers with that session, not a second one.
+    claim = PlanCheckout.objects.get(account=account)
+    assert claim.status == PlanCheckout.Status.OPEN
+    monkeypatch.setattr(stripe, "api_base", offline_stripe.url)
+    retried = plan_checkout(authed_client, account, plan)
+    assert retried.status_code == 201
+    claim.refresh_from_db()
+    assert claim.checkout_session_id == retried.json()["session_id"]
+    assert PlanCheckout.objects.filter(account=account).count() == 1
 
 
 @pytest.mark.django_db
