@@ -671,14 +671,17 @@ def apply_refunds_and_disputes(*, purchase):
     """Bring the purchase's claw-back up to what Stripe now says was refunded and charged
     back: the same share of its credits as of its price, taken from what is left of its
     grant (never below zero; spent credits stay spent). A dispute won gives back what its
-    chargeback took (a grant at the purchase's cost basis, reference `dispute-won:<id>`).
+    chargeback took (a grant at the purchase's cost basis, reference
+    `dispute-won:<dispute ids>:<purchase>`).
     Works from Stripe's totals, not from each event, so a repeat or an out-of-order event
     changes nothing. The caller holds the purchase's lock."""
     if purchase.grant_id is None or not purchase.payment_intent_id or not purchase.amount_paid:
         return
     refunded, disputed, won = _charged_back(purchase)
     refunded = max(refunded, purchase.amount_refunded)  # refunds only grow
-    if disputed < purchase.amount_disputed:
+    if disputed < purchase.amount_disputed and won:
+        # Only a won dispute gives credits back; one that ends otherwise (refunded during
+        # the dispute) keeps them taken, and the refund is counted as a refund.
         _give_back_won(purchase, disputed, won)
     before = _share(purchase, purchase.amount_refunded + purchase.amount_disputed)
     after = _share(purchase, refunded + disputed)
@@ -715,7 +718,7 @@ def _give_back_won(purchase, disputed, won):
             expires_at=grant.expires_at,
             unit_price=grant.unit_price,
             currency=grant.currency,
-            reference=f"dispute-won:{','.join(sorted(won))}"[:255],
+            reference=f"dispute-won:{','.join(sorted(won))}:{purchase.pk}"[:255],
             reason=f"Stripe dispute won on {purchase.payment_intent_id}: credits returned",
             in_caller_transaction=True,
         )
