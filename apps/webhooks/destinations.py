@@ -135,9 +135,16 @@ def refusal(address, allowed=()):
         if any(n.version == 4 and plain in n for n in allowed):
             return None
     for kind, test in _KINDS:
-        if test(plain):
+        if any(test(a) for a in (plain, *_embedded(plain))):
             return f"a {kind} address {address}"
     return None
+
+
+def _embedded(address):
+    """The IPv4 addresses an IPv6 address carries (6to4, Teredo): a relay may deliver there."""
+    if address.version != 6:
+        return ()
+    return tuple(a for a in (address.sixtofour, (address.teredo or (None, None))[1]) if a)
 
 
 _KINDS = [
@@ -145,6 +152,7 @@ _KINDS = [
     ("unspecified", lambda a: a.is_unspecified),
     ("loopback", lambda a: a.is_loopback),
     ("link-local", lambda a: a.is_link_local),
+    ("site-local", lambda a: a.version == 6 and a.is_site_local),
     ("multicast", lambda a: a.is_multicast),
     ("private", lambda a: a.is_private and not a.is_reserved),
     ("reserved", lambda a: a.is_reserved),

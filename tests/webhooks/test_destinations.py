@@ -42,6 +42,10 @@ INTERNAL_URLS = {
     "http://224.0.0.1/hooks": "multicast",
     "http://[ff02::1]/hooks": "multicast",
     "http://240.0.0.1/hooks": "reserved",
+    "http://[fec0::1]/hooks": "site-local",
+    "http://[2002:7f00:1::1]/hooks": "loopback",  # 6to4 around 127.0.0.1
+    "http://[2002:a9fe:a9fe::1]/hooks": "cloud metadata",  # 6to4 around 169.254.169.254
+    "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hooks": "private",  # Teredo, 10.0.0.1
     "http://169.254.169.254/latest/meta-data/": "cloud metadata",
     "http://[fd00:ec2::254]/latest/meta-data/": "cloud metadata",
     "http://metadata.google.internal/computeMetadata/v1/": "cloud metadata",
