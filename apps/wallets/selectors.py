@@ -248,7 +248,6 @@ def ledger_page(*, account, credit_type=None, kind=None, since=None, until=None,
     return page[:limit], len(page) > limit
 
 
-LEDGER_TRIGGERS = ("append_only", "no_truncate")  # LedgerEntry.Meta.triggers, by name
 LEDGER_FORBIDDEN = ("UPDATE", "DELETE", "TRUNCATE")
 APP_NEEDS = ("SELECT", "INSERT")
 
@@ -289,7 +288,7 @@ def database_role_problems():
         problems.append(f"may {', '.join(granted)} {table}: revoke it")
     if missing := [p for p in APP_NEEDS if not held[p]]:
         problems.append(f"may not {', '.join(missing)} {table}: the app needs it")
-    for name in LEDGER_TRIGGERS:
-        if not any(found.startswith(f"pgtrigger_{name}_") for found in enabled):
-            problems.append(f"trigger {name} on {table} is missing or disabled: migrate")
+    for trigger in LedgerEntry._meta.triggers:
+        if trigger.get_pgid(LedgerEntry) not in enabled:
+            problems.append(f"trigger {trigger.name} on {table} is missing or disabled: migrate")
     return role, problems
