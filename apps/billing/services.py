@@ -544,17 +544,26 @@ def _paid_as_sold(purchase, amount, currency, handles):
     purchase.mismatch_note = f"Stripe says {paid} was paid; the purchase sold {sold_text}."
     purchase.save(update_fields=["status", "mismatch_note", "payment_intent_id"])
     logger.warning("Purchase %s: %s", purchase.pk, purchase.mismatch_note)
+    record_mismatch(account_id=purchase.account_id, item={"credit_pack": purchase.credit_pack.code},
+                    sold=purchase.price, sold_currency=purchase.currency, paid_minor=amount,
+                    paid_currency=currency, handles=handles)  # fmt: skip
+    return False
+
+
+def record_mismatch(*, account_id, item, sold, sold_currency, paid_minor, paid_currency, handles):
+    """`purchase.mismatch` to the account's webhook endpoints: what was sold (`item`, e.g.
+    {"plan": "pro"}, at `sold`), what Stripe says was paid, and Stripe's objects (`handles`)."""
     from apps.webhooks.services import record_events
 
-    record_events(events=[(purchase.account_id, "purchase.mismatch", {
-        "credit_pack": purchase.credit_pack.code,
-        "sold": {"amount": format_decimal(purchase.price), "currency": purchase.currency},
-        "paid": {"amount": None if amount is None
-                 else format_decimal(from_minor_units(amount, currency or "")),
-                 "currency": (currency or "").upper() or None},
+    paid_currency = (paid_currency or "").upper()
+    paid = None if paid_minor is None else from_minor_units(paid_minor, paid_currency)
+    record_events(events=[(account_id, "purchase.mismatch", {
+        **item,
+        "sold": {"amount": format_decimal(sold), "currency": sold_currency},
+        "paid": {"amount": None if paid is None else format_decimal(paid),
+                 "currency": paid_currency or None},
         **handles,
     })])  # fmt: skip
-    return False
 
 
 def _close_plan_checkout(data):

@@ -15,7 +15,6 @@ from djstripe import models as djstripe
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import Plan
-from apps.core.decimals import format_decimal
 from apps.core.jobs import JobCounts
 from apps.periods.services import (
     cancel_at_period_end,
@@ -247,24 +246,18 @@ def _flag_mismatch(account_id, plan, amount, currency, handles):
     """Stripe billed `plan` at another price than sold: logged, and `purchase.mismatch` to
     the account's webhook endpoints once per Stripe object (the first of `handles`)."""
     from apps.webhooks.models import WebhookEvent
-    from apps.webhooks.services import record_events
 
-    from .services import from_minor_units
+    from .services import record_mismatch
 
-    currency = (currency or "").upper()
     (handle, value), *_ = handles.items()
     logger.warning("Stripe %s %s does not bill %s as sold: nothing granted", handle, value, plan)
     if WebhookEvent.objects.filter(
         account_id=account_id, type="purchase.mismatch", **{f"data__{handle}": value}
     ).exists():
         return
-    paid = None if amount is None else format_decimal(from_minor_units(amount, currency))
-    record_events(events=[(account_id, "purchase.mismatch", {
-        "plan": plan.code,
-        "sold": {"amount": format_decimal(plan.price), "currency": plan.currency},
-        "paid": {"amount": paid, "currency": currency or None},
-        **handles,
-    })])  # fmt: skip
+    record_mismatch(account_id=account_id, item={"plan": plan.code}, sold=plan.price,
+                    sold_currency=plan.currency, paid_minor=amount, paid_currency=currency,
+                    handles=handles)  # fmt: skip
 
 
 def hold_renewal(*, subscription):
