@@ -6,4 +6,9 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
+        from apps.core import events
+
         from . import handlers  # noqa: F401  (connects the Stripe event receivers)
+        from .overage import record_overage_charges
+
+        events.subscribe(events.OVERAGE_SETTLED, record_overage_charges)

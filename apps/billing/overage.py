@@ -10,7 +10,7 @@ from apps.core.outbox import publish
 from .models import OverageCharge
 
 
-def record_overage_charges(overage):
+def record_overage_charges(*, charges):
     """One OverageCharge per `(subscription, overage grant)`, in the renewal's transaction
     (one statement): the charge exists exactly when the debt was settled by billing it. Its
     amount is in what Stripe can bill: cents, or whole yen in a zero-decimal currency."""
@@ -27,7 +27,7 @@ def record_overage_charges(overage):
                 amount=in_smallest_unit(grant.amount * grant.unit_price, grant.currency),
                 currency=grant.currency,
             )
-            for subscription, grant in overage
+            for subscription, grant in charges
         ]
     )
     _send_soon()

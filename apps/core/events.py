@@ -1,8 +1,8 @@
 """Hooks by which a lower layer tells the higher ones what happened, without importing them.
 
-The ledger, the period jobs and billing sit below webhooks (and periods below billing), yet a
-ledger write must record `credits.granted` for the company's endpoints and a period that
-closes with debt must be billed. So the lower layer publishes a topic and the higher app
+The ledger sits below webhooks, and the period jobs below billing, yet a ledger write must
+record `credits.granted` for the company's endpoints and a period that closes with debt must
+be billed. So the lower layer publishes a topic and the higher app
 subscribes to it in its `AppConfig.ready()`. Handlers run synchronously, in the caller's
 transaction: what they write commits or rolls back with the write that caused it (tasks they
 queue still go through the outbox or `on_commit`).
@@ -12,19 +12,16 @@ no-op (a project without the webhooks app still runs the ledger)."""
 
 from collections import defaultdict
 
-# payload: events=[(account_id, event_type, json_ready_data)], now — record them for the
-# accounts' webhook endpoints (apps.webhooks subscribes).
-ACCOUNT_EVENTS = "account_events"
-
 # payload: new_grants=[CreditGrant], expire_entries=[LedgerEntry], now — what a ledger flush
-# wrote that endpoints may want to hear about (credits.granted, credits.expired).
+# wrote that endpoints may want to hear about (apps.webhooks subscribes: credits.granted,
+# credits.expired).
 LEDGER_FLUSHED = "ledger_flushed"
 
 # payload: charges=[(Subscription, CreditGrant)] — period-end overage settled by an
 # `overage` grant, to be billed (apps.billing subscribes).
 OVERAGE_SETTLED = "overage_settled"
 
-TOPICS = frozenset({ACCOUNT_EVENTS, LEDGER_FLUSHED, OVERAGE_SETTLED})
+TOPICS = frozenset({LEDGER_FLUSHED, OVERAGE_SETTLED})
 
 _handlers = defaultdict(list)
 

@@ -17,8 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
-from apps.billing.overage import record_overage_charges
 from apps.catalog.models import Plan, PlanAllowance
+from apps.core import events
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
 from apps.core.jobs import JobCounts, in_parallel
@@ -189,7 +189,7 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
     _save_subscriptions(subscriptions, now)
     record_events(events=_renewed_events(schedule), now=now)
     if overage:
-        book.after_flush.append(lambda: record_overage_charges(overage))
+        book.after_flush.append(lambda: events.publish(events.OVERAGE_SETTLED, charges=overage))
 
 
 def _settle_overage(subscription, plan, state, start, granted):

@@ -22,6 +22,7 @@ from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from apps.core import events
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.errors import InsufficientCredits, InvalidInput
 
@@ -348,9 +349,12 @@ class LedgerBook:
         self.drop_unused_wallets()
         expired = [e for e in self.entries if e.kind == Kind.EXPIRE]
         if self.new_grants or expired:
-            from apps.webhooks.services import record_ledger_events
-
-            record_ledger_events(new_grants=self.new_grants, expire_entries=expired, now=self.now)
+            events.publish(
+                events.LEDGER_FLUSHED,
+                new_grants=self.new_grants,
+                expire_entries=expired,
+                now=self.now,
+            )
         for callback in self.after_flush:
             callback()
         self.after_flush = []

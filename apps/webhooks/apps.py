@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class WebhooksConfig(AppConfig):
     name = "apps.webhooks"
     verbose_name = "Outgoing webhooks"
+
+    def ready(self):
+        from apps.core import events
+
+        from .services import record_ledger_events
+
+        events.subscribe(events.LEDGER_FLUSHED, record_ledger_events)
