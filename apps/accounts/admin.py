@@ -6,8 +6,8 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from apps.billing.billing_page import billing_link
+from apps.billing.checkout import set_cancel_at_period_end
 from apps.billing.models import AutoRecharge
-from apps.billing.services import set_cancel_at_period_end
 from apps.billing.subscriptions import release_renewal_hold
 from apps.core.admin import HistoryAdmin
 from apps.core.errors import DomainError

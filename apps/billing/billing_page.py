@@ -24,8 +24,8 @@ from apps.core.decimals import format_decimal
 from apps.usage.selectors import credits_used_by_day
 from apps.wallets.selectors import balances
 
+from .gateway import from_minor_units, from_timestamp
 from .models import Purchase
-from .services import from_minor_units, from_timestamp
 
 SALT = "creditdesk.billing-page"
 USAGE_DAYS = 30

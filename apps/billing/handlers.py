@@ -7,7 +7,7 @@ object and calls a service."""
 from djstripe import models as djstripe
 from djstripe.event_handlers import djstripe_receiver
 
-from . import services, subscriptions
+from . import purchases, subscriptions
 
 
 def _mirrored(model, event):
@@ -26,7 +26,7 @@ def on_checkout_session(sender, event, **kwargs):
     session = _mirrored(djstripe.Session, event)
     if session is None:
         return
-    services.record_checkout_session(session=session, event_type=event.type)
+    purchases.record_checkout_session(session=session, event_type=event.type)
     if session.stripe_data.get("subscription"):
         subscriptions.ensure_subscription(stripe_id=session.stripe_data["subscription"])
 
@@ -55,18 +55,18 @@ def on_invoice(sender, event, **kwargs):
 def on_charge(sender, event, **kwargs):
     charge = _mirrored(djstripe.Charge, event)
     if charge is not None:
-        services.record_charge(charge=charge)
+        purchases.record_charge(charge=charge)
 
 
 @djstripe_receiver(["charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"])
 def on_dispute(sender, event, **kwargs):
     dispute = _mirrored(djstripe.Dispute, event)
     if dispute is not None and dispute.payment_intent_id:
-        services.record_payment_reversal(payment_intent_id=dispute.payment_intent_id)
+        purchases.record_payment_reversal(payment_intent_id=dispute.payment_intent_id)
 
 
 @djstripe_receiver("payment_intent.succeeded")
 def on_payment_intent(sender, event, **kwargs):
     payment_intent = _mirrored(djstripe.PaymentIntent, event)
     if payment_intent is not None:
-        services.record_payment_intent(payment_intent=payment_intent)
+        purchases.record_payment_intent(payment_intent=payment_intent)

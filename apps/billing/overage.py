@@ -7,6 +7,8 @@ from django.utils import timezone
 from apps.core.jobs import JobCounts
 from apps.core.outbox import publish
 
+from .checkout import stripe_customer
+from .gateway import api_key, in_smallest_unit, to_minor_units
 from .models import OverageCharge
 
 
@@ -14,8 +16,6 @@ def record_overage_charges(*, charges):
     """One OverageCharge per `(subscription, overage grant)`, in the renewal's transaction
     (one statement): the charge exists exactly when the debt was settled by billing it. Its
     amount is in what Stripe can bill: cents, or whole yen in a zero-decimal currency."""
-    from .services import in_smallest_unit
-
     OverageCharge.objects.bulk_create(
         [
             OverageCharge(
@@ -47,8 +47,6 @@ def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):
     not billed for finance to invoice. A Stripe failure leaves the charge pending for the
     next run. The Stripe call is made outside any transaction; the idempotency key (the
     overage grant's id) makes a repeat after a crash return the same invoice item."""
-    from .services import api_key, in_smallest_unit, stripe_customer, to_minor_units
-
     counts = JobCounts()
     after = 0
     while True:
@@ -63,7 +61,7 @@ def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):
             # A charge recorded before amounts were kept in the currency's smallest unit
             # (70.35 JPY) is billed rounded, not left pending forever.
             charge.amount = in_smallest_unit(charge.amount, charge.currency)
-            _send(charge, counts, api_key, stripe_customer, to_minor_units)
+            _send(charge, counts)
         after = charges[-1].pk
         counts.chunks += 1
         if on_chunk is not None:
@@ -71,7 +69,7 @@ def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):
     return counts
 
 
-def _send(charge, counts, api_key, stripe_customer, to_minor_units):
+def _send(charge, counts):
     subscription = charge.subscription
     if not subscription.stripe_subscription_id or charge.amount <= 0:
         charge.status = OverageCharge.Status.NOT_BILLED

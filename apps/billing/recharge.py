@@ -27,7 +27,10 @@ from apps.core.jobs import JobCounts
 from apps.wallets.models import Wallet
 from apps.webhooks.services import record_events
 
+from .checkout import stripe_customer
+from .gateway import api_key, to_minor_units
 from .models import AutoRecharge, Purchase
+from .purchases import grant_paid_purchase
 
 # A charge in flight takes seconds (Stripe's client gives up after 80 s); one whose claim is
 # older than this was cut and is finished by the next run. Stripe keeps an idempotency key
@@ -131,8 +134,6 @@ def _refusal(recharge, now):
 
 
 def _charge(recharge, now, counts):
-    from .services import api_key, stripe_customer, to_minor_units
-
     pack, account = recharge.credit_pack, recharge.account
     metadata = {"creditdesk_account": account.external_id, "credit_pack": pack.code,
                 "creditdesk_auto_recharge": str(recharge.attempt)}  # fmt: skip
@@ -167,8 +168,6 @@ def _charge(recharge, now, counts):
 
 def _settle(recharge, now, counts, *, paid=False, intent=None, reason=None):
     """End the attempt once: grant (if the intent is given) and record the result, alert."""
-    from .services import grant_paid_purchase
-
     pack, account = recharge.credit_pack, recharge.account
     with transaction.atomic(durable=True):
         purchase = None

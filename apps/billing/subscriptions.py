@@ -24,8 +24,10 @@ from apps.periods.services import (
     renew_subscription,
     resume_subscription,
 )
+from apps.webhooks.models import WebhookEvent
 
-from .services import api_key, from_timestamp
+from .gateway import api_key, from_timestamp
+from .purchases import record_mismatch
 
 logger = logging.getLogger(__name__)
 Status = Subscription.Status
@@ -245,10 +247,6 @@ def _billed_as_sold(ours, data):
 def _flag_mismatch(account_id, plan, amount, currency, handles):
     """Stripe billed `plan` at another price than sold: logged, and `purchase.mismatch` to
     the account's webhook endpoints once per Stripe object (the first of `handles`)."""
-    from apps.webhooks.models import WebhookEvent
-
-    from .services import record_mismatch
-
     (handle, value), *_ = handles.items()
     logger.warning("Stripe %s %s does not bill %s as sold: nothing granted", handle, value, plan)
     if WebhookEvent.objects.filter(

@@ -17,8 +17,8 @@ from apps.catalog.models import CreditPack, Plan
 from apps.core.errors import DomainError, PaymentProviderError
 
 from . import billing_page as page
+from .checkout import start_checkout, switch_stripe_plan
 from .models import Purchase
-from .services import start_checkout, switch_stripe_plan
 
 # same-origin, not no-referrer: the token stays off other sites, and the browser still sends
 # the Origin that Django's CSRF check compares on the page's own forms.

@@ -1,23 +1,22 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
+from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.core.admin import HistoryAdmin
+from apps.core.errors import DomainError
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
 
 
 class SyncToStripe:
     """ "Sync to Stripe" on plans and packs: a Product and a Price for each selected item
-    (apps/billing/services.py), reported back on the page."""
+    (apps/billing/catalog_sync.py), reported back on the page."""
 
     actions = ["sync_to_stripe"]
 
     @admin.action(description="Sync selected to Stripe (product and price)",
                   permissions=["change"])  # fmt: skip
     def sync_to_stripe(self, request, queryset):
-        from apps.billing.services import sync_stripe_catalog
-        from apps.core.errors import DomainError
-
         none = queryset.model.objects.none()
         selected = {"plans": none, "packs": none}
         selected["plans" if queryset.model is Plan else "packs"] = queryset

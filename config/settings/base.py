@@ -128,8 +128,8 @@ API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 # ones whose event has not come this long after their period ended (docs/periods.md).
 STRIPE_RENEWAL_GRACE_MINUTES = env.int("STRIPE_RENEWAL_GRACE_MINUTES", default=60)
 # Stripe through dj-stripe (apps/billing, docs/billing.md). Keys from the environment; with
-# none, the offline Stripe (apps/billing/offline_stripe.py, `manage.py offline_stripe`)
-# stands in for Stripe's API on OFFLINE_STRIPE_PORT, and nothing reaches Stripe.
+# none, the offline Stripe (devtools/offline_stripe/, `manage.py offline_stripe` under the
+# local settings) stands in for Stripe's API on OFFLINE_STRIPE_PORT, and nothing reaches Stripe.
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
 STRIPE_TEST_SECRET_KEY = env("STRIPE_TEST_SECRET_KEY", default="")
 STRIPE_LIVE_SECRET_KEY = env("STRIPE_LIVE_SECRET_KEY", default="")

@@ -9,3 +9,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 # A receiver on this machine may listen on plain http (loopback still needs
 # WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8,::1 in .env).
 WEBHOOK_REQUIRE_HTTPS = False
+
+# Development tools `make run` uses (devtools/): the offline Stripe (`manage.py offline_stripe`,
+# the Procfile's `stripe`) and the demo data (`manage.py setup_demo`). Never in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "devtools.offline_stripe", "devtools.demo"]

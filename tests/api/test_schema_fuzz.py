@@ -16,9 +16,10 @@ from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.pytest._test_builder import build_operation_test
 
 from apps.accounts.services import create_api_key
-from apps.billing.offline_stripe import OfflineStripe, serve
-from apps.billing.services import sync_stripe_catalog
+from apps.billing.catalog_sync import sync_stripe_catalog
 from config.wsgi import application
+from devtools.offline_stripe.server import serve
+from devtools.offline_stripe.stand_in import OfflineStripe
 from tests.api.conftest import API_OPERATIONS
 from tests.factories import CreditPackFactory
 from tests.ledger import give, priced_account

@@ -11,8 +11,11 @@ import requests
 import stripe
 
 from apps.accounts.models import Subscription
-from apps.billing.offline_stripe import OfflineStripe, serve, sign
-from apps.billing.services import connect_stripe_webhook, sync_stripe_catalog
+from apps.billing.catalog_sync import sync_stripe_catalog
+from apps.billing.gateway import connect_stripe_webhook
+from devtools.offline_stripe.server import serve
+from devtools.offline_stripe.stand_in import OfflineStripe
+from devtools.offline_stripe.wire import sign
 from tests.factories import AccountFactory, CreditPackFactory, CreditTypeFactory
 
 

@@ -10,9 +10,9 @@ from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.utils import timezone
 
+from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.models import AutoRecharge, Purchase
 from apps.billing.recharge import RESUME_AFTER, _recharge, run_auto_recharges
-from apps.billing.services import sync_stripe_catalog
 from apps.catalog.models import CreditPack
 from apps.core.jobs import JobCounts
 from apps.periods import tasks

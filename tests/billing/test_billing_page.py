@@ -222,7 +222,7 @@ def test_a_canceled_checkout_says_nothing_was_charged(client, link):
 
 @pytest.fixture
 def plans(pack):
-    from apps.billing.services import sync_stripe_catalog
+    from apps.billing.catalog_sync import sync_stripe_catalog
 
     found = {}
     for code, price in (("pro", "20.00"), ("team", "50.00")):
@@ -281,7 +281,7 @@ def test_a_plan_is_bought_through_checkout_and_a_switch_takes_over_at_period_end
 def test_staying_on_the_plan_cancels_a_scheduled_switch(
     authed_client, account, plans, offline_stripe, webhook, stripe_events
 ):
-    from apps.billing.services import switch_stripe_plan
+    from apps.billing.checkout import switch_stripe_plan
 
     session_id = checkout(authed_client, account, plan="pro")
     pay(offline_stripe, session_id)

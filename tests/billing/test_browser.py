@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from apps.billing.gateway import connect_stripe_webhook
 from apps.billing.models import Purchase
-from apps.billing.services import connect_stripe_webhook
 from tests.ledger import assert_ledger_sound, wallet_of
 
 OUTPUT = Path(settings.BASE_DIR) / "test-output"

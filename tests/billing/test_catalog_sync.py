@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from djstripe import models as djstripe
 
-from apps.billing.services import sync_stripe_catalog
+from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.catalog.models import CreditPack, Plan
 from tests.factories import CreditPackFactory, PlanFactory
 

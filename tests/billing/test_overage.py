@@ -9,9 +9,9 @@ import stripe
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
+from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.models import OverageCharge
 from apps.billing.overage import send_overage_charges
-from apps.billing.services import sync_stripe_catalog
 from apps.periods import tasks
 from apps.periods.models import JobRun
 from apps.periods.services import put_account_on_plan, renew_due_subscriptions

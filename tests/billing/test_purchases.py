@@ -9,12 +9,12 @@ import requests
 import stripe
 from djstripe.models import Event, WebhookEventTrigger
 
+from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.models import Purchase
-from apps.billing.offline_stripe import sign
-from apps.billing.services import sync_stripe_catalog
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant, LedgerEntry
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
+from devtools.offline_stripe.wire import sign
 from tests.factories import FeatureFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 

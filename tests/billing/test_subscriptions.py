@@ -11,8 +11,9 @@ import stripe
 from django.db import connection
 
 from apps.accounts.models import Account, Subscription
+from apps.billing.catalog_sync import sync_stripe_catalog
+from apps.billing.checkout import stripe_customer
 from apps.billing.models import PlanCheckout
-from apps.billing.services import stripe_customer, sync_stripe_catalog
 from apps.billing.subscriptions import suspend_past_due_accounts
 from apps.catalog.models import Feature
 from apps.core.errors import AccountSuspended

@@ -9,8 +9,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from apps.billing.catalog_sync import sync_stripe_catalog
+from apps.billing.checkout import switch_stripe_plan
 from apps.billing.models import OverageCharge, Purchase
-from apps.billing.services import switch_stripe_plan, sync_stripe_catalog
 from apps.catalog.models import CreditPack, Plan
 from apps.periods.services import renew_due_subscriptions
 from apps.usage.services import consume

@@ -45,6 +45,15 @@ def test_production_passes_the_deploy_check():
     assert "no issues" in result.stdout
 
 
+def test_production_ships_no_development_tools():
+    """The offline Stripe and the demo data (devtools/) are installed by the local settings
+    only: under production settings their commands do not exist."""
+    for command in ("offline_stripe", "setup_demo"):
+        result = manage(command, "--help", env=PRODUCTION_ENV)
+        assert result.returncode != 0
+        assert f"Unknown command: '{command}'" in result.stderr
+
+
 def test_without_database_url_local_uses_sqlite_with_wal_and_immediate_transactions(tmp_path):
     code = (
         "import django; django.setup();"

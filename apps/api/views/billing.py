@@ -3,7 +3,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from apps.billing.billing_page import billing_link
-from apps.billing.services import start_checkout
+from apps.billing.checkout import start_checkout
 from apps.catalog.models import CreditPack, Plan
 from apps.core.errors import InvalidInput
 

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django import template
 
+from apps.billing.gateway import currency_places
 from apps.wallets.models import CreditGrant
 
 register = template.Library()
@@ -20,8 +21,6 @@ def credits(value):
 
 @register.filter
 def money(value, currency=""):
-    from apps.billing.services import currency_places
-
     if value is None:
         return ""
     places = currency_places(currency)

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.billing.services import connect_stripe_webhook
+from apps.billing.gateway import connect_stripe_webhook
 from apps.core.errors import DomainError
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.billing.services import sync_stripe_catalog
+from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.core.errors import DomainError
 
 

@@ -5,8 +5,10 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.billing.offline_stripe import OfflineStripe, serve
-from apps.billing.services import connect_stripe_webhook, sync_stripe_catalog
+from apps.billing.catalog_sync import sync_stripe_catalog
+from apps.billing.gateway import connect_stripe_webhook
+from devtools.offline_stripe.server import serve
+from devtools.offline_stripe.stand_in import OfflineStripe
 
 
 class Command(BaseCommand):

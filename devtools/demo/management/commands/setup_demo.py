@@ -8,10 +8,11 @@ from django.db import transaction
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import live_subscription
-from apps.accounts.services import put_account_on_plan, upsert_account
+from apps.accounts.services import upsert_account
 from apps.catalog.models import Plan
 from apps.catalog.pricebook import read_document
 from apps.catalog.services import import_catalog
+from apps.periods.services import put_account_on_plan
 
 DEMO_CATALOG = settings.BASE_DIR / "demo" / "catalog.yaml"
 DEMO_ACCOUNTS = [

@@ -1,0 +1,123 @@
+"""CreditDesk's connection to Stripe: the API key, one way to call Stripe, amounts in
+Stripe's minor units, and the webhook endpoint Stripe calls back (docs/billing.md).
+
+Calls to Stripe never run inside a database transaction that holds a lock: each is made
+first, and what it returns is written in a short transaction after.
+"""
+
+import logging
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from uuid import uuid4
+
+import stripe
+from django.db import transaction
+from djstripe import models as djstripe
+from djstripe.settings import djstripe_settings
+
+from apps.core.errors import InvalidInput, PaymentProviderError
+
+logger = logging.getLogger(__name__)
+
+# Stripe counts most currencies in cents, these in whole units.
+ZERO_DECIMAL_CURRENCIES = {
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+}  # fmt: skip
+
+
+def currency_places(currency):
+    """Decimal places of the currency's smallest unit at Stripe: 0 for yen, else 2."""
+    return 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+
+
+def in_smallest_unit(amount, currency):
+    """`amount` rounded (half up) to what Stripe can bill in `currency`: 70.35 JPY -> 70."""
+    return Decimal(amount).quantize(Decimal(1).scaleb(-currency_places(currency)), ROUND_HALF_UP)
+
+
+def to_minor_units(amount, currency):
+    minor = amount.scaleb(currency_places(currency))
+    if minor != minor.to_integral_value():
+        raise InvalidInput(f"{amount} {currency} has more decimals than Stripe takes.")
+    return int(minor)
+
+
+def from_minor_units(amount, currency):
+    return Decimal(int(amount)).scaleb(-currency_places(currency))
+
+
+def from_timestamp(timestamp):
+    """A Stripe timestamp (seconds since the epoch) as an aware datetime; None stays None."""
+    return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
+
+
+def api_key():
+    key = djstripe_settings.STRIPE_SECRET_KEY
+    if not key:
+        raise PaymentProviderError(
+            "Stripe is not configured: set STRIPE_TEST_SECRET_KEY or STRIPE_LIVE_SECRET_KEY."
+        )
+    return key
+
+
+def call_stripe(operation, **params):
+    """One Stripe API call with the configured key; Stripe's failures become
+    PaymentProviderError (logged with Stripe's request id)."""
+    try:
+        return operation(api_key=api_key(), **params)
+    except stripe.StripeError as error:
+        logger.warning("Stripe refused %s: %s", getattr(operation, "__qualname__", ""), error)
+        problem = PaymentProviderError(
+            f"Stripe: {error.user_message or 'the request failed'}",
+            details={"stripe_request_id": error.request_id, "stripe_code": error.code},
+        )
+        # No answer, or Stripe's own error: the request may have taken effect at Stripe.
+        problem.outcome_unknown = isinstance(error, (stripe.APIConnectionError, stripe.APIError))
+        raise problem from None
+
+
+# --- the webhook endpoint -----------------------------------------------------------------
+
+# What the handlers act on (apps/billing/handlers.py), plus what dj-stripe mirrors for them.
+WEBHOOK_EVENTS = [
+    "checkout.session.completed", "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed", "checkout.session.expired",
+    "charge.succeeded", "charge.refunded", "charge.refund.updated", "charge.updated",
+    "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+    "customer.created", "customer.updated", "customer.deleted",
+    "customer.subscription.created", "customer.subscription.updated",
+    "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed",
+    "payment_intent.succeeded", "payment_intent.payment_failed", "payment_method.attached",
+    "price.created", "price.updated", "product.created", "product.updated",
+]  # fmt: skip
+
+
+def connect_stripe_webhook(*, base_url):
+    """Register `<base_url>/stripe/webhook/<uuid>/` with Stripe for the events above and keep
+    its signing secret in dj-stripe's WebhookEndpoint (as dj-stripe's admin does). An
+    endpoint already registered for `base_url` and still enabled at Stripe is kept.
+    Returns `(endpoint, created)`."""
+    base_url = base_url.rstrip("/")
+    prefix = f"{base_url}/stripe/webhook/"
+    for endpoint in djstripe.WebhookEndpoint.objects.filter(url__startswith=prefix):
+        try:
+            remote = stripe.WebhookEndpoint.retrieve(endpoint.id, api_key=api_key())
+        except stripe.InvalidRequestError:
+            continue  # gone at Stripe (e.g. the offline Stripe's state was reset)
+        except stripe.StripeError as error:
+            raise PaymentProviderError(f"Stripe: {error.user_message}") from None
+        if remote["status"] == "enabled":
+            return endpoint, False
+    uuid = uuid4()
+    created = call_stripe(
+        stripe.WebhookEndpoint.create,
+        url=f"{prefix}{uuid}/",
+        enabled_events=WEBHOOK_EVENTS,
+        api_version=djstripe_settings.STRIPE_API_VERSION,
+        metadata={"djstripe_uuid": str(uuid)},
+        description="CreditDesk (dj-stripe)",
+    )
+    with transaction.atomic(durable=True):
+        endpoint = djstripe.WebhookEndpoint.sync_from_stripe_data(created, api_key=api_key())
+    return endpoint, True
