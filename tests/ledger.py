@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import connections
 from django.utils import timezone
 
-from apps.accounts.services import put_account_on_plan
+from apps.periods.services import put_account_on_plan
 from apps.wallets.models import CreditGrant, Wallet
 from apps.wallets.selectors import ledger_violations
 from apps.wallets.services import grant_credits

@@ -3,13 +3,11 @@ import secrets
 import string
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput, SubscriptionManagedByStripe
-from apps.periods.services import put_account_on_plan
+from apps.core.errors import InvalidInput
 
-from .models import Account, ApiKey, Subscription
+from .models import Account, ApiKey
 
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_CHARACTERS = frozenset(KEY_ALPHABET)
@@ -112,36 +110,6 @@ def upsert_account(*, external_id, acting_user=None, **fields):
                 setattr(account, name, fields[name])
             account._history_user = acting_user
             account.save(update_fields=[*changed, "updated_at"])
-    return account, created
-
-
-def sync_account(*, external_id, fields, plan_code=None, acting_user=None):
-    """The API's PUT: create or update an account and, when `plan_code` names another plan
-    than the live one, put it on that plan — all in one transaction. Returns
-    `(account, created)`."""
-    from apps.catalog.models import Plan
-
-    with transaction.atomic(durable=True):
-        plan = None
-        if plan_code is not None:
-            plan = Plan.objects.filter(code=plan_code, active=True).first()
-            if plan is None:
-                raise InvalidInput(
-                    f"No active plan has the code {plan_code!r}.", details={"plan": ["unknown"]}
-                )
-        account, created = upsert_account(
-            external_id=external_id, acting_user=acting_user, **fields
-        )
-        if plan is not None:
-            live = (
-                Subscription.objects.select_for_update()
-                .filter(account=account, status__in=Subscription.LIVE_STATUSES)
-                .first()
-            )
-            if live is not None and live.plan_id != plan.pk and live.stripe_subscription_id:
-                raise SubscriptionManagedByStripe()
-            if live is None or live.plan_id != plan.pk:
-                put_account_on_plan(account=account, plan=plan, acting_user=acting_user)
     return account, created
 
 

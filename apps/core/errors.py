@@ -2,6 +2,8 @@
 status and the API's error body (docs/api-reference.md), commands print `message`. No HTTP
 codes in services."""
 
+from .decimals import format_decimal
+
 
 class DomainError(Exception):
     code = "error"
@@ -47,8 +49,6 @@ class InsufficientCredits(DomainError):
 
     @classmethod
     def of(cls, *, credit_type, required, available):
-        from .decimals import format_decimal
-
         return cls(
             f"{format_decimal(required)} {credit_type} needed, "
             f"{format_decimal(max(available, 0))} available.",
@@ -79,8 +79,6 @@ class QuotaExceeded(Forbidden):
 
     @classmethod
     def of(cls, *, feature, limit, used):
-        from .decimals import format_decimal
-
         return cls(
             f"{feature}: {format_decimal(used)} of {format_decimal(limit)} used this period.",
             details={

@@ -11,6 +11,8 @@ from decimal import Decimal
 
 from django.db import connection
 
+from apps.usage.models import UsageEvent
+
 from .models import CreditGrant, LedgerEntry, Wallet
 
 
@@ -102,8 +104,6 @@ def _copy(table, columns, rows):
 
 def insert_usage_events(events):
     """Write new usage events (model instances or PendingUsageEvents) and set their pks."""
-    from apps.usage.models import UsageEvent
-
     if connection.vendor != "postgresql":
         models = [
             e if isinstance(e, UsageEvent) else UsageEvent(

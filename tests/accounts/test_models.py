@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from apps.accounts.models import Account, Subscription
-from apps.accounts.services import put_account_on_plan
+from apps.periods.services import put_account_on_plan
 from tests.factories import AccountFactory, PlanFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,11 +3,12 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from apps.accounts.selectors import live_subscription
-from apps.accounts.services import sync_account
+from apps.catalog.models import Plan
 from apps.usage import selectors as usage_selectors
 from apps.wallets import selectors as wallet_selectors
 
 from .. import serializers
+from ..services import sync_account
 from .base import ApiView
 
 READ, WRITE = ("usage:read",), ("accounts:write",)
@@ -61,8 +62,6 @@ class AccountView(ApiView):
 
 def overdraft_limit(account):
     """The overdraft the account's plan allows (the same for every credit type)."""
-    from apps.catalog.models import Plan
-
     subscription = live_subscription(account=account)
     if subscription and subscription.plan.overage_policy == Plan.OveragePolicy.ALLOW:
         return subscription.plan.overage_limit or 0
