@@ -39,7 +39,9 @@ browser:
 	  $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
 
+# lint-imports: the layer order and no import cycles (.importlinter).
 test: lint browser
+	$(BIN)/lint-imports
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
