@@ -172,7 +172,7 @@ def test_quota_counts_units_per_period_and_blocks_beyond_it():
 
 
 def test_quota_resets_in_a_new_period():
-    from apps.accounts.services import put_account_on_plan
+    from apps.periods.services import put_account_on_plan
 
     plan = PlanFactory()
     account, _ = priced_account(credits=100, plan=plan, plan_feature={"limit_per_period": D(1)})
