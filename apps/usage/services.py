@@ -31,7 +31,7 @@ from apps.core.errors import (
     QuotaExceeded,
     ReservationNotHeld,
 )
-from apps.core.jobs import in_parallel
+from apps.jobs.counts import in_parallel
 from apps.wallets.bulk import PendingUsageEvent
 from apps.wallets.ledger import (
     ZERO,
@@ -559,11 +559,12 @@ def release_expired_reservations(*, now=None, chunk_size=1000, on_chunk=None, wo
     JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
     due = Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
+    failed = set()  # wallets that failed alone, for every worker
 
     def run(counts, on_chunk):
         sweep_wallets(due=due, work=lambda book: _release_due(book, due, now, counts),
                       counts=counts, now=now, chunk_size=chunk_size, on_chunk=on_chunk,
-                      with_grants=False)  # fmt: skip
+                      with_grants=False, failed=failed)  # fmt: skip
 
     return in_parallel(run, on_chunk=on_chunk, workers=workers)
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.core.decimals import format_decimal
 from apps.core.outbox import publish_many
+from apps.jobs.counts import JobCounts
 
 from .destinations import RefusedDestination, check_url, post
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -227,8 +228,6 @@ def _post(endpoint, event):
 
 def retry_due_deliveries(*, now=None, chunk_size=1000, on_chunk=None):
     """Queue every pending delivery whose next attempt is due. Returns JobCounts."""
-    from apps.core.jobs import JobCounts
-
     now = now or timezone.now()
     counts = JobCounts()
     due = list(
