@@ -28,6 +28,7 @@ from apps.core.errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidInput,
+    NotFound,
     QuotaExceeded,
     ReservationNotHeld,
 )
@@ -475,8 +476,6 @@ def _locked_reservation(reservation_id, book):
     """The reservation, re-read after its wallet is locked (lock order: wallet first)."""
     found = Reservation.objects.select_related("wallet").filter(pk=reservation_id).first()
     if found is None:
-        from apps.core.errors import NotFound
-
         raise NotFound("No reservation has that id.")
     book.lock(keys=[(found.account_id, found.wallet.credit_type_id)])
     reservation = Reservation.objects.select_related(

@@ -148,13 +148,14 @@ def _grant_data(grant):
 # --- delivering -------------------------------------------------------------------------
 
 
+DELIVER_TASK = "webhooks.deliver"  # the Celery task that sends one delivery (tasks.py)
+
+
 def queue_deliveries(ids):
     """Queue a send for each delivery, through the outbox (apps/core/outbox.py): called in a
     transaction, after it commits; never raises when the broker is down (the outbox, and
     `retry_due_deliveries` for what is pending and due, send them later)."""
-    from .tasks import deliver_webhook
-
-    publish_many([(deliver_webhook.name, [pk], {}) for pk in ids])
+    publish_many([(DELIVER_TASK, [pk], {}) for pk in ids])
 
 
 def body_of(event):
