@@ -497,14 +497,17 @@ def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None, workers=
     the ended period (roll over, expire the rest), grant the next one, reset quotas (they
     count per period), catching up every missed period in order. Returns JobCounts.
 
-    In chunks (apps/jobs/runner.py): the subscription row is the claim, so a second copy of
-    the job skips it and a plan change waits for it, then sees the renewed period; one bad
-    subscription costs only itself (counted in `failures`)."""
+    In chunks (apps/jobs/runner.py): SKIP LOCKED, then a pass that waits for what was held
+    (by a plan change, or by another copy, which has renewed it by then); one bad
+    subscription costs only itself (counted in `failures`). `on_chunk(counts)` runs after
+    each chunk."""
     now = now or timezone.now()
     due = _due_subscriptions(now)
     failed = set()  # shared by the workers: a row that failed for one is not retried by another
 
     def lock(ids, *, skip_locked):
+        # Why the lock: the subscription row is the claim; a second copy of the job skips it
+        # (SKIP LOCKED), a plan change waits for it and then sees the renewed period.
         return _with_plans(
             due.filter(pk__in=ids)
             .order_by("pk")
