@@ -239,7 +239,7 @@ def run(scenario, accounts, start, end, profile):
     from django.utils import timezone
 
     from apps.accounts.models import Subscription
-    from apps.core.jobs import JobCounts
+    from apps.jobs.counts import JobCounts
     from apps.periods.services import renew_due_subscriptions
     from apps.wallets.models import CreditGrant, Wallet
     from apps.wallets.selectors import ledger_violations

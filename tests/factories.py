@@ -109,7 +109,7 @@ def admin_samples():
     there is one (the permission matrix and the admin's browser walk need something to open)."""
     from apps.accounts.services import create_api_key
     from apps.billing.models import AutoRecharge, OverageCharge, Purchase
-    from apps.periods.models import JobRun
+    from apps.jobs.models import JobRun
     from apps.usage.services import consume, reserve
     from apps.wallets.services import grant_credits
     from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent

@@ -8,7 +8,10 @@ class BillingConfig(AppConfig):
     def ready(self):
         from apps.core import events
 
-        from . import handlers  # noqa: F401  (connects the Stripe event receivers)
+        from . import (
+            handlers,  # noqa: F401  (connects the Stripe event receivers)
+            jobs,  # noqa: F401 - registers the app's scheduled jobs
+        )
         from .overage import record_overage_charges
 
         events.subscribe(events.OVERAGE_SETTLED, record_overage_charges)

@@ -4,8 +4,9 @@ job that sends them to Stripe as invoice items (docs/billing.md)."""
 import stripe
 from django.utils import timezone
 
-from apps.core.jobs import JobCounts
 from apps.core.outbox import publish
+from apps.jobs.counts import JobCounts
+from apps.jobs.registry import task_name
 
 from .checkout import stripe_customer
 from .gateway import api_key, in_smallest_unit, to_minor_units
@@ -36,9 +37,7 @@ def record_overage_charges(*, charges):
 def _send_soon():
     """Queue the job that sends the charges, through the outbox: after the renewal commits,
     and never failing the renewal when the broker is down (beat runs the job anyway)."""
-    from apps.periods.tasks import send_overage_charges
-
-    publish(send_overage_charges.name)
+    publish(task_name("send_overage_charges"))
 
 
 def send_overage_charges(*, now=None, on_chunk=None, chunk_size=100):

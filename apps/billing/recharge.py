@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from apps.core.decimals import format_decimal
 from apps.core.errors import DomainError
-from apps.core.jobs import JobCounts
+from apps.jobs.counts import JobCounts
 from apps.wallets.models import Wallet
 from apps.webhooks.services import record_events
 

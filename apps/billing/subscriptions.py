@@ -15,7 +15,7 @@ from djstripe import models as djstripe
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import Plan
-from apps.core.jobs import JobCounts
+from apps.jobs.counts import JobCounts
 from apps.periods.services import (
     cancel_at_period_end,
     end_subscription,

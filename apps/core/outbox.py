@@ -8,10 +8,11 @@ Every task CreditDesk sends goes through `publish` / `publish_many`:
 
 A publish waits at most TASK_PUBLISH_TIMEOUT per step (settings: a try, a reconnect, a retry),
 never raises, and after a failure this process stops trying the same broker for
-BROKER_PAUSE_SECONDS (the outbox keeps what is due). `publish_outbox`, a scheduled job, sends
-what the outbox holds. A task may therefore run twice (published, then the process died before
-deleting its row, or the sweeper sent a row whose after-commit publish was under way); every
-task here takes ids and is idempotent, as Celery's at-least-once delivery requires anyway."""
+BROKER_PAUSE_SECONDS (the outbox keeps what is due). `publish_outbox`, the sweeper (a scheduled
+job: apps/jobs/jobs.py), sends what the outbox holds. A task may therefore run twice
+(published, then the process died before deleting its row, or the sweeper sent a row whose
+after-commit publish was under way); every task here takes ids and is idempotent, as
+Celery's at-least-once delivery requires anyway."""
 
 import hashlib
 import json
@@ -23,7 +24,6 @@ from django.db.models import F
 
 from config.celery import app as celery_app
 
-from .jobs import JobCounts
 from .models import OutboxTask
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,11 @@ def publish_many(calls):
         _keep(failed)
 
 
-def publish_outbox(*, now=None, on_chunk=None, chunk_size=100):
+def publish_outbox(*, counts, on_chunk=None, chunk_size=100):
     """The sweeper: publish what the outbox holds, oldest first, a chunk per transaction
     (rows locked with SKIP LOCKED, so two sweepers never send the same row). Stops at the
-    first failure (the broker is down: the rest would fail too), recorded on that row."""
-    counts = JobCounts()
+    first failure (the broker is down: the rest would fail too), recorded on that row.
+    Counts in `counts` (the job's JobCounts: `published`, `chunks`, `fail()`)."""
     while True:
         with transaction.atomic(durable=True):
             rows = list(

@@ -4,13 +4,13 @@ docs/periods.md states the rules.
 
 Every writer here locks in the order the rest of the ledger does: the subscription row
 (claimed with SKIP LOCKED by the jobs), then wallets in id order, and reads grants after the
-wallet lock. A job works in chunks, each its own durable transaction with a constant number
-of statements, so a run can be killed at any point and run again, or run twice at once."""
+wallet lock. The renewal job works in chunks (apps/jobs/runner.py), each its own durable
+transaction with a constant number of statements, so a run can be killed at any point and run
+again, or run twice at once."""
 
 from datetime import UTC, timedelta
 from decimal import Decimal
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
@@ -21,7 +21,8 @@ from apps.catalog.models import Plan, PlanAllowance
 from apps.core import events
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
-from apps.core.jobs import JobCounts, in_parallel
+from apps.jobs.counts import JobCounts, in_parallel
+from apps.jobs.runner import run_in_chunks
 from apps.wallets.ledger import LedgerBook
 from apps.wallets.models import CreditGrant
 from apps.webhooks.services import record_events
@@ -491,86 +492,36 @@ def _due_subscriptions(now):
     )
 
 
-def _claim(queryset, *, after, limit, skip_locked):
-    # Why the lock: the subscription row is the claim; a second copy of the job skips it
-    # (SKIP LOCKED), a plan change waits for it and then sees the renewed period.
-    return _with_plans(
-        queryset.filter(pk__gt=after)
-        .order_by("pk")
-        .select_for_update(of=("self",), skip_locked=skip_locked)[:limit]
-    )
-
-
 def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None, workers=None):
     """Renew every active or trialing subscription whose period has ended by `now`: close
     the ended period (roll over, expire the rest), grant the next one, reset quotas (they
     count per period), catching up every missed period in order. Returns JobCounts.
 
-    Chunks claim with SKIP LOCKED; a second pass waits for what the first skipped (held by
-    a plan change or by another copy, which has renewed it by then). A chunk that fails is
-    retried one subscription at a time, so one bad row costs only itself (counted in
-    `failures`). `on_chunk(counts)` runs after each committed chunk."""
+    In chunks (apps/jobs/runner.py): SKIP LOCKED, then a pass that waits for what was held
+    (by a plan change, or by another copy, which has renewed it by then); one bad
+    subscription costs only itself (counted in `failures`). `on_chunk(counts)` runs after
+    each chunk."""
     now = now or timezone.now()
+    due = _due_subscriptions(now)
     failed = set()  # shared by the workers: a row that failed for one is not retried by another
+
+    def lock(ids, *, skip_locked):
+        # Why the lock: the subscription row is the claim; a second copy of the job skips it
+        # (SKIP LOCKED), a plan change waits for it and then sees the renewed period.
+        return _with_plans(
+            due.filter(pk__in=ids)
+            .order_by("pk")
+            .select_for_update(of=("self",), skip_locked=skip_locked)
+        )
 
     def run(counts, on_chunk):
         def work(subscriptions):
-            book = LedgerBook(now=now)
-            _renew(subscriptions, book, counts)
-            book.flush()
+            if subscriptions:
+                book = LedgerBook(now=now)
+                _renew(subscriptions, book, counts)
+                book.flush()
 
-        due = _due_subscriptions(now)
-        _in_chunks(due, work, counts, chunk_size, on_chunk, failed=failed, label="subscription")
+        run_in_chunks(due=due, lock=lock, work=work, counts=counts, chunk_size=chunk_size,
+                      on_chunk=on_chunk, failed=failed, label="subscription")  # fmt: skip
 
     return in_parallel(run, on_chunk=on_chunk, workers=workers)
-
-
-def _in_chunks(due, work, counts, chunk_size, on_chunk, *, failed, label):
-    for skip_locked in (True, False):
-        if not skip_locked and not due.exclude(pk__in=failed).exists():
-            return
-        after = 0
-        while True:
-            before = counts.copy()
-            claimed = []
-            try:
-                with transaction.atomic(durable=True):
-                    claimed = _claim(
-                        due.exclude(pk__in=failed),
-                        after=after,
-                        limit=chunk_size,
-                        skip_locked=skip_locked,
-                    )
-                    if not claimed:
-                        break
-                    work(claimed)
-            except Exception as error:  # a bad row must not stop everyone's renewal
-                if not claimed or isinstance(error, SoftTimeLimitExceeded):
-                    raise
-                counts.restore(before)  # the chunk wrote nothing: count it again singly
-                failed |= _one_by_one(due, [c.pk for c in claimed], work, counts, label)
-            after = claimed[-1].pk
-            counts.chunks += 1
-            if on_chunk is not None:
-                on_chunk(counts)
-
-
-def _one_by_one(due, ids, work, counts, label):
-    """Retry a failed chunk one row per transaction; returns the ids that fail alone."""
-    failed = set()
-    for pk in ids:
-        before = counts.copy()
-        try:
-            with transaction.atomic(durable=True):
-                claimed = _with_plans(
-                    due.filter(pk=pk).select_for_update(of=("self",), skip_locked=True)
-                )
-                if claimed:
-                    work(claimed)
-        except Exception as error:  # counted and reported; the run goes on
-            if isinstance(error, SoftTimeLimitExceeded):
-                raise
-            counts.restore(before)
-            counts.fail(f"{label} {pk}", error)
-            failed.add(pk)
-    return failed

@@ -28,10 +28,11 @@ from apps.core.errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidInput,
+    NotFound,
     QuotaExceeded,
     ReservationNotHeld,
 )
-from apps.core.jobs import in_parallel
+from apps.jobs.counts import in_parallel
 from apps.wallets.bulk import PendingUsageEvent
 from apps.wallets.ledger import (
     ZERO,
@@ -475,8 +476,6 @@ def _locked_reservation(reservation_id, book):
     """The reservation, re-read after its wallet is locked (lock order: wallet first)."""
     found = Reservation.objects.select_related("wallet").filter(pk=reservation_id).first()
     if found is None:
-        from apps.core.errors import NotFound
-
         raise NotFound("No reservation has that id.")
     book.lock(keys=[(found.account_id, found.wallet.credit_type_id)])
     reservation = Reservation.objects.select_related(
@@ -559,11 +558,12 @@ def release_expired_reservations(*, now=None, chunk_size=1000, on_chunk=None, wo
     JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
     due = Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
+    failed = set()  # wallets that failed alone, for every worker
 
     def run(counts, on_chunk):
         sweep_wallets(due=due, work=lambda book: _release_due(book, due, now, counts),
                       counts=counts, now=now, chunk_size=chunk_size, on_chunk=on_chunk,
-                      with_grants=False)  # fmt: skip
+                      with_grants=False, failed=failed)  # fmt: skip
 
     return in_parallel(run, on_chunk=on_chunk, workers=workers)
 

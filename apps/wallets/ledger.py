@@ -17,7 +17,7 @@ transaction already serialises writers.
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps.core import events
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.errors import InsufficientCredits, InvalidInput
+from apps.jobs.runner import run_in_chunks
 
 from . import bulk
 from .bulk import PendingEntry
@@ -371,32 +372,24 @@ class LedgerBook:
         self.created_wallet_ids = set()
 
 
-def sweep_wallets(*, due, work, counts, now, chunk_size, on_chunk=None, with_grants=True):
+def sweep_wallets(*, due, work, counts, now, chunk_size, on_chunk=None, with_grants=True,
+                  failed=None):  # fmt: skip
     """Run `work(book)` over every wallet that `due` (a queryset of rows with a wallet_id)
-    names, a chunk of wallets per durable transaction, in wallet id order: the statements
-    per chunk do not grow with its size. The first pass claims with SKIP LOCKED, leaving a
-    wallet to the transaction that holds it (another copy of the job); a second pass waits
-    for what is still due after it. Locking closes grants past expiry (`with_grants`)."""
-    for skip_locked in (True, False):
-        if not skip_locked and not due.exists():
-            return
-        after = 0
-        while True:
-            with transaction.atomic(durable=True):
-                ids = list(
-                    due.filter(wallet_id__gt=after)
-                    .order_by("wallet_id")
-                    .values_list("wallet_id", flat=True)
-                    .distinct()[:chunk_size]
-                )
-                if not ids:
-                    break
-                after = ids[-1]
-                book = LedgerBook(now=now)
-                book.lock(wallet_ids=ids, with_grants=with_grants, skip_locked=skip_locked)
-                work(book)
-                counts.tally(book.entries)
-                book.flush()
-            counts.chunks += 1
-            if on_chunk is not None:
-                on_chunk(counts)
+    names, a chunk of wallets per durable transaction, in wallet id order, by the chunk
+    runner (apps/jobs/runner.py: SKIP LOCKED, then a pass that waits, then one wallet at a
+    time for a chunk that failed, `failed` keeping the wallets that fail alone): the
+    statements per chunk do not grow with its size. Locking closes grants past expiry
+    (`with_grants`)."""
+
+    def lock(wallet_ids, *, skip_locked):
+        book = LedgerBook(now=now)
+        book.lock(wallet_ids=wallet_ids, with_grants=with_grants, skip_locked=skip_locked)
+        return book
+
+    def write(book):
+        work(book)
+        counts.tally(book.entries)
+        book.flush()
+
+    run_in_chunks(due=due, lock=lock, work=write, counts=counts, chunk_size=chunk_size,
+                  on_chunk=on_chunk, failed=failed, key="wallet_id", label="wallet")  # fmt: skip

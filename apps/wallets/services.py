@@ -15,7 +15,7 @@ from apps.core.decimals import (
     parse_decimal,
 )
 from apps.core.errors import IdempotencyKeyReused, InvalidInput
-from apps.core.jobs import in_parallel
+from apps.jobs.counts import in_parallel
 
 from .ledger import LedgerBook, retry_on_idempotency_race, sweep_wallets
 from .models import API_REFERENCE_PREFIX, CreditGrant, LedgerEntry
@@ -224,6 +224,7 @@ def expire_grants(*, now=None, chunk_size=1000, on_chunk=None, workers=None):
     JobCounts. Safe beside consumption and beside a second copy of itself."""
     now = now or timezone.now()
     due = CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now)
+    failed = set()  # wallets that failed alone, for every worker
 
     def run(counts, on_chunk):
         sweep_wallets(
@@ -233,6 +234,7 @@ def expire_grants(*, now=None, chunk_size=1000, on_chunk=None, workers=None):
             now=now,
             chunk_size=chunk_size,
             on_chunk=on_chunk,
+            failed=failed,
         )
 
     return in_parallel(run, on_chunk=on_chunk, workers=workers)

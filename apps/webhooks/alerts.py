@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Subscription
 from apps.core.decimals import format_decimal
-from apps.core.jobs import JobCounts
+from apps.jobs.counts import JobCounts
 from apps.wallets.models import Wallet
 
 from .models import BalanceAlert, WebhookEndpoint

@@ -8,6 +8,7 @@ class WebhooksConfig(AppConfig):
     def ready(self):
         from apps.core import events
 
+        from . import jobs  # noqa: F401 - registers the app's scheduled jobs
         from .services import record_ledger_events
 
         events.subscribe(events.LEDGER_FLUSHED, record_ledger_events)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.core.decimals import format_decimal
 from apps.core.outbox import publish_many
+from apps.jobs.counts import JobCounts
 
 from .destinations import RefusedDestination, check_url, post
 from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -150,6 +151,9 @@ def _grant_data(grant):
 DELIVER_TASK = "webhooks.deliver"
 
 
+DELIVER_TASK = "webhooks.deliver"  # the Celery task that sends one delivery (tasks.py)
+
+
 def queue_deliveries(ids):
     """Queue a send for each delivery, through the outbox (apps/core/outbox.py): called in a
     transaction, after it commits; never raises when the broker is down (the outbox, and
@@ -228,8 +232,6 @@ def _post(endpoint, event):
 
 def retry_due_deliveries(*, now=None, chunk_size=1000, on_chunk=None):
     """Queue every pending delivery whose next attempt is due. Returns JobCounts."""
-    from apps.core.jobs import JobCounts
-
     now = now or timezone.now()
     counts = JobCounts()
     due = list(

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "djstripe",
     "pgtrigger",  # the ledger's append-only triggers (apps/wallets/models.py), PostgreSQL
     "apps.core",
+    "apps.jobs",
     "apps.catalog",
     "apps.accounts",
     "apps.wallets",

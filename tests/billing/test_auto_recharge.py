@@ -14,8 +14,8 @@ from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.models import AutoRecharge, Purchase
 from apps.billing.recharge import RESUME_AFTER, _recharge, run_auto_recharges
 from apps.catalog.models import CreditPack
-from apps.core.jobs import JobCounts
-from apps.periods import tasks
+from apps.jobs.counts import JobCounts
+from apps.jobs.tasks import TASKS
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
@@ -222,7 +222,7 @@ def test_an_auto_recharge_is_bought_by_a_real_worker(recharging, account, pack):
     spend(account, 850)
 
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        counts = tasks.run_auto_recharges.delay().get(timeout=60)
+        counts = TASKS["run_auto_recharges"].delay().get(timeout=60)
 
     assert counts["recharges"] == 1
     assert wallet_of(account, pack.credit_type).balance == D(1150)

@@ -12,8 +12,8 @@ from django.db import connection
 from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.models import OverageCharge
 from apps.billing.overage import send_overage_charges
-from apps.periods import tasks
-from apps.periods.models import JobRun
+from apps.jobs.models import JobRun
+from apps.jobs.tasks import TASKS
 from apps.periods.services import put_account_on_plan, renew_due_subscriptions
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
@@ -147,7 +147,7 @@ def test_overage_is_sent_to_stripe_by_a_real_worker(
 
     # The renewal queued a send on commit; beat's run comes after it and finds nothing left.
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        counts = tasks.send_overage_charges.delay().get(timeout=60)
+        counts = TASKS["send_overage_charges"].delay().get(timeout=60)
 
     assert counts.get("invoice_items", 0) == 0
     charge = OverageCharge.objects.get(account=account)

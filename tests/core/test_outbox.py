@@ -11,8 +11,8 @@ from django.core.management import call_command
 
 from apps.core.models import OutboxTask
 from apps.core.outbox import publish
-from apps.periods.jobs import JOBS, run_job
-from apps.periods.models import JobRun
+from apps.jobs.models import JobRun
+from apps.jobs.registry import JOBS, run_job
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.ledger import priced_account
 

@@ -1,6 +1,6 @@
 """A priced world on a fixed calendar for the period tests."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,6 +17,7 @@ from tests.factories import (
     PlanFactory,
     PlanFeatureFactory,
 )
+from tests.ledger import give
 
 D = Decimal
 JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
@@ -90,3 +91,27 @@ def ledger_picture(prefix=""):
             )
         )
     return sorted(picture, key=repr)
+
+
+def world(prefix, *, accounts=6, used=300, shift=timedelta(0), calendar=None):
+    """`accounts` subscribers of one plan (50 % rollover, cap 150), each with a pack that
+    expires with the period; the same world under another prefix compares equal."""
+    if calendar is not None:
+        calendar.move_to(JAN_31 + shift, tick=False)
+    plan = monthly_plan(credits=1000, percent=50, cap=150, code=f"{prefix}plan")
+    for i in range(accounts):
+        account, _ = subscribed(plan, external_id=f"{prefix}{i}")
+        give(account, 40 + i, days=20, source=CreditGrant.Source.PURCHASE)
+        spend(account, used + i)
+
+
+class Kill(Exception):
+    pass
+
+
+def killed_after(chunks):
+    def on_chunk(counts):
+        if counts.chunks == chunks:
+            raise Kill
+
+    return on_chunk

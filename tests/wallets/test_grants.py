@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from apps.accounts.services import create_api_key
 from apps.core.errors import IdempotencyKeyReused, InsufficientCredits, InvalidInput
-from apps.wallets.ledger import retry_on_idempotency_race
+from apps.jobs.counts import JobCounts
+from apps.wallets.ledger import retry_on_idempotency_race, sweep_wallets
 from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
 from apps.wallets.services import adjust, expire_grants, grant_credits, void_grant
 from tests.factories import AccountFactory, CreditTypeFactory, UserFactory
@@ -177,6 +178,28 @@ def test_expire_grants_zeroes_what_is_past_due_and_counts_it(time_machine):
     keep.refresh_from_db()
     assert keep.remaining == D(5)
     assert wallet_of(account).balance == D(5)
+    assert_ledger_sound()
+
+
+def test_a_wallet_sweep_retries_a_failed_chunk_one_wallet_at_a_time(time_machine):
+    credits = CreditTypeFactory()
+    accounts = [AccountFactory() for _ in range(3)]
+    for account in accounts:
+        give(account, 10, days=1, credit_type=credits)
+    bad = wallet_of(accounts[1], credits)
+    time_machine.move_to(timezone.now() + timedelta(days=2))
+    now = timezone.now()
+
+    def work(book):
+        if any(state.wallet.pk == bad.pk for state in book.states.values()):
+            raise ValueError("cannot sweep")
+
+    counts = JobCounts()
+    due = CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now)
+    sweep_wallets(due=due, work=work, counts=counts, now=now, chunk_size=10)
+    assert [wallet_of(a, credits).balance for a in accounts] == [D(0), D(10), D(0)]
+    assert (counts.grants_expired, counts.expired, counts.failures) == (2, D(20), 1)
+    assert counts.errors == [f"wallet {bad.pk}: ValueError: cannot sweep"]
     assert_ledger_sound()
 
 

@@ -4,7 +4,7 @@ endpoints are for superusers."""
 import pytest
 from django.contrib.auth import get_user_model
 
-from apps.periods.jobs import run_job
+from apps.jobs.registry import run_job
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.factories import AccountFactory, UserFactory
 from tests.ledger import give
@@ -28,7 +28,7 @@ def test_staff_read_the_logs_and_job_runs_but_not_endpoints(client, delivery, gr
     assert (
         client.get(f"/admin/webhooks/webhookevent/{delivery.event_id}/change/").status_code == 200
     )
-    assert client.get("/admin/periods/jobrun/").status_code == 200
+    assert client.get("/admin/jobs/jobrun/").status_code == 200
     assert client.get("/admin/webhooks/webhookendpoint/").status_code == 403
 
 
@@ -62,4 +62,4 @@ def test_a_superuser_manages_endpoints_and_sees_the_secret_to_give_the_receiver(
     endpoint = WebhookEndpoint.objects.get()
     page = client.get(f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/").content.decode()
     assert endpoint.secret.startswith("whsec_") and endpoint.secret in page
-    assert client.get("/admin/periods/jobrun/").status_code == 200
+    assert client.get("/admin/jobs/jobrun/").status_code == 200

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, connections
 
-from .decimals import format_decimal
+from apps.core.decimals import format_decimal
 
 MAX_ERRORS_KEPT = 20
 

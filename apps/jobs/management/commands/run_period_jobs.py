@@ -2,13 +2,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from apps.periods.jobs import JOBS, run_job
+from apps.jobs.registry import JOBS, run_job
 
 
 class Command(BaseCommand):
     help = (
-        "Run the period jobs once (renewal, expiry, reservation release), as beat would, and "
-        "print what each did. Safe to run beside the scheduled jobs and to run again."
+        "Run every scheduled job once, in their order (renewal first, the outbox sweeper "
+        "last), as beat would, and print what each did. Safe to run beside the scheduled "
+        "jobs and to run again."
     )
 
     def add_arguments(self, parser):

@@ -1,0 +1,11 @@
+"""Billing's scheduled jobs (apps/jobs/registry.py)."""
+
+from apps.jobs.registry import register
+
+from .overage import send_overage_charges
+from .recharge import run_auto_recharges
+from .subscriptions import suspend_past_due_accounts
+
+register("suspend_past_due_accounts", suspend_past_due_accounts, order=60)
+register("send_overage_charges", send_overage_charges, order=70)
+register("run_auto_recharges", run_auto_recharges, order=80)

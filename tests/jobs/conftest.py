@@ -1,0 +1,1 @@
+from tests.periods.conftest import calendar  # noqa: F401 - the fixed calendar fixture
