@@ -41,6 +41,7 @@ browser:
 
 test: lint browser
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py sqlfunctions --check
 	$(BIN)/pytest
 
 # Re-pin dependencies after editing requirements/*.in.
