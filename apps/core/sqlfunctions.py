@@ -14,8 +14,8 @@ processes run side by side during a deploy, so a new signature needs a new versi
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cached_property
-from importlib import import_module
+from functools import cache, cached_property
+from importlib import import_module, invalidate_caches
 from pathlib import Path
 
 from django.apps import apps
@@ -26,7 +26,7 @@ PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 HEADER = re.compile(
     r"CREATE OR REPLACE FUNCTION\s+(\w+)\s*\((.*?)\)\s*(RETURNS\s.*?)\s+LANGUAGE\s", re.S
 )
-BODY = re.compile(r"\bAS \$\$\n(.*)\n\$\$;", re.S)
+BODY = re.compile(r"\bAS \$\$(.*)\$\$;", re.S)
 
 
 class SQLFunctionError(Exception):
@@ -80,13 +80,13 @@ class SQLFunction:
 
     def render(self):
         context = {**self.context(), "name": self.sql_name}
-        return render(self.template.read_text(), context, source=self.template.name)
+        return render(read(self.template), context, source=self.template.name)
 
     def body(self, context):
         """The function's body (between `AS $$` and `$$;`) rendered with `context` over the
         usual placeholders: a `LANGUAGE sql` function's query, to run where the function is
         not installed (SQLite)."""
-        match = BODY.search(self.template.read_text())
+        match = BODY.search(read(self.template))
         if match is None:
             raise SQLFunctionError(f"{self.template.name}: no body between 'AS $$' and '$$;'")
         return render(match.group(1), {**self.context(), **context}, source=self.template.name)
@@ -111,6 +111,12 @@ def declared():
             continue
         functions += getattr(module, "FUNCTIONS", [])
     return functions
+
+
+@cache
+def read(template):
+    """A template's text, read once per process (SQLite renders the terms query per call)."""
+    return template.read_text()
 
 
 def base_name(sql_name):
@@ -192,6 +198,7 @@ def write_migrations(installs, *, name="sql_functions"):
         writer = MigrationWriter(migration)
         Path(writer.path).write_text(writer.as_string())
         written.append(writer.path)
+    invalidate_caches()  # a loader in this process must find the new files
     return written
 
 
@@ -211,7 +218,7 @@ class InstallSQLFunction(Operation):
     """
 
     reversible = True
-    reduces_to_sql = False
+    reduces_to_sql = True
 
     def __init__(self, name, checksum, signature):
         self.name, self.checksum, self.signature = name, checksum, signature
