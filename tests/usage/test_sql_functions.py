@@ -126,7 +126,7 @@ def test_an_unknown_placeholder_is_an_error():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db  # the test's transaction undoes what the operations do
 def test_a_generated_migration_supersedes_the_old_install(monkeypatch, new_migrations):
     """A changed constant, then `--make`: the old migration's install is skipped (a database
     migrated from scratch installs the function once, as it renders now), the new one
@@ -140,20 +140,15 @@ def test_a_generated_migration_supersedes_the_old_install(monkeypatch, new_migra
     assert Installs().problems() == []
     [(_, still_old), (key, new)] = Installs().of(CONSUME_BATCH.name)
     assert still_old == old and key[1].endswith("_expiry_first")
-    try:
-        with connection.schema_editor() as editor:
-            old.database_backwards("usage", editor, None, None)  # the first install: drops
-        assert not installed(CONSUME_BATCH.sql_name)
-        with connection.schema_editor() as editor:
-            old.database_forwards("usage", editor, None, None)  # superseded: nothing
-        assert not installed(CONSUME_BATCH.sql_name)
-        with connection.schema_editor() as editor:
-            new.database_forwards("usage", editor, None, None)
-        assert "g.expires_at NULLS LAST, g.priority, g.id" in definition(CONSUME_BATCH.sql_name)[1]
-        with connection.schema_editor() as editor:
-            new.database_backwards("usage", editor, None, None)  # a later install: keeps it
-        assert installed(CONSUME_BATCH.sql_name)
-    finally:
-        monkeypatch.undo()
-        with connection.schema_editor() as editor:
-            editor.execute(CONSUME_BATCH.render(), params=None)
+    with connection.schema_editor() as editor:
+        old.database_backwards("usage", editor, None, None)  # the first install: drops
+    assert not installed(CONSUME_BATCH.sql_name)
+    with connection.schema_editor() as editor:
+        old.database_forwards("usage", editor, None, None)  # superseded: nothing
+    assert not installed(CONSUME_BATCH.sql_name)
+    with connection.schema_editor() as editor:
+        new.database_forwards("usage", editor, None, None)
+    assert "g.expires_at NULLS LAST, g.priority, g.id" in definition(CONSUME_BATCH.sql_name)[1]
+    with connection.schema_editor() as editor:
+        new.database_backwards("usage", editor, None, None)  # a later install: keeps it
+    assert installed(CONSUME_BATCH.sql_name)
