@@ -43,6 +43,7 @@ browser:
 test: lint browser
 	$(BIN)/lint-imports
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py sqlfunctions --check
 	$(BIN)/pytest
 
 # Re-pin dependencies after editing requirements/*.in.

@@ -58,16 +58,27 @@ class Account(models.Model):
         return self.name or self.external_id
 
 
+class SubscriptionStatus(models.TextChoices):
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    CANCELED = "canceled", "Canceled"
+
+
+# A live subscription puts its account on its plan. Written once: the one-live constraint, the
+# querysets and the SQL terms function (apps/usage/sql) are made from it.
+LIVE_SUBSCRIPTION_STATUSES = (
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+)
+
+
 class Subscription(models.Model):
     """An account on a plan. At most one is live per account; ended ones stay as history."""
 
-    class Status(models.TextChoices):
-        TRIALING = "trialing", "Trialing"
-        ACTIVE = "active", "Active"
-        PAST_DUE = "past_due", "Past due"
-        CANCELED = "canceled", "Canceled"
-
-    LIVE_STATUSES = (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE)
+    Status = SubscriptionStatus
+    LIVE_STATUSES = LIVE_SUBSCRIPTION_STATUSES
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="subscriptions")
     plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="subscriptions")
@@ -109,7 +120,7 @@ class Subscription(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["account"],
-                condition=Q(status__in=["trialing", "active", "past_due"]),
+                condition=Q(status__in=list(LIVE_SUBSCRIPTION_STATUSES)),
                 name="subscription_one_live_per_account",
             ),
             models.CheckConstraint(

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
+from apps.accounts.models import Subscription
 from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.core.admin import HistoryAdmin
 from apps.core.errors import DomainError
@@ -99,7 +100,7 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
     ]
 
     def get_queryset(self, request):
-        live = Q(subscriptions__status__in=["trialing", "active", "past_due"])
+        live = Q(subscriptions__status__in=Subscription.LIVE_STATUSES)
         return super().get_queryset(request).annotate(_live=Count("subscriptions", filter=live))
 
     @admin.display(description="Price", ordering="price")

@@ -1,7 +1,6 @@
-"""PostgreSQL fast path: a consume is one call of `creditdesk_consume`, a batch one call of
-`creditdesk_consume_batch` (migration usage/0003), instead of a dozen round trips per event.
-Their rows become the same Outcomes, or the same domain errors, as the portable path in
-services.py gives."""
+"""PostgreSQL fast path: a consume or a batch is one call of the consume function
+(apps/usage/sql/consume_batch.sql), instead of a dozen round trips per event. Its rows become
+the same Outcomes, or the same domain errors, as the portable path in services.py gives."""
 
 import json
 from contextlib import nullcontext
@@ -21,20 +20,26 @@ from apps.core.errors import (
 )
 from apps.wallets.ledger import cost_of, retry_on_idempotency_race
 
-SINGLE = "SELECT * FROM creditdesk_consume(%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
-BATCH = (
-    "SELECT * FROM creditdesk_consume_batch(%s::bigint[], %s::text[], %s::numeric[], "
+from .outcomes import (
+    CREATED,
+    FEATURE_IS_BOOLEAN,
+    INVALID_COST,
+    REPLAYED,
+    ChargedUsage,
+    Outcome,
+    boolean_feature,
+)
+from .sql import CLOSING_SQLSTATE, CONSUME_BATCH
+
+# The function's name is a constant of ours, not input.
+CALL = (
+    f"SELECT * FROM {CONSUME_BATCH.sql_name}(%s::bigint[], %s::text[], %s::numeric[], "  # noqa: S608
     "%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s)"
 )
 
 
 def enabled():
     return connection.vendor == "postgresql" and settings.CONSUME_FAST_PATH
-
-
-# Raised by the functions, before they write anything, when a wallet holds a grant past its
-# expiry (usage/0005): the Python ledger engine closes it (rollover, expiry, events).
-CLOSING_SQLSTATE = "CD001"
 
 
 def consume(requests):
@@ -50,7 +55,6 @@ def consume(requests):
 
 
 def _call(requests):
-    """Both functions take the same arguments (arrays for the batch) and return the same rows."""
     args = [
         [r.account.pk for r in requests],
         [r.feature for r in requests],
@@ -59,26 +63,20 @@ def _call(requests):
         [r.fingerprint if r.idempotency_key else "" for r in requests],
         [json.dumps(r.metadata) for r in requests],
         [r.occurred_at for r in requests],
+        timezone.now(),
     ]
-    if len(requests) == 1:
-        sql, args = SINGLE, [column[0] for column in args]
-    else:
-        sql = BATCH
-    args.append(timezone.now())
     # One statement outside any transaction is a transaction of its own: all of it commits or
     # none, without the BEGIN and COMMIT round trips of atomic(). Inside one: a durable atomic.
     scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
     with scope, connection.cursor() as cursor:
-        cursor.execute(sql, args)
+        cursor.execute(CALL, args)
         return cursor.fetchall()
 
 
 def _outcome(request, row):
-    from .services import ChargedUsage, Outcome, boolean_feature
-
     (outcome, event_id, credit_type, credits_per_unit, credits, balance_after, available_after,
      occurred_at, created_at, required, available, limit, used) = row  # fmt: skip
-    if outcome in ("created", "replayed"):
+    if outcome in (CREATED, REPLAYED):
         charged = ChargedUsage(
             pk=event_id,
             account=request.account,
@@ -94,26 +92,26 @@ def _outcome(request, row):
             created_at=created_at,
             idempotency_key=request.idempotency_key,
         )
-        return Outcome(usage_event=charged, replayed=outcome == "replayed")
-    if outcome == "invalid_cost":
+        return Outcome(usage_event=charged, replayed=outcome == REPLAYED)
+    if outcome == INVALID_COST:
         try:
             cost_of(request.quantity, credits_per_unit)  # words the error as the Python path
         except InvalidInput as error:
             return Outcome(error=error)
         raise AssertionError("the database and Python disagree on a cost")
     errors = {
-        "idempotency_key_reused": lambda: IdempotencyKeyReused(),
-        "account_suspended": lambda: AccountSuspended(),
-        "feature_not_found": lambda: FeatureNotFound.of(request.feature),
-        "feature_is_boolean": lambda: boolean_feature(request.feature),
-        "feature_not_enabled": lambda: FeatureNotEnabled.of(request.feature),
-        "quota_exceeded": lambda: QuotaExceeded.of(
+        IdempotencyKeyReused.code: lambda: IdempotencyKeyReused(),
+        AccountSuspended.code: lambda: AccountSuspended(),
+        FeatureNotFound.code: lambda: FeatureNotFound.of(request.feature),
+        FEATURE_IS_BOOLEAN: lambda: boolean_feature(request.feature),
+        FeatureNotEnabled.code: lambda: FeatureNotEnabled.of(request.feature),
+        QuotaExceeded.code: lambda: QuotaExceeded.of(
             feature=request.feature, limit=limit, used=used
         ),  # fmt: skip
-        "insufficient_credits": lambda: InsufficientCredits.of(
+        InsufficientCredits.code: lambda: InsufficientCredits.of(
             credit_type=credit_type, required=required, available=available
         ),
     }
     if outcome not in errors:
-        raise AssertionError(f"creditdesk_consume_batch returned {outcome!r}")
+        raise AssertionError(f"{CONSUME_BATCH.sql_name} returned {outcome!r}")
     return Outcome(error=errors[outcome]())

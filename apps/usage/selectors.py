@@ -9,6 +9,8 @@ from django.utils.dateparse import parse_datetime
 from apps.catalog.models import CreditType, Feature
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 
+from .sql import TERMS
+
 CREDITS = DecimalField(max_digits=CREDIT_DIGITS, decimal_places=CREDIT_PLACES)
 CREDIT_QUANTUM = Decimal("0.000001")
 ZERO = Decimal(0).quantize(CREDIT_QUANTUM)
@@ -31,19 +33,19 @@ class FeatureTerms:
         return self.feature.credit_type_id
 
 
-TERMS_SQL = """
-SELECT a.id, ft.id, ft.code, ft.kind, ft.credit_type_id, ft.credits_per_unit, ct.code,
-       pl.code, sub.current_period_start, pl.overage_policy, pl.overage_limit,
-       x.id, x.enabled, x.credits_per_unit, x.limit_per_period
-FROM accounts_account a
-CROSS JOIN catalog_feature ft
-LEFT JOIN catalog_credittype ct ON ct.id = ft.credit_type_id
-LEFT JOIN accounts_subscription sub
-    ON sub.account_id = a.id AND sub.status IN ('trialing', 'active', 'past_due')
-LEFT JOIN catalog_plan pl ON pl.id = sub.plan_id
-LEFT JOIN catalog_planfeature x ON x.plan_id = sub.plan_id AND x.feature_id = ft.id
-WHERE a.id IN ({accounts}) AND ft.code IN ({features}) AND ft.active
-"""
+def _terms_query(pairs):
+    """The terms function's query for `pairs`, with its parameters: a call of the installed
+    function on PostgreSQL, its body on SQLite (rendered from the same file). Only our own
+    constants and placeholders are formatted into the text."""
+    accounts, codes = [a for a, _ in pairs], [c for _, c in pairs]
+    if connection.vendor == "postgresql":
+        call = f"SELECT * FROM {TERMS.sql_name}(%s::bigint[], %s::text[])"  # noqa: S608
+        return call, [accounts, codes]
+    values = ", ".join(["(%s, %s, %s)"] * len(pairs))
+    columns = "column1 AS account_id, column2 AS feature_code, column3 AS ord"
+    requests = f"(SELECT {columns} FROM (VALUES {values})) AS r"  # noqa: S608
+    params = [v for n, (a, c) in enumerate(pairs, 1) for v in (a, c, n)]
+    return TERMS.body({"requests": requests}), params
 
 
 def _credits(value):
@@ -65,39 +67,33 @@ def _moment(value):
 
 def terms_for(*, pairs):
     """Terms for each `(account_id, feature_code)` pair whose feature is active, in one query
-    however many accounts and features: `{(account_id, code): FeatureTerms}`.
-
-    Rules: on a plan, a feature is enabled when the plan lists it as enabled, at the plan's
-    price if it overrides the feature's, with the plan's quota. Without a plan, metered
-    features are enabled at their own price (pay as you go with packs); boolean ones are not.
-    """
-    accounts = sorted({a for a, _ in pairs})
-    codes = sorted({c for _, c in pairs})
-    if not accounts or not codes:
+    however many pairs: `{(account_id, code): FeatureTerms}`. The rules are the terms
+    function's (apps/usage/sql/terms.sql); this only maps its columns."""
+    pairs = sorted(pairs)
+    if not pairs:
         return {}
-    sql = TERMS_SQL.format(
-        accounts=", ".join(["%s"] * len(accounts)), features=", ".join(["%s"] * len(codes))
-    )
+    sql, params = _terms_query(pairs)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*accounts, *codes])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     terms = {}
-    for (account_id, feature_id, code, kind, credit_type_id, feature_price, credit_type_code,
-         plan_code, period_start, overage_policy, overage_limit, listed, enabled, plan_price,
-         limit) in rows:  # fmt: skip
+    for (_, account_id, code, _, feature_id, kind, feature_price, credit_type_id,
+         credit_type_code, plan_code, enabled, credits_per_unit, limit, period_start,
+         overdraft_limit) in rows:  # fmt: skip
+        if feature_id is None:
+            continue  # no active feature has that code
         credit_type = (
             CreditType(pk=credit_type_id, code=credit_type_code) if credit_type_id else None
         )
         feature = Feature(pk=feature_id, code=code, kind=kind, credit_type=credit_type,
                           credits_per_unit=_credits(feature_price))  # fmt: skip
-        on_plan = plan_code is not None
         terms[(account_id, code)] = FeatureTerms(
             feature=feature,
-            enabled=bool(listed and enabled) if on_plan else kind == Feature.Kind.METERED,
-            credits_per_unit=_credits(plan_price if plan_price is not None else feature_price),
-            limit_per_period=_credits(limit) if on_plan else None,
+            enabled=bool(enabled),
+            credits_per_unit=_credits(credits_per_unit),
+            limit_per_period=_credits(limit),
             period_start=_moment(period_start),
-            overdraft_limit=_credits(overage_limit) if overage_policy == "allow" else ZERO,
+            overdraft_limit=_credits(overdraft_limit),
             plan_code=plan_code,
         )
     return terms

@@ -45,6 +45,7 @@ from apps.wallets.models import Reservation
 
 from . import fast_path
 from .models import UsageCounter, UsageEvent
+from .outcomes import ChargedUsage, Outcome, boolean_feature
 from .selectors import feature_terms, terms_for
 
 METADATA_MAX_BYTES = 4096
@@ -129,53 +130,6 @@ class ConsumeRequest:
             metadata=self.metadata,
             occurred_at=self.occurred_at.isoformat() if self.occurred_at else None,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ChargedUsage:
-    """What one consume charged, as the API reports it. Both consume paths return this (the
-    fast path never builds a model instance: it costs more than the database call)."""
-
-    pk: int
-    account: Account
-    feature: str
-    credit_type: str
-    quantity: Decimal
-    credits_per_unit: Decimal
-    credits: Decimal
-    balance_after: Decimal
-    available_after: Decimal
-    metadata: dict
-    occurred_at: datetime
-    created_at: datetime
-    idempotency_key: str | None
-
-    @classmethod
-    def of(cls, event):
-        return cls(
-            pk=event.pk,
-            account=event.account,
-            feature=event.feature.code,
-            credit_type=event.credit_type.code,
-            quantity=event.quantity,
-            credits_per_unit=event.credits_per_unit,
-            credits=event.credits,
-            balance_after=event.balance_after,
-            available_after=event.available_after,
-            metadata=event.metadata,
-            occurred_at=event.occurred_at,
-            created_at=event.created_at,
-            idempotency_key=event.idempotency_key,
-        )
-
-
-@dataclass
-class Outcome:
-    """One consume's result: what it charged (new or replayed), or the domain error."""
-
-    usage_event: ChargedUsage | None = None
-    replayed: bool = False
-    error: DomainError | None = None
 
 
 # --- consume ----------------------------------------------------------------------------------
@@ -288,13 +242,6 @@ def _consume_one(request, terms, book, counters, prior, seen):
     if request.idempotency_key:
         seen[key] = event
     return Outcome(usage_event=event)
-
-
-def boolean_feature(code):
-    return InvalidInput(
-        f"{code!r} is an on/off feature; there is nothing to consume.",
-        details={"feature": ["boolean features cannot be consumed"]},
-    )
 
 
 def _resolve(account, terms, feature_code):

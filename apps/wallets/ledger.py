@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
 
 from django.db import IntegrityError, connection
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -29,15 +29,19 @@ from apps.jobs.runner import run_in_chunks
 
 from . import bulk
 from .bulk import PendingEntry
-from .models import CreditGrant, LedgerEntry, Reservation, Wallet
+from .models import (
+    CreditGrant,
+    LedgerEntry,
+    Reservation,
+    Wallet,
+    burn_down_key,
+    burn_down_ordering,
+)
 
 ZERO = Decimal("0")
 CREDIT_QUANTUM = Decimal("0.000001")
 CREDITS_LIMIT = Decimal(10) ** (CREDIT_DIGITS - CREDIT_PLACES)
 Kind = LedgerEntry.Kind
-
-# Burn-down order: priority, then soonest expiry (never-expiring last), then oldest.
-BURN_DOWN_ORDER = ("priority", F("expires_at").asc(nulls_last=True), "id")
 
 
 def cost_of(quantity, credits_per_unit):
@@ -230,11 +234,6 @@ def expiry_order(grant):
     return (grant.expires_at, grant.pk is None, grant.pk or 0)
 
 
-def burn_down_key(grant):
-    never = grant.expires_at is None
-    return (grant.priority, never, grant.expires_at or timezone.now(), grant.pk or float("inf"))
-
-
 class LedgerBook:
     """Collects the writes of one transaction and flushes them in a few bulk statements."""
 
@@ -297,7 +296,7 @@ class LedgerBook:
         if with_grants and fresh:
             # A statement of its own, after the lock: it sees what the last holder committed.
             for grant in CreditGrant.objects.filter(wallet_id__in=fresh, remaining__gt=0).order_by(
-                "wallet_id", *BURN_DOWN_ORDER
+                "wallet_id", *burn_down_ordering()
             ):
                 state = fresh[grant.wallet_id]
                 grant.wallet = state.wallet

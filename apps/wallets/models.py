@@ -4,6 +4,8 @@ Every write to a wallet's grants or balance happens in one transaction that firs
 wallet row; that lock is what serialises concurrent consumes (docs/ledger.md, "Concurrency").
 """
 
+from dataclasses import dataclass
+
 import pgtrigger
 from django.conf import settings
 from django.db import models
@@ -69,6 +71,44 @@ class Wallet(models.Model):
 # reference (period:…, overage:…, Stripe ids) may start with it, so an API key can never take a
 # reference the system will need.
 API_REFERENCE_PREFIX = "api:"
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """One column of an order; `nulls_last`: empty values after every other."""
+
+    field: str
+    nulls_last: bool = False
+
+
+# Burn-down order: priority (lower first), then soonest expiry (never-expiring last), then
+# oldest. Written once: the ORM ordering, the grant index, the Python sort key and the SQL
+# functions' ORDER BY (apps/usage/sql) are all made from it (docs/ledger.md, "Where each rule
+# lives").
+BURN_DOWN = (OrderKey("priority"), OrderKey("expires_at", nulls_last=True), OrderKey("id"))
+
+
+def burn_down_ordering():
+    """The burn-down order as `order_by()` arguments."""
+    return [F(k.field).asc(nulls_last=True) if k.nulls_last else k.field for k in BURN_DOWN]
+
+
+def burn_down_sql(alias):
+    """The burn-down order as a PostgreSQL ORDER BY list over grants named `alias`."""
+    return ", ".join(
+        f"{alias}.{k.field}" + (" NULLS LAST" if k.nulls_last else "") for k in BURN_DOWN
+    )
+
+
+def burn_down_key(grant):
+    """The burn-down order as a Python sort key. A grant not saved yet (no id) sorts after
+    the saved ones of its rank: it is the newest."""
+    key = []
+    for k in BURN_DOWN:
+        value = getattr(grant, k.field)
+        missing = value is None and (k.nulls_last or k.field == "id")
+        key += [missing, value]  # equal `missing` flags never compare None with a value
+    return tuple(key)
 
 
 class CreditGrant(models.Model):
@@ -137,7 +177,7 @@ class CreditGrant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["priority", F("expires_at").asc(nulls_last=True), "id"]
+        ordering = burn_down_ordering()
         constraints = [
             # Keyed by account (not wallet) so one key cannot grant twice in two credit types.
             models.UniqueConstraint(
@@ -169,7 +209,7 @@ class CreditGrant(models.Model):
             # The burn-down scan: only grants with credits left, in spending order (ascending
             # puts NULL expiries last on PostgreSQL, as the burn-down order wants).
             models.Index(
-                fields=["wallet", "priority", "expires_at", "id"],
+                fields=["wallet", *(k.field for k in BURN_DOWN)],
                 condition=Q(remaining__gt=0),
                 name="grant_burn_down",
             ),

@@ -10,8 +10,7 @@ from django.utils import timezone
 from apps.usage.models import UsageEvent
 from apps.usage.selectors import CREDITS
 
-from .ledger import BURN_DOWN_ORDER as BURN_DOWN
-from .models import CreditGrant, LedgerEntry, Reservation, Wallet
+from .models import CreditGrant, LedgerEntry, Reservation, Wallet, burn_down_ordering
 
 # SQLite keeps decimals as floats, so sums there carry rounding noise far below a credit's
 # sixth decimal; PostgreSQL is exact. Differences under half a millionth are no difference.
@@ -162,7 +161,7 @@ def balances(*, account, overdraft_limit=Decimal(0), at=None):
     now = timezone.now()
     wallets = list(Wallet.objects.filter(account=account).select_related("credit_type"))
     live = CreditGrant.objects.filter(account=account, remaining__gt=0).order_by(
-        "wallet_id", *BURN_DOWN
+        "wallet_id", *burn_down_ordering()
     )
     grants_by_wallet = {}
     for grant in live:
@@ -196,7 +195,9 @@ def _balances_at(account, overdraft_limit, at):
         .order_by()
     }
     grants_by_wallet = {}
-    for grant in CreditGrant.objects.filter(pk__in=moved).order_by("wallet_id", *BURN_DOWN):
+    for grant in CreditGrant.objects.filter(pk__in=moved).order_by(
+        "wallet_id", *burn_down_ordering()
+    ):
         grant.remaining = moved[grant.pk] - grant.debt_settled
         if grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > at):
             grants_by_wallet.setdefault(grant.wallet_id, []).append(grant)

@@ -1,0 +1,76 @@
+"""The consume path's PostgreSQL functions: declared here once (name, version, file), rendered
+from the constants the Python engine uses too (docs/ledger.md, "Where each rule lives").
+
+Changing a rule is an edit of its constant, then `manage.py sqlfunctions --make` (a migration
+that installs the new rendering). A change of a function's arguments or result also raises its
+version here: old app processes keep calling the old name during a rolling deploy.
+"""
+
+from pathlib import Path
+
+from apps.core.sqlfunctions import SQLFunction
+
+HERE = Path(__file__).resolve().parent
+
+# Raised by the consume function, before it writes anything, when a wallet holds a grant past
+# its expiry: the Python ledger engine closes it (rollover, expiry, events).
+CLOSING_SQLSTATE = "CD001"
+
+
+def literal(text):
+    """A SQL string literal (the constants rendered here are plain words)."""
+    text = str(text)
+    if "'" in text or "\\" in text:
+        raise ValueError(f"not a plain word: {text!r}")
+    return f"'{text}'"
+
+
+def context():
+    """Every placeholder's value, from the constants as they stand now."""
+    from apps.accounts.models import Account, Subscription
+    from apps.catalog.models import Feature, Plan
+    from apps.core import errors
+    from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
+    from apps.usage import outcomes
+    from apps.wallets.models import LedgerEntry, burn_down_sql
+
+    codes = [
+        errors.AccountSuspended, errors.FeatureNotFound, errors.FeatureNotEnabled,
+        errors.QuotaExceeded, errors.InsufficientCredits, errors.IdempotencyKeyReused,
+    ]  # fmt: skip
+    outcome_names = [
+        outcomes.CREATED,
+        outcomes.REPLAYED,
+        outcomes.FEATURE_IS_BOOLEAN,
+        outcomes.INVALID_COST,
+    ]
+    return {
+        **{error.code: literal(error.code) for error in codes},
+        **{name: literal(name) for name in outcome_names},
+        "live_statuses": "(" + ", ".join(literal(s) for s in Subscription.LIVE_STATUSES) + ")",
+        "account_active": literal(Account.Status.ACTIVE),
+        "feature_metered": literal(Feature.Kind.METERED),
+        "overage_allow": literal(Plan.OveragePolicy.ALLOW),
+        "entry_consume": literal(LedgerEntry.Kind.CONSUME),
+        "entry_overage": literal(LedgerEntry.Kind.OVERAGE),
+        "burn_down_order": burn_down_sql("g"),
+        "credit_places": CREDIT_PLACES,
+        "credits_limit": 10 ** (CREDIT_DIGITS - CREDIT_PLACES),
+        "closing_sqlstate": literal(CLOSING_SQLSTATE),
+        "terms_function": TERMS.sql_name,
+        "requests": (
+            "unnest(p_account_ids, p_feature_codes) WITH ORDINALITY AS r(account_id, "
+            "feature_code, ord)"
+        ),
+    }
+
+
+TERMS = SQLFunction(
+    app_label="usage", name="creditdesk_terms", version=1, template=HERE / "terms.sql",
+    context=context,
+)  # fmt: skip
+CONSUME_BATCH = SQLFunction(
+    app_label="usage", name="creditdesk_consume_batch", version=2,
+    template=HERE / "consume_batch.sql", context=context,
+)  # fmt: skip
+FUNCTIONS = [TERMS, CONSUME_BATCH]
