@@ -3,12 +3,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import DecimalField, F
+from django.db.models import DecimalField, F, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import CreditType, Feature
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
+from apps.core.errors import DomainError, FeatureNotFound
+from apps.wallets.ledger import cost_of
 
+from .entitlement import Counters, parse_quantity, resolve_terms
+from .models import UsageEvent
 from .sql import TERMS
 
 CREDITS = DecimalField(max_digits=CREDIT_DIGITS, decimal_places=CREDIT_PLACES)
@@ -128,8 +134,6 @@ GROUP BY w.id, w.balance, w.held
 def spendable_credits(*, account_id, credit_type_id):
     """Available credits of one wallet now: balance − held, less what grants past their expiry
     still hold before the expiry job writes it off. One fixed statement (check's hot path)."""
-    from django.utils import timezone
-
     with connection.cursor() as cursor:
         cursor.execute(SPENDABLE_SQL, [timezone.now(), account_id, credit_type_id])
         row = cursor.fetchone()
@@ -143,11 +147,6 @@ def check(*, account, feature, quantity=1):
     """Would `consume` succeed now? Writes nothing and takes no locks: the answer can be
     overtaken by a concurrent consume, which is why consume checks again. For an on/off
     feature, whether the account may use it (nothing is charged: no cost, no balance)."""
-    from apps.core.errors import DomainError, FeatureNotFound
-    from apps.wallets.ledger import cost_of
-
-    from .services import Counters, _resolve, parse_quantity
-
     quantity = parse_quantity(quantity)
     terms = feature_terms(account=account, feature_codes=[feature])
     t = terms.get(feature)
@@ -162,7 +161,7 @@ def check(*, account, feature, quantity=1):
         return CheckResult(reason is None, reason, None, None, None, {})
     credit_type = t.feature.credit_type.code if t.feature.credit_type_id else None
     try:
-        _resolve(account, terms, feature)
+        resolve_terms(account, terms, feature)
         credits = cost_of(quantity, t.credits_per_unit)
         Counters.load({account.pk: terms}, lock=False).check(account.pk, t, quantity)
     except FeatureNotFound:
@@ -187,8 +186,6 @@ def check(*, account, feature, quantity=1):
 def entitlements(*, account):
     """Every active feature as the account's plan (or no plan) sets it, with this period's use:
     `(plan_code, [(FeatureTerms, used_or_None)])`."""
-    from .services import Counters
-
     codes = list(
         Feature.objects.filter(active=True).order_by("code").values_list("code", flat=True)
     )
@@ -207,7 +204,6 @@ def entitlements(*, account):
 
 
 def usage_events(*, account, feature=None, since=None, until=None, limit=1000):
-    from .models import UsageEvent
 
     events = _usage(UsageEvent.objects.filter(account=account), feature, since, until)
     return list(
@@ -217,10 +213,6 @@ def usage_events(*, account, feature=None, since=None, until=None, limit=1000):
 
 def usage_totals(*, account, group_by, feature=None, since=None, until=None):
     """Σ quantity and credits per day (UTC) or per feature, oldest day / first code first."""
-    from django.db.models import Sum
-    from django.db.models.functions import TruncDate
-
-    from .models import UsageEvent
 
     events = _usage(UsageEvent.objects.filter(account=account), feature, since, until)
     key = TruncDate("occurred_at", tzinfo=UTC) if group_by == "day" else F("feature__code")
@@ -235,10 +227,6 @@ def usage_totals(*, account, group_by, feature=None, since=None, until=None):
 def credits_used_by_day(*, account, since):
     """Σ credits per (UTC day, credit type code) since `since`: the billing page's chart, one
     series per credit type (credits of different types do not add up)."""
-    from django.db.models import Sum
-    from django.db.models.functions import TruncDate
-
-    from .models import UsageEvent
 
     return list(
         UsageEvent.objects.filter(account=account, occurred_at__gte=since)

@@ -14,22 +14,14 @@ from django.utils import timezone
 from apps.accounts.models import Account
 from apps.catalog.models import Feature
 from apps.core.decimals import (
-    CREDIT_DIGITS,
-    CREDIT_PLACES,
-    DecimalInputError,
     format_decimal,
-    parse_decimal,
 )
 from apps.core.errors import (
-    AccountSuspended,
     DomainError,
-    FeatureNotEnabled,
-    FeatureNotFound,
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidInput,
     NotFound,
-    QuotaExceeded,
     ReservationNotHeld,
 )
 from apps.jobs.counts import in_parallel
@@ -44,8 +36,9 @@ from apps.wallets.ledger import (
 from apps.wallets.models import Reservation
 
 from . import fast_path
-from .models import UsageCounter, UsageEvent
-from .outcomes import ChargedUsage, Outcome, boolean_feature
+from .entitlement import Counters, parse_quantity, resolve_terms
+from .models import UsageEvent
+from .outcomes import ChargedUsage, Outcome
 from .selectors import feature_terms, terms_for
 
 METADATA_MAX_BYTES = 4096
@@ -55,16 +48,6 @@ RESERVATION_TTL_MAX = 86400
 
 
 # --- requests -------------------------------------------------------------------------------
-
-
-def parse_quantity(value, *, field="quantity"):
-    try:
-        quantity = parse_decimal(value, places=CREDIT_PLACES, digits=CREDIT_DIGITS)
-    except DecimalInputError as exc:
-        raise InvalidInput(f"{field} {exc}.", details={field: [str(exc)]}) from None
-    if quantity <= 0:
-        raise InvalidInput(f"{field} must be greater than zero.", details={field: ["must be > 0"]})
-    return quantity
 
 
 def _check_metadata(metadata):
@@ -244,23 +227,9 @@ def _consume_one(request, terms, book, counters, prior, seen):
     return Outcome(usage_event=event)
 
 
-def _resolve(account, terms, feature_code):
-    """The terms that apply, or the domain error that stops the consume."""
-    if account.status != Account.Status.ACTIVE:
-        raise AccountSuspended()
-    t = terms.get(feature_code)
-    if t is None:
-        raise FeatureNotFound.of(feature_code)
-    if not t.enabled:  # whatever its kind
-        raise FeatureNotEnabled.of(feature_code)
-    if t.feature.kind != Feature.Kind.METERED:
-        raise boolean_feature(feature_code)
-    return t
-
-
 def _charge(request, terms, book, counters):
     account = request.account
-    t = _resolve(account, terms, request.feature)
+    t = resolve_terms(account, terms, request.feature)
     credits = cost_of(request.quantity, t.credits_per_unit)
     counters.check(account.pk, t, request.quantity)
     state = book.states.get((account.pk, t.credit_type_id))
@@ -291,69 +260,6 @@ def _charge(request, terms, book, counters):
     counters.add(account.pk, t, request.quantity)
     book.new_usage_events.append(event)
     return event
-
-
-class Counters:
-    """Period usage for quotas. Writers load it locked, after the wallets (the lock order
-    everywhere): a feature that costs nothing has no wallet lock to serialise its quota."""
-
-    def __init__(self, rows):
-        self.rows = rows  # (account_id, feature_id, period_start) -> UsageCounter
-        self.touched = {}
-
-    @classmethod
-    def load(cls, terms_by_account, *, lock):
-        keys = sorted(
-            (account_id, t.feature.pk, t.period_start)
-            for account_id, terms in terms_by_account.items()
-            for t in terms.values()
-            if t.limit_per_period is not None and t.period_start is not None
-        )
-        if not keys:
-            return cls({})
-        if lock:
-            # The rows must exist to be locked; a zero row is what "nothing used" means.
-            UsageCounter.objects.bulk_create(
-                [UsageCounter(account_id=a, feature_id=f, period_start=p) for a, f, p in keys],
-                ignore_conflicts=True,
-            )
-        match = Q()
-        for account_id, feature_id, period_start in keys:
-            match |= Q(account_id=account_id, feature_id=feature_id, period_start=period_start)
-        counters = UsageCounter.objects.filter(match)
-        if lock:
-            counters = counters.order_by("pk").select_for_update()
-        return cls({(c.account_id, c.feature_id, c.period_start): c for c in counters})
-
-    def _key(self, account_id, t):
-        if t.limit_per_period is None or t.period_start is None:
-            return None
-        return (account_id, t.feature.pk, t.period_start)
-
-    def used(self, account_id, t):
-        key = self._key(account_id, t)
-        counter = self.rows.get(key) if key else None
-        return counter.used if counter else ZERO
-
-    def check(self, account_id, t, quantity):
-        if self._key(account_id, t) is None:
-            return
-        used = self.used(account_id, t)
-        if used + quantity > t.limit_per_period:
-            raise QuotaExceeded.of(feature=t.feature.code, limit=t.limit_per_period, used=used)
-
-    def add(self, account_id, t, quantity):
-        key = self._key(account_id, t)
-        if key is None:
-            return
-        counter = self.rows[key]  # loaded with lock=True, which creates missing rows
-        counter.used += quantity
-        self.rows[key] = self.touched[key] = counter
-
-    def save(self):
-        """Write back what was added (the rows were loaded locked)."""
-        if self.touched:
-            UsageCounter.objects.bulk_update(list(self.touched.values()), ["used"])
 
 
 # --- reservations -----------------------------------------------------------------------------
@@ -392,7 +298,7 @@ def _reserve(account, feature_code, quantity, ttl_seconds, idempotency_key, fing
                 if prior.fingerprint != fingerprint:
                     raise IdempotencyKeyReused()
                 return prior, True
-        t = _resolve(account, feature_terms(account=account, feature_codes=[feature_code]),
+        t = resolve_terms(account, feature_terms(account=account, feature_codes=[feature_code]),
                      feature_code)  # fmt: skip
         credits = cost_of(quantity, t.credits_per_unit)
         book = LedgerBook()

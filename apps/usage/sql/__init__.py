@@ -8,7 +8,14 @@ version here: old app processes keep calling the old name during a rolling deplo
 
 from pathlib import Path
 
+from apps.accounts.models import Account, Subscription
+from apps.catalog.models import Feature, Plan
+from apps.core import errors
+from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.sqlfunctions import SQLFunction
+from apps.wallets.models import LedgerEntry, burn_down_sql
+
+from .. import outcomes
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,13 +34,6 @@ def literal(text):
 
 def context():
     """Every placeholder's value, from the constants as they stand now."""
-    from apps.accounts.models import Account, Subscription
-    from apps.catalog.models import Feature, Plan
-    from apps.core import errors
-    from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
-    from apps.usage import outcomes
-    from apps.wallets.models import LedgerEntry, burn_down_sql
-
     codes = [
         errors.AccountSuspended, errors.FeatureNotFound, errors.FeatureNotEnabled,
         errors.QuotaExceeded, errors.InsufficientCredits, errors.IdempotencyKeyReused,
