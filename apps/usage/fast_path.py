@@ -1,6 +1,7 @@
-"""PostgreSQL fast path: a consume or a batch is one call of the consume function
-(apps/usage/sql/consume_batch.sql), instead of a dozen round trips per event. Its rows become
-the same Outcomes, or the same domain errors, as the portable path in services.py gives."""
+"""PostgreSQL fast path: a consume is one call of `creditdesk_consume_v2`, a batch one call
+of `creditdesk_consume_batch_v2` (apps/usage/sql/), instead of a dozen round trips per event.
+Their rows become the same Outcomes, or the same domain errors, as the portable path in
+services.py gives."""
 
 import json
 from contextlib import nullcontext
@@ -29,10 +30,12 @@ from .outcomes import (
     Outcome,
     boolean_feature,
 )
-from .sql import CLOSING_SQLSTATE, CONSUME_BATCH
+from .sql import CLOSING_SQLSTATE, CONSUME, CONSUME_BATCH
 
-# The function's name is a constant of ours, not input.
-CALL = (
+# The functions' names are constants of ours, not input. Both take the same arguments (arrays
+# for the batch) and return the same rows.
+SINGLE = f"SELECT * FROM {CONSUME.sql_name}(%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"  # noqa: S608
+BATCH = (
     f"SELECT * FROM {CONSUME_BATCH.sql_name}(%s::bigint[], %s::text[], %s::numeric[], "  # noqa: S608
     "%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s)"
 )
@@ -63,13 +66,17 @@ def _call(requests):
         [r.fingerprint if r.idempotency_key else "" for r in requests],
         [json.dumps(r.metadata) for r in requests],
         [r.occurred_at for r in requests],
-        timezone.now(),
     ]
+    if len(requests) == 1:
+        sql, args = SINGLE, [column[0] for column in args]
+    else:
+        sql = BATCH
+    args.append(timezone.now())
     # One statement outside any transaction is a transaction of its own: all of it commits or
     # none, without the BEGIN and COMMIT round trips of atomic(). Inside one: a durable atomic.
     scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
     with scope, connection.cursor() as cursor:
-        cursor.execute(CALL, args)
+        cursor.execute(sql, args)
         return cursor.fetchall()
 
 

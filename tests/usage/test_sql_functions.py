@@ -19,7 +19,7 @@ from apps.core.sqlfunctions import (
     render,
     write_migrations,
 )
-from apps.usage.sql import CONSUME_BATCH, FUNCTIONS, TERMS
+from apps.usage.sql import CONSUME, CONSUME_BATCH, FUNCTIONS, TERMS
 from apps.wallets import models as wallet_models
 
 EXPIRY_FIRST = (
@@ -81,7 +81,7 @@ def test_the_installed_function_is_the_rendered_file(function):
 @pytest.mark.parametrize(
     "constant, changed, stale",
     [
-        (wallet_models, ("BURN_DOWN", EXPIRY_FIRST), {CONSUME_BATCH.sql_name}),
+        (wallet_models, ("BURN_DOWN", EXPIRY_FIRST), {CONSUME_BATCH.sql_name, CONSUME.sql_name}),
         (
             account_models.Subscription,
             ("LIVE_STATUSES", (account_models.SubscriptionStatus.ACTIVE,)),
