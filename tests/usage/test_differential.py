@@ -296,7 +296,7 @@ grants = st.builds(
     Grant,
     credit_type=st.sampled_from(["credits", "credits", "gold"]),
     amount=quantities,
-    priority=st.sampled_from([10, 100]),
+    priority=st.sampled_from([100, 10]),
     days=st.sampled_from([1, None, 2, 30]),
     source=st.sampled_from(["promo", "manual", "trial", "purchase"]),
     reference=st.none() | st.sampled_from(["ref-1", "ref-2"]),
@@ -329,8 +329,9 @@ steps = st.one_of(
 
 @st.composite
 def scripts(draw):
-    """A plan (or none), then steps; sometimes an earlier consume or batch again, whole."""
-    script = [draw(plans), *draw(st.lists(steps, min_size=4, max_size=20))]
+    """A plan (or none) and grants, then steps; sometimes an earlier consume or batch again."""
+    script = [draw(plans), *draw(st.lists(grants, min_size=1, max_size=3))]
+    script += draw(st.lists(steps, min_size=3, max_size=18))
     for _ in range(draw(st.integers(0, 2))):
         earlier = [s for s in script if isinstance(s, Consume | Batch)]
         if earlier:
@@ -470,18 +471,20 @@ def assert_engines_agree(script, answers, engines):
     difference = first_difference(steps)
     if difference:
         at, seen = difference
-        pytest.fail(f"step {at}, {script[at]}, answered differently:\n{listed(seen)}")
+        pytest.fail(f"{listed(script)}\nstep {at} was answered differently:\n{listed(seen)}")
     written = {e.name: tables(e.account) for e in engines}
     for table in written["python"]:
         rows = {name: normalised(found[table], orders[name]) for name, found in written.items()}
         difference = first_difference(rows)
         if difference:
             at, seen = difference
-            pytest.fail(f"{table}, row {at}, differ after the script:\n{listed(seen)}")
+            pytest.fail(f"{listed(script)}\n{table}, row {at}, differ at the end:\n{listed(seen)}")
 
 
-def listed(seen):
-    return "\n".join(f"  {engine}: {value}" for engine, value in seen.items())
+def listed(things):
+    """A script (or the engines' answers) one item a line, for the failure message."""
+    items = things.items() if isinstance(things, dict) else enumerate(things)
+    return "\n".join(f"  {label}: {value}" for label, value in items)
 
 
 @examples(
