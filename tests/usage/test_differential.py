@@ -81,14 +81,14 @@ def catalog():
     basic = PlanFactory(code="basic", rollover_percent=D(50))
     PlanAllowanceFactory(plan=basic, credit_type=credits, credits_per_period=D(20))
     overage = PlanFactory(code="overage", overage_policy="allow", overage_limit=D(15))
-    listed = {
+    on_plans = {
         basic: {"metered": {}, "priced": {"credits_per_unit": D("0.5")}, "free": {},
                 "quota": {"limit_per_period": D(5)}, "gold_use": {}, "sso": {},
                 "disabled": {"enabled": False}},
         overage: {"metered": {}, "priced": {"credits_per_unit": D(3)}, "free": {},
                   "quota": {"limit_per_period": D("2.5")}},
     }  # fmt: skip
-    for plan, terms in listed.items():
+    for plan, terms in on_plans.items():
         for code, extra in terms.items():
             PlanFeatureFactory(plan=plan, feature=features[code], **extra)
     return {"credits": credits, "gold": gold, "basic": basic, "overage": overage}
@@ -99,6 +99,9 @@ def catalog():
 
 @dataclass
 class World:
+    """What every engine shares: the catalog, the clock, an account that only ever sends the
+    inert event."""
+
     catalog: dict
     clock: object
     bystander: Account
@@ -106,6 +109,8 @@ class World:
 
 @dataclass
 class Engine:
+    """One engine's account, and the holds it made (a commit or release picks one by index)."""
+
     name: str
     fast_path: bool
     consume_as_batch: bool
