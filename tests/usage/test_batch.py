@@ -11,7 +11,9 @@ from apps.core.errors import (
     IdempotencyKeyReused,
     InsufficientCredits,
     InvalidInput,
+    QuotaExceeded,
 )
+from apps.usage.models import UsageCounter
 from apps.usage.services import ConsumeRequest, consume_batch
 from apps.wallets.models import LedgerEntry
 from tests.factories import FeatureFactory, PlanFactory, PlanFeatureFactory
@@ -60,6 +62,69 @@ def test_in_a_batch_an_on_off_feature_answers_as_a_single_consume_does():
     assert isinstance(outcomes[0].error, FeatureNotEnabled)
     assert outcomes[1].usage_event.credits == D(1)
     assert isinstance(outcomes[2].error, InvalidInput)
+    assert wallet_of(account).balance == D(9)
+
+
+def test_a_batch_burns_down_by_priority_then_soonest_expiry_never_last_then_oldest(time_machine):
+    time_machine.move_to(timezone.now(), tick=False)  # grants made in one instant: equal expiries
+    account, _ = priced_account()
+    never = give(account, 5)
+    later = give(account, 5, days=30)
+    older, newer = give(account, 5, days=2), give(account, 5, days=2)
+    first = give(account, 5, priority=10)
+    outcomes = consume_batch(requests=requests_for(account, 3, 4, 6, 5, 2))
+    e = [o.usage_event.pk for o in outcomes]
+    draws = LedgerEntry.objects.filter(kind="consume").order_by("id")
+    assert [(d.usage_event_id, d.grant_id, d.amount) for d in draws] == [
+        (e[0], first.pk, D(-3)),
+        (e[1], first.pk, D(-2)), (e[1], older.pk, D(-2)),
+        (e[2], older.pk, D(-3)), (e[2], newer.pk, D(-3)),
+        (e[3], newer.pk, D(-2)), (e[3], later.pk, D(-3)),
+        (e[4], later.pk, D(-2)),
+    ]  # fmt: skip
+    never.refresh_from_db()
+    assert never.remaining == D(5)
+    assert_ledger_sound()
+
+
+def test_a_quota_is_counted_event_by_event_inside_a_batch():
+    account, _ = priced_account(plan=True, plan_feature={"limit_per_period": D(5)})
+    give(account, 100)
+    outcomes = consume_batch(requests=requests_for(account, 2, 2, 2, 1))
+    assert [o.error.__class__ if o.error else o.usage_event.credits for o in outcomes] == [
+        D(2), D(2), QuotaExceeded, D(1),
+    ]  # fmt: skip
+    assert outcomes[2].error.details == {
+        "feature": "api_call", "limit_per_period": "5", "used_this_period": "4",
+    }  # fmt: skip
+    assert UsageCounter.objects.get(account=account).used == D(5)
+    assert wallet_of(account).balance == D(95)
+
+
+def test_a_plans_price_overrides_the_feature_price_in_a_batch():
+    plan = PlanFactory()
+    PlanFeatureFactory(plan=plan, feature=FeatureFactory(code="export", credits_per_unit=D(3)))
+    account, _ = priced_account(credits=100, credits_per_unit=2, plan=plan,
+                                plan_feature={"credits_per_unit": D("0.5")})  # fmt: skip
+    batch = [*requests_for(account, 2, 3), *requests_for(account, 1, feature="export")]
+    outcomes = consume_batch(requests=batch)
+    assert [(o.usage_event.credits_per_unit, o.usage_event.credits) for o in outcomes] == [
+        (D("0.5"), D(1)), (D("0.5"), D("1.5")), (D(3), D(3)),
+    ]  # fmt: skip
+    assert wallet_of(account).balance == D("94.5")
+
+
+def test_in_a_batch_a_metered_feature_the_plan_disables_or_leaves_out_is_not_enabled():
+    plan = PlanFactory()
+    PlanFeatureFactory(plan=plan, feature=FeatureFactory(code="export"), enabled=False)
+    FeatureFactory(code="ocr")
+    account, _ = priced_account(credits=10, plan=plan)
+    batch = [*requests_for(account, 1, feature="export"), *requests_for(account, 1),
+             *requests_for(account, 1, feature="ocr")]  # fmt: skip
+    outcomes = consume_batch(requests=batch)
+    assert isinstance(outcomes[0].error, FeatureNotEnabled)
+    assert outcomes[1].usage_event.credits == D(1)
+    assert isinstance(outcomes[2].error, FeatureNotEnabled)
     assert wallet_of(account).balance == D(9)
 
 
