@@ -5,7 +5,8 @@ import logging
 import math
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -99,9 +100,6 @@ def exception_handler(exc, context):
 
 def page_not_found(request, exception):
     """Django's 404 for paths no view matched: the API's error body under /api/, HTML elsewhere."""
-    from django.http import JsonResponse
-    from django.views import defaults
-
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
     return defaults.page_not_found(request, exception)
@@ -110,9 +108,6 @@ def page_not_found(request, exception):
 def server_error(request):
     """Errors outside DRF views (middleware): no traceback leaks; the request id is logged by
     Django's own error log and sent back."""
-    from django.http import JsonResponse
-    from django.views import defaults
-
     if request.path.startswith("/api/"):
         request_id = getattr(request, "request_id", None)
         return JsonResponse(

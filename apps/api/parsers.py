@@ -1,5 +1,6 @@
 import json
 import re
+from decimal import Decimal
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -62,8 +63,6 @@ def _too_deep(value):
 
 
 def _decimal(text):
-    from decimal import Decimal
-
     return Decimal(text)
 
 

@@ -4,6 +4,8 @@ and errors are logged with it, so a customer's report can be matched to the log 
 import re
 import uuid
 
+from django.conf import settings
+
 SANE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -25,8 +27,6 @@ def request_id_for(incoming):
 def client_ip(request):
     """The caller's address: the peer's, or behind TRUSTED_PROXY_COUNT proxies the entry they
     appended to X-Forwarded-For (entries further left are the client's word, not theirs)."""
-    from django.conf import settings
-
     proxies = settings.TRUSTED_PROXY_COUNT
     forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     if proxies and len(forwarded) >= proxies and forwarded[-proxies]:

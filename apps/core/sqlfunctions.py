@@ -19,7 +19,10 @@ from importlib import import_module, invalidate_caches
 from pathlib import Path
 
 from django.apps import apps
+from django.db.migrations import Migration
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.writer import MigrationWriter
 
 # `{{ name }}`: neither PL/pgSQL's `$$` quotes nor a `'{}'::jsonb` literal looks like it.
 PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -128,8 +131,6 @@ class Installs:
 
     def __init__(self, loader=None):
         if loader is None:
-            from django.db.migrations.loader import MigrationLoader
-
             loader = MigrationLoader(None, ignore_no_migrations=True)
         self.loader = loader
 
@@ -181,9 +182,6 @@ def write_migrations(installs, *, name="sql_functions"):
     """For each app with a function whose current rendering no migration installs, write a
     migration that installs it (after the app's latest). Returns the paths written. Refuses
     while a signature changed under an installed name (see `Installs.problems`)."""
-    from django.db.migrations import Migration
-    from django.db.migrations.writer import MigrationWriter
-
     stale = [f for f in declared() if installs.current(f) is None]
     refused = [p for p in installs.problems(stale) if "signature" in p]
     if refused:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import F, Max, OuterRef, Q, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -258,8 +259,6 @@ def database_role_problems():
     the ledger table (an owner may drop its triggers), being a superuser, holding UPDATE,
     DELETE or TRUNCATE on it, a missing or disabled append-only trigger; and what the app
     itself needs but lacks (SELECT, INSERT). `(role, [problem, …])`; no problems = safe."""
-    from django.db import connection
-
     table = LedgerEntry._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(

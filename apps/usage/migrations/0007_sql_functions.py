@@ -21,4 +21,9 @@ class Migration(migrations.Migration):
             checksum='750f3f3fca92f922cabadb89a16190c3321c7009138ab8902ee95036f0366ffa',
             signature='4a923cfb38323417184aefaaa84b233fd580afc8983246eb48fbf65c258fe810',
         ),
+        apps.core.sqlfunctions.InstallSQLFunction(
+            name='creditdesk_consume_v2',
+            checksum='e0e34c8ab3dd55e50349e27ede37acc3943fbbcd3d241a77f7f86b3472770b27',
+            signature='fad671750c9c788c500bfbf6c92afe77754cbf7e0df90f790d14aa517e9b1d0f',
+        ),
     ]
