@@ -20,7 +20,8 @@ KEY_AND_ACCOUNT = (
     "LEFT JOIN accounts_account a ON a.external_id = %s "
     "AND (k.account_id IS NULL OR a.id = k.account_id) WHERE k.prefix = %s"
 )
-CONSUME = "SELECT * FROM creditdesk_consume(%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+# apps.usage.sql.CONSUME.sql_name, written out: this app runs without Django.
+CONSUME = "SELECT * FROM creditdesk_consume_v2(%s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
 
 
 def application(environ, start_response):
