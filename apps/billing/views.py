@@ -12,6 +12,7 @@ from django.utils.formats import date_format
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from apps.accounts.models import Subscription
 from apps.accounts.selectors import live_subscription
 from apps.catalog.models import CreditPack, Plan
 from apps.core.errors import DomainError, PaymentProviderError
@@ -109,8 +110,10 @@ def _checkout_notice(account, session_id):
     being confirmed (Stripe's event may arrive a moment after the customer does)."""
     purchase = Purchase.objects.filter(account=account, checkout_session_id=session_id).first()
     if purchase is None:  # a plan, or a session of another account: say nothing specific
+        # Confirmed: Stripe has started it (past due would mean its first payment failed).
+        confirmed = (Subscription.Status.ACTIVE, Subscription.Status.TRIALING)
         subscription = account.subscriptions.filter(
-            stripe_subscription_id__isnull=False, status__in=("active", "trialing")
+            stripe_subscription_id__isnull=False, status__in=confirmed
         ).first()
         if subscription is not None:
             return {"kind": "success", "text": f"You are on {subscription.plan.name}."}, False

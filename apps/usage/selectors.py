@@ -105,6 +105,16 @@ def terms_for(*, pairs):
     return terms
 
 
+def overdraft_limit(*, account):
+    """The overdraft the account's plan allows (the same for every credit type), from the
+    terms function's rule: its row for no feature carries the plan's terms alone."""
+    sql, params = _terms_query([(account.pk, None)])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return _credits(row[-1])
+
+
 def feature_terms(*, account, feature_codes):
     """Terms of each active feature among `feature_codes` for one account: `{code: terms}`."""
     found = terms_for(pairs={(account.pk, code) for code in feature_codes})

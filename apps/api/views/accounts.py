@@ -3,7 +3,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from apps.accounts.selectors import live_subscription
-from apps.catalog.models import Plan
 from apps.usage import selectors as usage_selectors
 from apps.wallets import selectors as wallet_selectors
 
@@ -60,14 +59,6 @@ class AccountView(ApiView):
         )
 
 
-def overdraft_limit(account):
-    """The overdraft the account's plan allows (the same for every credit type)."""
-    subscription = live_subscription(account=account)
-    if subscription and subscription.plan.overage_policy == Plan.OveragePolicy.ALLOW:
-        return subscription.plan.overage_limit or 0
-    return 0
-
-
 class BalanceView(ApiView):
     required_scopes = READ
 
@@ -80,7 +71,9 @@ class BalanceView(ApiView):
         account = self.account_for(external_id)
         query = self.valid(serializers.BalanceQuery, request.query_params)
         wallets = wallet_selectors.balances(
-            account=account, overdraft_limit=overdraft_limit(account), at=query.get("at")
+            account=account,
+            overdraft_limit=usage_selectors.overdraft_limit(account=account),
+            at=query.get("at"),
         )
         body = {"account": account.external_id, "at": query.get("at"), "wallets": wallets}
         return Response(serializers.BalanceOut(body).data)
