@@ -120,5 +120,5 @@ def _outcome(request, row):
         ),
     }
     if outcome not in errors:
-        raise AssertionError(f"{CONSUME_BATCH.sql_name} returned {outcome!r}")
+        raise AssertionError(f"a consume function returned {outcome!r}")
     return Outcome(error=errors[outcome]())
