@@ -77,6 +77,8 @@ LIVE_SUBSCRIPTION_STATUSES = (
 class Subscription(models.Model):
     """An account on a plan. At most one is live per account; ended ones stay as history."""
 
+    # The same objects under the model (callers write `Subscription.LIVE_STATUSES`); the
+    # module-level names exist for the constraint below and the SQL context.
     Status = SubscriptionStatus
     LIVE_STATUSES = LIVE_SUBSCRIPTION_STATUSES
 

@@ -24,7 +24,8 @@ def run_in_chunks(*, due, lock, work, counts, chunk_size, on_chunk=None, failed=
     once (`in_parallel`). `on_chunk(counts)` runs after each chunk."""
     failed = set() if failed is None else failed
     for skip_locked in (True, False):
-        if not skip_locked and not due.exclude(**{f"{key}__in": failed}).exists():
+        # A copy of `failed` in each query: another worker may add to it meanwhile.
+        if not skip_locked and not due.exclude(**{f"{key}__in": list(failed)}).exists():
             return
         after = None
         while True:
@@ -40,7 +41,7 @@ def run_in_chunks(*, due, lock, work, counts, chunk_size, on_chunk=None, failed=
                 if not keys or isinstance(error, SoftTimeLimitExceeded):
                     raise
                 counts.restore(before)  # the chunk wrote nothing: count it again singly
-                failed |= _one_by_one(keys, lock, work, counts, label)
+                failed |= _one_by_one(keys, lock, work, counts, label, skip_locked)
             after = keys[-1]
             counts.chunks += 1
             if on_chunk is not None:
@@ -48,20 +49,20 @@ def run_in_chunks(*, due, lock, work, counts, chunk_size, on_chunk=None, failed=
 
 
 def _next_keys(due, key, after, limit, failed):
-    pending = due.exclude(**{f"{key}__in": failed})
+    pending = due.exclude(**{f"{key}__in": list(failed)})
     if after is not None:
         pending = pending.filter(**{f"{key}__gt": after})
     return list(pending.order_by(key).values_list(key, flat=True).distinct()[:limit])
 
 
-def _one_by_one(keys, lock, work, counts, label):
+def _one_by_one(keys, lock, work, counts, label, skip_locked):
     """Retry a failed chunk one key per transaction; returns the keys that fail alone."""
     failed = set()
     for one in keys:
         before = counts.copy()
         try:
             with transaction.atomic(durable=True):
-                work(lock([one], skip_locked=True))
+                work(lock([one], skip_locked=skip_locked))
         except Exception as error:  # counted and reported; the run goes on
             if isinstance(error, SoftTimeLimitExceeded):
                 raise

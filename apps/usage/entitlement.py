@@ -30,6 +30,16 @@ def parse_quantity(value, *, field="quantity"):
     return quantity
 
 
+def usable(account, t):
+    """Whether a consume under these terms may charge: what `resolve_terms` lets through, as
+    a test (to choose the wallets and counters to lock before deciding)."""
+    return (
+        account.status == Account.Status.ACTIVE
+        and t.feature.kind == Feature.Kind.METERED
+        and t.enabled
+    )
+
+
 def resolve_terms(account, terms, feature_code):
     """The terms that apply, or the domain error that stops the consume."""
     if account.status != Account.Status.ACTIVE:

@@ -12,7 +12,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.catalog.models import Feature
 from apps.core.decimals import (
     format_decimal,
 )
@@ -36,7 +35,7 @@ from apps.wallets.ledger import (
 from apps.wallets.models import Reservation
 
 from . import fast_path
-from .entitlement import Counters, parse_quantity, resolve_terms
+from .entitlement import Counters, parse_quantity, resolve_terms, usable
 from .models import UsageEvent
 from .outcomes import ChargedUsage, Outcome
 from .selectors import feature_terms, terms_for
@@ -162,17 +161,17 @@ def _consume_in_transaction(requests):
 
         # Lock (and lazily expire) only what a usable event may charge, as the database
         # functions do: a refused event's wallet and counter are left alone.
-        wanted, with_overdraft, usable = set(), set(), {pk: {} for pk in accounts}
+        wanted, with_overdraft, chargeable = set(), set(), {pk: {} for pk in accounts}
         for r in requests:
             t = terms[r.account.pk].get(r.feature)
-            if t and _usable(r.account, t):
+            if t and usable(r.account, t):
                 key = (r.account.pk, t.credit_type_id)
                 wanted.add(key)
-                usable[r.account.pk][r.feature] = t
+                chargeable[r.account.pk][r.feature] = t
                 if t.overdraft_limit > 0:
                     with_overdraft.add(key)
         book.lock(keys=wanted, create=with_overdraft)
-        counters = Counters.load(usable, lock=True)
+        counters = Counters.load(chargeable, lock=True)
 
         outcomes, seen = [], {}
         for request in requests:
@@ -189,14 +188,6 @@ def _consume_in_transaction(requests):
         if outcome.usage_event is not None:
             outcome.usage_event = ChargedUsage.of(outcome.usage_event)
     return outcomes
-
-
-def _usable(account, t):
-    return (
-        account.status == Account.Status.ACTIVE
-        and t.feature.kind == Feature.Kind.METERED
-        and t.enabled
-    )
 
 
 def _prior_events(requests):

@@ -151,9 +151,6 @@ def _grant_data(grant):
 DELIVER_TASK = "webhooks.deliver"
 
 
-DELIVER_TASK = "webhooks.deliver"  # the Celery task that sends one delivery (tasks.py)
-
-
 def queue_deliveries(ids):
     """Queue a send for each delivery, through the outbox (apps/core/outbox.py): called in a
     transaction, after it commits; never raises when the broker is down (the outbox, and

@@ -18,12 +18,12 @@ class Migration(migrations.Migration):
         ),
         apps.core.sqlfunctions.InstallSQLFunction(
             name='creditdesk_consume_batch_v2',
-            checksum='750f3f3fca92f922cabadb89a16190c3321c7009138ab8902ee95036f0366ffa',
+            checksum='4e326c255d54e73f0ae7b719e45fc963f22ab64e5ca9dd7ff8a521e5e9ab7d2d',
             signature='4a923cfb38323417184aefaaa84b233fd580afc8983246eb48fbf65c258fe810',
         ),
         apps.core.sqlfunctions.InstallSQLFunction(
             name='creditdesk_consume_v2',
-            checksum='e0e34c8ab3dd55e50349e27ede37acc3943fbbcd3d241a77f7f86b3472770b27',
+            checksum='e6797ba08e7a21e959c70703064bf48e4f28efbefc9719d7dfc48f760579a33e',
             signature='fad671750c9c788c500bfbf6c92afe77754cbf7e0df90f790d14aa517e9b1d0f',
         ),
     ]

@@ -66,8 +66,9 @@ BEGIN
     END IF;
     IF outcome IS NOT NULL THEN
         RETURN QUERY SELECT outcome, NULL::bigint, NULL::text,
-            CASE WHEN outcome = {{invalid_cost}} THEN t.credits_per_unit END, NULL::numeric, NULL::numeric, NULL::numeric, NULL::timestamptz, NULL::timestamptz,
-            NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric;
+            CASE WHEN outcome = {{invalid_cost}} THEN t.credits_per_unit END,
+            NULL::numeric, NULL::numeric, NULL::numeric, NULL::timestamptz,
+            NULL::timestamptz, NULL::numeric, NULL::numeric, NULL::numeric, NULL::numeric;
         RETURN;
     END IF;
     v_cost := round(v_cost, {{credit_places}});

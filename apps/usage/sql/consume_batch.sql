@@ -1,4 +1,4 @@
--- Consume many events in one call, set-based; a single consume is a batch of one. Applies
+-- Consume many events in one call, set-based (a single consume calls consume.sql). Applies
 -- exactly the rules of the portable path in apps/usage/services.py (the same tests run against
 -- both), in three phases:
 --
