@@ -7,7 +7,7 @@ first, and what it returns is written in a short transaction after.
 
 import logging
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from uuid import uuid4
 
 import stripe
@@ -15,25 +15,14 @@ from django.db import transaction
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
 
+from apps.core.currencies import (  # noqa: F401 - billing's callers import them from here
+    ZERO_DECIMAL_CURRENCIES,
+    currency_places,
+    in_smallest_unit,
+)
 from apps.core.errors import InvalidInput, PaymentProviderError
 
 logger = logging.getLogger(__name__)
-
-# Stripe counts most currencies in cents, these in whole units.
-ZERO_DECIMAL_CURRENCIES = {
-    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
-    "XAF", "XOF", "XPF",
-}  # fmt: skip
-
-
-def currency_places(currency):
-    """Decimal places of the currency's smallest unit at Stripe: 0 for yen, else 2."""
-    return 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
-
-
-def in_smallest_unit(amount, currency):
-    """`amount` rounded (half up) to what Stripe can bill in `currency`: 70.35 JPY -> 70."""
-    return Decimal(amount).quantize(Decimal(1).scaleb(-currency_places(currency)), ROUND_HALF_UP)
 
 
 def to_minor_units(amount, currency):

@@ -25,7 +25,7 @@ def record_overage_charges(*, charges):
                 grant=grant,
                 credits=grant.amount,
                 unit_price=grant.unit_price,
-                amount=in_smallest_unit(grant.amount * grant.unit_price, grant.currency),
+                amount=grant.basis_amount,  # the overage grant's basis: one rounding rule
                 currency=grant.currency,
             )
             for subscription, grant in charges

@@ -187,6 +187,7 @@ def _grant_purchase(purchase, amount_paid):
         if pack.expires_after_days
         else None,
         unit_price=unit_price,
+        basis_amount=amount_paid,
         currency=purchase.currency,
         reference=purchase.reference,
         reason=f"{pack.name} bought ({format_decimal(amount_paid)} {purchase.currency})",

@@ -30,6 +30,7 @@ class JobCounts:
     invoice_items: int = 0  # overage charges sent to Stripe
     recharges: int = 0  # packs bought by auto-recharge
     published: int = 0  # tasks the outbox sweeper handed to the broker
+    posted: int = 0  # ledger entries posted into revenue lines
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

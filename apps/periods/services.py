@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan, PlanAllowance
 from apps.core import events
+from apps.core.allocation import allocate, cost_basis
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
 from apps.jobs.counts import JobCounts, in_parallel
@@ -39,14 +40,15 @@ def period_reference(subscription_id, start, credit_type_code, *, kind="period")
     return f"{kind}:{subscription_id}:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}:{credit_type_code}"
 
 
-def _unit_price(plan, allowances):
-    """What one included credit was paid: the plan's price over its credits when it grants
-    one kind of credit; 0 when it grants several (no fair split exists) or is free."""
-    if len(allowances) != 1 or not plan.price:
-        return Decimal(0)
-    return (plan.price / allowances[0].credits_per_period).quantize(
-        Decimal(1).scaleb(-UNIT_PRICE_PLACES)
-    )
+def _bases(plan, allowances):
+    """What each allowance's credits were paid: the period's price allocated over the
+    plan's credit types (docs/revenue.md), as (basis, unit price) per allowance."""
+    bases = allocate(plan.price, [a.credits_per_period for a in allowances],
+                     currency=plan.currency)  # fmt: skip
+    return [
+        (basis, (basis / a.credits_per_period).quantize(Decimal(1).scaleb(-UNIT_PRICE_PLACES)))
+        for basis, a in zip(bases, allowances, strict=True)
+    ]
 
 
 def _period_grants(subscription, plan, allowances, start, end, now):
@@ -64,7 +66,6 @@ def _period_grants(subscription, plan, allowances, start, end, now):
             periods=periods,
         )
     allowances = [a for a in allowances if a.credits_per_period > 0]
-    unit_price = _unit_price(plan, allowances)
     return [
         (
             allowance.credit_type_id,
@@ -75,7 +76,9 @@ def _period_grants(subscription, plan, allowances, start, end, now):
                 effective_at=start,
                 expires_at=end,
                 unit_price=unit_price,
+                basis_amount=basis,
                 currency=plan.currency,
+                plan=plan,
                 reference=period_reference(subscription.pk, start, allowance.credit_type.code),
                 reason=f"{plan.name}: period {start:%Y-%m-%d} to {end:%Y-%m-%d}",
                 rollover_percent=percent,
@@ -84,7 +87,7 @@ def _period_grants(subscription, plan, allowances, start, end, now):
                 created_at=now,
             ),
         )
-        for allowance in allowances
+        for allowance, (basis, unit_price) in zip(allowances, _bases(plan, allowances), strict=True)
     ]
 
 
@@ -211,7 +214,9 @@ def _settle_overage(subscription, plan, state, start, granted):
             priority=CreditGrant.DEFAULT_PRIORITY,
             effective_at=start,
             unit_price=plan.overage_unit_price,
+            basis_amount=cost_basis(debt, plan.overage_unit_price, currency=plan.currency),
             currency=plan.currency,
+            plan=plan,
             reference=reference,
             reason=f"{plan.name}: overage of the period ending {start:%Y-%m-%d}, billed at "
             f"{plan.overage_unit_price.normalize()} {plan.currency} per credit",

@@ -23,6 +23,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from apps.core import events
+from apps.core.allocation import released
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.errors import InsufficientCredits, InvalidInput
 from apps.jobs.runner import run_in_chunks
@@ -132,7 +133,17 @@ class WalletState:
                     effective_at=min(grant.expires_at or self.book.now, self.book.now),
                     expires_at=grant.rollover_expires_at,
                     unit_price=grant.unit_price,
+                    # Rolled credits carry what is left of their basis: the rollover is
+                    # the last move of the closed grant, so that is all it has not released.
+                    basis_amount=grant.basis_amount
+                    - released(
+                        grant.basis_amount,
+                        grant.amount,
+                        grant.amount - carried,
+                        currency=grant.currency,
+                    ),
                     currency=grant.currency,
+                    plan_id=grant.plan_id,
                     reference=f"{grant.reference}:rollover" if grant.reference else None,
                     reason=f"Rolled over from grant #{grant.pk}" if grant.pk else "Rolled over",
                     created_at=self.book.now,

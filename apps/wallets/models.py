@@ -12,7 +12,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.fields import credit_field, currency_field, unit_price_field
+from apps.core.fields import credit_field, currency_field, money_field, unit_price_field
+from apps.core.horizon import BrinOnPostgres, CurrentTransactionId
 
 # What the ledger's triggers do: refuse the statement (restrict_violation, so Django raises
 # IntegrityError), naming it.
@@ -124,6 +125,8 @@ class CreditGrant(models.Model):
         OVERAGE = "overage", "Overage billed"  # settles a period's debt; billed through Stripe
 
     DEFAULT_PRIORITY = 100
+    # Credits given, not sold: reported in credits, never as revenue (basis 0).
+    FREE_SOURCES = (Source.PROMO, Source.MANUAL, Source.TRIAL)
 
     account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="grants")
@@ -139,7 +142,21 @@ class CreditGrant(models.Model):
     effective_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     unit_price = unit_price_field(default=0, help_text="What one credit was paid (cost basis).")
+    basis_amount = money_field(
+        default=0,
+        help_text="What was paid for all of this grant's credits, to the cent (its cost basis; "
+        "0 for free credits). Revenue releases it as the credits are used, expire or are taken "
+        "back (docs/revenue.md).",
+    )
     currency = currency_field()
+    plan = models.ForeignKey(
+        "catalog.Plan",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The plan whose period (or overage, or rolled-over credits) this is.",
+    )
     reference = models.CharField(
         max_length=300,  # an API idempotency key (255) with its prefix, or a rollover's suffix
         null=True,
@@ -199,6 +216,9 @@ class CreditGrant(models.Model):
             ),
             models.CheckConstraint(condition=Q(debt_settled__gte=0), name="grant_debt_gte_0"),
             models.CheckConstraint(condition=Q(unit_price__gte=0), name="grant_unit_price_gte_0"),
+            models.CheckConstraint(
+                condition=Q(basis_amount__gte=0), name="grant_basis_amount_gte_0"
+            ),
             models.CheckConstraint(
                 condition=Q(rollover_percent__isnull=True)
                 | Q(rollover_percent__gt=0, rollover_percent__lte=100),
@@ -275,6 +295,10 @@ class LedgerEntry(models.Model):
     )
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The writing transaction's id (PostgreSQL): revenue posting reads the ledger up to the
+    # oldest transaction still running, so an entry that commits late is never skipped
+    # (apps/core/horizon.py).
+    txid = models.BigIntegerField(null=True, editable=False, db_default=CurrentTransactionId())
 
     class Meta:
         verbose_name_plural = "ledger entries"
@@ -283,6 +307,7 @@ class LedgerEntry(models.Model):
             models.Index(fields=["account", "-id"], name="ledger_account_newest"),
             models.Index(fields=["wallet", "-id"], name="ledger_wallet_newest"),
             models.Index(fields=["created_at"], name="ledger_created_at"),
+            BrinOnPostgres(fields=["txid"], name="ledger_txid"),
             models.Index(
                 fields=["reservation"],
                 condition=Q(reservation__isnull=False),

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.allocation import cost_basis
 from apps.core.decimals import (
     CREDIT_DIGITS,
     CREDIT_PLACES,
@@ -19,8 +20,6 @@ from apps.jobs.counts import in_parallel
 
 from .ledger import LedgerBook, retry_on_idempotency_race, sweep_wallets
 from .models import API_REFERENCE_PREFIX, CreditGrant, LedgerEntry
-
-STAFF_SOURCES = {CreditGrant.Source.PROMO, CreditGrant.Source.MANUAL, CreditGrant.Source.TRIAL}
 
 
 def _credits(value, field, *, allow_negative=False):
@@ -44,8 +43,8 @@ def _reason(reason):
 
 
 def grant_credits(*, account, credit_type, amount, source, expires_at=None, priority=None,
-                  unit_price=0, currency="USD", reference=None, reason="", acting_user=None,
-                  api_key=None, ledger_kind=LedgerEntry.Kind.GRANT,
+                  unit_price=0, basis_amount=None, currency="USD", plan=None, reference=None,
+                  reason="", acting_user=None, api_key=None, ledger_kind=LedgerEntry.Kind.GRANT,
                   in_caller_transaction=False):  # fmt: skip
     """Add a grant to the account's wallet for `credit_type`, paying back any overage debt
     first. Idempotent by `reference`: the same reference returns the first grant with
@@ -54,7 +53,9 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
     the caller opened (a Stripe event, inside dj-stripe's); a savepoint then, not durable.
     `api_key`: the API key making the grant, recorded on it; its `reference` is then the
     caller's idempotency key, kept as `api:<key>` (per account, whichever API key sends it),
-    a namespace no other reference may use."""
+    a namespace no other reference may use. `basis_amount`: what was paid for the credits
+    (docs/revenue.md); by default `amount` × `unit_price` to the cent; always 0 for the free
+    sources (promo, manual, trial)."""
     reference = _namespaced(reference, api_key=api_key)
     amount = _credits(amount, "amount")
     if amount < 0:
@@ -65,6 +66,10 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
         unit_price = parse_decimal(unit_price, places=UNIT_PRICE_PLACES, digits=UNIT_PRICE_DIGITS)
     except DecimalInputError as exc:
         raise InvalidInput(f"unit_price {exc}.", details={"unit_price": [str(exc)]}) from None
+    if source in CreditGrant.FREE_SOURCES:
+        basis_amount = Decimal(0)
+    elif basis_amount is None:
+        basis_amount = cost_basis(amount, unit_price, currency=currency)
     now = timezone.now()
     priority = CreditGrant.DEFAULT_PRIORITY if priority is None else priority
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 32767:
@@ -76,7 +81,9 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
         "expires_at": expires_at,
         "priority": priority,
         "unit_price": unit_price,
+        "basis_amount": basis_amount,
         "currency": currency,
+        "plan_id": plan.pk if plan is not None else None,
     }
 
     def attempt():
@@ -107,7 +114,9 @@ def _same_terms(grant, terms):
         and grant.expires_at == terms["expires_at"]
         and grant.priority == terms["priority"]
         and grant.unit_price == terms["unit_price"]
+        and grant.basis_amount == terms["basis_amount"]
         and grant.currency == terms["currency"]
+        and grant.plan_id == terms["plan_id"]
     )
 
 
@@ -142,7 +151,9 @@ def _grant(account, terms, reference, reason, acting_user, api_key, kind, now):
             effective_at=now,
             expires_at=terms["expires_at"],
             unit_price=terms["unit_price"],
+            basis_amount=terms["basis_amount"],
             currency=terms["currency"],
+            plan_id=terms["plan_id"],
             reference=reference,
             reason=reason or "",
             created_by=acting_user,

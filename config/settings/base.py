@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.wallets",
     "apps.usage",
     "apps.periods",
+    "apps.revenue",
     "apps.webhooks",
     "apps.billing",
     "apps.api",

@@ -1,0 +1,117 @@
+"""Revenue: what each grant's credits were paid, and where that money stands each month —
+still owed (deferred), earned by use (recognised), lost to expiry (breakage), given back
+(claw-backs) or carried with rolled-over credits. docs/revenue.md states the model.
+
+The ledger stays the record; these are its rollups, posted from it by `post_revenue`
+(posting.py) and checked against it by `manage.py verify_revenue`."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from apps.core.fields import credit_field, currency_field, money_field
+
+
+class RevenueLine(models.Model):
+    """The credits that moved on one grant in one month, by what happened to them, and the
+    cents of its basis that moved with them (`amount`)."""
+
+    class Kind(models.TextChoices):
+        # In the order cents are released within a month (allocation.py's `released` is
+        # cumulative over it); rolled_over is last because it ends a grant.
+        GRANTED = "granted", "Granted (billed)"
+        SETTLED = "settled", "Paid back overage (recognised)"
+        CONSUMED = "consumed", "Consumed (recognised)"
+        CLAWED_BACK = "clawed_back", "Refunded or clawed back"
+        EXPIRED = "expired", "Expired (breakage)"
+        ROLLED_OVER = "rolled_over", "Rolled over"
+
+    month = models.DateField(help_text="First day of the month the line is reported in.")
+    dated_month = models.DateField(
+        help_text="First day of the month its ledger entries are dated in: a later month than "
+        "this when that month was closed before they were posted (a correction)."
+    )
+    grant = models.ForeignKey(
+        "wallets.CreditGrant", on_delete=models.PROTECT, related_name="revenue_lines"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    credits = credit_field()
+    amount = money_field(default=0, help_text="Cents of the grant's basis this line moved.")
+    # The grant's dimensions, copied so that a month's report reads one table.
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    credit_type = models.ForeignKey(
+        "catalog.CreditType", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    plan = models.ForeignKey(
+        "catalog.Plan", on_delete=models.PROTECT, null=True, related_name="+", db_index=False
+    )
+    source = models.CharField(max_length=16)
+    currency = currency_field()
+
+    class Meta:
+        ordering = ["month", "grant_id", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grant", "month", "dated_month", "kind"], name="revenue_line_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(dated_month__lte=models.F("month")),
+                name="revenue_line_dated_not_after_month",
+            ),  # fmt: skip
+        ]
+        indexes = [
+            models.Index(fields=["month", "currency"], name="revenue_line_month"),
+            models.Index(fields=["account", "month"], name="revenue_line_account"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.credits} on grant #{self.grant_id}"
+
+
+class PostingCursor(models.Model):
+    """How far the ledger has been posted into revenue lines: one row."""
+
+    horizon = models.BigIntegerField(
+        default=0, help_text="PostgreSQL: entries of transactions below this id are posted."
+    )
+    last_entry_id = models.BigIntegerField(
+        default=0, help_text="SQLite: entries up to this id are posted."
+    )
+    posted_at = models.DateTimeField(null=True)
+
+    def __str__(self):
+        return f"Revenue posted at {self.posted_at}"
+
+
+class RevenueMonth(models.Model):
+    """A month Finance has closed: its figures are frozen (`figures`, as they stood at the
+    close); ledger entries dated inside it that are posted later go to the first open month,
+    marked with the month they are dated in."""
+
+    month = models.DateField(unique=True, help_text="First day of the month.")
+    closed = models.BooleanField(default=False)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    figures = models.JSONField(default=dict, blank=True, help_text="The month's report at close.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-month"]
+        permissions = [
+            ("close_month", "Can close a revenue month"),
+            ("reopen_month", "Can reopen a closed revenue month"),
+        ]
+
+    def __str__(self):
+        return f"{self.month:%B %Y}"

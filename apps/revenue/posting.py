@@ -1,0 +1,184 @@
+"""Posting the ledger into revenue lines (models.RevenueLine), and the cents that move.
+
+A run takes every ledger entry that moves a grant's credits and that no run has taken yet,
+up to the horizon (apps/core/horizon.py: no entry below it can still commit), adds them to
+the lines of their grant, month and kind, and derives the cents of every line of the grants
+it touched from their credits (`derive_amounts`). One run at a time (the cursor row is
+locked); a run is one transaction, so a run that dies leaves the last one's lines whole.
+Consumes pay nothing for this: the ledger's rows already carry what posting needs.
+"""
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Case, IntegerField, Max, Sum, Value, When
+from django.db.models.functions import TruncMonth
+from django.utils import timezone
+
+from apps.core.allocation import released
+from apps.core.horizon import horizon
+from apps.jobs.counts import JobCounts
+from apps.wallets.models import CreditGrant, LedgerEntry
+
+from .models import PostingCursor, RevenueLine, RevenueMonth
+
+Entry = LedgerEntry.Kind
+Line = RevenueLine.Kind
+
+# What a ledger entry on a grant is in revenue terms, by its kind and the sign of its amount.
+LINE_KIND = {
+    (Entry.GRANT, 1): Line.GRANTED,
+    (Entry.ADJUST, 1): Line.GRANTED,  # a staff grant
+    (Entry.ROLLOVER, 1): Line.GRANTED,  # the rollover grant: carries the cents rolled over
+    (Entry.CONSUME, -1): Line.CONSUMED,
+    (Entry.ADJUST, -1): Line.CLAWED_BACK,  # a staff correction taking credits back
+    (Entry.VOID, -1): Line.CLAWED_BACK,  # a refund, dispute or void
+    (Entry.EXPIRE, -1): Line.EXPIRED,
+    (Entry.ROLLOVER, -1): Line.ROLLED_OVER,
+}
+MOVING_KINDS = sorted({kind for kind, _ in LINE_KIND})
+# Within a month, cents are released in this order (models.RevenueLine.Kind's order).
+RELEASE_ORDER = {kind: i for i, kind in enumerate(Line.values)}
+OUTFLOWS = frozenset(Line.values) - {Line.GRANTED}
+
+
+def month_of(moment):
+    return date(moment.year, moment.month, 1)
+
+
+def _locked_cursor():
+    # Why the lock: one posting run at a time; a second waits here, then finds nothing new.
+    PostingCursor.objects.get_or_create(pk=1)
+    return PostingCursor.objects.select_for_update().get(pk=1)
+
+
+def _new_movements(cursor):
+    """(grant id, month, ledger kind, sign) -> credits, for the entries not posted yet;
+    and the cursor's new position."""
+    entries = LedgerEntry.objects.filter(grant__isnull=False, kind__in=MOVING_KINDS)
+    upper = horizon()
+    if upper is None:  # SQLite: one writer at a time, ids arrive in commit order
+        last = LedgerEntry.objects.aggregate(last=Max("pk"))["last"] or 0
+        entries = entries.filter(pk__gt=cursor.last_entry_id, pk__lte=last)
+        position = {"last_entry_id": last}
+    else:
+        entries = entries.filter(txid__gte=cursor.horizon, txid__lt=upper)
+        position = {"horizon": upper}
+    rows = (
+        entries.annotate(
+            month=TruncMonth("created_at"),
+            sign=Case(When(amount__gt=0, then=Value(1)), default=Value(-1),
+                      output_field=IntegerField()),
+        )
+        .values("grant_id", "month", "kind", "sign")
+        .annotate(credits=Sum("amount"), entries=Sum(Value(1)))
+        .order_by()
+    )  # fmt: skip
+    return list(rows), position
+
+
+def _first_open(month, closed):
+    while month in closed:
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return month
+
+
+def post_revenue(*, now=None, on_chunk=None, chunk_size=None):
+    """Post what the ledger has gained since the last run. Returns JobCounts (`posted`:
+    ledger entries taken)."""
+    counts = JobCounts()
+    with transaction.atomic(durable=True):
+        cursor = _locked_cursor()
+        rows, position = _new_movements(cursor)
+        if rows:
+            counts.posted = sum(row["entries"] for row in rows)
+            grants = CreditGrant.objects.select_related("wallet").in_bulk(
+                {row["grant_id"] for row in rows}
+            )
+            closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
+            deltas = defaultdict(Decimal)
+            for row in rows:
+                grant = grants[row["grant_id"]]
+                kind = LINE_KIND[(row["kind"], row["sign"])]
+                dated = month_of(row["month"])
+                month = _first_open(dated, closed)
+                deltas[(grant.pk, month, dated, kind)] += abs(row["credits"])
+                if kind == Line.GRANTED and grant.debt_settled:
+                    # The part of a new grant that paid back earlier overage: used already.
+                    deltas[(grant.pk, month, dated, Line.SETTLED)] += grant.debt_settled
+            _add_to_lines(deltas, grants)
+            derive_amounts(grants.values())
+        for name, value in position.items():
+            setattr(cursor, name, value)
+        cursor.posted_at = timezone.now()
+        cursor.save()
+    counts.chunks = 1
+    if on_chunk:
+        on_chunk(counts)
+    return counts
+
+
+def _add_to_lines(deltas, grants):
+    existing = {
+        (line.grant_id, line.month, line.dated_month, line.kind): line
+        for line in RevenueLine.objects.filter(grant_id__in={key[0] for key in deltas})
+    }
+    new, changed = [], []
+    for key, credits in deltas.items():
+        line = existing.get(key)
+        if line is not None:
+            line.credits += credits
+            changed.append(line)
+            continue
+        grant_id, month, dated, kind = key
+        grant = grants[grant_id]
+        new.append(
+            RevenueLine(
+                grant_id=grant_id, month=month, dated_month=dated, kind=kind, credits=credits,
+                account_id=grant.account_id, credit_type_id=grant.wallet.credit_type_id,
+                plan_id=grant.plan_id, source=grant.source, currency=grant.currency,
+            )
+        )  # fmt: skip
+    RevenueLine.objects.bulk_create(new, batch_size=5000)
+    RevenueLine.objects.bulk_update(changed, ["credits"], batch_size=5000)
+
+
+def release_order(line):
+    return (line.month, RELEASE_ORDER[line.kind], line.dated_month)
+
+
+def amounts_of(grant, lines):
+    """The cents each of a grant's lines moves: the grant line bills its basis; outflows
+    release it cumulatively, month by month and kind by kind (RELEASE_ORDER), so they add
+    up to the basis exactly once all its credits are out. `lines` in any order."""
+    out = Decimal(0)
+    amounts = []
+    for line in sorted(lines, key=release_order):
+        if line.kind == Line.GRANTED:
+            amounts.append((line, grant.basis_amount))
+            continue
+        before = released(grant.basis_amount, grant.amount, out, currency=grant.currency)
+        out += line.credits
+        amounts.append(
+            (
+                line,
+                released(grant.basis_amount, grant.amount, out, currency=grant.currency) - before,
+            )
+        )
+    return amounts
+
+
+def derive_amounts(grants):
+    """Set the cents of every line of `grants` from their credits."""
+    by_grant = defaultdict(list)
+    for line in RevenueLine.objects.filter(grant_id__in=[g.pk for g in grants]):
+        by_grant[line.grant_id].append(line)
+    changed = []
+    for grant in grants:
+        for line, amount in amounts_of(grant, by_grant[grant.pk]):
+            if line.amount != amount:
+                line.amount = amount
+                changed.append(line)
+    RevenueLine.objects.bulk_update(changed, ["amount"], batch_size=5000)
