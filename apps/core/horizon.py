@@ -3,11 +3,17 @@
 Row ids are taken when a row is inserted, not when it commits, so "every id above the last
 one read" skips a row whose transaction was still open at the last read. On PostgreSQL each
 row records the id of the transaction that wrote it (`CurrentTransactionId`, a column
-default); every transaction older than the oldest one still running has ended, so the rows
-whose transaction id is below that horizon can no longer change: a reader takes them, up to
-the horizon, and next time starts from it. SQLite runs one writer at a time, so ids already
-arrive in commit order and the id is the horizon.
+default), and a reader keeps the snapshot it read at (`pg_current_snapshot()`: which
+transactions had committed). The rows to read next are those whose transaction is visible in
+the new snapshot and was not in the old one: a transaction still open at the last read is
+picked up once it commits, however long it ran, and nothing is read twice. The reader's own
+transaction counts as committed (what it reads commits with what it writes).
+
+SQLite runs one writer at a time, so ids arrive in commit order and the last id read is
+enough.
 """
+
+from dataclasses import dataclass
 
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import connection, models
@@ -37,11 +43,51 @@ class BrinOnPostgres(BrinIndex):
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
-def horizon():
-    """The transaction id below which every writer has ended (PostgreSQL); None on SQLite,
-    where the reader goes by row id."""
+@dataclass(frozen=True)
+class Position:
+    """Where a reader stands: a PostgreSQL snapshot as text (`xmin:xmax:xip,...`) and the
+    reader's own transaction id if it had one (its rows up to `last_id` count as read), or
+    the last row id on SQLite. Empty: nothing read yet."""
+
+    snapshot: str = ""
+    own: int | None = None
+    last_id: int = 0
+
+
+def current(model):
+    """The position that reading `model` up to now reaches."""
+    last = model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     if connection.vendor != "postgresql":
-        return None
+        return Position(last_id=last)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
-        return cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT pg_current_snapshot()::text, (pg_current_xact_id_if_assigned()::text)::bigint"
+        )
+        snapshot, own = cursor.fetchone()
+    return Position(snapshot=snapshot, own=own, last_id=last)
+
+
+def _read_by(position, xid, table):
+    """SQL (and params): the row had committed at `position`, or is the reader's own."""
+    sql, params = f"pg_visible_in_snapshot({xid}, %s::pg_snapshot)", [position.snapshot]
+    if position.own is not None:
+        sql = f'({sql} OR ({xid} = %s::text::xid8 AND "{table}"."id" <= %s))'
+        params += [str(position.own), position.last_id]
+    return sql, params
+
+
+def between(queryset, *, after, upto, column="txid"):
+    """The rows of `queryset` that committed after position `after` and by `upto`."""
+    if connection.vendor != "postgresql":
+        return queryset.filter(pk__gt=after.last_id, pk__lte=upto.last_id)
+    table = queryset.model._meta.db_table
+    xid = f'("{table}"."{column}"::text)::xid8'
+    sql, params = _read_by(upto, xid, table)
+    where = [sql]
+    if after.snapshot:
+        lowest = int(after.snapshot.split(":")[0])  # no older transaction was still running
+        queryset = queryset.filter(**{f"{column}__gte": lowest})  # the BRIN index's range
+        sql, more = _read_by(after, xid, table)
+        where.append(f"NOT {sql}")
+        params += more
+    return queryset.extra(where=where, params=params)  # noqa: S610 - fixed text, bound values

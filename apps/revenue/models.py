@@ -74,12 +74,11 @@ class RevenueLine(models.Model):
 class PostingCursor(models.Model):
     """How far the ledger has been posted into revenue lines: one row."""
 
-    horizon = models.BigIntegerField(
-        default=0, help_text="PostgreSQL: entries of transactions below this id are posted."
-    )
-    last_entry_id = models.BigIntegerField(
-        default=0, help_text="SQLite: entries up to this id are posted."
-    )
+    # apps/core/horizon.py: PostgreSQL's snapshot (and the poster's own transaction) at the
+    # last run; SQLite's last entry id.
+    snapshot = models.TextField(blank=True)
+    own_transaction = models.BigIntegerField(null=True)
+    last_entry_id = models.BigIntegerField(default=0)
     posted_at = models.DateTimeField(null=True)
 
     def __str__(self):

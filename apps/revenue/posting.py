@@ -13,12 +13,12 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Case, IntegerField, Max, Sum, Value, When
+from django.db.models import Case, IntegerField, Sum, Value, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from apps.core import horizon
 from apps.core.allocation import released
-from apps.core.horizon import horizon
 from apps.jobs.counts import JobCounts
 from apps.wallets.models import CreditGrant, LedgerEntry
 
@@ -54,18 +54,23 @@ def _locked_cursor():
     return PostingCursor.objects.select_for_update().get(pk=1)
 
 
+def _position(cursor):
+    return horizon.Position(
+        snapshot=cursor.snapshot, own=cursor.own_transaction, last_id=cursor.last_entry_id
+    )
+
+
 def _new_movements(cursor):
     """(grant id, month, ledger kind, sign) -> credits, for the entries not posted yet;
     and the cursor's new position."""
-    entries = LedgerEntry.objects.filter(grant__isnull=False, kind__in=MOVING_KINDS)
-    upper = horizon()
-    if upper is None:  # SQLite: one writer at a time, ids arrive in commit order
-        last = LedgerEntry.objects.aggregate(last=Max("pk"))["last"] or 0
-        entries = entries.filter(pk__gt=cursor.last_entry_id, pk__lte=last)
-        position = {"last_entry_id": last}
-    else:
-        entries = entries.filter(txid__gte=cursor.horizon, txid__lt=upper)
-        position = {"horizon": upper}
+    upto = horizon.current(LedgerEntry)
+    entries = horizon.between(
+        LedgerEntry.objects.filter(grant__isnull=False, kind__in=MOVING_KINDS),
+        after=_position(cursor),
+        upto=upto,
+    )
+    position = {"snapshot": upto.snapshot, "own_transaction": upto.own,
+                "last_entry_id": upto.last_id}  # fmt: skip
     rows = (
         entries.annotate(
             month=TruncMonth("created_at"),

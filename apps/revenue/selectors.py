@@ -1,0 +1,192 @@
+"""Revenue figures, read from the posted lines (never from the ledger itself, which is
+what keeps a month's report fast at any ledger size): per month and currency, optionally
+broken down by credit type, plan or account (docs/revenue.md, "The monthly report")."""
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from apps.wallets.models import CreditGrant
+
+from .models import RevenueLine, RevenueMonth
+
+Line = RevenueLine.Kind
+ROLLED_IN = Q(kind=Line.GRANTED, source=CreditGrant.Source.ROLLOVER)
+BILLED = Q(kind=Line.GRANTED) & ~Q(source=CreditGrant.Source.ROLLOVER)
+OUT = ~Q(kind=Line.GRANTED)
+
+# Each figure of a month: the sum of lines it is made of (money in `amount`, credits in
+# `credits`). Defined once: the report, the series, the statement, the close and
+# verify_revenue all read these.
+MONEY = {
+    "billed": BILLED,
+    "recognised": Q(kind__in=[Line.CONSUMED, Line.SETTLED]),
+    "breakage": Q(kind=Line.EXPIRED),
+    "refunded": Q(kind=Line.CLAWED_BACK),
+    "rolled_over": Q(kind=Line.ROLLED_OVER),
+    "rolled_in": ROLLED_IN,
+}
+CREDITS = {
+    "credits_granted": BILLED,
+    "credits_free": BILLED & Q(amount=0),
+    "credits_used": Q(kind__in=[Line.CONSUMED, Line.SETTLED]),
+    "credits_expired": Q(kind=Line.EXPIRED),
+    "credits_clawed_back": Q(kind=Line.CLAWED_BACK),
+    "credits_rolled_over": Q(kind=Line.ROLLED_OVER),
+}
+DIMENSIONS = {
+    None: (),
+    "credit_type": ("credit_type_id",),
+    "plan": ("plan_id",),
+    "account": ("account_id",),
+}
+ZERO = Decimal(0)
+
+
+@dataclass
+class Figures:
+    """One month of one currency (and one credit type, plan or account when broken down).
+    Identity: opening_deferred + billed - refunded = recognised + breakage + closing_deferred
+    (rolled_over and rolled_in move deferred revenue between grants and cancel out)."""
+
+    opening_deferred: Decimal = ZERO
+    billed: Decimal = ZERO
+    recognised: Decimal = ZERO
+    breakage: Decimal = ZERO
+    refunded: Decimal = ZERO
+    rolled_over: Decimal = ZERO
+    rolled_in: Decimal = ZERO
+    closing_deferred: Decimal = ZERO
+    opening_credits: Decimal = ZERO  # credits granted and not yet used, expired or taken back
+    credits_granted: Decimal = ZERO
+    credits_free: Decimal = ZERO  # of those, given (basis 0): never revenue
+    credits_used: Decimal = ZERO
+    credits_expired: Decimal = ZERO
+    credits_clawed_back: Decimal = ZERO
+    credits_rolled_over: Decimal = ZERO
+    closing_credits: Decimal = ZERO
+    extra: dict = field(default_factory=dict)  # figures other modules add (ratable fees)
+
+    def close(self):
+        """Set the closing balances from the opening ones and the month's movements."""
+        self.closing_deferred = (
+            self.opening_deferred + self.billed + self.rolled_in
+            - self.recognised - self.breakage - self.refunded - self.rolled_over
+        )  # fmt: skip
+        self.closing_credits = (
+            self.opening_credits + self.credits_granted - self.credits_used
+            - self.credits_expired - self.credits_clawed_back
+        )  # fmt: skip
+        return self
+
+    def as_json(self):
+        return {k: str(v) for k, v in asdict(self).items() if k != "extra"} | {
+            "extra": {k: str(v) for k, v in self.extra.items()}
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            **{k: Decimal(v) for k, v in data.items() if k in names},
+            extra={k: Decimal(v) for k, v in data.get("extra", {}).items()},
+        )
+
+
+def next_month(month):
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def months_back(month, count):
+    """The `count` months ending with `month`, oldest first."""
+    found = [month]
+    for _ in range(count - 1):
+        first = found[0]
+        found.insert(0, date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1))
+    return found
+
+
+def _lines(*, currency=None, dimension=None, value=None, filters=None):
+    lines = RevenueLine.objects.all()
+    if currency:
+        lines = lines.filter(currency=currency)
+    if dimension and value is not None:
+        lines = lines.filter(**{DIMENSIONS[dimension][0]: value})
+    return lines.filter(**(filters or {}))
+
+
+def _key(row, dimension):
+    return (row["currency"], *(row[name] for name in DIMENSIONS[dimension]))
+
+
+def _balances(lines, dimension):
+    """Deferred money and outstanding credits of `lines` (all before some month), by key."""
+    group = ("currency", *DIMENSIONS[dimension])
+    rows = lines.values(*group).annotate(
+        granted=Sum("amount", filter=Q(kind=Line.GRANTED)),
+        out=Sum("amount", filter=OUT),
+        credits_in=Sum("credits", filter=BILLED),
+        credits_out=Sum("credits", filter=OUT & ~Q(kind=Line.ROLLED_OVER)),
+    )
+    return {
+        _key(row, dimension): (
+            (row["granted"] or ZERO) - (row["out"] or ZERO),
+            (row["credits_in"] or ZERO) - (row["credits_out"] or ZERO),
+        )
+        for row in rows.order_by()
+    }
+
+
+def _movements(lines, dimension, *, by_month=False):
+    group = ("currency", *DIMENSIONS[dimension], *(("month",) if by_month else ()))
+    sums = {name: Sum("amount", filter=q) for name, q in MONEY.items()}
+    sums |= {name: Sum("credits", filter=q) for name, q in CREDITS.items()}
+    return lines.values(*group).annotate(**sums).order_by()
+
+
+def series(*, first, last, currency=None, dimension=None, value=None, filters=None):
+    """{month: {key: Figures}} for every month from `first` to `last`; a key is
+    (currency,) or (currency, dimension value). Two queries whatever the span."""
+    lines = _lines(currency=currency, dimension=dimension, value=value, filters=filters)
+    opening = _balances(lines.filter(month__lt=first), dimension)
+    moved = {}
+    for row in _movements(lines.filter(month__gte=first, month__lte=last), dimension,
+                          by_month=True):  # fmt: skip
+        moved.setdefault(row["month"], {})[_key(row, dimension)] = row
+    result, month = {}, first
+    while month <= last:
+        figures = {}
+        for key in set(opening) | set(moved.get(month, {})):
+            deferred, outstanding = opening.get(key, (ZERO, ZERO))
+            row = moved.get(month, {}).get(key, {})
+            f = Figures(opening_deferred=deferred, opening_credits=outstanding)
+            for name in (*MONEY, *CREDITS):
+                setattr(f, name, row.get(name) or ZERO)
+            figures[key] = f.close()
+            opening[key] = (f.closing_deferred, f.closing_credits)
+        result[month] = figures
+        month = next_month(month)
+    return result
+
+
+def month_figures(*, month, currency=None, dimension=None, value=None):
+    """{key: Figures} for one month."""
+    return series(first=month, last=month, currency=currency, dimension=dimension,
+                  value=value)[month]  # fmt: skip
+
+
+def closed_months():
+    return {m.month: m for m in RevenueMonth.objects.filter(closed=True)}
+
+
+def grants_behind(*, month, currency, kinds=None, account=None, credit_type=None, plan=None):
+    """The lines of a month's figure, by grant: what a drill-down lists."""
+    lines = RevenueLine.objects.filter(month=month, currency=currency).select_related("grant")
+    if kinds:
+        lines = lines.filter(kind__in=kinds)
+    for name, value in (("account", account), ("credit_type", credit_type), ("plan", plan)):
+        if value is not None:
+            lines = lines.filter(**{f"{name}_id": value})
+    return lines.order_by("grant_id", "kind")

@@ -1,0 +1,151 @@
+"""`manage.py verify_revenue`: the posted lines against a full recomputation from the raw
+ledger, each grant against its basis, and the revenue identity for every month and
+currency (docs/revenue.md, "Checking it")."""
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db.models import Case, IntegerField, Sum, Value, When
+from django.db.models.functions import TruncMonth
+
+from apps.core import horizon
+from apps.wallets.models import CreditGrant, LedgerEntry
+
+from . import selectors
+from .models import PostingCursor, RevenueLine, RevenueMonth
+from .posting import LINE_KIND, MOVING_KINDS, OUTFLOWS, amounts_of, month_of
+
+Line = RevenueLine.Kind
+
+
+def _posted_entries():
+    """The ledger entries the last posting run had taken (and only those)."""
+    cursor = PostingCursor.objects.filter(pk=1).first()
+    entries = LedgerEntry.objects.filter(grant__isnull=False, kind__in=MOVING_KINDS)
+    if cursor is None:
+        return entries.none()
+    upto = horizon.Position(
+        snapshot=cursor.snapshot, own=cursor.own_transaction, last_id=cursor.last_entry_id
+    )
+    return horizon.between(entries, after=horizon.Position(), upto=upto)
+
+
+def _ledger_credits():
+    """(grant id, dated month, line kind) -> credits, recomputed from the ledger."""
+    rows = (
+        _posted_entries()
+        .annotate(
+            month=TruncMonth("created_at"),
+            sign=Case(When(amount__gt=0, then=Value(1)), default=Value(-1),
+                      output_field=IntegerField()),
+        )
+        .values("grant_id", "month", "kind", "sign")
+        .annotate(credits=Sum("amount"))
+        .order_by()
+    )  # fmt: skip
+    expected, unknown = defaultdict(Decimal), []
+    for row in rows.iterator(chunk_size=10_000):
+        kind = LINE_KIND.get((row["kind"], row["sign"]))
+        if kind is None:
+            unknown.append(f"grant #{row['grant_id']} has {row['kind']} entries of sign "
+                           f"{row['sign']}, which revenue does not know")  # fmt: skip
+            continue
+        expected[(row["grant_id"], month_of(row["month"]), kind)] += abs(row["credits"])
+    return expected, unknown
+
+
+def _check_lines_against_ledger(problems):
+    expected, unknown = _ledger_credits()
+    problems += unknown
+    posted = defaultdict(Decimal)
+    for row in (
+        RevenueLine.objects.values("grant_id", "dated_month", "kind")
+        .annotate(credits=Sum("credits"))
+        .order_by()
+        .iterator(chunk_size=10_000)
+    ):
+        posted[(row["grant_id"], row["dated_month"], row["kind"])] += row["credits"]
+    settled = dict(
+        CreditGrant.objects.filter(debt_settled__gt=0, revenue_lines__kind=Line.GRANTED)
+        .values_list("pk", "debt_settled")
+        .distinct()
+    )
+    for grant_id, month, kind in list(expected):
+        if kind == Line.GRANTED and grant_id in settled:
+            expected[(grant_id, month, Line.SETTLED)] += settled[grant_id]
+    for key in sorted(set(expected) | set(posted), key=str):
+        if expected.get(key, 0) != posted.get(key, 0):
+            grant_id, month, kind = key
+            problems.append(
+                f"grant #{grant_id}, {month:%Y-%m}, {kind}: ledger says "
+                f"{expected.get(key, 0)} credits, revenue lines {posted.get(key, 0)}"
+            )
+
+
+def _check_grants(problems):
+    """Each grant's lines carry the cents the allocation rule gives; its billed line is its
+    basis; what it released never exceeds it, and equals it once all its credits are out."""
+    by_grant = defaultdict(list)
+    for line in RevenueLine.objects.order_by("grant_id").iterator(chunk_size=10_000):
+        by_grant[line.grant_id].append(line)
+    grants = CreditGrant.objects.in_bulk(list(by_grant))
+    for grant_id, lines in by_grant.items():
+        grant = grants[grant_id]
+        for line, amount in amounts_of(grant, lines):
+            if line.amount != amount:
+                problems.append(
+                    f"grant #{grant_id}: {line.kind} line of {line.month:%Y-%m} holds "
+                    f"{line.amount}, the allocation gives {amount}"
+                )
+        out_credits = sum(line.credits for line in lines if line.kind in OUTFLOWS)
+        out_amount = sum(line.amount for line in lines if line.kind in OUTFLOWS)
+        billed = sum(line.amount for line in lines if line.kind == Line.GRANTED)
+        if billed != grant.basis_amount:
+            problems.append(f"grant #{grant_id}: billed {billed}, basis {grant.basis_amount}")
+        if out_credits > grant.amount or out_amount > grant.basis_amount:
+            problems.append(f"grant #{grant_id}: released more than it holds")
+        if out_credits == grant.amount and out_amount != grant.basis_amount:
+            problems.append(
+                f"grant #{grant_id}: all credits out, released {out_amount} of {grant.basis_amount}"
+            )
+
+
+def _check_months(problems):
+    """For every month and currency: the identity, rollovers cancelling out, each month
+    opening where the last closed, and closed months still as frozen."""
+    first = RevenueLine.objects.order_by("month").values_list("month", flat=True).first()
+    last = RevenueLine.objects.order_by("-month").values_list("month", flat=True).first()
+    if first is None:
+        return
+    frozen = {m.month: m.figures for m in RevenueMonth.objects.filter(closed=True)}
+    months = selectors.series(first=first, last=last)
+    previous = {}
+    for month, figures in months.items():
+        for (currency,), f in figures.items():
+            where = f"{month:%Y-%m} {currency}"
+            if f.opening_deferred != previous.get(currency, Decimal(0)):
+                problems.append(f"{where}: opens at {f.opening_deferred}, last month closed "
+                                f"at {previous.get(currency, 0)}")  # fmt: skip
+            left = f.opening_deferred + f.billed - f.refunded
+            right = f.recognised + f.breakage + f.closing_deferred
+            if left != right:
+                problems.append(f"{where}: opening + billed - refunded = {left}, "
+                                f"recognised + breakage + closing = {right}")  # fmt: skip
+            if f.rolled_over != f.rolled_in:
+                problems.append(f"{where}: rolled over {f.rolled_over}, rolled in "
+                                f"{f.rolled_in}")  # fmt: skip
+            if f.closing_deferred < 0:
+                problems.append(f"{where}: closing deferred {f.closing_deferred} < 0")
+            stored = frozen.get(month, {}).get(currency)
+            if stored is not None and selectors.Figures.from_json(stored) != f:
+                problems.append(f"{where}: closed month's frozen figures differ from its lines")
+            previous[currency] = f.closing_deferred
+
+
+def verify_revenue():
+    """Every difference found, as sentences; empty when revenue agrees with the ledger."""
+    problems = []
+    _check_lines_against_ledger(problems)
+    _check_grants(problems)
+    _check_months(problems)
+    return problems
