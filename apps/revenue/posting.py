@@ -48,7 +48,7 @@ def month_of(moment):
     return date(moment.year, moment.month, 1)
 
 
-def _locked_cursor():
+def locked_cursor():
     # Why the lock: one posting run at a time; a second waits here, then finds nothing new.
     PostingCursor.objects.get_or_create(pk=1)
     return PostingCursor.objects.select_for_update().get(pk=1)
@@ -95,34 +95,41 @@ def post_revenue(*, now=None, on_chunk=None, chunk_size=None):
     ledger entries taken)."""
     counts = JobCounts()
     with transaction.atomic(durable=True):
-        cursor = _locked_cursor()
-        rows, position = _new_movements(cursor)
-        if rows:
-            counts.posted = sum(row["entries"] for row in rows)
-            grants = CreditGrant.objects.select_related("wallet").in_bulk(
-                {row["grant_id"] for row in rows}
-            )
-            closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
-            deltas = defaultdict(Decimal)
-            for row in rows:
-                grant = grants[row["grant_id"]]
-                kind = LINE_KIND[(row["kind"], row["sign"])]
-                dated = month_of(row["month"])
-                month = _first_open(dated, closed)
-                deltas[(grant.pk, month, dated, kind)] += abs(row["credits"])
-                if kind == Line.GRANTED and grant.debt_settled:
-                    # The part of a new grant that paid back earlier overage: used already.
-                    deltas[(grant.pk, month, dated, Line.SETTLED)] += grant.debt_settled
-            _add_to_lines(deltas, grants)
-            derive_amounts(grants.values())
-        for name, value in position.items():
-            setattr(cursor, name, value)
-        cursor.posted_at = timezone.now()
-        cursor.save()
+        counts.posted = post_locked(locked_cursor())
     counts.chunks = 1
     if on_chunk:
         on_chunk(counts)
     return counts
+
+
+def post_locked(cursor):
+    """Post, in the caller's transaction, holding the cursor's lock. Returns the number of
+    ledger entries taken."""
+    rows, position = _new_movements(cursor)
+    posted = 0
+    if rows:
+        posted = sum(row["entries"] for row in rows)
+        grants = CreditGrant.objects.select_related("wallet").in_bulk(
+            {row["grant_id"] for row in rows}
+        )
+        closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
+        deltas = defaultdict(Decimal)
+        for row in rows:
+            grant = grants[row["grant_id"]]
+            kind = LINE_KIND[(row["kind"], row["sign"])]
+            dated = month_of(row["month"])
+            month = _first_open(dated, closed)
+            deltas[(grant.pk, month, dated, kind)] += abs(row["credits"])
+            if kind == Line.GRANTED and grant.debt_settled:
+                # The part of a new grant that paid back earlier overage: used already.
+                deltas[(grant.pk, month, dated, Line.SETTLED)] += grant.debt_settled
+        _add_to_lines(deltas, grants)
+        derive_amounts(grants.values())
+    for name, value in position.items():
+        setattr(cursor, name, value)
+    cursor.posted_at = timezone.now()
+    cursor.save()
+    return posted
 
 
 def _add_to_lines(deltas, grants):
