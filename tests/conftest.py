@@ -81,3 +81,24 @@ def browser(tmp_path):
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+# Suites whose every test ends with revenue checked against the ledger (docs/revenue.md,
+# "Checking it"): whatever a billing or period scenario did, `verify_revenue` finds nothing.
+REVENUE_CHECKED = {"billing", "periods", "revenue"}
+
+
+@pytest.fixture(autouse=True)
+def revenue_agrees_with_the_ledger(request):
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or request.node.path.parent.name not in REVENUE_CHECKED:
+        yield
+        return
+    transactional = marker.kwargs.get("transaction", False)
+    request.getfixturevalue("transactional_db" if transactional else "db")  # torn down after
+    yield
+    from apps.revenue.posting import post_revenue
+    from apps.revenue.verify import verify_revenue
+
+    post_revenue()
+    assert verify_revenue() == []
