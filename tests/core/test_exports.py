@@ -175,7 +175,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_rows(fmt):
         yield b"".join(export(large))
 
     peak_whole, _ = peak_bytes(whole_file())
-    assert peak_whole > size_large > 4 * peak_large
+    assert peak_whole > size_large > 2 * peak_large
 
 
 # The admin's export links -------------------------------------------------------------

@@ -60,14 +60,26 @@ def test_the_day_range_includes_both_days_in_utc(entries):
 
 
 def test_account_and_credit_type_narrow_the_export(entries):
-    got = ids(export("--from", "2026-11-09", "--account", "acme", "--credit-type", "gold"))
+    got = ids(export("--to", "2026-11-30", "--account", "acme", "--credit-type", "gold"))
     assert got == {entries[("acme", 11)].pk}
     assert entries[("other", 11)].pk not in ids(export("--account", "acme"))
 
 
 def test_json_lines_to_a_file_are_exact(entries, tmp_path):
     target = tmp_path / "ledger.jsonl"
-    assert export("--from", "2026-11-12", "--format", "json", "--output", str(target)) == ""
+    assert (
+        export(
+            "--from",
+            "2026-11-12",
+            "--to",
+            "2026-11-12",
+            "--format",
+            "json",
+            "--output",
+            str(target),
+        )
+        == ""
+    )
     [row] = [json.loads(line) for line in target.read_text().splitlines()]
     entry = entries[("acme", 12)]
     assert row["id"] == entry.pk and row["account"] == "acme"
@@ -76,7 +88,11 @@ def test_json_lines_to_a_file_are_exact(entries, tmp_path):
 
 
 def test_csv_cells_are_safe_for_spreadsheets(entries):
-    rows = list(csv.DictReader(io.StringIO(export("--from", "2026-11-12"), newline="")))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(export("--from", "2026-11-12", "--to", "2026-11-12"), newline="")
+        )
+    )
     assert [(row["reason"], row["amount"]) for row in rows] == [("'=cmd", "-0.5")]
 
 
