@@ -5,13 +5,53 @@ from django.urls import reverse
 from django.utils.html import format_html
 from djstripe.admin.views import ConfirmCustomAction
 
-from apps.core.admin import LargeTableAdmin
+from apps.core.admin import ExportMixin, LargeTableAdmin
+from apps.core.exports import DATETIME, DECIMAL, ID, MONEY, NUMBER, Column
 
 from .models import OverageCharge, Purchase
 
+# What *Export CSV* / *Export JSON Lines* write for these lists (docs/exports.md).
+PURCHASE_COLUMNS = [
+    Column("id", kind=ID),
+    Column("created_at", kind=DATETIME),
+    Column("paid_at", kind=DATETIME),
+    Column("account", "account__external_id"),
+    Column("credit_pack", "credit_pack__code"),
+    Column("origin"),
+    Column("status"),
+    Column("credits", kind=DECIMAL),
+    Column("price", kind=MONEY),
+    Column("currency"),
+    Column("amount_paid", kind=MONEY),
+    Column("amount_refunded", kind=MONEY),
+    Column("amount_disputed", kind=MONEY),
+    Column("credits_clawed_back", kind=DECIMAL),
+    Column("credits_disputed", kind=DECIMAL),
+    Column("grant_id", kind=ID),
+    Column("checkout_session_id"),
+    Column("payment_intent_id"),
+    Column("mismatch_note"),
+]
+OVERAGE_CHARGE_COLUMNS = [
+    Column("id", kind=ID),
+    Column("created_at", kind=DATETIME),
+    Column("sent_at", kind=DATETIME),
+    Column("account", "account__external_id"),
+    Column("subscription_id", kind=ID),
+    Column("grant_id", kind=ID),
+    Column("credits", kind=DECIMAL),
+    Column("unit_price", kind=DECIMAL),
+    Column("amount", kind=MONEY),
+    Column("currency"),
+    Column("status"),
+    Column("stripe_invoice_item_id"),
+    Column("attempts", kind=NUMBER),
+    Column("note"),
+]
+
 
 @admin.register(Purchase)
-class PurchaseAdmin(LargeTableAdmin):
+class PurchaseAdmin(ExportMixin, LargeTableAdmin):
     """Every credit pack bought through Stripe: paid, granted, refunded, disputed. Filter
     *status: Paid amount differs* lists the payments Stripe took at another amount or
     currency than sold: nothing was granted for them (docs/billing.md)."""
@@ -29,6 +69,7 @@ class PurchaseAdmin(LargeTableAdmin):
         "mismatch_note",
     ]  # fmt: skip
     fields = readonly_fields
+    export_columns = PURCHASE_COLUMNS
 
     @admin.display(description="Paid", ordering="amount_paid")
     def paid_label(self, purchase):
@@ -49,7 +90,7 @@ class PurchaseAdmin(LargeTableAdmin):
 
 
 @admin.register(OverageCharge)
-class OverageChargeAdmin(LargeTableAdmin):
+class OverageChargeAdmin(ExportMixin, LargeTableAdmin):
     """Overage billed at period end: sent to Stripe, pending, or left for finance."""
 
     list_display = ["created_at", "account", "credits", "unit_price", "amount_label", "status",
@@ -63,6 +104,7 @@ class OverageChargeAdmin(LargeTableAdmin):
         "status", "stripe_invoice_item_id", "attempts", "note", "created_at", "sent_at",
     ]  # fmt: skip
     fields = readonly_fields
+    export_columns = OVERAGE_CHARGE_COLUMNS
 
     @admin.display(description="Amount", ordering="amount")
     def amount_label(self, charge):

@@ -8,9 +8,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import LargeTableAdmin
+from apps.core.admin import ExportMixin, LargeTableAdmin
 from apps.core.errors import DomainError
 
+from .exports import LEDGER_COLUMNS
 from .forms import ClawBackForm, GrantCreditsForm, VoidGrantForm
 from .models import CreditGrant, LedgerEntry, Reservation, Wallet
 from .services import adjust, grant_credits, void_grant
@@ -217,7 +218,8 @@ class CreditGrantAdmin(LargeTableAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(LargeTableAdmin):
+class LedgerEntryAdmin(ExportMixin, LargeTableAdmin):
+    export_columns = LEDGER_COLUMNS
     list_display = ["id", "created_at", "account", "credit_type", "kind", "amount",
                     "balance_after", "held_change", "grant_id", "usage_event_id", "acting_user",
                     "reason"]  # fmt: skip

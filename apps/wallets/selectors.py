@@ -292,3 +292,18 @@ def database_role_problems():
         if trigger.get_pgid(LedgerEntry) not in enabled:
             problems.append(f"trigger {trigger.name} on {table} is missing or disabled: migrate")
     return role, problems
+
+
+def ledger_entries(*, created_from=None, created_before=None, account=None, credit_type=None):
+    """Ledger entries written in [created_from, created_before), of one account and/or one
+    credit type when given (`export_ledger`)."""
+    entries = LedgerEntry.objects.all()
+    if created_from is not None:
+        entries = entries.filter(created_at__gte=created_from)
+    if created_before is not None:
+        entries = entries.filter(created_at__lt=created_before)
+    if account is not None:
+        entries = entries.filter(account=account)
+    if credit_type is not None:
+        entries = entries.filter(wallet__credit_type=credit_type)
+    return entries
