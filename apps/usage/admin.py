@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from apps.core.admin import LargeTableAdmin
 
+from . import report_admin  # noqa: F401  (registers the "Reports" section's pages)
 from .models import UsageEvent
 
 
