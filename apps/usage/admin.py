@@ -3,6 +3,7 @@ from django.contrib import admin
 from apps.core.admin import ExportMixin, LargeTableAdmin
 from apps.core.exports import DATETIME, DECIMAL, ID, Column
 
+from . import report_admin  # noqa: F401  (registers the "Reports" section's pages)
 from .models import UsageEvent
 
 # What *Export CSV* / *Export JSON Lines* write for this list (docs/exports.md).

@@ -70,3 +70,43 @@ class UsageCounter(models.Model):
 
     def __str__(self):
         return f"{self.used} of {self.feature_id} since {self.period_start:%Y-%m-%d}"
+
+
+# Report pages in the admin's "Reports" section (apps/usage/report_admin.py). Each proxy only
+# gives its page an admin URL and its own view permission (granted to Pricing and Finance by
+# apps/core/migrations/0006_report_permissions.py); the figures come from apps/usage/reports.py.
+
+
+class FeatureUsageReport(UsageEvent):
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "usage per feature per day"
+
+
+class PlanFitReport(UsageEvent):
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "plan fit: credits used ÷ included"
+
+
+class TopAccountsReport(UsageEvent):
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "top accounts by credits used"
+
+
+class QuotaReport(UsageEvent):
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "accounts near a quota"
+
+
+class CreditFlowReport(UsageEvent):
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "credits granted, consumed and expired"
