@@ -11,6 +11,8 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.fields import code_field, credit_field, currency_field, money_field, unit_price_field
 
+from .pricing import NO_VALUES_WITH_FEE
+
 
 class CreditType(models.Model):
     """A currency of credits (e.g. "credits", "gpu_minutes"); each has its own wallet."""
@@ -222,6 +224,18 @@ class PlanAllowance(models.Model):
 
     def __str__(self):
         return f"{self.credits_per_period} {self.credit_type.code} / period"
+
+    def clean(self):
+        # One row's part of the rules of apps/catalog/pricing.py; the admin's inline and the
+        # catalog import check the plan's rows together (values on all or none).
+        plan = getattr(self, "plan", None)  # an unsaved plan's rows may have none yet
+        if (
+            plan is not None
+            and plan.platform_fee_value
+            and self.standalone_value is None
+            and self.credits_per_period
+        ):
+            raise ValidationError({"standalone_value": NO_VALUES_WITH_FEE})
 
 
 class PlanFeature(models.Model):

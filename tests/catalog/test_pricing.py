@@ -195,3 +195,17 @@ def test_the_plan_admin_refuses_values_on_some_credit_types_and_saves_them_on_al
     pro = Plan.objects.get(code="pro")
     assert pro.platform_fee_value == D("10.00")
     assert sorted(a.standalone_value for a in pro.allowances.all()) == [D("30.00"), D("80.00")]
+
+
+def test_a_credit_type_without_a_value_on_a_plan_with_a_fee_fails_its_model_clean():
+    from django.core.exceptions import ValidationError
+
+    from apps.catalog.models import PlanAllowance
+
+    fee_plan = Plan(code="p", price=D("10"), platform_fee_value=D("1"))
+    row = PlanAllowance(plan=fee_plan, credits_per_period=D(5))
+    with pytest.raises(ValidationError, match="A platform fee needs a standalone value"):
+        row.clean()
+    row.standalone_value = D("4")
+    row.clean()
+    PlanAllowance(plan=Plan(code="q", price=D("10")), credits_per_period=D(5)).clean()
