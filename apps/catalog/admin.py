@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.forms.models import BaseInlineFormSet
 
 from apps.accounts.models import Subscription
 from apps.billing.catalog_sync import sync_stripe_catalog
@@ -7,6 +9,7 @@ from apps.core.admin import HistoryAdmin
 from apps.core.errors import DomainError
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
+from .pricing import split_problems
 
 
 class SyncToStripe:
@@ -63,10 +66,32 @@ class FeatureAdmin(HistoryAdmin):
     ]
 
 
+class PlanAllowanceFormSet(BaseInlineFormSet):
+    """The plan's standalone values are checked together, with the plan's platform fee as
+    the form above sets it (apps/catalog/pricing.py)."""
+
+    def clean(self):
+        super().clean()
+        kept = [
+            form.instance
+            for form in self.forms
+            if form.is_valid() and form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        problems = split_problems(
+            fee_value=self.instance.platform_fee_value,
+            allowances=kept,
+            name=lambda a: a.credit_type.code if a.credit_type_id else "(new)",
+        )
+        if problems:
+            raise ValidationError(problems)
+
+
 class PlanAllowanceInline(admin.TabularInline):
     model = PlanAllowance
+    formset = PlanAllowanceFormSet
     extra = 0
     autocomplete_fields = ["credit_type"]
+    fields = ["credit_type", "credits_per_period", "standalone_value"]
     verbose_name = "included credits per period"
     verbose_name_plural = "included credits per period"
 
@@ -90,7 +115,18 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
     inlines = [PlanAllowanceInline, PlanFeatureInline]
     fieldsets = [
         (None, {"fields": ["code", "name", "description", "public", "active"]}),
-        ("Price", {"fields": ["billing_interval", "price", "currency", "stripe_price_label"]}),
+        (
+            "Price",
+            {
+                "fields": [
+                    "billing_interval",
+                    "price",
+                    "currency",
+                    "platform_fee_value",
+                    "stripe_price_label",
+                ]
+            },
+        ),
         (
             "Rollover of unused included credits",
             {"fields": ["rollover_percent", "rollover_cap", "rollover_expires_after_periods"]},

@@ -11,6 +11,8 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.fields import code_field, credit_field, currency_field, money_field, unit_price_field
 
+from .pricing import NO_VALUES_WITH_FEE
+
 
 class CreditType(models.Model):
     """A currency of credits (e.g. "credits", "gpu_minutes"); each has its own wallet."""
@@ -142,6 +144,12 @@ class Plan(models.Model):
         help_text="balance.low fires when an account's available credits fall to this "
         "(an account may set its own); empty: only balance.depleted.",
     )
+    platform_fee_value = money_field(
+        default=0,
+        help_text="Standalone value per period of what the price buys besides credits (access, "
+        "support); recognised over the period. 0: none. Needs standalone values on the "
+        "included credits (docs/revenue.md).",
+    )
     stripe_price = stripe_price_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -151,6 +159,9 @@ class Plan(models.Model):
         ordering = ["price", "code"]
         constraints = [
             models.CheckConstraint(condition=Q(price__gte=0), name="plan_price_gte_0"),
+            models.CheckConstraint(
+                condition=Q(platform_fee_value__gte=0), name="plan_platform_fee_value_gte_0"
+            ),
             models.CheckConstraint(
                 condition=Q(rollover_percent__gte=0, rollover_percent__lte=100),
                 name="plan_rollover_percent_0_100",
@@ -187,6 +198,13 @@ class PlanAllowance(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="allowances")
     credit_type = models.ForeignKey(CreditType, on_delete=models.PROTECT, related_name="+")
     credits_per_period = credit_field()
+    standalone_value = money_field(
+        null=True,
+        blank=True,
+        help_text="What these credits would sell for alone, per period: the period's price is "
+        "split over a plan's credits (and platform fee) in proportion to these. Give one on "
+        "every credit type of the plan, or on none (then: in proportion to credits).",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -198,10 +216,26 @@ class PlanAllowance(models.Model):
             models.CheckConstraint(
                 condition=Q(credits_per_period__gte=0), name="plan_allowance_credits_gte_0"
             ),
+            models.CheckConstraint(
+                condition=Q(standalone_value__isnull=True) | Q(standalone_value__gte=0),
+                name="plan_allowance_standalone_value_gte_0",
+            ),
         ]
 
     def __str__(self):
         return f"{self.credits_per_period} {self.credit_type.code} / period"
+
+    def clean(self):
+        # One row's part of the rules of apps/catalog/pricing.py; the admin's inline and the
+        # catalog import check the plan's rows together (values on all or none).
+        plan = getattr(self, "plan", None)  # an unsaved plan's rows may have none yet
+        if (
+            plan is not None
+            and plan.platform_fee_value
+            and self.standalone_value is None
+            and self.credits_per_period
+        ):
+            raise ValidationError({"standalone_value": NO_VALUES_WITH_FEE})
 
 
 class PlanFeature(models.Model):

@@ -9,6 +9,7 @@ so that a round trip is exact.
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import SimpleNamespace
 
 import yaml
 
@@ -25,6 +26,8 @@ from apps.core.decimals import (
     parse_decimal,
 )
 from apps.core.fields import CODE_RE
+
+from .pricing import split_problems
 
 FORMAT_VERSION = 1
 SECTIONS = ("credit_types", "features", "plans", "credit_packs")
@@ -203,7 +206,8 @@ FIELDS = {
     ),
     "plans": (
         "code", "name", "description", "billing_interval", "price", "currency", "public",
-        "active", "included_credits", "features", "rollover", "overage",
+        "active", "included_credits", "standalone_values", "platform_fee_value", "features",
+        "rollover", "overage",
     ),
     "credit_packs": (
         "code", "name", "description", "credit_type", "credits", "price", "currency",
@@ -246,6 +250,7 @@ def _feature(entry, raw, known_credit_types):
 
 
 def _plan(entry, raw, known_credit_types, known_features):
+    problems_before = len(entry.errors)
     included = {}
     raw_included = entry.take("included_credits", _mapping, default={}) or {}
     for credit_type in sorted(raw_included, key=str):
@@ -257,6 +262,33 @@ def _plan(entry, raw, known_credit_types, known_features):
             included[credit_type] = _credits(raw_included[credit_type])
         except (DecimalInputError, ValueError) as exc:
             entry.fail(path, str(exc))
+
+    values = {}
+    raw_values = entry.take("standalone_values", _mapping, default={}) or {}
+    for credit_type in sorted(raw_values, key=str):
+        path = f"standalone_values.{credit_type}"
+        if credit_type not in raw_included:
+            entry.fail(path, f"{credit_type!r} is not in included_credits")
+            continue
+        try:
+            values[credit_type] = _money(raw_values[credit_type])
+        except (DecimalInputError, ValueError) as exc:
+            entry.fail(path, str(exc))
+    fee_value = entry.take("platform_fee_value", _money, default="0.00")
+    if len(entry.errors) == problems_before:
+        for problem in split_problems(
+            fee_value=Decimal(fee_value),
+            allowances=[
+                SimpleNamespace(
+                    code=code,
+                    credits_per_period=Decimal(credits),
+                    standalone_value=_dec(values.get(code)),
+                )
+                for code, credits in included.items()
+            ],
+            name=lambda a: a.code,
+        ):
+            entry.fail("standalone_values", problem)
 
     plan_features = []
     raw_features = entry.take("features", _list, default=[]) or []
@@ -318,6 +350,8 @@ def _plan(entry, raw, known_credit_types, known_features):
         "public": entry.take("public", _bool, default=True),
         "active": entry.take("active", _bool, default=True),
         "included_credits": included,
+        "standalone_values": values,
+        "platform_fee_value": fee_value,
         "features": plan_features,
         "rollover": rollover,
         "overage": overage,
@@ -340,6 +374,10 @@ def _credit_pack(entry, raw, known_credit_types):
         "public": entry.take("public", _bool, default=True),
         "active": entry.take("active", _bool, default=True),
     }
+
+
+def _dec(value):
+    return None if value is None else Decimal(value)
 
 
 def _list(value):

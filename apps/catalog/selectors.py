@@ -42,6 +42,12 @@ def plan_document(plan):
             a.credit_type.code: format_decimal(a.credits_per_period)
             for a in sorted(plan.allowances.all(), key=lambda a: a.credit_type.code)
         },
+        "standalone_values": {
+            a.credit_type.code: format_money(a.standalone_value)
+            for a in sorted(plan.allowances.all(), key=lambda a: a.credit_type.code)
+            if a.standalone_value is not None
+        },
+        "platform_fee_value": format_money(plan.platform_fee_value),
         "features": [
             {
                 "feature": pf.feature.code,

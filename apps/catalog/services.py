@@ -205,10 +205,13 @@ def _apply(document, changes, *, acting_user, reason):
                 "overage_policy": item["overage"]["policy"],
                 "overage_limit": Decimal(item["overage"]["limit"]),
                 "overage_unit_price": Decimal(item["overage"]["unit_price"]),
+                "platform_fee_value": Decimal(item["platform_fee_value"]),
             },
             **saved,
         )
-        _sync_allowances(plan, item["included_credits"], credit_types, **saved)
+        _sync_allowances(
+            plan, item["included_credits"], item["standalone_values"], credit_types, **saved
+        )
         _sync_plan_features(plan, item["features"], features, **saved)
 
     for item in items["credit_packs"]:
@@ -230,7 +233,7 @@ def _apply(document, changes, *, acting_user, reason):
         )
 
 
-def _sync_allowances(plan, included, credit_types, *, acting_user, reason):
+def _sync_allowances(plan, included, values, credit_types, *, acting_user, reason):
     existing = {a.credit_type.code: a for a in plan.allowances.select_related("credit_type")}
     for code, allowance in existing.items():
         if code not in included:
@@ -238,9 +241,15 @@ def _sync_allowances(plan, included, credit_types, *, acting_user, reason):
             allowance.delete()
     for code, credits in included.items():
         allowance = existing.get(code) or PlanAllowance(plan=plan, credit_type=credit_types[code])
-        if allowance.pk and allowance.credits_per_period == Decimal(credits):
+        value = _dec(values.get(code))
+        if (
+            allowance.pk
+            and allowance.credits_per_period == Decimal(credits)
+            and allowance.standalone_value == value
+        ):
             continue
         allowance.credits_per_period = Decimal(credits)
+        allowance.standalone_value = value
         _save(allowance, acting_user=acting_user, reason=reason)
 
 

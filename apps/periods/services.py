@@ -18,12 +18,14 @@ from django.utils import timezone
 
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan, PlanAllowance
+from apps.catalog.pricing import price_split
 from apps.core import events
-from apps.core.allocation import allocate, cost_basis
+from apps.core.allocation import cost_basis
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
 from apps.jobs.counts import JobCounts, in_parallel
 from apps.jobs.runner import run_in_chunks
+from apps.revenue.models import RatableFee
 from apps.wallets.ledger import LedgerBook
 from apps.wallets.models import CreditGrant
 from apps.webhooks.services import record_events
@@ -41,19 +43,22 @@ def period_reference(subscription_id, start, credit_type_code, *, kind="period")
 
 
 def _bases(plan, allowances):
-    """What each allowance's credits were paid: the period's price allocated over the
-    plan's credit types (docs/revenue.md), as (basis, unit price) per allowance."""
-    bases = allocate(plan.price, [a.credits_per_period for a in allowances],
-                     currency=plan.currency)  # fmt: skip
+    """What each allowance's credits were paid, as (basis, unit price) per allowance, and
+    the platform fee's part of the price: the plan's price split by apps/catalog/pricing.py
+    (docs/revenue.md, "Plan periods: allocating the price")."""
+    bases, fee = price_split(plan=plan, allowances=allowances)
+    unit = Decimal(1).scaleb(-UNIT_PRICE_PLACES)
     return [
-        (basis, (basis / a.credits_per_period).quantize(Decimal(1).scaleb(-UNIT_PRICE_PLACES)))
+        (basis, (basis / a.credits_per_period).quantize(unit) if a.credits_per_period else basis)
         for basis, a in zip(bases, allowances, strict=True)
-    ]
+    ], fee
 
 
 def _period_grants(subscription, plan, allowances, start, end, now):
     """The plan-period grants for one period, with the plan's rollover terms snapshotted:
-    whoever closes them at `end` rolls over by the terms of the period they belong to."""
+    whoever closes them at `end` rolls over by the terms of the period they belong to; and
+    the period's platform fee (an unsaved RatableFee, None without one). `_add_period`
+    writes both."""
     periods = plan.rollover_expires_after_periods
     # Rolled credits that expire after 0 periods would expire as they roll: none roll.
     percent = (plan.rollover_percent or None) if periods != 0 else None
@@ -65,8 +70,8 @@ def _period_grants(subscription, plan, allowances, start, end, now):
             moment=end,
             periods=periods,
         )
-    allowances = [a for a in allowances if a.credits_per_period > 0]
-    return [
+    bases, fee = _bases(plan, allowances)
+    grants = [
         (
             allowance.credit_type_id,
             CreditGrant(
@@ -87,8 +92,45 @@ def _period_grants(subscription, plan, allowances, start, end, now):
                 created_at=now,
             ),
         )
-        for allowance, (basis, unit_price) in zip(allowances, _bases(plan, allowances), strict=True)
+        for allowance, (basis, unit_price) in zip(allowances, bases, strict=True)
+        if allowance.credits_per_period > 0
     ]
+    if not fee:
+        return grants, None
+    return grants, RatableFee(
+        subscription=subscription,
+        account_id=subscription.account_id,
+        plan=plan,
+        currency=plan.currency,
+        period_start=start,
+        period_end=end,
+        amount=fee,
+        created_at=now,
+    )
+
+
+def _add_period(book, subscription, period, granted, fees):
+    """Grant one period: its grants into `book` (the wallets locked), its platform fee into
+    `fees` (written by `_write_fees` in the same transaction). The one place a period is
+    granted, on every path (renewal job, catch-up, put_account_on_plan, Stripe's
+    invoice.paid). Grants whose references are in `granted` (another path granted them)
+    are skipped, and so is the fee of a period granted before: a replay writes nothing
+    again (the fee's unique (subscription, period start) backs this). Returns the credits
+    granted."""
+    grants, fee = period
+    new = [(key, grant) for key, grant in grants if grant.reference not in granted]
+    for credit_type_id, grant in new:
+        book.states[(subscription.account_id, credit_type_id)].add_grant(grant, reason=grant.reason)
+    if fee is not None and len(new) == len(grants):
+        fees.append(fee)
+    return sum(grant.amount for _, grant in new)
+
+
+def _write_fees(fees):
+    """The periods' platform fees, once each: a fee already written for its (subscription,
+    period start) stays as it is."""
+    if fees:
+        RatableFee.objects.bulk_create(fees, ignore_conflicts=True)
 
 
 def _allowances(plan_ids):
@@ -158,7 +200,7 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
         states_of.setdefault(account_id, []).append(state)
     # Another path (Stripe's invoice.paid) may have granted a period already: skip it. The
     # unique reference would refuse it anyway; reading first keeps the chunk going.
-    references = [g.reference for _, p in schedule for _, _, new in p for _, g in new]
+    references = [g.reference for _, p in schedule for _, _, (new, _) in p for _, g in new]
     references += [
         period_reference(s.pk, start, state.wallet.credit_type.code, kind="overage")
         for s, p in schedule for start, _, _ in p for state in states_of.get(s.account_id, [])
@@ -168,7 +210,7 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
             account_id__in={s.account_id for s in subscriptions}, reference__in=references
         ).values_list("reference", flat=True)
     )
-    overage = []
+    overage, fees = [], []
     for subscription, periods in schedule:
         states = states_of.get(subscription.account_id, [])
         for start, ended_plan, new in periods:
@@ -178,18 +220,14 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
                 if grant is not None:
                     overage.append((subscription, grant))
                     counts.overage += grant.amount
-            for credit_type_id, grant in new:
-                if grant.reference in granted:
-                    continue
-                state = book.states[(subscription.account_id, credit_type_id)]
-                state.add_grant(grant, reason=grant.reason)
-                counts.granted += grant.amount
+            counts.granted += _add_period(book, subscription, new, granted, fees)
             counts.periods += 1
         counts.renewed += 1
         counts.canceled += subscription.status == Subscription.Status.CANCELED
     for state in book.states.values():
         state.expire_due(until=until)
     counts.tally(book.entries)
+    _write_fees(fees)
     _save_subscriptions(subscriptions, now)
     record_events(events=_renewed_events(schedule), now=now)
     if overage:
@@ -365,8 +403,9 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
         subscription.save()
         start, end = subscription.current_period_start, subscription.current_period_end
         first = _period_grants(subscription, plan, allowances[plan.pk], start, end, now)
-        for credit_type_id, grant in first:
-            book.states[(account.pk, credit_type_id)].add_grant(grant, reason=grant.reason)
+        fees = []
+        _add_period(book, subscription, first, set(), fees)
+        _write_fees(fees)
         if subscription.current_period_end <= now:  # started in the past: catch up
             _renew([subscription], book, JobCounts(), allowances)
         for state in book.states.values():
@@ -415,7 +454,7 @@ def _set_cancel(account, cancel, acting_user, *, durable):
         book = LedgerBook(now=now)
         subscription = _current(account)
         allowances = _catch_up(account, [subscription], book, now)
-        terms = _period_grants(
+        terms, _ = _period_grants(
             subscription,
             subscription.plan,
             allowances[subscription.plan_id],

@@ -8,6 +8,7 @@ The ledger stays the record; these are its rollups, posted from it by `post_reve
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.core.fields import credit_field, currency_field, money_field
@@ -114,3 +115,39 @@ class RevenueMonth(models.Model):
 
     def __str__(self):
         return f"{self.month:%B %Y}"
+
+
+class RatableFee(models.Model):
+    """A plan period's platform fee: the part of its price that is not for credits (access,
+    support; apps/catalog/pricing.py), billed at the period's start and recognised evenly
+    over the period (fees.py). Written by the periods app with the period's grants."""
+
+    subscription = models.ForeignKey(
+        "accounts.Subscription", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+")
+    plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="+")
+    currency = currency_field()
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    amount = money_field(help_text="The fee's part of the period's price.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["period_start", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"], name="ratable_fee_once_per_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=models.F("period_start")),
+                name="ratable_fee_period_not_empty",
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="ratable_fee_amount_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["period_end", "period_start"], name="ratable_fee_period"),
+        ]
+
+    def __str__(self):
+        return f"Platform fee {self.amount} {self.currency} for {self.period_start:%Y-%m-%d}"
