@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.core.admin import LargeTableAdmin
+from apps.core.admin import QUANTITY, LargeTableAdmin
 
 from .models import UsageEvent
 
@@ -13,3 +13,4 @@ class UsageEventAdmin(LargeTableAdmin):
     list_select_related = ["account", "feature"]
     search_fields = ["=account__external_id", "=idempotency_key"]
     ordering = ["-id"]
+    number_kinds = {"quantity": QUANTITY}  # units of the feature, not credits
