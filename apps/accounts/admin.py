@@ -9,14 +9,15 @@ from apps.billing.billing_page import billing_link
 from apps.billing.checkout import set_cancel_at_period_end
 from apps.billing.models import AutoRecharge
 from apps.billing.subscriptions import release_renewal_hold
-from apps.core.admin import HistoryAdmin
+from apps.core.admin import ExtendablePage, HistoryAdmin, HumanNumbers
 from apps.core.errors import DomainError
+from apps.core.humanize import money
 
 from .models import Account, ApiKey, Subscription
 from .services import api_key_input_errors, create_api_key, revoke_api_key, set_account_status
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(HumanNumbers, admin.TabularInline):
     model = Subscription
     extra = 0
     fields = [
@@ -34,7 +35,7 @@ class SubscriptionInline(admin.TabularInline):
         return False
 
 
-class AutoRechargeInline(admin.StackedInline):
+class AutoRechargeInline(HumanNumbers, admin.StackedInline):
     """Auto-recharge terms (apps/billing/recharge.py): the card saved by a pack checkout
     buys the pack when available credits fall below the threshold."""
 
@@ -46,9 +47,16 @@ class AutoRechargeInline(admin.StackedInline):
               "last_attempt_at"]  # fmt: skip
     readonly_fields = ["armed", "last_result", "last_attempt_at"]
 
+    @admin.display(description="Monthly cap", ordering="monthly_cap")
+    def monthly_cap_human(self, recharge):
+        return money(recharge.monthly_cap, recharge.credit_pack.currency)
+
 
 @admin.register(Account)
-class AccountAdmin(HistoryAdmin):
+class AccountAdmin(ExtendablePage, HistoryAdmin):
+    """An account's page: its details, subscriptions and auto-recharge, and what the wallets'
+    admin adds to it (balances per credit type, "Grant credits")."""
+
     list_display = ["external_id", "name", "email", "status", "plan", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["external_id", "name", "email"]

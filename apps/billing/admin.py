@@ -7,6 +7,7 @@ from djstripe.admin.views import ConfirmCustomAction
 
 from apps.core.admin import ExportMixin, LargeTableAdmin
 from apps.core.exports import DATETIME, DECIMAL, ID, MONEY, NUMBER, Column
+from apps.core.humanize import money
 
 from .models import OverageCharge, Purchase
 
@@ -73,13 +74,16 @@ class PurchaseAdmin(ExportMixin, LargeTableAdmin):
 
     @admin.display(description="Paid", ordering="amount_paid")
     def paid_label(self, purchase):
-        return f"{purchase.amount_paid} {purchase.currency}" if purchase.paid_at else "—"
+        return money(purchase.amount_paid, purchase.currency) if purchase.paid_at else "—"
 
     @admin.display(description="Refunded / disputed")
     def refunded_label(self, purchase):
         if not (purchase.amount_refunded or purchase.amount_disputed):
             return "—"
-        return f"{purchase.amount_refunded} / {purchase.amount_disputed} {purchase.currency}"
+        return (
+            f"{money(purchase.amount_refunded, purchase.currency)} / "
+            f"{money(purchase.amount_disputed, purchase.currency)}"
+        )
 
     @admin.display(description="Grant")
     def grant_link(self, purchase):
@@ -93,7 +97,7 @@ class PurchaseAdmin(ExportMixin, LargeTableAdmin):
 class OverageChargeAdmin(ExportMixin, LargeTableAdmin):
     """Overage billed at period end: sent to Stripe, pending, or left for finance."""
 
-    list_display = ["created_at", "account", "credits", "unit_price", "amount_label", "status",
+    list_display = ["created_at", "account", "credits", "unit_price", "amount", "status",
                     "stripe_invoice_item_id", "attempts"]  # fmt: skip
     list_filter = ["status", "currency"]
     list_select_related = ["account"]
@@ -105,10 +109,6 @@ class OverageChargeAdmin(ExportMixin, LargeTableAdmin):
     ]  # fmt: skip
     fields = readonly_fields
     export_columns = OVERAGE_CHARGE_COLUMNS
-
-    @admin.display(description="Amount", ordering="amount")
-    def amount_label(self, charge):
-        return f"{charge.amount} {charge.currency}"
 
 
 @admin.site.admin_view

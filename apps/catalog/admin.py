@@ -5,8 +5,9 @@ from django.forms.models import BaseInlineFormSet
 
 from apps.accounts.models import Subscription
 from apps.billing.catalog_sync import sync_stripe_catalog
-from apps.core.admin import HistoryAdmin
+from apps.core.admin import QUANTITY, HistoryAdmin, HumanNumbers
 from apps.core.errors import DomainError
+from apps.core.humanize import money
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
 from .pricing import split_problems
@@ -86,7 +87,7 @@ class PlanAllowanceFormSet(BaseInlineFormSet):
             raise ValidationError(problems)
 
 
-class PlanAllowanceInline(admin.TabularInline):
+class PlanAllowanceInline(HumanNumbers, admin.TabularInline):
     model = PlanAllowance
     formset = PlanAllowanceFormSet
     extra = 0
@@ -96,11 +97,12 @@ class PlanAllowanceInline(admin.TabularInline):
     verbose_name_plural = "included credits per period"
 
 
-class PlanFeatureInline(admin.TabularInline):
+class PlanFeatureInline(HumanNumbers, admin.TabularInline):
     model = PlanFeature
     extra = 0
     autocomplete_fields = ["feature"]
     fields = ["feature", "enabled", "credits_per_unit", "limit_per_period"]
+    number_kinds = {"limit_per_period": QUANTITY}  # units of use, not credits
 
 
 @admin.register(Plan)
@@ -141,7 +143,7 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
 
     @admin.display(description="Price", ordering="price")
     def price_label(self, plan):
-        return f"{plan.price} {plan.currency} / {plan.billing_interval}"
+        return f"{money(plan.price, plan.currency)} / {plan.billing_interval}"
 
     @admin.display(description="Live subscriptions", ordering="_live")
     def live_subscriptions(self, plan):
@@ -162,4 +164,4 @@ class CreditPackAdmin(SyncToStripe, HistoryAdmin):
 
     @admin.display(description="Price", ordering="price")
     def price_label(self, pack):
-        return f"{pack.price} {pack.currency}"
+        return money(pack.price, pack.currency)

@@ -1,23 +1,143 @@
 """Admin helpers shared by the apps."""
 
-from functools import partial
+from dataclasses import dataclass
+from functools import partial, update_wrapper
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import models
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.text import slugify
+from django.utils.text import capfirst, slugify
 from simple_history.admin import SimpleHistoryAdmin
 
+from . import humanize
+from .decimals import (
+    CREDIT_DIGITS,
+    CREDIT_PLACES,
+    MONEY_DIGITS,
+    MONEY_PLACES,
+    UNIT_PRICE_DIGITS,
+    UNIT_PRICE_PLACES,
+)
 from .exports import FORMATS, content_type, export_chunks, export_filename
 
 COUNT_CAP = 10_000
+
+# How a number is read, by its column's precision (apps/core/fields.py makes every credit, money
+# and unit-price column with one of these).
+CREDITS, MONEY, UNIT_PRICE, PER_UNIT, QUANTITY = (
+    "credits", "money", "unit_price", "per_unit", "quantity"
+)  # fmt: skip
+KIND_BY_PRECISION = {
+    (CREDIT_DIGITS, CREDIT_PLACES): CREDITS,
+    (MONEY_DIGITS, MONEY_PLACES): MONEY,
+    (UNIT_PRICE_DIGITS, UNIT_PRICE_PLACES): UNIT_PRICE,
+}
+HUMAN_SUFFIX = "_human"
+
+
+def _unit_name(obj):
+    """The unit a per-unit credit price is for: the feature's (`call`, `page`)."""
+    feature = obj if hasattr(obj, "unit_name") else getattr(obj, "feature", None)
+    return getattr(feature, "unit_name", "unit")
+
+
+def show_number(kind, value, obj):
+    """One number of `obj` as staff read it (apps/core/humanize.py)."""
+    if kind == MONEY:
+        return humanize.money(value, getattr(obj, "currency", ""))
+    if kind == UNIT_PRICE:
+        return humanize.unit_price(value, getattr(obj, "currency", ""))
+    if kind == PER_UNIT:
+        return humanize.credits_per(value, _unit_name(obj))
+    if kind == QUANTITY:
+        return humanize.group_digits(value)
+    return humanize.credits(value)
+
+
+def number_kind(field, overrides):
+    if field.name in overrides:
+        return overrides[field.name]
+    if not isinstance(field, models.DecimalField):
+        return None
+    kind = KIND_BY_PRECISION.get((field.max_digits, field.decimal_places))
+    return PER_UNIT if kind == CREDITS and field.name == "credits_per_unit" else kind
+
+
+class HumanNumbers:
+    """Credit and money columns read like a product: `10,000 credits`, `12.00 USD`, in lists,
+    inlines and read-only fields; a field staff edit stays a plain decimal input.
+
+    Each credit, money and unit-price field `x` of the model gets a display `x_human` (sorting
+    by `x`), shown instead of `x` in `list_display` and wherever `x` is read-only: in
+    `readonly_fields`, or on a page the user may only view. `number_kinds` names the fields read
+    otherwise (`{"quantity": QUANTITY}`: units of use, not credits).
+    """
+
+    number_kinds = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.human_names = {}
+        for field in self.model._meta.concrete_fields:
+            kind = number_kind(field, self.number_kinds)
+            if kind is None:
+                continue
+            name = field.name + HUMAN_SUFFIX
+            if not hasattr(self, name):
+                setattr(self, name, self._display(field, kind))
+            self.human_names[field.name] = name
+
+    @staticmethod
+    def _display(field, kind):
+        def display(obj):
+            return show_number(kind, getattr(obj, field.attname), obj)
+
+        display.short_description = capfirst(field.verbose_name)
+        display.admin_order_field = field.name
+        return display
+
+    def _human(self, names, swap):
+        """`names` with the swapped fields' displays, each once (a fieldset line may be a
+        tuple)."""
+        out, seen = [], set()
+        for name in names:
+            if isinstance(name, list | tuple):
+                out.append(type(name)(self._human(name, swap)))
+                continue
+            name = swap.get(name, name) if isinstance(name, str) else name
+            if name not in seen:
+                seen.add(name)
+                out.append(name)
+        return out
+
+    def get_list_display(self, request):
+        return self._human(super().get_list_display(request), self.human_names)
+
+    def get_readonly_fields(self, request, obj=None):
+        """The read-only number fields stay listed (so the form leaves them out) beside their
+        displays, which the fieldsets show. On a view-only page every number is read-only."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self.has_change_permission(request, obj):
+            shown = self.human_names
+        else:
+            shown = {f: h for f, h in self.human_names.items() if f in fields}
+        return [*fields, *(h for h in shown.values() if h not in fields)]
+
+    def get_fieldsets(self, request, obj=None):
+        readonly = set(self.get_readonly_fields(request, obj))
+        swap = {f: h for f, h in self.human_names.items() if h in readonly}
+        return [
+            (title, {**options, "fields": self._human(options["fields"], swap)})
+            for title, options in super().get_fieldsets(request, obj)
+        ]
 
 
 class LargeTablePaginator(Paginator):
@@ -42,7 +162,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class LargeTableAdmin(ReadOnlyAdmin):
+class LargeTableAdmin(HumanNumbers, ReadOnlyAdmin):
     """Read-only lists over tables that grow to millions of rows: no full COUNT(*), no
     per-filter counts (facets)."""
 
@@ -51,7 +171,7 @@ class LargeTableAdmin(ReadOnlyAdmin):
     show_facets = admin.ShowFacets.NEVER
 
 
-class HistoryAdmin(SimpleHistoryAdmin):
+class HistoryAdmin(HumanNumbers, SimpleHistoryAdmin):
     """The one base of every history-tracked admin.
 
     django-simple-history's "revert" form (`.../history/<id>/`) checks only the *view*
@@ -142,3 +262,75 @@ class ExportMixin:
         )
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+
+@dataclass(frozen=True)
+class PageView:
+    """An extra view on an object's admin page, with its button: `view(model_admin, request,
+    obj_pk)` at `<pk>/<route>/`, named `admin:<app>_<model>_<name>`, offered to users with
+    `permission` (the view checks it too)."""
+
+    name: str
+    route: str
+    label: str
+    permission: str
+    view: object
+
+
+_PAGE_PARTS = {}
+
+
+def add_to_page(model, *, inline=None, view=None):
+    """A higher app's admin module adds a part to a lower app's object page: an inline, or a
+    `PageView`. The lower app's admin (an `ExtendablePage`) shows it without importing the
+    higher app (the layers of .importlinter)."""
+    parts = _PAGE_PARTS.setdefault(model, {"inlines": [], "views": []})
+    if inline is not None:
+        parts["inlines"].append(inline)
+    if view is not None:
+        parts["views"].append(view)
+
+
+class ExtendablePage:
+    """An admin whose object page shows what higher apps add to it (`add_to_page`); its
+    change form template lists the added views' buttons (`page_views`)."""
+
+    def _parts(self, kind):
+        return _PAGE_PARTS.get(self.model, {}).get(kind, [])
+
+    def added_views(self):
+        """The `PageView`s higher apps added to this admin's object page."""
+        return self._parts("views")
+
+    def get_inlines(self, request, obj):
+        return [*super().get_inlines(request, obj), *self._parts("inlines")]
+
+    def get_urls(self):
+        opts = self.model._meta
+        added = []
+        for page_view in self.added_views():
+            view = update_wrapper(partial(page_view.view, self), page_view.view)
+            added.append(
+                path(
+                    f"<path:object_id>/{page_view.route}/",
+                    self.admin_site.admin_view(view),
+                    name=f"{opts.app_label}_{opts.model_name}_{page_view.name}",
+                )
+            )
+        return [*added, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        opts = self.model._meta
+        buttons = [
+            (
+                page_view.label,
+                reverse(
+                    f"admin:{opts.app_label}_{opts.model_name}_{page_view.name}",
+                    args=[object_id],
+                ),
+            )
+            for page_view in self.added_views()
+            if request.user.has_perm(page_view.permission)
+        ]
+        extra_context = {**(extra_context or {}), "page_views": buttons}
+        return super().change_view(request, object_id, form_url, extra_context)

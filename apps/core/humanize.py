@@ -35,3 +35,19 @@ def money(value, currency=""):
     sign = "-" if amount < 0 else ""
     whole, _, cents = format(abs(amount), "f").partition(".")
     return f"{sign}{int(whole):,}.{cents} {currency}".rstrip()
+
+
+def unit_price(value, currency="", per="credit"):
+    """`0.0125 USD / credit`: exact (a unit price has up to ten places), at least two."""
+    if value is None:
+        return "—"
+    text = group_digits(value)
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')} {currency} / {per}".replace("  ", " ")
+
+
+def credits_per(value, unit):
+    """A price in credits per unit of use: `2.5 credits / call`."""
+    if value is None:
+        return "—"
+    return f"{credits(value)} / {unit}"

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.core.admin import ExportMixin, LargeTableAdmin
+from apps.core.admin import QUANTITY, ExportMixin, LargeTableAdmin
 from apps.core.exports import DATETIME, DECIMAL, ID, Column
 
 from . import report_admin  # noqa: F401  (registers the "Reports" section's pages)
@@ -32,3 +32,4 @@ class UsageEventAdmin(ExportMixin, LargeTableAdmin):
     list_select_related = ["account", "feature"]
     search_fields = ["=account__external_id", "=idempotency_key"]
     ordering = ["-id"]
+    number_kinds = {"quantity": QUANTITY}  # units of the feature, not credits

@@ -3,13 +3,24 @@ corrections (grant, claw back, void), each through the ledger services with a re
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import ExportMixin, LargeTableAdmin
+from apps.accounts.models import Account
+from apps.core.admin import (
+    QUANTITY,
+    ExportMixin,
+    HumanNumbers,
+    LargeTableAdmin,
+    PageView,
+    add_to_page,
+)
 from apps.core.errors import DomainError
+from apps.core.humanize import credits
 
 from .exports import LEDGER_COLUMNS
 from .forms import ClawBackForm, GrantCreditsForm, VoidGrantForm
@@ -19,7 +30,45 @@ from .services import adjust, grant_credits, void_grant
 RECENT_ENTRIES = 25
 
 
-class GrantInline(admin.TabularInline):
+def ledger_form_page(model_admin, request, *, title, action, form, crumbs, summary, back):
+    """A staff correction form (admin/wallets/ledger_form.html): `crumbs` are (label, URL)
+    pairs after Home, `summary` the balances it changes, `back` where Cancel goes."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": title,
+        "action": action,
+        "form": form,
+        "crumbs": crumbs,
+        "summary": summary,
+        "back": back,
+    }
+    return TemplateResponse(request, "admin/wallets/ledger_form.html", context)
+
+
+def balance_summary(wallet):
+    text = (
+        f"Balance {credits(wallet.balance)}, held {credits(wallet.held)}, available "
+        f"{credits(wallet.available)}"
+    )
+    return text + (f", overage debt {credits(wallet.debt)}." if wallet.debt else ".")
+
+
+def wallet_form_page(model_admin, request, wallet, form, title, action=None):
+    page = reverse("admin:wallets_wallet_change", args=[wallet.pk])
+    return ledger_form_page(
+        model_admin,
+        request,
+        title=f"{title}: {wallet}",
+        action=action or title,
+        form=form,
+        crumbs=[("Wallets", reverse("admin:wallets_wallet_changelist")), (str(wallet), page)],
+        summary=balance_summary(wallet),
+        back=page,
+    )
+
+
+class GrantInline(HumanNumbers, admin.TabularInline):
     model = CreditGrant
     fields = ["source", "amount", "remaining", "expires_at", "priority", "unit_price",
               "currency", "reference", "api_key", "voided_at", "void_link"]  # fmt: skip
@@ -54,9 +103,9 @@ class WalletAdmin(LargeTableAdmin):
     readonly_fields = fields
     inlines = [GrantInline]
 
-    @admin.display(description="Available")
+    @admin.display(description="Available", ordering=F("balance") - F("held"))
     def available(self, wallet):
-        return wallet.available
+        return credits(wallet.available)
 
     @admin.display(description=f"Last {RECENT_ENTRIES} ledger entries")
     def recent_entries(self, wallet):
@@ -70,8 +119,8 @@ class WalletAdmin(LargeTableAdmin):
                 (
                     e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                     e.kind,
-                    e.amount,
-                    e.balance_after,
+                    credits(e.amount),
+                    credits(e.balance_after),
                     e.grant_id or "",
                     e.acting_user or "",
                     e.reason,
@@ -116,7 +165,7 @@ class WalletAdmin(LargeTableAdmin):
                 reason=data["reason"],
                 acting_user=request.user,
             )
-            return f"Granted {data['amount']} credits."
+            return f"Granted {credits(data['amount'])}."
 
         return self._correction(
             request, pk, "wallets.grant_credits", GrantCreditsForm, "Grant credits", apply
@@ -131,7 +180,7 @@ class WalletAdmin(LargeTableAdmin):
                 reason=data["reason"],
                 acting_user=request.user,
             )
-            return f"Clawed back {data['amount']} credits."
+            return f"Clawed back {credits(data['amount'])}."
 
         return self._correction(
             request, pk, "wallets.claw_back_credits", ClawBackForm, "Claw back credits", apply
@@ -150,23 +199,12 @@ class WalletAdmin(LargeTableAdmin):
             else:
                 self.message_user(request, done, messages.SUCCESS)
                 return redirect("admin:wallets_wallet_change", wallet.pk)
-        return self._form_page(request, wallet, form, title)
+        return wallet_form_page(self, request, wallet, form, title)
 
     def _wallet_for(self, request, pk, permission):
         if not request.user.has_perm(permission):
             raise PermissionDenied
         return get_object_or_404(Wallet.objects.select_related("account", "credit_type"), pk=pk)
-
-    def _form_page(self, request, wallet, form, title):
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"{title}: {wallet}",
-            "action": title,
-            "wallet": wallet,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/wallets/ledger_form.html", context)
 
 
 @admin.register(CreditGrant)
@@ -206,15 +244,8 @@ class CreditGrantAdmin(LargeTableAdmin):
             else:
                 self.message_user(request, f"Voided what was left of grant #{grant.pk}.")
                 return redirect("admin:wallets_wallet_change", grant.wallet_id)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": Wallet._meta,
-            "title": f"Void grant #{grant.pk} ({grant.remaining} left): {grant.wallet}",
-            "action": "Void grant",
-            "wallet": grant.wallet,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/wallets/ledger_form.html", context)
+        title = f"Void grant #{grant.pk} ({credits(grant.remaining)} left)"
+        return wallet_form_page(self, request, grant.wallet, form, title, action="Void grant")
 
 
 @admin.register(LedgerEntry)
@@ -240,3 +271,100 @@ class ReservationAdmin(LargeTableAdmin):
     list_filter = ["status", "expires_at"]
     list_select_related = ["account", "feature"]
     search_fields = ["=account__external_id", "=idempotency_key"]
+    number_kinds = {"quantity": QUANTITY}  # units of the feature, not credits
+
+
+class AccountWalletInline(HumanNumbers, admin.TabularInline):
+    """The account page's balances: one row per credit type, linked to the wallet's page."""
+
+    model = Wallet
+    verbose_name = "balance"
+    verbose_name_plural = "balances"
+    fields = ["credit_type", "balance", "held", "available", "debt", "active_grants"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request):
+        now = timezone.now()
+        active = (
+            Q(grants__remaining__gt=0, grants__voided_at__isnull=True)
+            & (Q(grants__expires_at__isnull=True) | Q(grants__expires_at__gt=now))
+        )  # fmt: skip
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("credit_type")
+            .annotate(_active_grants=Count("grants", filter=active))
+        )
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Available")
+    def available(self, wallet):
+        return credits(wallet.available)
+
+    @admin.display(description="Active grants")
+    def active_grants(self, wallet):
+        url = reverse("admin:wallets_creditgrant_changelist") + f"?wallet__id__exact={wallet.pk}"
+        return format_html('<a href="{}">{}</a>', url, wallet._active_grants)
+
+
+def grant_to_account(account_admin, request, object_id):
+    """The account page's "Grant credits": free credits of any credit type; the grant makes
+    the wallet if the account has none of that type yet."""
+    if not request.user.has_perm("wallets.grant_credits"):
+        raise PermissionDenied
+    account = get_object_or_404(Account, pk=object_id)
+    page = reverse("admin:accounts_account_change", args=[account.pk])
+    form = GrantCreditsForm(request.POST or None, choose_credit_type=True)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            grant_credits(
+                account=account,
+                credit_type=data["credit_type"],
+                amount=data["amount"],
+                source=data["source"],
+                expires_at=data["expires_at"],
+                priority=data["priority"],
+                reason=data["reason"],
+                acting_user=request.user,
+            )
+        except DomainError as error:
+            form.add_error(None, error.message)
+        else:
+            account_admin.message_user(
+                request,
+                f"Granted {credits(data['amount'])} ({data['credit_type']}) to {account}.",
+                messages.SUCCESS,
+            )
+            return redirect(page)
+    return ledger_form_page(
+        account_admin,
+        request,
+        title=f"Grant credits: {account}",
+        action="Grant credits",
+        form=form,
+        crumbs=[("Accounts", reverse("admin:accounts_account_changelist")), (str(account), page)],
+        summary="",
+        back=page,
+    )
+
+
+add_to_page(Account, inline=AccountWalletInline)
+add_to_page(
+    Account,
+    view=PageView(
+        name="grant_credits",
+        route="grant-credits",
+        label="Grant credits…",
+        permission="wallets.grant_credits",
+        view=grant_to_account,
+    ),
+)

@@ -131,3 +131,67 @@ def test_revoke_action_revokes_selected_keys(client):
     client.post(url("accounts", "apikey"), {"action": "revoke", "_selected_action": [api_key.pk]})
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None
+
+
+def page(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, path
+    return response.content.decode()
+
+
+def test_lists_and_view_only_pages_read_numbers_like_a_product(client):
+    """Finance reads the books; every number it sees is grouped, with its unit or currency,
+    never a raw six-place decimal."""
+    from apps.billing.models import OverageCharge, Purchase
+    from apps.usage.models import UsageEvent
+    from tests.factories import admin_samples
+
+    admin_samples()  # 100 credits granted, 1 consumed, 1 held; a 1,000-credit purchase
+    client.force_login(UserFactory(groups=["Finance"]))
+    expected = {
+        "/admin/wallets/wallet/": ["99 credits", "98 credits", "1 credit"],
+        "/admin/wallets/creditgrant/": ["100 credits", "99 credits"],
+        "/admin/wallets/ledgerentry/": ["100 credits", "-1 credit", "99 credits"],
+        "/admin/wallets/reservation/": ["1 credit"],
+        "/admin/usage/usageevent/": ["1 credit"],
+        "/admin/billing/purchase/": ["1,000 credits"],
+        "/admin/billing/overagecharge/": ["1.00 USD / credit", "1.00 USD"],
+        "/admin/catalog/plan/": ["29.00 USD / month"],
+        "/admin/catalog/creditpack/": ["1,000 credits", "10.00 USD"],
+        "/admin/catalog/feature/": ["1 credit / unit"],
+        f"/admin/billing/purchase/{Purchase.objects.get().pk}/change/": [
+            "1,000 credits", "10.00 USD"
+        ],
+        f"/admin/billing/overagecharge/{OverageCharge.objects.get().pk}/change/": [
+            "1.00 USD / credit"
+        ],
+        f"/admin/usage/usageevent/{UsageEvent.objects.get().pk}/change/": [
+            "1 credit / unit", "99 credits"
+        ],
+    }  # fmt: skip
+    for path, texts in expected.items():
+        html = page(client, path)
+        for text in texts:
+            assert text in html, (path, text)
+        if "/change/" not in path:  # an object page's title is the model's own __str__
+            assert not re.search(r"\d\.0{6}\b", html), path  # no 1.000000 in a list
+
+
+def test_catalog_numbers_stay_plain_inputs_for_pricing_and_read_for_support(client):
+    subscription = SubscriptionFactory()
+    plan = subscription.plan
+    plan.rollover_cap = 25000
+    plan.save()
+    PlanAllowanceFactory(plan=plan, credits_per_period=10000)
+    change = url("catalog", "plan", "change", plan.pk)
+
+    client.force_login(UserFactory(groups=["Pricing"]))
+    editable = page(client, change)
+    assert 'name="price" value="29.00"' in editable
+    assert 'value="10000.000000"' in editable  # the allowance input round-trips
+    assert 'value="25000.000000"' in editable
+
+    client.force_login(UserFactory(groups=["Support"]))
+    viewed = page(client, change)
+    assert "29.00 USD" in viewed and "10,000 credits" in viewed and "25,000 credits" in viewed
+    assert 'value="29.00"' not in viewed and 'value="10000.000000"' not in viewed  # no inputs
