@@ -10,6 +10,7 @@ from django.db.models import Q, Sum
 
 from apps.wallets.models import CreditGrant
 
+from .fees import fee_figures, month_bounds
 from .models import RevenueLine, RevenueMonth
 
 Line = RevenueLine.Kind
@@ -166,9 +167,27 @@ def series(*, first, last, currency=None, dimension=None, value=None, filters=No
                 setattr(f, name, row.get(name) or ZERO)
             figures[key] = f.close()
             opening[key] = (f.closing_deferred, f.closing_credits)
+        if dimension in (None, "plan") and not filters:
+            _add_fees(figures, month, currency, dimension, value)
         result[month] = figures
         month = next_month(month)
     return result
+
+
+FEES = ("fees_billed", "fees_recognised", "fees_deferred")
+
+
+def _add_fees(figures, month, currency, dimension, value):
+    """A plan's platform fee, recognised ratably over its period (fees.py), beside the
+    credits' figures: `extra` fees_billed, fees_recognised, fees_deferred (at month end)."""
+    start, end = month_bounds(month)
+    found = fee_figures(month_start=start, month_end=end, currency=currency,
+                        plan=value if dimension == "plan" else None)  # fmt: skip
+    for (fee_currency, plan_id), fee in found.items():
+        key = (fee_currency, plan_id) if dimension == "plan" else (fee_currency,)
+        f = figures.setdefault(key, Figures())
+        for name, amount in zip(FEES, (fee.billed, fee.recognised, fee.deferred), strict=True):
+            f.extra[name] = f.extra.get(name, ZERO) + amount
 
 
 def month_figures(*, month, currency=None, dimension=None, value=None):

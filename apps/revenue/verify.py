@@ -119,7 +119,7 @@ def _check_months(problems):
         return
     frozen = {m.month: m.figures for m in RevenueMonth.objects.filter(closed=True)}
     months = selectors.series(first=first, last=last)
-    previous = {}
+    previous, previous_fees = {}, {}
     for month, figures in months.items():
         for (currency,), f in figures.items():
             where = f"{month:%Y-%m} {currency}"
@@ -136,6 +136,14 @@ def _check_months(problems):
                                 f"{f.rolled_in}")  # fmt: skip
             if f.closing_deferred < 0:
                 problems.append(f"{where}: closing deferred {f.closing_deferred} < 0")
+            fees = [f.extra.get(name, Decimal(0)) for name in selectors.FEES]
+            opening_fees = previous_fees.get(currency, Decimal(0))
+            if opening_fees + fees[0] - fees[1] != fees[2]:
+                problems.append(
+                    f"{where}: platform fees deferred {opening_fees} + billed {fees[0]} "
+                    f"- recognised {fees[1]} != deferred {fees[2]}"
+                )
+            previous_fees[currency] = fees[2]
             stored = frozen.get(month, {}).get(currency)
             if stored is not None and selectors.Figures.from_json(stored) != f:
                 problems.append(f"{where}: closed month's frozen figures differ from its lines")
