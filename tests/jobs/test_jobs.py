@@ -14,6 +14,7 @@ from apps.jobs.models import JobRun
 from apps.jobs.registry import JOBS, register, run_job, task_name
 from apps.jobs.tasks import TASKS
 from apps.periods.services import renew_due_subscriptions
+from apps.revenue.verify import verify_revenue
 from config.celery import app
 from tests.ledger import assert_ledger_sound
 from tests.periods.conftest import FEB_28, MAR_31, Kill, killed_after, world
@@ -27,6 +28,7 @@ IN_ORDER = [
     "suspend_past_due_accounts",
     "send_overage_charges",
     "run_auto_recharges",
+    "post_revenue",
     "publish_outbox",
 ]
 
@@ -120,6 +122,7 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.suspend_past_due_accounts": 15,
         "periods.send_overage_charges": 5,
         "periods.run_auto_recharges": 1,
+        "periods.post_revenue": 1,
         "periods.publish_outbox": 1,
     }
     assert set(scheduled) <= set(app.tasks)
@@ -137,11 +140,13 @@ def test_each_job_runs_through_a_real_worker(calendar):
         suspended = TASKS["suspend_past_due_accounts"].delay().get(timeout=60)
         billed = TASKS["send_overage_charges"].delay().get(timeout=60)
         recharged = TASKS["run_auto_recharges"].delay().get(timeout=60)
+        posted = TASKS["post_revenue"].delay().get(timeout=60)
+    assert posted["posted"] > 0 and verify_revenue() == []
     assert renewed["renewed"] == 2 and renewed["periods"] == 4
     assert expired.get("failures", 0) == released.get("failures", 0) == 0
     assert suspended.get("suspended", 0) == 0
     assert billed.get("invoice_items", 0) == recharged.get("recharges", 0) == 0  # nothing due
-    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 6
+    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 7
     assert_ledger_sound()
     connection.close()
 

@@ -30,6 +30,8 @@ from apps.periods.services import (
     renew_due_subscriptions,
     resume_subscription,
 )
+from apps.revenue.posting import post_revenue
+from apps.revenue.verify import verify_revenue
 from apps.usage.services import (
     ConsumeRequest,
     commit_reservation,
@@ -123,17 +125,24 @@ class LedgerMachine(RuleBasedStateMachine):
                 resume_subscription(account=self.account)
 
     def teardown(self):
+        if hasattr(self, "account"):
+            # Revenue agrees with the ledger whatever happened (docs/revenue.md): every grant
+            # releases exactly its basis, every month satisfies the identity.
+            post_revenue()
+            assert verify_revenue() == []
         if hasattr(self, "clock"):
             self.clock.stop()
 
     @rule(target=grants, amount=quantities, days=st.none() | st.integers(1, 5),
-          priority=st.sampled_from([10, 100]))  # fmt: skip
-    def grant(self, amount, days, priority):
+          priority=st.sampled_from([10, 100]),
+          unit_price=st.sampled_from(["0", "0.01", "0.37", "1.333"]))  # fmt: skip
+    def grant(self, amount, days, priority, unit_price):
         grant, _ = grant_credits(
             account=self.account,
             credit_type=self.credit_type,
             amount=amount,
-            source="promo",
+            source="purchase" if unit_price != "0" else "promo",
+            unit_price=unit_price,
             priority=priority,
             expires_at=timezone.now() + timedelta(days=days) if days else None,
         )

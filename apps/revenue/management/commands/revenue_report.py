@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import Account
 from apps.catalog.models import CreditType, Plan
-from apps.core.decimals import format_money
+from apps.core.decimals import format_decimal, format_money
 from apps.revenue.posting import post_revenue
 from apps.revenue.selectors import DIMENSIONS, Figures, series
 
@@ -75,7 +75,7 @@ class Command(BaseCommand):
         rows = (
             [f"{month:%Y-%m}", key[0], *([labels.get(key[1], key[1])] if by else []),
              *(format_money(getattr(f, c)) for c in MONEY_COLUMNS),
-             *(str(getattr(f, c).normalize()) for c in CREDIT_COLUMNS)]
+             *(format_decimal(getattr(f, c)) for c in CREDIT_COLUMNS)]
             for month, figures in months.items()
             for key, f in sorted(figures.items(), key=lambda item: str(item[0]))
         )  # fmt: skip
