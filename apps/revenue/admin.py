@@ -115,7 +115,11 @@ class RevenueMonthAdmin(HistoryAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         name = "revenue_revenuemonth"
+        standard = super().get_urls()
+        # "add/" must stay the admin's (refused), not be read as a month.
+        add = [pattern for pattern in standard if pattern.name == f"{name}_add"]
         return [
+            *add,
             path("account/<int:account_id>/", view(self.statement_view),
                  name=f"{name}_statement"),
             path("<str:month>/", view(self.month_view), name=f"{name}_month"),
@@ -125,7 +129,7 @@ class RevenueMonthAdmin(HistoryAdmin):
                  name=f"{name}_drill_down"),
             path("<str:month>/figure/<str:figure>/account/<int:account_id>/",
                  view(self.grants_view), name=f"{name}_grants"),
-            *super().get_urls(),
+            *standard,
         ]  # fmt: skip
 
     # --- the pages ---------------------------------------------------------------------
