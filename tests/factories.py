@@ -110,6 +110,8 @@ def admin_samples():
     from apps.accounts.services import create_api_key
     from apps.billing.models import AutoRecharge, OverageCharge, Purchase
     from apps.jobs.models import JobRun
+    from apps.revenue.selectors import months_back
+    from apps.revenue.services import close_month
     from apps.usage.services import consume, reserve
     from apps.wallets.services import grant_credits
     from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -141,6 +143,8 @@ def admin_samples():
     WebhookDelivery.objects.create(
         event=event, endpoint=endpoint, created_at=timezone.now() - timedelta(minutes=1)
     )
+    # A closed revenue month (last month: this month's lines need not be closed first).
+    close_month(month=months_back(timezone.localdate().replace(day=1), 2)[0], acting_user=None)
     # Something for the catalog's history to revert to.
     plan.name = "Renamed"
     plan.save()

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.billing.billing_page import billing_link
@@ -62,7 +63,7 @@ class AccountAdmin(ExtendablePage, HistoryAdmin):
     search_fields = ["external_id", "name", "email"]
     # Status moves only through the actions (set_account_status also ends a suspension for
     # nonpayment), never by editing the field or reverting to an old row.
-    readonly_fields = ["status", "billing_page", "created_at", "updated_at"]
+    readonly_fields = ["status", "billing_page", "revenue_statement", "created_at", "updated_at"]
     inlines = [SubscriptionInline, AutoRechargeInline]
     actions = ["suspend", "reactivate"]
     show_full_result_count = False  # no COUNT(*) over a large table on every page
@@ -78,9 +79,12 @@ class AccountAdmin(ExtendablePage, HistoryAdmin):
         """The billing link lets whoever holds it buy and switch plans for the customer: only
         staff who may change the account get one."""
         fields = super().get_readonly_fields(request, obj)
-        if self.has_change_permission(request, obj):
-            return fields
-        return [field for field in fields if field != "billing_page"]
+        hidden = set()
+        if not self.has_change_permission(request, obj):
+            hidden.add("billing_page")
+        if not request.user.has_perm("revenue.view_revenuemonth"):
+            hidden.add("revenue_statement")
+        return [field for field in fields if field not in hidden]
 
     @admin.display(description="Billing page")
     def billing_page(self, account):
@@ -94,6 +98,15 @@ class AccountAdmin(ExtendablePage, HistoryAdmin):
             link.url,
             settings.BILLING_LINK_MAX_AGE_MINUTES,
         )
+
+    @admin.display(description="Revenue")
+    def revenue_statement(self, account):
+        """Finance's statement of the account (the revenue app's admin page, by URL name:
+        accounts sits below revenue)."""
+        if account.pk is None:
+            return "—"
+        url = reverse("admin:revenue_revenuemonth_statement", args=[account.pk])
+        return format_html('<a href="{}">Revenue statement by month</a>', url)
 
     @admin.display(description="Plan", ordering="_plan")
     def plan(self, account):

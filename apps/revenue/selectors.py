@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Min, Q, Sum
 
 from apps.wallets.models import CreditGrant
 
@@ -209,3 +209,64 @@ def grants_behind(*, month, currency, kinds=None, account=None, credit_type=None
         if value is not None:
             lines = lines.filter(**{f"{name}_id": value})
     return lines.order_by("grant_id", "kind")
+
+
+# What the admin's revenue pages read besides the above (added for them).
+
+
+def currencies():
+    """The currencies that have revenue lines, in order."""
+    return list(
+        RevenueLine.objects.order_by("currency").values_list("currency", flat=True).distinct()
+    )
+
+
+def figure_lines(figure):
+    """The lines one movement figure is made of, and the column it sums."""
+    if figure in MONEY:
+        return MONEY[figure], "amount"
+    return CREDITS[figure], "credits"
+
+
+def figure_by_account(*, month, currency, figure, filters=None):
+    """One movement figure of a month by account (a drill-down): rows of account_id and
+    value, ordered by account, left as a query so that a page of it is read at a time."""
+    lines, column = figure_lines(figure)
+    return (
+        _lines(currency=currency, filters=filters)
+        .filter(lines, month=month)
+        .values("account_id")
+        .annotate(value=Sum(column))
+        .order_by("account_id")
+    )
+
+
+def lines_behind(*, month, currency, figure, account, filters=None):
+    """The lines (with their grants) behind one account's movement figure in a month."""
+    lines, _ = figure_lines(figure)
+    found = grants_behind(month=month, currency=currency, account=account)
+    return found.filter(lines).filter(**(filters or {}))
+
+
+def account_statement(*, account, last):
+    """{currency: {month: Figures}} of one account, from its first month with revenue in
+    that currency to `last`."""
+    firsts = (
+        RevenueLine.objects.filter(account_id=account, month__lte=last)
+        .values("currency")
+        .annotate(first=Min("month"))
+        .order_by("currency")
+    )
+    return {
+        row["currency"]: {
+            month: figures.get((row["currency"], account), Figures())
+            for month, figures in series(
+                first=row["first"],
+                last=last,
+                currency=row["currency"],
+                dimension="account",
+                value=account,
+            ).items()
+        }  # fmt: skip
+        for row in firsts
+    }
