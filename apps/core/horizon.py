@@ -64,7 +64,20 @@ def current(model):
             "SELECT pg_current_snapshot()::text, (pg_current_xact_id_if_assigned()::text)::bigint"
         )
         snapshot, own = cursor.fetchone()
-    return Position(snapshot=snapshot, own=own, last_id=last)
+    return Position(snapshot=_running(snapshot, own), own=own, last_id=last)
+
+
+def _running(snapshot, own):
+    """`snapshot` with the reader's own transaction listed as running. PostgreSQL leaves a
+    transaction out of its own snapshot's running list, so pg_visible_in_snapshot() calls it
+    committed as soon as a later one has ended; its rows are read by id instead (`last_id`)."""
+    if own is None:
+        return snapshot
+    xmin, xmax, xip = snapshot.split(":")
+    running = {int(x) for x in xip.split(",") if x}
+    if int(xmin) <= own < int(xmax):
+        running.add(own)
+    return f"{xmin}:{xmax}:{','.join(str(x) for x in sorted(running))}"
 
 
 def _read_by(position, xid, table):

@@ -4,6 +4,7 @@ and grants behind it, and an account's statement. Figures come from selectors.py
 and reopening from services.py; this module only lays them out for people."""
 
 from datetime import datetime
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,6 +19,7 @@ from django.utils.http import urlencode
 from apps.accounts.models import Account
 from apps.catalog.models import CreditType, Plan
 from apps.core.admin import HistoryAdmin
+from apps.core.charts import Chart, Series
 from apps.core.errors import DomainError
 from apps.core.humanize import credits, money
 
@@ -145,7 +147,7 @@ class RevenueMonthAdmin(HistoryAdmin):
         known = currencies()
         currency = request.GET.get("currency")
         currency = currency if currency in known else (known[0] if known else None)
-        rows = []
+        rows, chart = [], None
         if currency:
             months = months_back(month, MONTHS_SHOWN)
             found = series(first=months[0], last=month, currency=currency)
@@ -153,7 +155,9 @@ class RevenueMonthAdmin(HistoryAdmin):
             for each in reversed(months):
                 figures = found[each].get((currency,), Figures())
                 rows.append(self._month_row(request, each, figures, currency, closed.get(each)))
+            chart = _chart(months, found, currency)
         return self._page(request, "revenue.html", "Revenue", {
+            "chart": chart,
             "currency": currency,
             "currencies": known,
             "month_value": f"{month:%Y-%m}",
@@ -436,3 +440,24 @@ class RevenueMonthAdmin(HistoryAdmin):
         elif ended and request.user.has_perm("revenue.close_month"):
             row["close_url"] = reverse("admin:revenue_revenuemonth_close", args=[key])
         return row
+
+
+def _chart(months, found, currency):
+    """The twelve months as bars: what was billed, recognised, lost to breakage and given
+    back, with the deferred balance at each month's end listed beside them."""
+    figures = [found[m].get((currency,), Figures()) for m in months]
+    show = partial(money, currency=currency)
+    return Chart(
+        id="revenue-chart",
+        title=f"Revenue in {currency}, {months[0]:%B %Y} to {months[-1]:%B %Y}",
+        label_header="Month",
+        labels=[f"{m:%b %Y}" for m in months],
+        series=[
+            Series("Billed", [f.billed for f in figures], show),
+            Series("Recognised", [f.recognised for f in figures], show),
+            Series("Breakage", [f.breakage for f in figures], show),
+            Series("Refunds & claw-backs", [f.refunded for f in figures], show),
+            Series("Closing deferred", [f.closing_deferred for f in figures], show,
+                   charted=False),
+        ],
+    )  # fmt: skip

@@ -5,7 +5,6 @@ it has no objects, adds, changes or deletes. The figures come from apps/usage/re
 this module only reads the filters and lays the figures out as charts
 (templates/admin/reports/_chart.html: a canvas plus the same figures as a table)."""
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -20,6 +19,7 @@ from django.utils import timezone
 
 from apps.catalog.models import CreditType
 from apps.core.admin import ReadOnlyAdmin
+from apps.core.charts import Chart, Series
 from apps.core.humanize import credits, group_digits
 
 from . import reports
@@ -35,58 +35,6 @@ MAX_DAYS = 366  # the per-day report scans events by date (apps/usage/reports.py
 
 
 # --- Charts ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Series:
-    """One column of figures: drawn as a dataset (unless `charted` is false) and listed in
-    the table, humanized by `show`."""
-
-    label: str
-    values: list
-    show: object = credits
-    charted: bool = True
-
-
-@dataclass
-class Chart:
-    """What the chart partial draws: `labels` along one axis (and as the table's row
-    headers), one bar (segment) per series. `links`: an optional URL per label."""
-
-    id: str
-    title: str
-    label_header: str
-    labels: list
-    series: list
-    stacked: bool = False
-    horizontal: bool = False
-    links: list = field(default_factory=list)
-
-    @property
-    def data_id(self):
-        return f"{self.id}-data"
-
-    @property
-    def data(self):
-        """For json_script: plain numbers for drawing (the table shows the exact ones)."""
-        return {
-            "labels": [str(label) for label in self.labels],
-            "datasets": [
-                {"label": s.label, "data": [float(v) for v in s.values]}
-                for s in self.series
-                if s.charted
-            ],
-            "stacked": self.stacked,
-            "horizontal": self.horizontal,
-        }
-
-    @property
-    def rows(self):
-        links = self.links or [None] * len(self.labels)
-        return [
-            {"label": label, "url": url, "cells": [s.show(s.values[n]) for s in self.series]}
-            for n, (label, url) in enumerate(zip(self.labels, links, strict=True))
-        ]
 
 
 def count(value):

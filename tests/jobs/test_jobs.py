@@ -97,7 +97,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == len(JOBS) == 9
+    assert JobRun.objects.filter(trigger="command").count() == len(JOBS) == 10
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):

@@ -71,6 +71,7 @@ def test_bad_input_is_refused_with_the_reason(args, message):
         run("revenue_report", *args)
 
 
+@pytest.mark.revenue_tampered
 def test_verify_revenue_passes_then_fails_on_a_tampered_line(january):
     assert "agrees" in run("verify_revenue")
     RevenueLine.objects.filter(kind="consumed").update(amount=D("9.99"))

@@ -98,6 +98,7 @@ def test_reopening_takes_the_latest_closed_month_and_a_reason(pack, time_machine
     assert verify_revenue() == []
 
 
+@pytest.mark.revenue_tampered
 def test_verify_finds_a_closed_month_whose_lines_changed(pack, time_machine):
     time_machine.move_to(at(2, 3), tick=False)
     close_month(month=JAN, acting_user=UserFactory())

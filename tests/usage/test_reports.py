@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from apps.accounts.models import SubscriptionStatus
 from apps.catalog.models import Plan
+from apps.core.charts import Chart, Series
 from apps.usage.models import UsageCounter
-from apps.usage.report_admin import REPORTS, Chart, Series, count
+from apps.usage.report_admin import REPORTS, count
 from apps.usage.reports import (
     credit_flow,
     feature_usage_by_day,
