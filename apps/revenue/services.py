@@ -30,18 +30,17 @@ def close_month(*, month, acting_user):
     with transaction.atomic(durable=True):
         # Why the lock: posting must not add lines to the month while it is being frozen.
         post_locked(locked_cursor())
-        earlier = (
-            RevenueLine.objects.filter(month__lt=month)
-            .exclude(month__in=RevenueMonth.objects.filter(closed=True).values("month"))
-            .order_by("month")
-            .values_list("month", flat=True)
-            .first()
-        )
-        if earlier is not None:
-            raise InvalidInput(
-                f"Close {earlier:%B %Y} first: months close in order.",
-                details={"month": [f"{earlier:%Y-%m} is open"]},
-            )
+        # Every month from the first with revenue up to this one closes first, lines or not:
+        # an open month before a closed one would take late entries in front of it.
+        closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
+        earlier = RevenueLine.objects.order_by("month").values_list("month", flat=True).first()
+        while earlier is not None and earlier < month:
+            if earlier not in closed:
+                raise InvalidInput(
+                    f"Close {earlier:%B %Y} first: months close in order.",
+                    details={"month": [f"{earlier:%Y-%m} is open"]},
+                )
+            earlier = next_month(earlier)
         record, _ = RevenueMonth.objects.select_for_update().get_or_create(month=month)
         if record.closed:
             raise InvalidInput(f"{month:%B %Y} is already closed.", details={"month": ["closed"]})

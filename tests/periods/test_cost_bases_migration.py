@@ -85,8 +85,10 @@ def test_old_grants_get_their_basis_and_plan_by_the_rules(db):
     assert found == {
         "period": (D("30.00"), plan.pk),  # its part of today's 45.00 by standalone values
         "period_gpu": (D("15.00"), plan.pk),
-        "rolled": (D("10.01"), plan.pk),  # 333.5 × 30.00 / 1000 = 10.005, half up
-        "rolled_twice": (D("3.00"), plan.pk),  # per credit of the period grant it came from
+        # What its parent had not released, as a rollover does today: 30.00 − 20.00 (666.5 of
+        # 1,000 credits out: 19.995, half up); then 10.00 − 7.00 (233.5 of 333.5 out: 7.0015).
+        "rolled": (D("10.00"), plan.pk),
+        "rolled_twice": (D("3.00"), plan.pk),
         "orphan_roll": (D("0.50"), None),  # no period grant left: credits × unit price
         "overage": (D("0.62"), plan.pk),  # 50 × 0.0123 = 0.615, half up
         "free_period": (D("0.00"), free_plan.pk),

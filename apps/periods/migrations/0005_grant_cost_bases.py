@@ -4,8 +4,10 @@ before cost bases"): sets `basis_amount` and `plan` on every grant that has neit
 - plan-period grants (reference `period:<subscription>:<start>:<credit type>`): their credit
   type's part of the subscription's plan's price, split as it is split today
   (apps/catalog/pricing.py); plan: the subscription's plan;
-- their rolled-over credits (`…:rollover`, once per roll): the basis per credit of the
-  period grant they came from × their credits, half up; plan: the same;
+- their rolled-over credits (`…:rollover`, once per roll): what the grant they rolled from
+  had not released when they left it, by the rule a rollover follows today
+  (apps/wallets/ledger.py, `close`): parent basis − released(parent basis, parent credits,
+  parent credits − rolled credits); plan: the parent's;
 - overage grants (`overage:…`): credits × unit price, half up; plan: the subscription's;
 - any other grant sold at a unit price (not a purchase: apps/billing/migrations does those):
   credits × unit price, half up;
@@ -14,14 +16,13 @@ before cost bases"): sets `basis_amount` and `plan` on every grant that has neit
 In chunks of grant ids, each chunk one UPDATE (bulk_update). Reversing it leaves the values
 (there is nothing to undo: the columns were 0 and empty before)."""
 
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 from django.db import migrations
 from django.db.models import Q
 
 from apps.catalog.pricing import price_split
-from apps.core.allocation import PRECISION, cost_basis
-from apps.core.currencies import in_smallest_unit
+from apps.core.allocation import cost_basis, released
 
 CHUNK = 2000
 ROLLOVER = ":rollover"
@@ -61,18 +62,6 @@ class _Splits:
         return self.plans[plan_id].get(code, Decimal(0))
 
 
-def _root(grant, found):
-    """The plan-period grant a rollover grant's credits came from, if it is still there:
-    the nearest ancestor reference (one `:rollover` less each step) that is a period grant."""
-    reference = grant.reference or ""
-    while reference.endswith(ROLLOVER):
-        reference = reference[: -len(ROLLOVER)]
-        parent = found.get((grant.account_id, reference))
-        if parent is not None and parent.source == "plan_period":
-            return parent
-    return None
-
-
 def _period_basis(grant, subscriptions, splits):
     """(basis, plan id) of a plan-period grant by its reference."""
     subscription_plan = subscriptions.get(_subscription_id(grant.reference or ""))
@@ -105,49 +94,48 @@ def set_grant_cost_bases(apps, schema_editor):
         if not chunk:
             return
         last = chunk[-1].pk
-        # The period grants the chunk's rollovers came from, in one query.
-        wanted = set()
-        for grant in chunk:
-            reference = grant.reference or ""
-            while grant.source == "rollover" and reference.endswith(ROLLOVER):
-                reference = reference[: -len(ROLLOVER)]
-                wanted.add((grant.account_id, reference))
-        found = {}
+        # The grant each rollover came from (one `:rollover` less): earlier chunks wrote
+        # theirs already; one in this chunk is taken as set below (pk order: parents first).
+        wanted = {
+            (g.account_id, g.reference[: -len(ROLLOVER)])
+            for g in chunk
+            if g.source == "rollover" and (g.reference or "").endswith(ROLLOVER)
+        }
+        parents = {}
         if wanted:
             rows = CreditGrant.objects.filter(
                 account_id__in={a for a, _ in wanted}, reference__in={r for _, r in wanted}
-            ).only("pk", "account_id", "source", "amount", "reference")
-            found = {(g.account_id, g.reference): g for g in rows}
-        roots = {g.pk: _root(g, found) for g in chunk if g.source == "rollover"}
+            ).only("pk", "account_id", "amount", "basis_amount", "plan_id", "reference")
+            parents = {(g.account_id, g.reference): g for g in rows}
         ids = {
             _subscription_id(g.reference or "")
-            for g in [*chunk, *filter(None, roots.values())]
+            for g in chunk
             if g.source in ("plan_period", "overage")
         } - {None}
-        subscriptions = dict(
-            Subscription.objects.filter(pk__in=ids).values_list("pk", "plan_id")
-        )
-        changed = []
+        subscriptions = dict(Subscription.objects.filter(pk__in=ids).values_list("pk", "plan_id"))
+        changed, seen = [], {}
         for grant in chunk:
             basis, plan_id = Decimal(0), None
             if grant.source == "plan_period":
                 basis, plan_id = _period_basis(grant, subscriptions, splits)
             elif grant.source == "rollover":
-                root = roots[grant.pk]
-                if root is not None:
-                    root_basis, plan_id = _period_basis(root, subscriptions, splits)
-                    with localcontext(prec=PRECISION):
-                        basis = in_smallest_unit(
-                            grant.amount * root_basis / root.amount, grant.currency
-                        )
+                key = (grant.account_id, (grant.reference or "")[: -len(ROLLOVER)])
+                parent = seen.get(key) or parents.get(key)
+                if parent is not None:
+                    basis = parent.basis_amount - released(
+                        parent.basis_amount, parent.amount, parent.amount - grant.amount,
+                        currency=grant.currency,
+                    )  # fmt: skip
+                    plan_id = parent.plan_id
                 elif grant.unit_price:
                     basis = cost_basis(grant.amount, grant.unit_price, currency=grant.currency)
             else:
                 if grant.source == "overage":
                     plan_id = subscriptions.get(_subscription_id(grant.reference or ""))
                 basis = cost_basis(grant.amount, grant.unit_price, currency=grant.currency)
+            grant.basis_amount, grant.plan_id = basis, plan_id
+            seen[(grant.account_id, grant.reference)] = grant
             if basis or plan_id:
-                grant.basis_amount, grant.plan_id = basis, plan_id
                 changed.append(grant)
         CreditGrant.objects.bulk_update(changed, ["basis_amount", "plan"], batch_size=CHUNK)
 
