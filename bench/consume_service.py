@@ -61,8 +61,9 @@ def populate(accounts):
         )
         cursor.execute(
             "INSERT INTO wallets_creditgrant (account_id, wallet_id, source, amount, remaining, "
-            "debt_settled, priority, effective_at, unit_price, currency, reason, created_at) "
-            "SELECT account_id, id, 'promo', %s, %s, 0, 100, now(), 0, 'USD', '', now() "
+            "debt_settled, priority, effective_at, unit_price, basis_amount, currency, reason, "
+            "created_at) SELECT account_id, id, 'promo', %s, %s, 0, 100, now(), 0, 0, 'USD', '', "
+            "now() "
             "FROM wallets_wallet",
             [big, big],
         )

@@ -144,6 +144,7 @@ class CreditGrant(models.Model):
     unit_price = unit_price_field(default=0, help_text="What one credit was paid (cost basis).")
     basis_amount = money_field(
         default=0,
+        db_default=0,  # rows written by SQL of their own (scripts, benchmarks) are free
         help_text="What was paid for all of this grant's credits, to the cent (its cost basis; "
         "0 for free credits). Revenue releases it as the credits are used, expire or are taken "
         "back (docs/revenue.md).",

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='creditgrant',
             name='basis_amount',
-            field=models.DecimalField(decimal_places=2, default=0, help_text="What was paid for all of this grant's credits, to the cent (its cost basis; 0 for free credits). Revenue releases it as the credits are used, expire or are taken back (docs/revenue.md).", max_digits=12, validators=[django.core.validators.MinValueValidator(0)]),
+            field=models.DecimalField(db_default=0, decimal_places=2, default=0, help_text="What was paid for all of this grant's credits, to the cent (its cost basis; 0 for free credits). Revenue releases it as the credits are used, expire or are taken back (docs/revenue.md).", max_digits=12, validators=[django.core.validators.MinValueValidator(0)]),
         ),
         migrations.AddField(
             model_name='creditgrant',
