@@ -23,6 +23,7 @@ from apps.jobs.counts import JobCounts
 from apps.wallets.models import CreditGrant, LedgerEntry
 
 from .models import PostingCursor, RevenueLine, RevenueMonth
+from .selectors import next_month
 
 Entry = LedgerEntry.Kind
 Line = RevenueLine.Kind
@@ -71,7 +72,13 @@ def _new_movements(cursor):
     )
     position = {"snapshot": upto.snapshot, "own_transaction": upto.own,
                 "last_entry_id": upto.last_id}  # fmt: skip
-    rows = (
+    return list(movements(entries)), position
+
+
+def movements(entries):
+    """Ledger entries summed by grant, month, kind and sign of amount: what posting adds to
+    the lines, and what verify_revenue recomputes them from."""
+    return (
         entries.annotate(
             month=TruncMonth("created_at"),
             sign=Case(When(amount__gt=0, then=Value(1)), default=Value(-1),
@@ -81,12 +88,11 @@ def _new_movements(cursor):
         .annotate(credits=Sum("amount"), entries=Sum(Value(1)))
         .order_by()
     )  # fmt: skip
-    return list(rows), position
 
 
 def _first_open(month, closed):
     while month in closed:
-        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        month = next_month(month)
     return month
 
 

@@ -5,15 +5,14 @@ currency (docs/revenue.md, "Checking it")."""
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import Case, IntegerField, Sum, Value, When
-from django.db.models.functions import TruncMonth
+from django.db.models import Sum
 
 from apps.core import horizon
 from apps.wallets.models import CreditGrant, LedgerEntry
 
 from . import selectors
 from .models import PostingCursor, RevenueLine, RevenueMonth
-from .posting import LINE_KIND, MOVING_KINDS, OUTFLOWS, amounts_of, month_of
+from .posting import LINE_KIND, MOVING_KINDS, OUTFLOWS, amounts_of, month_of, movements
 
 Line = RevenueLine.Kind
 
@@ -32,17 +31,7 @@ def _posted_entries():
 
 def _ledger_credits():
     """(grant id, dated month, line kind) -> credits, recomputed from the ledger."""
-    rows = (
-        _posted_entries()
-        .annotate(
-            month=TruncMonth("created_at"),
-            sign=Case(When(amount__gt=0, then=Value(1)), default=Value(-1),
-                      output_field=IntegerField()),
-        )
-        .values("grant_id", "month", "kind", "sign")
-        .annotate(credits=Sum("amount"))
-        .order_by()
-    )  # fmt: skip
+    rows = movements(_posted_entries())
     expected, unknown = defaultdict(Decimal), []
     for row in rows.iterator(chunk_size=10_000):
         kind = LINE_KIND.get((row["kind"], row["sign"]))
