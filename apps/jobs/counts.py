@@ -31,6 +31,7 @@ class JobCounts:
     recharges: int = 0  # packs bought by auto-recharge
     published: int = 0  # tasks the outbox sweeper handed to the broker
     posted: int = 0  # ledger entries posted into revenue lines
+    fees_posted: int = 0  # platform fees posted into fee lines (written or cut since)
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

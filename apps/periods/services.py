@@ -25,6 +25,7 @@ from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
 from apps.jobs.counts import JobCounts, in_parallel
 from apps.jobs.runner import run_in_chunks
+from apps.revenue.fees import cut_fees
 from apps.revenue.models import RatableFee
 from apps.wallets.ledger import LedgerBook
 from apps.wallets.models import CreditGrant
@@ -373,6 +374,13 @@ def _period_grants_left(subscription, book):
     ]
 
 
+def _end_period_now(subscription, now):
+    """A period ended before its time: it ends now, and so does its platform fee."""
+    if subscription.current_period_start < now < subscription.current_period_end:
+        subscription.current_period_end = now
+        cut_fees(subscription_id=subscription.pk, at=now)
+
+
 def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
     """Put the account on `plan` now (a manual subscription), granting its first period.
     A live subscription ends here, as at a period end: caught up first if the renewal job
@@ -388,8 +396,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
             for state, grant in _period_grants_left(subscription, book):
                 state.close(grant)
             subscription.status = Subscription.Status.CANCELED
-            if subscription.current_period_start < now < subscription.current_period_end:
-                subscription.current_period_end = now
+            _end_period_now(subscription, now)
             subscription._history_user = acting_user
             subscription.save()
         subscription = Subscription(
@@ -511,8 +518,7 @@ def end_subscription(*, subscription, acting_user=None):
     subscription.status = Subscription.Status.CANCELED
     subscription.cancel_at_period_end = False
     subscription.scheduled_plan = None
-    if subscription.current_period_start < now < subscription.current_period_end:
-        subscription.current_period_end = now
+    _end_period_now(subscription, now)
     subscription._history_user = acting_user
     subscription.save()
     return subscription

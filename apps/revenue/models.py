@@ -12,6 +12,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.core.fields import credit_field, currency_field, money_field
+from apps.core.humanize import money
 
 
 class RevenueLine(models.Model):
@@ -131,6 +132,14 @@ class RatableFee(models.Model):
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     amount = money_field(help_text="The fee's part of the period's price.")
+    cut_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="The period ended early here (a plan change, a cancellation): what was not "
+        "recognised by then is recognised at once.",
+    )  # fmt: skip
+    needs_posting = models.BooleanField(
+        default=True, help_text="Written or cut since the last posting run (fees.post_fees)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -146,8 +155,56 @@ class RatableFee(models.Model):
             models.CheckConstraint(condition=Q(amount__gte=0), name="ratable_fee_amount_gte_0"),
         ]
         indexes = [
-            models.Index(fields=["period_end", "period_start"], name="ratable_fee_period"),
+            models.Index(
+                fields=["needs_posting"],
+                condition=Q(needs_posting=True),
+                name="ratable_fee_to_post",
+            ),  # fmt: skip
         ]
 
     def __str__(self):
         return f"Platform fee {self.amount} {self.currency} for {self.period_start:%Y-%m-%d}"
+
+
+class FeeLine(models.Model):
+    """What one platform fee billed or recognised in a month: posted from the fee by the
+    posting run (fees.post_fees), like the grants' revenue lines, so that a closed month's
+    fees stay as they were closed and a fee written or cut later moves an open month."""
+
+    class Kind(models.TextChoices):
+        BILLED = "billed", "Billed"
+        RECOGNISED = "recognised", "Recognised"
+
+    month = models.DateField(help_text="First day of the month the line is reported in.")
+    dated_month = models.DateField(
+        help_text="First day of the month the amount belongs to: earlier than `month` when "
+        "that month was closed before the fee was written or cut (a correction)."
+    )
+    fee = models.ForeignKey(RatableFee, on_delete=models.PROTECT, related_name="lines")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = money_field()
+    # The fee's dimensions, copied so that a month's report reads one table.
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    plan = models.ForeignKey(
+        "catalog.Plan", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    currency = currency_field()
+
+    class Meta:
+        ordering = ["month", "fee_id", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fee", "month", "dated_month", "kind"], name="fee_line_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(dated_month__lte=models.F("month")),
+                name="fee_line_dated_not_after_month",
+            ),  # fmt: skip
+        ]
+        indexes = [models.Index(fields=["month", "currency"], name="fee_line_month")]
+
+    def __str__(self):
+        kind = self.get_kind_display().lower()
+        return f"Platform fee {kind}: {money(self.amount, self.currency)}"

@@ -9,7 +9,6 @@ Consumes pay nothing for this: the ledger's rows already carry what posting need
 """
 
 from collections import defaultdict
-from datetime import date
 from decimal import Decimal
 
 from django.db import transaction
@@ -22,8 +21,9 @@ from apps.core.allocation import released
 from apps.jobs.counts import JobCounts
 from apps.wallets.models import CreditGrant, LedgerEntry
 
+from .fees import post_fees
 from .models import PostingCursor, RevenueLine, RevenueMonth
-from .selectors import next_month
+from .months import first_open, month_of
 
 Entry = LedgerEntry.Kind
 Line = RevenueLine.Kind
@@ -43,10 +43,6 @@ MOVING_KINDS = sorted({kind for kind, _ in LINE_KIND})
 # Within a month, cents are released in this order (models.RevenueLine.Kind's order).
 RELEASE_ORDER = {kind: i for i, kind in enumerate(Line.values)}
 OUTFLOWS = frozenset(Line.values) - {Line.GRANTED}
-
-
-def month_of(moment):
-    return date(moment.year, moment.month, 1)
 
 
 def locked_cursor():
@@ -90,18 +86,12 @@ def movements(entries):
     )  # fmt: skip
 
 
-def _first_open(month, closed):
-    while month in closed:
-        month = next_month(month)
-    return month
-
-
 def post_revenue(*, now=None, on_chunk=None, chunk_size=None):
-    """Post what the ledger has gained since the last run. Returns JobCounts (`posted`:
-    ledger entries taken)."""
+    """Post what the ledger has gained since the last run, and the platform fees written or
+    cut since. Returns JobCounts (`posted`: ledger entries taken; `fees_posted`)."""
     counts = JobCounts()
     with transaction.atomic(durable=True):
-        counts.posted = post_locked(locked_cursor())
+        counts.posted, counts.fees_posted = post_locked(locked_cursor())
     counts.chunks = 1
     if on_chunk:
         on_chunk(counts)
@@ -110,21 +100,21 @@ def post_revenue(*, now=None, on_chunk=None, chunk_size=None):
 
 def post_locked(cursor):
     """Post, in the caller's transaction, holding the cursor's lock. Returns the number of
-    ledger entries taken."""
+    ledger entries taken and of platform fees posted."""
     rows, position = _new_movements(cursor)
+    closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
     posted = 0
     if rows:
         posted = sum(row["entries"] for row in rows)
         grants = CreditGrant.objects.select_related("wallet").in_bulk(
             {row["grant_id"] for row in rows}
         )
-        closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
         deltas = defaultdict(Decimal)
         for row in rows:
             grant = grants[row["grant_id"]]
             kind = LINE_KIND[(row["kind"], row["sign"])]
             dated = month_of(row["month"])
-            month = _first_open(dated, closed)
+            month = first_open(dated, closed)
             deltas[(grant.pk, month, dated, kind)] += abs(row["credits"])
             if kind == Line.GRANTED and grant.debt_settled:
                 # The part of a new grant that paid back earlier overage: used already.
@@ -135,7 +125,7 @@ def post_locked(cursor):
         setattr(cursor, name, value)
     cursor.posted_at = timezone.now()
     cursor.save()
-    return posted
+    return posted, post_fees(closed=closed)
 
 
 def _add_to_lines(deltas, grants):

@@ -3,15 +3,15 @@ what keeps a month's report fast at any ledger size): per month and currency, op
 broken down by credit type, plan or account (docs/revenue.md, "The monthly report")."""
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date
 from decimal import Decimal
 
 from django.db.models import Min, Q, Sum
 
 from apps.wallets.models import CreditGrant
 
-from .fees import fee_figures, month_bounds
+from .fees import fee_series
 from .models import RevenueLine, RevenueMonth
+from .months import months_back, next_month  # noqa: F401  (the revenue pages' months)
 
 Line = RevenueLine.Kind
 ROLLED_IN = Q(kind=Line.GRANTED, source=CreditGrant.Source.ROLLOVER)
@@ -96,19 +96,6 @@ class Figures:
         )
 
 
-def next_month(month):
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-def months_back(month, count):
-    """The `count` months ending with `month`, oldest first."""
-    found = [month]
-    for _ in range(count - 1):
-        first = found[0]
-        found.insert(0, date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1))
-    return found
-
-
 def _lines(*, currency=None, dimension=None, value=None, filters=None):
     lines = RevenueLine.objects.all()
     if currency:
@@ -156,6 +143,10 @@ def series(*, first, last, currency=None, dimension=None, value=None, filters=No
     for row in _movements(lines.filter(month__gte=first, month__lte=last), dimension,
                           by_month=True):  # fmt: skip
         moved.setdefault(row["month"], {})[_key(row, dimension)] = row
+    fees = {}
+    if dimension in (None, "plan") and not filters:
+        fees = fee_series(first=first, last=last, currency=currency,
+                          plan=value if dimension == "plan" else None)  # fmt: skip
     result, month = {}, first
     while month <= last:
         figures = {}
@@ -167,8 +158,7 @@ def series(*, first, last, currency=None, dimension=None, value=None, filters=No
                 setattr(f, name, row.get(name) or ZERO)
             figures[key] = f.close()
             opening[key] = (f.closing_deferred, f.closing_credits)
-        if dimension in (None, "plan") and not filters:
-            _add_fees(figures, month, currency, dimension, value)
+        _add_fees(figures, fees.get(month, {}), dimension)
         result[month] = figures
         month = next_month(month)
     return result
@@ -177,16 +167,13 @@ def series(*, first, last, currency=None, dimension=None, value=None, filters=No
 FEES = ("fees_billed", "fees_recognised", "fees_deferred")
 
 
-def _add_fees(figures, month, currency, dimension, value):
-    """A plan's platform fee, recognised ratably over its period (fees.py), beside the
-    credits' figures: `extra` fees_billed, fees_recognised, fees_deferred (at month end)."""
-    start, end = month_bounds(month)
-    found = fee_figures(month_start=start, month_end=end, currency=currency,
-                        plan=value if dimension == "plan" else None)  # fmt: skip
-    for (fee_currency, plan_id), fee in found.items():
-        key = (fee_currency, plan_id) if dimension == "plan" else (fee_currency,)
+def _add_fees(figures, fees, dimension):
+    """The plans' platform fees (fees.py) beside the credits' figures, in `extra`:
+    fees_billed, fees_recognised, fees_deferred (at the month's end)."""
+    for (currency, plan_id), amounts in fees.items():
+        key = (currency, plan_id) if dimension == "plan" else (currency,)
         f = figures.setdefault(key, Figures())
-        for name, amount in zip(FEES, (fee.billed, fee.recognised, fee.deferred), strict=True):
+        for name, amount in zip(FEES, amounts, strict=True):
             f.extra[name] = f.extra.get(name, ZERO) + amount
 
 

@@ -7,9 +7,10 @@ from django.utils import timezone
 
 from apps.core.errors import InvalidInput
 
-from .models import RevenueLine, RevenueMonth
+from .models import FeeLine, RevenueLine, RevenueMonth
+from .months import next_month
 from .posting import locked_cursor, post_locked
-from .selectors import month_figures, next_month
+from .selectors import month_figures
 
 
 def _first_day(month):
@@ -33,7 +34,9 @@ def close_month(*, month, acting_user):
         # Every month from the first with revenue up to this one closes first, lines or not:
         # an open month before a closed one would take late entries in front of it.
         closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
-        earlier = RevenueLine.objects.order_by("month").values_list("month", flat=True).first()
+        firsts = [model.objects.order_by("month").values_list("month", flat=True).first()
+                  for model in (RevenueLine, FeeLine)]  # fmt: skip
+        earlier = min((found for found in firsts if found is not None), default=None)
         while earlier is not None and earlier < month:
             if earlier not in closed:
                 raise InvalidInput(

@@ -5,14 +5,16 @@ currency (docs/revenue.md, "Checking it")."""
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Max, Min, Sum
 
 from apps.core import horizon
 from apps.wallets.models import CreditGrant, LedgerEntry
 
 from . import selectors
-from .models import PostingCursor, RevenueLine, RevenueMonth
-from .posting import LINE_KIND, MOVING_KINDS, OUTFLOWS, amounts_of, month_of, movements
+from .fees import schedule
+from .models import FeeLine, PostingCursor, RatableFee, RevenueLine, RevenueMonth
+from .months import month_of
+from .posting import LINE_KIND, MOVING_KINDS, OUTFLOWS, amounts_of, movements
 
 Line = RevenueLine.Kind
 
@@ -102,13 +104,18 @@ def _check_grants(problems):
 def _check_months(problems):
     """For every month and currency: the identity, rollovers cancelling out, each month
     opening where the last closed, and closed months still as frozen."""
-    first = RevenueLine.objects.order_by("month").values_list("month", flat=True).first()
-    last = RevenueLine.objects.order_by("-month").values_list("month", flat=True).first()
-    if first is None:
+    months = [
+        month
+        for model in (RevenueLine, FeeLine)
+        for month in model.objects.aggregate(first=Min("month"), last=Max("month")).values()
+        if month is not None
+    ]
+    if not months:
         return
+    first, last = min(months), max(months)
     frozen = {m.month: m.figures for m in RevenueMonth.objects.filter(closed=True)}
     months = selectors.series(first=first, last=last)
-    previous, previous_fees = {}, {}
+    previous = {}
     for month, figures in months.items():
         for (currency,), f in figures.items():
             where = f"{month:%Y-%m} {currency}"
@@ -125,18 +132,32 @@ def _check_months(problems):
                                 f"{f.rolled_in}")  # fmt: skip
             if f.closing_deferred < 0:
                 problems.append(f"{where}: closing deferred {f.closing_deferred} < 0")
-            fees = [f.extra.get(name, Decimal(0)) for name in selectors.FEES]
-            opening_fees = previous_fees.get(currency, Decimal(0))
-            if opening_fees + fees[0] - fees[1] != fees[2]:
-                problems.append(
-                    f"{where}: platform fees deferred {opening_fees} + billed {fees[0]} "
-                    f"- recognised {fees[1]} != deferred {fees[2]}"
-                )
-            previous_fees[currency] = fees[2]
+            if f.extra.get("fees_deferred", 0) < 0:
+                problems.append(f"{where}: platform fees deferred {f.extra['fees_deferred']} < 0")
             stored = frozen.get(month, {}).get(currency)
             if stored is not None and selectors.Figures.from_json(stored) != f:
                 problems.append(f"{where}: closed month's frozen figures differ from its lines")
             previous[currency] = f.closing_deferred
+
+
+def _check_fees(problems):
+    """Each posted platform fee's lines hold its schedule: billed once, recognised month by
+    month to its amount (to its cut, when its period ended early)."""
+    by_fee = defaultdict(dict)
+    rows = FeeLine.objects.values("fee_id", "dated_month", "kind").annotate(total=Sum("amount"))
+    for row in rows.order_by().iterator(chunk_size=10_000):
+        by_fee[row["fee_id"]][(row["dated_month"], row["kind"])] = row["total"]
+    for fee in RatableFee.objects.filter(needs_posting=False).iterator(chunk_size=10_000):
+        wanted, lines = schedule(fee), by_fee.pop(fee.pk, {})
+        for dated, kind in sorted(set(wanted) | set(lines)):
+            if wanted.get((dated, kind), 0) != lines.get((dated, kind), 0):
+                problems.append(
+                    f"platform fee #{fee.pk}, {dated:%Y-%m}, {kind}: its schedule gives "
+                    f"{wanted.get((dated, kind), 0)}, its lines hold {lines.get((dated, kind), 0)}"
+                )
+    waiting = set(RatableFee.objects.filter(needs_posting=True).values_list("pk", flat=True))
+    for fee_id in sorted(set(by_fee) - waiting):
+        problems.append(f"platform fee #{fee_id}: lines without a posted fee")
 
 
 def verify_revenue():
@@ -144,5 +165,6 @@ def verify_revenue():
     problems = []
     _check_lines_against_ledger(problems)
     _check_grants(problems)
+    _check_fees(problems)
     _check_months(problems)
     return problems

@@ -1,17 +1,31 @@
 """Platform fees over months (apps/revenue/fees.py): billed when the period starts,
-recognised by elapsed time with cumulative rounding, deferred in between."""
+recognised by elapsed time with cumulative rounding, posted into fee lines so that a closed
+month keeps its fees, and recognised at once where a period is cut short."""
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
-from apps.revenue.fees import FeeFigures, fee_figures, month_bounds, recognised_through
-from apps.revenue.models import RatableFee
-from tests.factories import PlanFactory, SubscriptionFactory
+from apps.periods.services import put_account_on_plan
+from apps.revenue.fees import recognised_through
+from apps.revenue.models import FeeLine, RatableFee
+from apps.revenue.posting import post_revenue
+from apps.revenue.selectors import month_figures, series
+from apps.revenue.services import close_month
+from apps.revenue.verify import verify_revenue
+from tests.factories import (
+    AccountFactory,
+    CreditTypeFactory,
+    PlanAllowanceFactory,
+    PlanFactory,
+    SubscriptionFactory,
+    UserFactory,
+)
 
 D = Decimal
 pytestmark = pytest.mark.django_db
+JAN, FEB, MAR, APR = (date(2026, m, 1) for m in (1, 2, 3, 4))
 
 
 def fee(amount, start, end, *, plan=None, currency="USD"):
@@ -26,45 +40,60 @@ def at(month, day, hour=0):
     return datetime(2026, month, day, hour, tzinfo=UTC)
 
 
-def month(m):
-    return fee_figures(**dict(zip(("month_start", "month_end"), month_bounds(date(2026, m, 1)),
-                                  strict=True)))  # fmt: skip
+def fees(month, currency="USD"):
+    """(billed, recognised, deferred at the month's end) of the month's platform fees."""
+    extra = month_figures(month=month).get((currency,))
+    if extra is None:
+        return None
+    return tuple(extra.extra.get(name, D(0)) for name in
+                 ("fees_billed", "fees_recognised", "fees_deferred"))  # fmt: skip
+
+
+def lines(fee):
+    return sorted(FeeLine.objects.filter(fee=fee).values_list("month", "dated_month", "kind",
+                                                              "amount"))  # fmt: skip
 
 
 def test_a_fee_over_two_months_is_recognised_by_elapsed_time_and_adds_up_exactly():
-    plan = PlanFactory()
-    fee("10.00", at(1, 20), at(2, 20), plan=plan)  # 12 of its 31 days in January
-    key = ("USD", plan.pk)
-    january, february, march = month(1)[key], month(2)[key], month(3)
-    assert january == FeeFigures("USD", plan.pk, D("10.00"), D("3.87"), D("6.13"))
-    assert february == FeeFigures("USD", plan.pk, D("0"), D("6.13"), D("0.00"))
-    assert january.recognised + february.recognised == D("10.00")
-    assert march == {}
+    found = fee("10.00", at(1, 20), at(2, 20))  # 12 of its 31 days in January
+    assert post_revenue().fees_posted == 1
+    assert fees(JAN) == (D("10.00"), D("3.87"), D("6.13"))
+    assert fees(FEB) == (D("0"), D("6.13"), D("0.00"))
+    assert fees(MAR) is None
+    assert lines(found) == [
+        (JAN, JAN, "billed", D("10.00")),
+        (JAN, JAN, "recognised", D("3.87")),
+        (FEB, FEB, "recognised", D("6.13")),
+    ]
+    assert post_revenue().fees_posted == 0  # posted once
+    assert verify_revenue() == []
 
 
 def test_cumulative_rounding_makes_the_months_of_a_long_period_add_up():
-    plan = PlanFactory()
-    fee("100.00", at(1, 1, 7), datetime(2027, 1, 1, 7, tzinfo=UTC), plan=plan)  # a year
-    months = [month(m)[("USD", plan.pk)] for m in range(1, 13)]
-    january_2027 = fee_figures(month_start=date(2027, 1, 1), month_end=date(2027, 2, 1))
-    parts = [m.recognised for m in months] + [january_2027[("USD", plan.pk)].recognised]
-    assert sum(parts) == D("100.00")
-    assert months[0].billed == D("100.00") and all(m.billed == 0 for m in months[1:])
-    assert months[5].deferred == D("100.00") - sum(parts[:6])
+    found = fee("100.00", at(1, 1, 7), datetime(2027, 1, 1, 7, tzinfo=UTC))  # a year
+    post_revenue()
+    parts = [amount for _, _, kind, amount in lines(found) if kind == "recognised"]
+    assert len(parts) == 13 and sum(parts) == D("100.00")
     assert len(set(parts[1:12])) > 1  # months differ in length: not a flat 1/12
+    june = fees(date(2026, 6, 1))
+    assert june[2] == D("100.00") - sum(parts[:6])
+    assert verify_revenue() == []
 
 
-def test_fees_are_reported_per_currency_and_plan_and_can_be_filtered():
+def test_fees_are_reported_per_currency_and_plan():
     pro, team = PlanFactory(), PlanFactory()
     fee("8.25", at(3, 1), at(4, 1), plan=pro)
     fee("8.25", at(3, 1), at(4, 1), plan=pro)
     fee("500", at(3, 1), at(4, 1), plan=team, currency="JPY")
-    figures = month(3)
-    assert figures[("USD", pro.pk)] == FeeFigures("USD", pro.pk, D("16.50"), D("16.50"), D("0"))
-    assert figures[("JPY", team.pk)].recognised == D("500")
-    start, end = month_bounds(date(2026, 3, 1))
-    assert list(fee_figures(month_start=start, month_end=end, currency="JPY")) == [("JPY", team.pk)]
-    assert list(fee_figures(month_start=start, month_end=end, plan=pro)) == [("USD", pro.pk)]
+    post_revenue()
+    by_plan = series(first=MAR, last=MAR, dimension="plan")[MAR]
+    assert by_plan[("USD", pro.pk)].extra == {
+        "fees_billed": D("16.50"), "fees_recognised": D("16.50"), "fees_deferred": D("0"),
+    }  # fmt: skip
+    assert by_plan[("JPY", team.pk)].extra["fees_recognised"] == D("500")
+    only_pro = series(first=MAR, last=MAR, dimension="plan", value=pro.pk)[MAR]
+    assert list(only_pro) == [("USD", pro.pk)]
+    assert list(series(first=MAR, last=MAR, currency="JPY")[MAR]) == [("JPY",)]
 
 
 def test_recognised_through_rounds_half_up_to_the_smallest_unit():
@@ -72,5 +101,72 @@ def test_recognised_through_rounds_half_up_to_the_smallest_unit():
     assert recognised_through(amount=D("0.10"), moment=at(1, 1, 18), **terms) == D("0.02")
     assert recognised_through(amount=D("0.10"), moment=at(1, 1), **terms) == 0
     assert recognised_through(amount=D("0.10"), moment=at(1, 9), **terms) == D("0.10")
+    assert recognised_through(amount=D("0.10"), moment=at(1, 2), cut_at=at(1, 2), **terms) == (
+        D("0.10")  # cut short there: all of it
+    )
     yen = {**terms, "currency": "JPY"}
     assert recognised_through(amount=D("5"), moment=at(1, 3), **yen) == D("3")  # 2.5 half up
+
+
+def test_a_fee_written_after_its_month_closed_moves_the_first_open_month(time_machine):
+    """A renewal released late, a back-dated plan start: the fee belongs to a closed month.
+    The closed month keeps its figures; the first open month takes the fee, saying so."""
+    earlier = fee("3.00", at(1, 1), at(2, 1))
+    time_machine.move_to(at(2, 2), tick=False)
+    close_month(month=JAN, acting_user=UserFactory())
+    frozen = fees(JAN)
+    late = fee("10.00", at(1, 20), at(2, 20))
+    post_revenue()
+    assert fees(JAN) == frozen == (D("3.00"), D("3.00"), D("0.00"))
+    assert lines(late) == [
+        (FEB, JAN, "billed", D("10.00")),
+        (FEB, JAN, "recognised", D("3.87")),
+        (FEB, FEB, "recognised", D("6.13")),
+    ]
+    assert fees(FEB) == (D("10.00"), D("10.00"), D("0.00"))
+    assert lines(earlier)[0] == (JAN, JAN, "billed", D("3.00"))
+    assert verify_revenue() == []
+
+
+def fee_plan():
+    """30.00 a month: 1,000 credits valued 20.00 and a platform fee valued 10.00."""
+    plan = PlanFactory(billing_interval="month", price=D("30.00"), platform_fee_value=D("10"))
+    PlanAllowanceFactory(plan=plan, credit_type=CreditTypeFactory(), credits_per_period=D(1000),
+                         standalone_value=D("20.00"))  # fmt: skip
+    return plan
+
+
+def test_a_plan_change_cuts_the_period_and_recognises_the_rest_of_its_fee_at_once(time_machine):
+    account, plan = AccountFactory(), fee_plan()
+    time_machine.move_to(at(1, 20), tick=False)
+    put_account_on_plan(account=account, plan=plan)  # period January 20 to February 20
+    post_revenue()
+    assert fees(JAN) == (D("10.00"), D("3.87"), D("6.13"))
+    time_machine.move_to(at(2, 5), tick=False)
+    put_account_on_plan(account=account, plan=PlanFactory(price=D("0")))  # leaves it on Feb 5
+    assert post_revenue().fees_posted == 1
+    first = RatableFee.objects.get(plan=plan)
+    assert first.cut_at == at(2, 5)
+    assert fees(FEB) == (D("0"), D("6.13"), D("0.00"))  # nothing left to recognise later
+    assert fees(MAR) == (0, 0, 0)
+    assert verify_revenue() == []
+
+
+def test_a_cut_found_after_its_month_closed_corrects_the_first_open_month(time_machine):
+    """A fee for January 20 to March 20, cut on January 31 but posted after January closed:
+    January stays as closed; February takes what the cut recognised for January."""
+    found = fee("10.00", at(1, 20), at(3, 20))
+    post_revenue()
+    time_machine.move_to(at(2, 1, 1), tick=False)
+    close_month(month=JAN, acting_user=UserFactory())
+    jan = fees(JAN)
+    RatableFee.objects.filter(pk=found.pk).update(cut_at=at(1, 31), needs_posting=True)
+    post_revenue()
+    assert fees(JAN) == jan
+    assert lines(found) == sorted([
+        (JAN, JAN, "billed", D("10.00")),
+        (JAN, JAN, "recognised", jan[1]),
+        (FEB, JAN, "recognised", D("10.00") - jan[1]),  # the rest, at the cut, dated January
+    ])  # fmt: skip
+    assert fees(FEB) == (D("0"), D("10.00") - jan[1], D("0.00"))
+    assert verify_revenue() == []
