@@ -19,6 +19,7 @@ from djstripe import models as djstripe
 from apps.accounts.models import Account
 from apps.catalog.models import CreditPack
 from apps.core.decimals import CREDIT_PLACES, UNIT_PRICE_PLACES, format_decimal
+from apps.revenue.services import record_cash_refund
 from apps.wallets.models import CreditGrant
 from apps.wallets.services import claw_back, grant_credits
 from apps.webhooks.services import record_events
@@ -231,10 +232,19 @@ def apply_refunds_and_disputes(*, purchase):
         return
     refunded, disputed, won = _charged_back(purchase)
     refunded = max(refunded, purchase.amount_refunded)  # refunds only grow
+    paid_back = refunded + disputed - purchase.amount_refunded - purchase.amount_disputed
     if disputed < purchase.amount_disputed and won:
         # Only a won dispute gives credits back; one that ends otherwise (refunded during
         # the dispute) keeps them taken, and the refund is counted as a refund.
-        _give_back_won(purchase, disputed, won)
+        # The credits returned bill their basis again: the rest of the money returned
+        # undoes the chargeback's refund of revenue recognised already.
+        paid_back += _give_back_won(purchase, disputed, won)
+    if paid_back:
+        record_cash_refund(
+            grant=purchase.grant, amount=paid_back,
+            reason=f"Stripe {purchase.payment_intent_id}: {format_decimal(refunded)} refunded, "
+            f"{format_decimal(disputed)} disputed",
+        )  # fmt: skip
     before = _share(purchase, purchase.amount_refunded + purchase.amount_disputed)
     after = _share(purchase, refunded + disputed)
     if after > before:
@@ -255,14 +265,16 @@ def apply_refunds_and_disputes(*, purchase):
 
 
 def _give_back_won(purchase, disputed, won):
-    """Disputes were won: return their part of the credits the chargebacks took."""
+    """Disputes were won: return their part of the credits the chargebacks took. Returns the
+    basis of the credits returned."""
     returned = purchase.credits_disputed * (purchase.amount_disputed - disputed)
     credits = (returned / purchase.amount_disputed).quantize(
         Decimal(1).scaleb(-CREDIT_PLACES), rounding=ROUND_DOWN
     )
+    basis = Decimal(0)
     if credits > 0:
         grant = purchase.grant
-        grant_credits(
+        returned, _ = grant_credits(
             account=purchase.account,
             credit_type=purchase.credit_pack.credit_type,
             amount=credits,
@@ -274,8 +286,10 @@ def _give_back_won(purchase, disputed, won):
             reason=f"Stripe dispute won on {purchase.payment_intent_id}: credits returned",
             in_caller_transaction=True,
         )
+        basis = returned.basis_amount
     purchase.credits_disputed -= credits
     purchase.credits_clawed_back -= credits
+    return basis
 
 
 def _share(purchase, amount):

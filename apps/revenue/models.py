@@ -28,6 +28,11 @@ class RevenueLine(models.Model):
         CLAWED_BACK = "clawed_back", "Refunded or clawed back"
         EXPIRED = "expired", "Expired (breakage)"
         ROLLED_OVER = "rolled_over", "Rolled over"
+        # A pair, equal and opposite, outside the release order: cash refunded on the grant
+        # beyond what its claw-backs released of deferred revenue (credits used or expired
+        # before the refund) is a refund of revenue already recognised (posting.py).
+        REFUND_CASH = "refund_cash", "Refunded beyond deferred"
+        REFUND_REVERSAL = "refund_reversal", "Recognised revenue refunded"
 
     month = models.DateField(help_text="First day of the month the line is reported in.")
     dated_month = models.DateField(
@@ -208,3 +213,33 @@ class FeeLine(models.Model):
     def __str__(self):
         kind = self.get_kind_display().lower()
         return f"Platform fee {kind}: {money(self.amount, self.currency)}"
+
+
+class CashRefund(models.Model):
+    """Money paid back on a grant's purchase (a Stripe refund or chargeback; a won dispute's
+    return less what its returned credits bill again): written by billing in the refund's
+    transaction, posted by the posting run into the grant's refund lines."""
+
+    grant = models.ForeignKey(
+        "wallets.CreditGrant", on_delete=models.PROTECT, related_name="cash_refunds"
+    )
+    amount = money_field(
+        validators=[], help_text="Paid back (negative: money returned to us, a dispute won)."
+    )
+    currency = currency_field()
+    reason = models.CharField(max_length=255)
+    needs_posting = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            models.Index(
+                fields=["needs_posting"],
+                condition=Q(needs_posting=True),
+                name="cash_refund_to_post",
+            ),  # fmt: skip
+        ]
+
+    def __str__(self):
+        return f"Refunded {money(self.amount, self.currency)} on grant #{self.grant_id}"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Case, IntegerField, Sum, Value, When
+from django.db.models import Case, IntegerField, Max, Sum, Value, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from apps.jobs.counts import JobCounts
 from apps.wallets.models import CreditGrant, LedgerEntry
 
 from .fees import post_fees
-from .models import PostingCursor, RevenueLine, RevenueMonth
+from .models import CashRefund, PostingCursor, RevenueLine, RevenueMonth
 from .months import first_open, month_of
 
 Entry = LedgerEntry.Kind
@@ -40,6 +40,8 @@ LINE_KIND = {
     (Entry.ROLLOVER, -1): Line.ROLLED_OVER,
 }
 MOVING_KINDS = sorted({kind for kind, _ in LINE_KIND})
+# Lines of cash refunded beyond deferred revenue: not credits leaving, so outside the release.
+REFUND_PAIR = (Line.REFUND_CASH, Line.REFUND_REVERSAL)
 # Within a month, cents are released in this order (models.RevenueLine.Kind's order).
 RELEASE_ORDER = {kind: i for i, kind in enumerate(Line.values)}
 OUTFLOWS = frozenset(Line.values) - {Line.GRANTED}
@@ -103,12 +105,16 @@ def post_locked(cursor):
     ledger entries taken and of platform fees posted."""
     rows, position = _new_movements(cursor)
     closed = set(RevenueMonth.objects.filter(closed=True).values_list("month", flat=True))
-    posted = 0
+    # Why the lock: billing writes refunds while this runs; the flag is cleared only on the
+    # rows read here, and one committed meanwhile waits for the next run.
+    refunds = list(
+        CashRefund.objects.filter(needs_posting=True).order_by("pk").select_for_update(of=("self",))
+    )
+    grants = CreditGrant.objects.select_related("wallet").in_bulk(
+        {row["grant_id"] for row in rows} | {refund.grant_id for refund in refunds}
+    )
+    posted = sum(row["entries"] for row in rows)
     if rows:
-        posted = sum(row["entries"] for row in rows)
-        grants = CreditGrant.objects.select_related("wallet").in_bulk(
-            {row["grant_id"] for row in rows}
-        )
         deltas = defaultdict(Decimal)
         for row in rows:
             grant = grants[row["grant_id"]]
@@ -120,7 +126,9 @@ def post_locked(cursor):
                 # The part of a new grant that paid back earlier overage: used already.
                 deltas[(grant.pk, month, dated, Line.SETTLED)] += grant.debt_settled
         _add_to_lines(deltas, grants)
-        derive_amounts(grants.values())
+    if grants:
+        derive_amounts(grants.values(), closed=closed)
+    CashRefund.objects.filter(pk__in=[refund.pk for refund in refunds]).update(needs_posting=False)
     for name, value in position.items():
         setattr(cursor, name, value)
     cursor.posted_at = timezone.now()
@@ -164,6 +172,8 @@ def amounts_of(grant, lines):
     out = Decimal(0)
     amounts = []
     for line in sorted(lines, key=release_order):
+        if line.kind in REFUND_PAIR:
+            continue  # derive_refunds
         if line.kind == Line.GRANTED:
             amounts.append((line, grant.basis_amount))
             continue
@@ -178,8 +188,9 @@ def amounts_of(grant, lines):
     return amounts
 
 
-def derive_amounts(grants):
-    """Set the cents of every line of `grants` from their credits."""
+def derive_amounts(grants, *, closed):
+    """Set the cents of every line of `grants` from their credits, then their refund
+    lines."""
     by_grant = defaultdict(list)
     for line in RevenueLine.objects.filter(grant_id__in=[g.pk for g in grants]):
         by_grant[line.grant_id].append(line)
@@ -190,3 +201,48 @@ def derive_amounts(grants):
                 line.amount = amount
                 changed.append(line)
     RevenueLine.objects.bulk_update(changed, ["amount"], batch_size=5000)
+    derive_refunds(grants, by_grant, closed=closed)
+
+
+def refunded_beyond(*, cash, lines):
+    """Of `cash` refunded on a grant, what its claw-backs did not release of deferred
+    revenue: refunded out of revenue recognised already (negative when they released a cent
+    more than the cash, by rounding). What the grant's REFUND_CASH lines add up to."""
+    return cash - sum(line.amount for line in lines if line.kind == Line.CLAWED_BACK)
+
+
+def derive_refunds(grants, by_grant, *, closed):
+    """Bring each grant's refund pair to `refunded_beyond` its cash refunds. Lines of closed
+    months stay; a difference goes to the month of its latest refund, or the first open one."""
+    cash = {
+        row["grant_id"]: row
+        for row in CashRefund.objects.filter(grant_id__in=[g.pk for g in grants])
+        .values("grant_id").annotate(total=Sum("amount"), last=Max("created_at")).order_by()
+    }  # fmt: skip
+    new, changed = [], []
+    for grant in grants:
+        if grant.pk not in cash:
+            continue
+        lines = by_grant[grant.pk]
+        difference = refunded_beyond(cash=cash[grant.pk]["total"], lines=lines) - sum(
+            line.amount for line in lines if line.kind == Line.REFUND_CASH
+        )
+        if not difference:
+            continue
+        dated = month_of(cash[grant.pk]["last"])
+        month = first_open(dated, closed)
+        for kind, amount in ((Line.REFUND_CASH, difference), (Line.REFUND_REVERSAL, -difference)):
+            line = next((found for found in lines if (found.month, found.dated_month, found.kind)
+                         == (month, dated, kind)), None)  # fmt: skip
+            if line is None:
+                new.append(RevenueLine(
+                    grant_id=grant.pk, month=month, dated_month=dated, kind=kind, credits=0,
+                    amount=amount, account_id=grant.account_id,
+                    credit_type_id=grant.wallet.credit_type_id, plan_id=grant.plan_id,
+                    source=grant.source, currency=grant.currency,
+                ))  # fmt: skip
+            else:
+                line.amount += amount
+                changed.append(line)
+    RevenueLine.objects.bulk_create(new)
+    RevenueLine.objects.bulk_update(changed, ["amount"])

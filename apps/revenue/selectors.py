@@ -23,9 +23,11 @@ OUT = ~Q(kind=Line.GRANTED)
 # verify_revenue all read these.
 MONEY = {
     "billed": BILLED,
-    "recognised": Q(kind__in=[Line.CONSUMED, Line.SETTLED]),
+    # Cash refunded beyond deferred revenue is taken out of recognised revenue (REFUND_CASH
+    # and REFUND_REVERSAL are equal and opposite: deferred does not move).
+    "recognised": Q(kind__in=[Line.CONSUMED, Line.SETTLED, Line.REFUND_REVERSAL]),
     "breakage": Q(kind=Line.EXPIRED),
-    "refunded": Q(kind=Line.CLAWED_BACK),
+    "refunded": Q(kind__in=[Line.CLAWED_BACK, Line.REFUND_CASH]),
     "rolled_over": Q(kind=Line.ROLLED_OVER),
     "rolled_in": ROLLED_IN,
 }

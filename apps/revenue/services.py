@@ -1,4 +1,5 @@
-"""Closing and reopening a revenue month (docs/revenue.md, "Month close")."""
+"""Closing and reopening a revenue month (docs/revenue.md, "Month close"); cash refunds
+recorded for posting."""
 
 from datetime import date
 
@@ -7,7 +8,7 @@ from django.utils import timezone
 
 from apps.core.errors import InvalidInput
 
-from .models import FeeLine, RevenueLine, RevenueMonth
+from .models import CashRefund, FeeLine, RevenueLine, RevenueMonth
 from .months import next_month
 from .posting import locked_cursor, post_locked
 from .selectors import month_figures
@@ -80,3 +81,12 @@ def reopen_month(*, month, acting_user, reason):
         record._change_reason = reason.strip()
         record.save()
         return record
+
+
+def record_cash_refund(*, grant, amount, reason):
+    """Money paid back on `grant`'s purchase (negative: returned to us), in the caller's
+    transaction; the next posting run reports what its claw-backs did not release of
+    deferred revenue as refunded out of recognised revenue (docs/revenue.md, "Refunds")."""
+    return CashRefund.objects.create(
+        grant=grant, amount=amount, currency=grant.currency, reason=reason[:255]
+    )

@@ -12,9 +12,17 @@ from apps.wallets.models import CreditGrant, LedgerEntry
 
 from . import selectors
 from .fees import schedule
-from .models import FeeLine, PostingCursor, RatableFee, RevenueLine, RevenueMonth
+from .models import CashRefund, FeeLine, PostingCursor, RatableFee, RevenueLine, RevenueMonth
 from .months import month_of
-from .posting import LINE_KIND, MOVING_KINDS, OUTFLOWS, amounts_of, movements
+from .posting import (
+    LINE_KIND,
+    MOVING_KINDS,
+    OUTFLOWS,
+    REFUND_PAIR,
+    amounts_of,
+    movements,
+    refunded_beyond,
+)
 
 Line = RevenueLine.Kind
 
@@ -80,6 +88,10 @@ def _check_grants(problems):
     for line in RevenueLine.objects.order_by("grant_id").iterator(chunk_size=10_000):
         by_grant[line.grant_id].append(line)
     grants = CreditGrant.objects.in_bulk(list(by_grant))
+    cash_refunds = dict(
+        CashRefund.objects.values("grant_id").annotate(total=Sum("amount"))
+        .order_by().values_list("grant_id", "total")
+    )  # fmt: skip
     for grant_id, lines in by_grant.items():
         grant = grants[grant_id]
         for line, amount in amounts_of(grant, lines):
@@ -95,10 +107,24 @@ def _check_grants(problems):
             problems.append(f"grant #{grant_id}: billed {billed}, basis {grant.basis_amount}")
         if out_credits > grant.amount or out_amount > grant.basis_amount:
             problems.append(f"grant #{grant_id}: released more than it holds")
+        if grant_id in cash_refunds or any(line.kind in REFUND_PAIR for line in lines):
+            _check_refund_pair(problems, grant_id, lines, cash_refunds.get(grant_id, 0))
         if out_credits == grant.amount and out_amount != grant.basis_amount:
             problems.append(
                 f"grant #{grant_id}: all credits out, released {out_amount} of {grant.basis_amount}"
             )
+
+
+def _check_refund_pair(problems, grant_id, lines, cash):
+    """A grant's cash refunds are its claw-backs' cents plus its REFUND_CASH lines, which
+    REFUND_REVERSAL lines cancel."""
+    refunded = sum(line.amount for line in lines if line.kind == Line.REFUND_CASH)
+    reversed_ = sum(line.amount for line in lines if line.kind == Line.REFUND_REVERSAL)
+    if refunded != refunded_beyond(cash=cash, lines=lines) or reversed_ != -refunded:
+        problems.append(
+            f"grant #{grant_id}: cash refunded {cash}, beyond its claw-backs "
+            f"{refunded_beyond(cash=cash, lines=lines)}; refund lines {refunded} and {reversed_}"
+        )
 
 
 def _check_months(problems):
