@@ -2,7 +2,7 @@
 what keeps a month's report fast at any ledger size): per month and currency, optionally
 broken down by credit type, plan or account (docs/revenue.md, "The monthly report")."""
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 
 from django.db.models import Min, Q, Sum
@@ -70,7 +70,12 @@ class Figures:
     credits_clawed_back: Decimal = ZERO
     credits_rolled_over: Decimal = ZERO
     closing_credits: Decimal = ZERO
-    extra: dict = field(default_factory=dict)  # figures other modules add (ratable fees)
+    # The plans' platform fees (fees.py), beside the credits' figures: by plan, never by
+    # credit type or account. Their own identity: fees deferred at the last month's end +
+    # fees_billed - fees_recognised = fees_deferred (at this month's end).
+    fees_billed: Decimal = ZERO
+    fees_recognised: Decimal = ZERO
+    fees_deferred: Decimal = ZERO
 
     def close(self):
         """Set the closing balances from the opening ones and the month's movements."""
@@ -85,17 +90,13 @@ class Figures:
         return self
 
     def as_json(self):
-        return {k: str(v) for k, v in asdict(self).items() if k != "extra"} | {
-            "extra": {k: str(v) for k, v in self.extra.items()}
-        }
+        return {k: str(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data):
-        names = {f.name for f in fields(cls)} - {"extra"}
-        return cls(
-            **{k: Decimal(v) for k, v in data.items() if k in names},
-            extra={k: Decimal(v) for k, v in data.get("extra", {}).items()},
-        )
+        # Months closed before fees were fields hold them under "extra".
+        data = {**data.get("extra", {}), **data}
+        return cls(**{f.name: Decimal(data.get(f.name, "0")) for f in fields(cls)})
 
 
 def _lines(*, currency=None, dimension=None, value=None, filters=None):
@@ -170,13 +171,11 @@ FEES = ("fees_billed", "fees_recognised", "fees_deferred")
 
 
 def _add_fees(figures, fees, dimension):
-    """The plans' platform fees (fees.py) beside the credits' figures, in `extra`:
-    fees_billed, fees_recognised, fees_deferred (at the month's end)."""
     for (currency, plan_id), amounts in fees.items():
         key = (currency, plan_id) if dimension == "plan" else (currency,)
         f = figures.setdefault(key, Figures())
         for name, amount in zip(FEES, amounts, strict=True):
-            f.extra[name] = f.extra.get(name, ZERO) + amount
+            setattr(f, name, getattr(f, name) + amount)
 
 
 def month_figures(*, month, currency=None, dimension=None, value=None):

@@ -158,8 +158,8 @@ def _check_months(problems):
                                 f"{f.rolled_in}")  # fmt: skip
             if f.closing_deferred < 0:
                 problems.append(f"{where}: closing deferred {f.closing_deferred} < 0")
-            if f.extra.get("fees_deferred", 0) < 0:
-                problems.append(f"{where}: platform fees deferred {f.extra['fees_deferred']} < 0")
+            if f.fees_deferred < 0:
+                problems.append(f"{where}: platform fees deferred {f.fees_deferred} < 0")
             stored = frozen.get(month, {}).get(currency)
             if stored is not None and selectors.Figures.from_json(stored) != f:
                 problems.append(f"{where}: closed month's frozen figures differ from its lines")

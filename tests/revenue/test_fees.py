@@ -42,11 +42,8 @@ def at(month, day, hour=0):
 
 def fees(month, currency="USD"):
     """(billed, recognised, deferred at the month's end) of the month's platform fees."""
-    extra = month_figures(month=month).get((currency,))
-    if extra is None:
-        return None
-    return tuple(extra.extra.get(name, D(0)) for name in
-                 ("fees_billed", "fees_recognised", "fees_deferred"))  # fmt: skip
+    f = month_figures(month=month).get((currency,))
+    return None if f is None else (f.fees_billed, f.fees_recognised, f.fees_deferred)
 
 
 def lines(fee):
@@ -87,10 +84,11 @@ def test_fees_are_reported_per_currency_and_plan():
     fee("500", at(3, 1), at(4, 1), plan=team, currency="JPY")
     post_revenue()
     by_plan = series(first=MAR, last=MAR, dimension="plan")[MAR]
-    assert by_plan[("USD", pro.pk)].extra == {
-        "fees_billed": D("16.50"), "fees_recognised": D("16.50"), "fees_deferred": D("0"),
-    }  # fmt: skip
-    assert by_plan[("JPY", team.pk)].extra["fees_recognised"] == D("500")
+    usd = by_plan[("USD", pro.pk)]
+    assert (usd.fees_billed, usd.fees_recognised, usd.fees_deferred) == (
+        D("16.50"), D("16.50"), D("0"),
+    )  # fmt: skip
+    assert by_plan[("JPY", team.pk)].fees_recognised == D("500")
     only_pro = series(first=MAR, last=MAR, dimension="plan", value=pro.pk)[MAR]
     assert list(only_pro) == [("USD", pro.pk)]
     assert list(series(first=MAR, last=MAR, currency="JPY")[MAR]) == [("JPY",)]
