@@ -1,6 +1,7 @@
 """Property-based: any interleaving of ledger operations — consumes, reservations, grants,
-corrections, expiry, period ends with or without the renewal job, plan changes — keeps
-every invariant of docs/ledger.md."""
+corrections, refunds, expiry, period ends with or without the renewal job, plan changes,
+revenue posting at any moment — keeps every invariant of docs/ledger.md, and revenue agrees
+with the ledger (docs/revenue.md)."""
 
 from contextlib import suppress
 from datetime import timedelta
@@ -8,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -31,6 +33,7 @@ from apps.periods.services import (
     resume_subscription,
 )
 from apps.revenue.posting import post_revenue
+from apps.revenue.services import record_cash_refund
 from apps.revenue.verify import verify_revenue
 from apps.usage.services import (
     ConsumeRequest,
@@ -43,7 +46,7 @@ from apps.usage.services import (
 )
 from apps.wallets.models import CreditGrant, Reservation, Wallet
 from apps.wallets.selectors import ledger_violations
-from apps.wallets.services import adjust, expire_grants, grant_credits, void_grant
+from apps.wallets.services import adjust, claw_back, expire_grants, grant_credits, void_grant
 from tests.factories import (
     AccountFactory,
     CreditTypeFactory,
@@ -56,6 +59,7 @@ from tests.factories import (
 amounts = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(60), places=6)
 round_amounts = st.integers(min_value=1, max_value=40).map(Decimal)
 quantities = st.one_of(round_amounts, amounts)
+CREDIT, CENT = Decimal("0.000001"), Decimal("0.01")
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -80,6 +84,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.plans = []
         for credits in (included, included * 2):
             plan = PlanFactory(
+                # Part of the price is a platform fee, recognised over the period (and at
+                # once when a plan change cuts the period short).
+                price=Decimal("30.00"),
+                platform_fee_value=Decimal(10),
                 overage_policy=policy,
                 overage_limit=overdraft,
                 rollover_percent=percent,
@@ -89,8 +97,9 @@ class LedgerMachine(RuleBasedStateMachine):
             PlanFeatureFactory(plan=plan, feature=feature)
             if credits:
                 PlanAllowanceFactory(
-                    plan=plan, credit_type=self.credit_type, credits_per_period=credits
-                )
+                    plan=plan, credit_type=self.credit_type, credits_per_period=credits,
+                    standalone_value=Decimal(20),
+                )  # fmt: skip
             self.plans.append(plan)
         self.overdraft = overdraft
         self.account = AccountFactory()
@@ -198,6 +207,21 @@ class LedgerMachine(RuleBasedStateMachine):
     def adjust(self, amount):
         with suppress(DomainError):
             adjust(account=self.account, credit_type=self.credit_type, amount=amount, reason="t")
+
+    @rule(grant=grants, share=st.sampled_from([Decimal("0.25"), Decimal("0.5"), Decimal(1)]))
+    def refund(self, grant, share):
+        """A refund of part of what was paid: the credits left claw back, the cash beyond
+        them comes out of recognised revenue."""
+        fresh = CreditGrant.objects.get(pk=grant.pk)
+        with transaction.atomic():
+            claw_back(grant=fresh, credits=(fresh.amount * share).quantize(CREDIT),
+                      reason="refund")  # fmt: skip
+            record_cash_refund(grant=fresh, amount=(fresh.basis_amount * share).quantize(CENT),
+                               reason="refund")  # fmt: skip
+
+    @rule()
+    def post(self):
+        post_revenue()
 
     @invariant()
     def ledger_is_sound(self):
