@@ -6,6 +6,8 @@ the lines of their grant, month and kind, and derives the cents of every line of
 it touched from their credits (`derive_amounts`). One run at a time (the cursor row is
 locked); a run is one transaction, so a run that dies leaves the last one's lines whole.
 Consumes pay nothing for this: the ledger's rows already carry what posting needs.
+The same run posts the platform fees written or cut since (fees.post_fees) and the cash
+refunds billing recorded (`derive_refunds`).
 """
 
 from collections import defaultdict
