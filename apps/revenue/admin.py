@@ -26,6 +26,7 @@ from apps.core.humanize import credits, money
 from .models import RevenueMonth
 from .selectors import (
     CREDITS,
+    FEES,
     MONEY,
     Figures,
     account_statement,
@@ -53,9 +54,14 @@ COLUMNS = [
     ("credits_granted", "Credits granted"),
     ("credits_used", "Credits used"),
     ("credits_expired", "Credits expired"),
+    ("fees_billed", "Platform fees billed"),
+    ("fees_recognised", "Platform fees recognised"),
+    ("fees_deferred", "Platform fees deferred"),
 ]
 HEADINGS = dict(COLUMNS)
 BALANCES = {"opening_deferred", "closing_deferred"}  # no lines of their own: by account only
+# Platform fees are the plans' (the month page has them by plan): no drill-down to grants.
+NOT_DRILLED = frozenset(FEES)
 STATEMENT = [
     ("billed", "Paid (billed)"),
     ("credits_granted", "Credits granted"),
@@ -66,6 +72,8 @@ STATEMENT = [
     ("recognised", "Recognised"),
     ("breakage", "Breakage"),
     ("closing_deferred", "Deferred at month end"),
+    ("fees_billed", "Platform fees paid"),
+    ("fees_recognised", "Platform fees recognised"),
 ]
 
 
@@ -383,8 +391,9 @@ class RevenueMonthAdmin(HistoryAdmin):
 
     def _figure(self, request, figure):
         """The figure, the filters of its credit type or plan, and words for them."""
-        if figure not in HEADINGS:
-            raise BadRequest(f"“{figure}” is not a figure of the revenue page.")
+        if figure not in HEADINGS or figure in NOT_DRILLED:
+            raise BadRequest(f"“{figure}” is not a figure of the revenue page with grants "
+                             "behind it.")  # fmt: skip
         filters, scope = {}, ""
         try:
             if request.GET.get("credit_type"):
@@ -416,7 +425,11 @@ class RevenueMonthAdmin(HistoryAdmin):
         return [
             (
                 show(figure, getattr(figures, figure), currency),
-                reverse("admin:revenue_revenuemonth_drill_down", args=[f"{month:%Y-%m}", figure])
+                None
+                if figure in NOT_DRILLED
+                else reverse(
+                    "admin:revenue_revenuemonth_drill_down", args=[f"{month:%Y-%m}", figure]
+                )
                 + query,
             )  # fmt: skip
             for figure, _ in COLUMNS
@@ -457,6 +470,7 @@ def _chart(months, found, currency):
             Series("Recognised", [f.recognised for f in figures], show),
             Series("Breakage", [f.breakage for f in figures], show),
             Series("Refunds & claw-backs", [f.refunded for f in figures], show),
+            Series("Platform fees recognised", [f.fees_recognised for f in figures], show),
             Series("Closing deferred", [f.closing_deferred for f in figures], show,
                    charted=False),
         ],

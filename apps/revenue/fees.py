@@ -113,34 +113,40 @@ def cut_fees(*, subscription_id, at):
     ).update(cut_at=at, needs_posting=True)
 
 
-def fee_series(*, first, last, currency=None, plan=None):
-    """{month: {(currency, plan id): (billed, recognised, deferred at the month's end)}}
-    for every month from `first` to `last`, from the fee lines: two queries whatever the
-    span. A key with nothing billed, recognised or deferred in a month is left out."""
+def fee_series(*, first, last, currency=None, group=None, value=None):
+    """{month: {(currency, group value): (billed, recognised, deferred at the month's end)}}
+    for every month from `first` to `last`, from the fee lines, by `group` ("plan_id",
+    "account_id" or None: by currency alone, the group value None), optionally for one
+    `value` of it: two queries whatever the span. A key with nothing billed, recognised or
+    deferred in a month is left out."""
     lines = FeeLine.objects.all()
     if currency:
         lines = lines.filter(currency=currency)
-    if plan is not None:
-        lines = lines.filter(plan_id=plan)
+    if group and value is not None:
+        lines = lines.filter(**{group: value})
+    names = ("currency", *([group] if group else []))
     sums = {"billed": Sum("amount", filter=Q(kind=Kind.BILLED), default=ZERO),
             "recognised": Sum("amount", filter=Q(kind=Kind.RECOGNISED), default=ZERO)}  # fmt: skip
+
+    def key(row):
+        return (row["currency"], row[group] if group else None)
+
     deferred = {
-        (row["currency"], row["plan_id"]): row["billed"] - row["recognised"]
-        for row in lines.filter(month__lt=first).values("currency", "plan_id")
-        .annotate(**sums).order_by()
-    }  # fmt: skip
+        key(row): row["billed"] - row["recognised"]
+        for row in lines.filter(month__lt=first).values(*names).annotate(**sums).order_by()
+    }
     moved = defaultdict(dict)
     for row in (lines.filter(month__gte=first, month__lte=last)
-                .values("currency", "plan_id", "month").annotate(**sums).order_by()):  # fmt: skip
-        moved[row["month"]][(row["currency"], row["plan_id"])] = (row["billed"], row["recognised"])
+                .values(*names, "month").annotate(**sums).order_by()):  # fmt: skip
+        moved[row["month"]][key(row)] = (row["billed"], row["recognised"])
     result, month = {}, first
     while month <= last:
         figures = {}
-        for key in sorted(set(deferred) | set(moved[month])):
-            billed, recognised = moved[month].get(key, (ZERO, ZERO))
-            deferred[key] = deferred.get(key, ZERO) + billed - recognised
-            if billed or recognised or deferred[key]:
-                figures[key] = (billed, recognised, deferred[key])
+        for found in sorted(set(deferred) | set(moved[month]), key=str):
+            billed, recognised = moved[month].get(found, (ZERO, ZERO))
+            deferred[found] = deferred.get(found, ZERO) + billed - recognised
+            if billed or recognised or deferred[found]:
+                figures[found] = (billed, recognised, deferred[found])
         result[month] = figures
         month = next_month(month)
     return result

@@ -10,7 +10,7 @@ from django.db.models import Min, Q, Sum
 from apps.wallets.models import CreditGrant
 
 from .fees import fee_series
-from .models import RevenueLine, RevenueMonth
+from .models import FeeLine, RevenueLine, RevenueMonth
 from .months import months_back, next_month  # noqa: F401  (the revenue pages' months)
 
 Line = RevenueLine.Kind
@@ -147,9 +147,9 @@ def series(*, first, last, currency=None, dimension=None, value=None, filters=No
                           by_month=True):  # fmt: skip
         moved.setdefault(row["month"], {})[_key(row, dimension)] = row
     fees = {}
-    if dimension in (None, "plan") and not filters:
+    if dimension != "credit_type" and not filters:  # fees belong to plans, not credit types
         fees = fee_series(first=first, last=last, currency=currency,
-                          plan=value if dimension == "plan" else None)  # fmt: skip
+                          group=(DIMENSIONS[dimension] or (None,))[0], value=value)  # fmt: skip
     result, month = {}, first
     while month <= last:
         figures = {}
@@ -171,9 +171,8 @@ FEES = ("fees_billed", "fees_recognised", "fees_deferred")
 
 
 def _add_fees(figures, fees, dimension):
-    for (currency, plan_id), amounts in fees.items():
-        key = (currency, plan_id) if dimension == "plan" else (currency,)
-        f = figures.setdefault(key, Figures())
+    for (currency, value), amounts in fees.items():
+        f = figures.setdefault((currency, value) if dimension else (currency,), Figures())
         for name, amount in zip(FEES, amounts, strict=True):
             setattr(f, name, getattr(f, name) + amount)
 
@@ -203,10 +202,11 @@ def grants_behind(*, month, currency, kinds=None, account=None, credit_type=None
 
 
 def currencies():
-    """The currencies that have revenue lines, in order."""
-    return list(
-        RevenueLine.objects.order_by("currency").values_list("currency", flat=True).distinct()
-    )
+    """The currencies that have revenue lines or platform fees, in order."""
+    return sorted(
+        {currency for model in (RevenueLine, FeeLine)
+         for currency in model.objects.order_by().values_list("currency", flat=True).distinct()}
+    )  # fmt: skip
 
 
 def figure_lines(figure):
@@ -239,22 +239,17 @@ def lines_behind(*, month, currency, figure, account, filters=None):
 def account_statement(*, account, last):
     """{currency: {month: Figures}} of one account, from its first month with revenue in
     that currency to `last`."""
-    firsts = (
-        RevenueLine.objects.filter(account_id=account, month__lte=last)
-        .values("currency")
-        .annotate(first=Min("month"))
-        .order_by("currency")
-    )
+    firsts = {}
+    for model in (RevenueLine, FeeLine):
+        for row in (model.objects.filter(account_id=account, month__lte=last)
+                    .values("currency").annotate(first=Min("month")).order_by()):  # fmt: skip
+            firsts[row["currency"]] = min(row["first"], firsts.get(row["currency"], row["first"]))
     return {
-        row["currency"]: {
-            month: figures.get((row["currency"], account), Figures())
+        currency: {
+            month: figures.get((currency, account), Figures())
             for month, figures in series(
-                first=row["first"],
-                last=last,
-                currency=row["currency"],
-                dimension="account",
-                value=account,
+                first=first, last=last, currency=currency, dimension="account", value=account
             ).items()
         }  # fmt: skip
-        for row in firsts
+        for currency, first in sorted(firsts.items())
     }

@@ -11,11 +11,17 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from apps.revenue import admin as revenue_admin
-from apps.revenue.models import RevenueMonth
+from apps.revenue.models import RatableFee, RevenueMonth
 from apps.revenue.posting import post_revenue
 from apps.usage.services import consume
 from apps.wallets.services import grant_credits
-from tests.factories import AccountFactory, CreditTypeFactory, FeatureFactory, UserFactory
+from tests.factories import (
+    AccountFactory,
+    CreditTypeFactory,
+    FeatureFactory,
+    SubscriptionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -73,7 +79,8 @@ def test_the_revenue_page_shows_twelve_months_humanized(client, scenario, financ
     assert len(rows) == 12
     january = [text for text, _ in rows[1]["cells"]]
     assert january == ["0.00 USD", "15.00 USD", "1.50 USD", "0.00 USD", "0.00 USD",
-                       "13.50 USD", "1,500 credits", "150 credits", "0 credits"]  # fmt: skip
+                       "13.50 USD", "1,500 credits", "150 credits", "0 credits",
+                       "0.00 USD", "0.00 USD", "0.00 USD"]  # fmt: skip
     february = [text for text, _ in rows[0]["cells"]]
     assert february[:3] == ["13.50 USD", "0.00 USD", "2.00 USD"]
     assert february[5] == "11.50 USD"
@@ -201,7 +208,8 @@ def test_the_statement_adds_up(client, scenario, finance):
         "Paid (billed)": "10.00 USD", "Credits granted": "1,000 credits",
         "Credits used": "100 credits", "Credits expired": "0 credits", "Refunded": "0.00 USD",
         "Credits clawed back": "0 credits", "Recognised": "1.00 USD", "Breakage": "0.00 USD",
-        "Deferred at month end": "9.00 USD",
+        "Deferred at month end": "9.00 USD", "Platform fees paid": "0.00 USD",
+        "Platform fees recognised": "0.00 USD",
     }  # fmt: skip
     assert (february["Recognised"], february["Deferred at month end"]) == ("2.00 USD", "7.00 USD")
     # Paid 10.00 - recognised 3.00 = deferred 7.00.
@@ -209,6 +217,32 @@ def test_the_statement_adds_up(client, scenario, finance):
         "10.00 USD", "3.00 USD", "7.00 USD",
     )  # fmt: skip
     assert total["Credits used"] == "300 credits"
+
+
+def test_platform_fees_are_shown_beside_the_credits_and_by_plan_without_a_drill_down(
+    client, scenario, finance
+):
+    subscription = SubscriptionFactory(account=scenario["acme"])
+    RatableFee.objects.create(
+        subscription=subscription, account=subscription.account, plan=subscription.plan,
+        currency="USD", period_start=at(1, 20, 0), period_end=at(2, 20, 0), amount=D("10.00"),
+    )  # fmt: skip
+    post_revenue()
+    rows = client.get(PAGE, {"month": "2026-02"}).context["rows"]
+    headings = [heading for _, heading in revenue_admin.COLUMNS]
+    january = dict(zip(headings, rows[1]["cells"], strict=True))
+    assert january["Platform fees billed"] == ("10.00 USD", None)  # no grants behind it
+    assert [january[f"Platform fees {n}"][0] for n in ("recognised", "deferred")] == [
+        "3.87 USD", "6.13 USD",
+    ]  # fmt: skip
+    by_plan = client.get(url("month", "2026-02"), {"currency": "USD"}).context["tables"][1]
+    plan_row = next(row for row in by_plan["rows"] if row["label"] == str(subscription.plan))
+    assert plan_row["cells"][headings.index("Platform fees recognised")][0] == "6.13 USD"
+    refused = client.get(url("drill_down", "2026-01", "fees_billed"), {"currency": "USD"})
+    assert refused.status_code == 302 and "grants behind it" in said(refused)[0]
+    statement = client.get(url("statement", scenario["acme"].pk)).context
+    total = dict(zip(statement["headings"], statement["tables"][0]["total"], strict=True))
+    assert total["Platform fees paid"] == "10.00 USD"
 
 
 def test_the_account_page_links_to_its_statement_for_finance_only(client, scenario, finance):
