@@ -308,7 +308,9 @@ class LedgerEntry(models.Model):
             models.Index(fields=["account", "-id"], name="ledger_account_newest"),
             models.Index(fields=["wallet", "-id"], name="ledger_wallet_newest"),
             models.Index(fields=["created_at"], name="ledger_created_at"),
-            BrinOnPostgres(fields=["txid"], name="ledger_txid"),
+            # Summarized as each range of pages fills (autovacuum runs the summaries): an
+            # unsummarized range matches every query, and posting would read it whole.
+            BrinOnPostgres(fields=["txid"], name="ledger_txid", autosummarize=True),
             models.Index(
                 fields=["reservation"],
                 condition=Q(reservation__isnull=False),
