@@ -2,6 +2,7 @@
 a month, a drill-down and an account's statement, as a Finance user who logs in through the
 login form. Screenshots go to test-output/revenue/ for a person to look at."""
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,11 +11,17 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.revenue.models import RatableFee
 from apps.revenue.posting import post_revenue
 from apps.usage.services import consume
 from apps.wallets.services import grant_credits
 from tests.core.test_admin_browser import PASSWORD, log_in, staff
-from tests.factories import AccountFactory, CreditTypeFactory, FeatureFactory
+from tests.factories import (
+    AccountFactory,
+    CreditTypeFactory,
+    FeatureFactory,
+    SubscriptionFactory,
+)
 
 OUTPUT = Path(settings.BASE_DIR) / "test-output" / "revenue"
 
@@ -35,13 +42,20 @@ def test_finance_reads_the_revenue_pages_in_a_browser(browser, live_server):
     grant_credits(account=acme, credit_type=credit_type, amount=Decimal(1000),
                   source="purchase", basis_amount=Decimal("10.00"))  # fmt: skip
     consume(account=acme, feature="api_call", quantity=Decimal(250))
+    subscription = SubscriptionFactory(account=acme)  # a plan's platform fee, this month
+    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    RatableFee.objects.create(
+        subscription=subscription, account=acme, plan=subscription.plan, currency="USD",
+        period_start=start, period_end=start + timedelta(days=10), amount=Decimal("8.25"),
+    )  # fmt: skip
     post_revenue()
     month = f"{timezone.localdate():%Y-%m}"
     name = "admin:revenue_revenuemonth"
 
     log_in(browser, live_server, staff("Finance").username, PASSWORD)
     pages = [
-        ("revenue-page", reverse(f"{name}_changelist"), ["10.00 USD", "2.50 USD", "open"]),
+        ("revenue-page", reverse(f"{name}_changelist"),
+         ["10.00 USD", "2.50 USD", "open", "Platform fees recognised", "8.25 USD"]),
         ("month", reverse(f"{name}_month", args=[month]) + "?currency=USD",
          ["API calls", "No plan", "Total", "1,000 credits"]),
         ("drill-down", reverse(f"{name}_drill_down", args=[month, "billed"]) + "?currency=USD",
