@@ -27,6 +27,7 @@ from .decimals import (
     UNIT_PRICE_PLACES,
 )
 from .exports import FORMATS, content_type, export_chunks, export_filename
+from .models import EXPORT_PERMISSION
 
 COUNT_CAP = 10_000
 
@@ -208,8 +209,11 @@ EXPORT_LABELS = {"csv": "Export CSV", "jsonl": "Export JSON Lines"}
 
 
 def may_export(model_admin, request):
-    """Who may export what a screen shows (docs/exports.md)."""
-    return model_admin.has_view_or_change_permission(request)
+    """Who may export what a screen shows: who may view it and has the export permission
+    (docs/exports.md, "Who may export")."""
+    return model_admin.has_view_or_change_permission(request) and request.user.has_perm(
+        EXPORT_PERMISSION
+    )
 
 
 def export_response(chunks, *, name, fmt):

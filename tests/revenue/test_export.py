@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -139,3 +140,12 @@ def test_only_who_may_view_the_revenue_pages_may_export_them(client, scenario, g
     response = client.get(url("export_csv"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
+
+def test_viewing_the_revenue_pages_is_not_enough_to_export_them(client, scenario):
+    user = UserFactory(groups=[])
+    user.user_permissions.add(Permission.objects.get(codename="view_revenuemonth"))
+    client.force_login(user)
+    page = client.get(PAGE, {"month": "2026-02", "currency": "USD"})
+    assert page.status_code == 200 and page.context["export_links"] == []
+    assert "Export CSV" not in page.content.decode()
+    assert client.get(url("export_csv")).status_code == 403
