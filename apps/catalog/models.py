@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from apps.core import humanize
 from apps.core.currencies import price_problem
 from apps.core.fields import code_field, credit_field, currency_field, money_field, unit_price_field
 
@@ -229,7 +230,7 @@ class PlanAllowance(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.credits_per_period} {self.credit_type.code} / period"
+        return f"{humanize.credits(self.credits_per_period, self.credit_type.code)} / period"
 
     def clean(self):
         # One row's part of the rules of apps/catalog/pricing.py; the admin's inline and the

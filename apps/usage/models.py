@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import humanize
 from apps.core.fields import credit_field
 
 
@@ -50,7 +51,10 @@ class UsageEvent(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.quantity} × {self.feature_id} = {self.credits}"
+        return (
+            f"{humanize.group_digits(self.quantity)} × feature #{self.feature_id} = "
+            f"{humanize.credits(self.credits)}"
+        )
 
 
 class UsageCounter(models.Model):
@@ -69,7 +73,10 @@ class UsageCounter(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.used} of {self.feature_id} since {self.period_start:%Y-%m-%d}"
+        return (
+            f"{humanize.group_digits(self.used)} of feature #{self.feature_id} since "
+            f"{self.period_start:%Y-%m-%d}"
+        )
 
 
 # Report pages in the admin's "Reports" section (apps/usage/report_admin.py). Each proxy only
