@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from apps.core import humanize
 from apps.core.fields import credit_field, currency_field, money_field, unit_price_field
 
 
@@ -136,7 +137,7 @@ class OverageCharge(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.credits} overage credits for {self.account}"
+        return f"Overage of {humanize.credits(self.credits)} for {self.account}"
 
 
 class AutoRecharge(models.Model):

@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from apps.core import humanize
+from apps.core.currencies import price_problem
 from apps.core.fields import code_field, credit_field, currency_field, money_field, unit_price_field
 
 from .pricing import NO_VALUES_WITH_FEE
@@ -186,10 +188,15 @@ class Plan(models.Model):
         return self.name
 
     def clean(self):
+        problems = {}
         if self.overage_policy == self.OveragePolicy.BLOCK and self.overage_limit:
-            raise ValidationError(
-                {"overage_limit": "Set the overage policy to 'allow' to give an overage limit."}
+            problems["overage_limit"] = (
+                "Set the overage policy to 'allow' to give an overage limit."
             )
+        if problem := price_problem(self.price, self.currency):
+            problems["price"] = problem
+        if problems:
+            raise ValidationError(problems)
 
 
 class PlanAllowance(models.Model):
@@ -223,7 +230,7 @@ class PlanAllowance(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.credits_per_period} {self.credit_type.code} / period"
+        return f"{humanize.credits(self.credits_per_period, self.credit_type.code)} / period"
 
     def clean(self):
         # One row's part of the rules of apps/catalog/pricing.py; the admin's inline and the
@@ -303,3 +310,7 @@ class CreditPack(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if problem := price_problem(self.price, self.currency):
+            raise ValidationError({"price": problem})

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import yaml
 
+from apps.core.currencies import price_problem
 from apps.core.decimals import (
     CREDIT_DIGITS,
     CREDIT_PLACES,
@@ -338,7 +339,7 @@ def _plan(entry, raw, known_credit_types, known_features):
     if overage["policy"] == "block" and overage["limit"] not in (None, "0"):
         overage_entry.fail("limit", "must be 0 unless policy is allow")
 
-    return {
+    return _price_fits(entry, {
         "code": entry.take("code", _code),
         "name": entry.take("name", _text(100)),
         "description": entry.take("description", _text(5000, blank=True), default=""),
@@ -355,14 +356,14 @@ def _plan(entry, raw, known_credit_types, known_features):
         "features": plan_features,
         "rollover": rollover,
         "overage": overage,
-    }
+    })  # fmt: skip
 
 
 def _credit_pack(entry, raw, known_credit_types):
     credit_type = entry.take("credit_type", _code)
     if credit_type is not None and credit_type not in known_credit_types:
         entry.fail("credit_type", f"unknown credit type {credit_type!r}")
-    return {
+    return _price_fits(entry, {
         "code": entry.take("code", _code),
         "name": entry.take("name", _text(100)),
         "description": entry.take("description", _text(5000, blank=True), default=""),
@@ -373,7 +374,15 @@ def _credit_pack(entry, raw, known_credit_types):
         "expires_after_days": entry.take("expires_after_days", _optional(_whole(1)), default=None),
         "public": entry.take("public", _bool, default=True),
         "active": entry.take("active", _bool, default=True),
-    }
+    })  # fmt: skip
+
+
+def _price_fits(entry, item):
+    """The price must be a whole number of its currency's smallest unit (100.5 JPY is not)."""
+    price = None if item["price"] is None else Decimal(item["price"])
+    if problem := price_problem(price, item["currency"]):
+        entry.fail("price", problem)
+    return item
 
 
 def _dec(value):

@@ -27,6 +27,7 @@ from .decimals import (
     UNIT_PRICE_PLACES,
 )
 from .exports import FORMATS, content_type, export_chunks, export_filename
+from .models import EXPORT_PERMISSION
 
 COUNT_CAP = 10_000
 
@@ -204,19 +205,38 @@ class HistoryAdmin(HumanNumbers, SimpleHistoryAdmin):
         super().save_model(request, obj, form, change)
 
 
+EXPORT_LABELS = {"csv": "Export CSV", "jsonl": "Export JSON Lines"}
+
+
+def may_export(model_admin, request):
+    """Who may export what a screen shows: who may view it and has the export permission
+    (docs/exports.md, "Who may export")."""
+    return model_admin.has_view_or_change_permission(request) and request.user.has_perm(
+        EXPORT_PERMISSION
+    )
+
+
+def export_response(chunks, *, name, fmt):
+    """An export streamed as a download named after the list and the day (UTC):
+    `ledger-entries-2026-12-02.csv`."""
+    response = StreamingHttpResponse(chunks, content_type=content_type(fmt))
+    filename = export_filename(name, fmt, day=timezone.now().date())
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 class ExportMixin:
     """*Export CSV* and *Export JSON Lines* links on a changelist, for the rows it lists now:
     the links carry the list's query string (filters, date drill-down, search), and the export
     view builds the same filtered queryset through `get_changelist_instance` and streams all
-    its rows (apps/core/exports.py), not one page. Whoever may view the list may export it.
+    its rows (apps/core/exports.py), not one page. Who may export: `may_export`.
     An admin using it sets `export_columns` (a list of `apps.core.exports.Column`)."""
 
     export_columns = ()
     change_list_template = "admin/export_change_list.html"
-    EXPORT_LABELS = {"csv": "Export CSV", "jsonl": "Export JSON Lines"}
 
     def has_export_permission(self, request):
-        return self.has_view_or_change_permission(request)
+        return may_export(self, request)
 
     def _export_url_name(self, fmt):
         return f"{self.opts.app_label}_{self.opts.model_name}_export_{fmt}"
@@ -241,7 +261,7 @@ class ExportMixin:
             suffix = f"?{query.urlencode()}" if query else ""
             links = [
                 (label, reverse(f"admin:{self._export_url_name(fmt)}") + suffix)
-                for fmt, label in self.EXPORT_LABELS.items()
+                for fmt, label in EXPORT_LABELS.items()
             ]
         extra_context = {**(extra_context or {}), "export_links": links}
         return super().changelist_view(request, extra_context)
@@ -256,12 +276,7 @@ class ExportMixin:
                 reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist") + "?e=1"
             )
         chunks = export_chunks(changelist.queryset, columns=self.export_columns, fmt=fmt)
-        response = StreamingHttpResponse(chunks, content_type=content_type(fmt))
-        name = export_filename(
-            slugify(self.opts.verbose_name_plural), fmt, day=timezone.now().date()
-        )
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-        return response
+        return export_response(chunks, name=slugify(self.opts.verbose_name_plural), fmt=fmt)
 
 
 @dataclass(frozen=True)

@@ -22,3 +22,23 @@ def smallest_unit(currency):
 def in_smallest_unit(amount, currency):
     """`amount` rounded (half up) to the currency's smallest unit: 70.35 JPY -> 70."""
     return Decimal(amount).quantize(smallest_unit(currency), ROUND_HALF_UP)
+
+
+def price_problem(amount, currency):
+    """Why `amount` cannot be a price in `currency`, or None. A price is a whole number of the
+    currency's smallest unit: it is split and billed in those units (allocation.py, Stripe's
+    minor units), so 12.345 USD or 100.5 JPY would lose the fraction. Unit prices per credit
+    are not prices in this sense and may have more places."""
+    if amount is None or not currency:
+        return None
+    code = currency.upper()
+    if Decimal(amount) % smallest_unit(code) == 0:
+        return None
+    shown = format(Decimal(amount).normalize(), "f")
+    places = currency_places(code)
+    if places == 0:
+        return f"A price in {code} is a whole number ({code} has no smaller unit): {shown} is not."
+    return (
+        f"A price in {code} has at most {places} decimal places (its smallest unit is "
+        f"{smallest_unit(code)} {code}): {shown} has more."
+    )

@@ -155,15 +155,28 @@ class _Line:
 def export_chunks(queryset, *, columns, fmt, batch_size=BATCH_SIZE):
     """The export of `queryset` in format `fmt` ("csv" or "jsonl"), as UTF-8 chunks: the CSV
     header first, then one chunk per batch of rows."""
+    fields = [column.field for column in columns]
+    return write_chunks(
+        batches(queryset, fields=fields, batch_size=batch_size), columns=columns, fmt=fmt
+    )
+
+
+def write_chunks(row_batches, *, columns, fmt):
+    """Batches of rows (tuples of the columns' values, as stored) written in format `fmt`, as
+    UTF-8 chunks: the CSV header first, then one chunk per batch. For exports that are not
+    one queryset's rows (the revenue schedule); `export_chunks` writes through it."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
+    return _write_chunks(row_batches, columns=columns, fmt=fmt)
+
+
+def _write_chunks(row_batches, *, columns, fmt):
     converters = _converters(columns, fmt)
     names = [column.name for column in columns]
-    fields = [column.field for column in columns]
     if fmt == "csv":
         writer = csv.writer(_Line())
         yield writer.writerow(names).encode()
-    for batch in batches(queryset, fields=fields, batch_size=batch_size):
+    for batch in row_batches:
         chunk = io.StringIO()
         for row in batch:
             values = [convert(value) for convert, value in zip(converters, row, strict=True)]
@@ -173,6 +186,14 @@ def export_chunks(queryset, *, columns, fmt, batch_size=BATCH_SIZE):
                 chunk.write(json.dumps(dict(zip(names, values, strict=True)), ensure_ascii=False))
                 chunk.write("\n")
         yield chunk.getvalue().encode()
+
+
+def exact_values(row, *, columns):
+    """One row's values as the exports write them, unescaped (JSON Lines' values; None for a
+    missing value): for a plain-text table of the same rows."""
+    return [
+        convert(value) for convert, value in zip(_converters(columns, "jsonl"), row, strict=True)
+    ]
 
 
 def export_filename(name, fmt, *, day):

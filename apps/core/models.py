@@ -21,3 +21,21 @@ class OutboxTask(models.Model):
 
     def __str__(self):
         return f"{self.task}{tuple(self.args)}"
+
+
+EXPORT_PERMISSION = "core.export_data"
+
+
+class DataExport(models.Model):
+    """No table: it holds the permission to export lists in bulk, `core.export_data`
+    (docs/exports.md, "Who may export"). Viewing a list is reading records one screen at a
+    time; exporting takes every matching row out of CreditDesk at once, so it is a right of
+    its own, given to Finance."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("export_data", "Can export lists in bulk (CSV, JSON Lines)")]
+
+    def __str__(self):
+        return "data export"

@@ -18,11 +18,13 @@ from django.utils.http import urlencode
 
 from apps.accounts.models import Account
 from apps.catalog.models import CreditType, Plan
-from apps.core.admin import HistoryAdmin
+from apps.core.admin import EXPORT_LABELS, HistoryAdmin, export_response, may_export
 from apps.core.charts import Chart, Series
 from apps.core.errors import DomainError
+from apps.core.exports import FORMATS
 from apps.core.humanize import credits, money
 
+from .exports import schedule_chunks
 from .models import RevenueMonth
 from .selectors import (
     CREDITS,
@@ -43,6 +45,7 @@ from .services import close_month, reopen_month
 MONTHS_SHOWN = 12
 ACCOUNTS_PER_PAGE = 50
 NO_PLAN = "none"
+EXPORT_BREAKDOWNS = ("credit_type", "plan")  # what the month page shows; by account: the command
 # The columns of every figures table: (figure, heading); money or credits by the figure.
 COLUMNS = [
     ("opening_deferred", "Opening deferred"),
@@ -132,6 +135,8 @@ class RevenueMonthAdmin(HistoryAdmin):
             *add,
             path("account/<int:account_id>/", view(self.statement_view),
                  name=f"{name}_statement"),
+            *(path(f"export.{fmt}", view(partial(self.export_view, fmt=fmt)),
+                   name=f"{name}_export_{fmt}") for fmt in FORMATS),
             path("<str:month>/", view(self.month_view), name=f"{name}_month"),
             path("<str:month>/close/", view(self.close_view), name=f"{name}_close"),
             path("<str:month>/reopen/", view(self.reopen_view), name=f"{name}_reopen"),
@@ -164,7 +169,9 @@ class RevenueMonthAdmin(HistoryAdmin):
                 figures = found[each].get((currency,), Figures())
                 rows.append(self._month_row(request, each, figures, currency, closed.get(each)))
             chart = _chart(months, found, currency)
+        export = {"from": f"{months_back(month, MONTHS_SHOWN)[0]:%Y-%m}", "to": f"{month:%Y-%m}"}
         return self._page(request, "revenue.html", "Revenue", {
+            "export_links": self._export_links(request, currency=currency, **export),
             "chart": chart,
             "currency": currency,
             "currencies": known,
@@ -200,7 +207,10 @@ class RevenueMonthAdmin(HistoryAdmin):
             ]
             total = month_figures(month=month, currency=currency).get((currency,), Figures())
             tables.append({"title": title, "rows": rows,
-                           "total": self._cells(month, currency, total, {})})  # fmt: skip
+                           "total": self._cells(month, currency, total, {}),
+                           "export_links": self._export_links(
+                               request, currency=currency, by=dimension,
+                               **{"from": f"{month:%Y-%m}", "to": f"{month:%Y-%m}"})})  # fmt: skip
         return self._page(request, "month.html", f"Revenue in {month_words(month)}, {currency}", {
             "month": month, "currency": currency, "tables": tables,
             "headings": [heading for _, heading in COLUMNS],
@@ -345,7 +355,40 @@ class RevenueMonthAdmin(HistoryAdmin):
             "month": month, "form": form, "back": self._revenue_page_url(month),
         })  # fmt: skip
 
+    def export_view(self, request, fmt):
+        """The revenue schedule of a page's filters, as `revenue_report --format csv|json`
+        writes it: `from` and `to` (months, default: the revenue page's twelve months),
+        `currency` (default: the page's), `by` (credit_type or plan, as the month page)."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        try:
+            last = self._month(request.GET.get("to") or f"{self._this_month():%Y-%m}")
+            first = request.GET.get("from")
+            first = self._month(first) if first else months_back(last, MONTHS_SHOWN)[0]
+            if last < first:
+                raise BadRequest("The last month of an export is before its first.")
+            by = request.GET.get("by") or None
+            if by not in (None, *EXPORT_BREAKDOWNS):
+                raise BadRequest(f"“{by}” is not a breakdown of the revenue pages.")
+            currency = self._currency(request)
+        except BadRequest as error:
+            return self._back(request, error)
+        chunks = schedule_chunks(first=first, last=last, currency=currency, by=by, fmt=fmt)
+        return export_response(chunks, name="revenue-schedule", fmt=fmt)
+
+    def has_export_permission(self, request):
+        return may_export(self, request)
+
     # --- helpers -----------------------------------------------------------------------
+
+    def _export_links(self, request, **filters):
+        if not self.has_export_permission(request) or not filters.get("currency"):
+            return []
+        query = "?" + urlencode({name: value for name, value in filters.items() if value})
+        return [
+            (label, reverse(f"admin:revenue_revenuemonth_export_{fmt}") + query)
+            for fmt, label in EXPORT_LABELS.items()
+        ]
 
     def _may_view(self, request):
         if not self.has_view_permission(request):

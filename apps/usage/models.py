@@ -4,14 +4,16 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import humanize
 from apps.core.fields import credit_field
+from apps.core.horizon import BrinOnPostgres
 
 
 class UsageEvent(models.Model):
     """One successful consume. Its cost and result are snapshotted so that a replay with the
     same idempotency key returns exactly the first answer."""
 
-    # Every index here costs every consume a write: the account is indexed by
+    # Every B-tree index here costs every consume a write: the account is indexed by
     # usage_account_recent; features and credit types are looked up by event only when one is
     # deleted, which PROTECT refuses anyway (deactivate them instead).
     account = models.ForeignKey(
@@ -47,10 +49,16 @@ class UsageEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "-occurred_at"], name="usage_account_recent"),
+            # The usage-per-day report's date range (apps/usage/reports.py). A BRIN keeps each
+            # block range's lowest and highest date: next to nothing to keep up per consume.
+            BrinOnPostgres(fields=["occurred_at"], name="usage_occurred_at"),
         ]
 
     def __str__(self):
-        return f"{self.quantity} × {self.feature_id} = {self.credits}"
+        return (
+            f"{humanize.group_digits(self.quantity)} × feature #{self.feature_id} = "
+            f"{humanize.credits(self.credits)}"
+        )
 
 
 class UsageCounter(models.Model):
@@ -69,7 +77,10 @@ class UsageCounter(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.used} of {self.feature_id} since {self.period_start:%Y-%m-%d}"
+        return (
+            f"{humanize.group_digits(self.used)} of feature #{self.feature_id} since "
+            f"{self.period_start:%Y-%m-%d}"
+        )
 
 
 # Report pages in the admin's "Reports" section (apps/usage/report_admin.py). Each proxy only

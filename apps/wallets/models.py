@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core import humanize
 from apps.core.fields import credit_field, currency_field, money_field, unit_price_field
 from apps.core.horizon import BrinOnPostgres, CurrentTransactionId
 
@@ -238,7 +239,10 @@ class CreditGrant(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_source_display()} grant #{self.pk} ({self.remaining}/{self.amount})"
+        return (
+            f"{self.get_source_display()} grant #{self.pk} ({humanize.group_digits(self.remaining)}"
+            f" of {humanize.credits(self.amount)} left)"
+        )
 
 
 class LedgerEntry(models.Model):
@@ -345,7 +349,7 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.amount} (#{self.pk})"
+        return f"{self.kind} {humanize.credits(self.amount)} (#{self.pk})"
 
 
 class Reservation(models.Model):

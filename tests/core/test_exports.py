@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 
@@ -244,19 +245,28 @@ def test_who_cannot_view_a_list_cannot_export_it(client, model):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_who_may_view_a_list_may_export_it(client):
+def test_viewing_a_list_is_not_enough_to_export_it(client):
     admin_samples()
-    client.force_login(UserFactory(groups=["Support"]))
-    assert client.get(export_url(LedgerEntry, "csv")).status_code == 200
-    assert (
-        "Export CSV" in client.get(reverse("admin:wallets_ledgerentry_changelist")).content.decode()
-    )
+    client.force_login(UserFactory(groups=["Support"]))  # Support reads the ledger...
+    page = client.get(reverse("admin:wallets_ledgerentry_changelist"))
+    assert page.status_code == 200 and "Export CSV" not in page.content.decode()
+    for model in EXPORTED:  # ...and exports nothing
+        assert client.get(export_url(model, "csv")).status_code == 403
 
 
-def test_the_export_permission_is_the_view_permission(rf):
+def test_exporting_needs_the_view_permission_and_the_export_permission(rf):
     model_admin = admin.site._registry[LedgerEntry]
     request = rf.get("/")
-    request.user = UserFactory(groups=["Pricing"])
-    assert model_admin.has_export_permission(request) is False
-    request.user = UserFactory(groups=["Finance"])
-    assert model_admin.has_export_permission(request) is True
+
+    def may_export(user):
+        request.user = type(user).objects.get(pk=user.pk)  # a fresh permission cache
+        return model_admin.has_export_permission(request)
+
+    support = UserFactory(groups=["Support"])
+    assert (may_export(support), may_export(UserFactory(groups=["Finance"]))) == (False, True)
+    export = Permission.objects.get(content_type__app_label="core", codename="export_data")
+    support.user_permissions.add(export)
+    assert may_export(support) is True
+    exporter_only = UserFactory(groups=[])
+    exporter_only.user_permissions.add(export)
+    assert may_export(exporter_only) is False  # nothing to view, nothing to export

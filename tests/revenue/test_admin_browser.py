@@ -55,9 +55,10 @@ def test_finance_reads_the_revenue_pages_in_a_browser(browser, live_server):
     log_in(browser, live_server, staff("Finance").username, PASSWORD)
     pages = [
         ("revenue-page", reverse(f"{name}_changelist"),
-         ["10.00 USD", "2.50 USD", "open", "Platform fees recognised", "8.25 USD"]),
+         ["10.00 USD", "2.50 USD", "open", "Platform fees recognised", "8.25 USD",
+          "Export CSV", "Export JSON Lines"]),
         ("month", reverse(f"{name}_month", args=[month]) + "?currency=USD",
-         ["API calls", "No plan", "Total", "1,000 credits"]),
+         ["API calls", "No plan", "Total", "1,000 credits", "Export CSV"]),
         ("drill-down", reverse(f"{name}_drill_down", args=[month, "billed"]) + "?currency=USD",
          ["Acme", "10.00 USD"]),
         ("grants", reverse(f"{name}_grants", args=[month, "billed", acme.pk]) + "?currency=USD",

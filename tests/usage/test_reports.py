@@ -5,7 +5,9 @@ partial's table."""
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.template.loader import render_to_string
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.accounts.models import SubscriptionStatus
@@ -78,6 +80,37 @@ def test_feature_usage_by_day_sums_credits_and_units_per_utc_day_and_feature():
     assert [(r.day, r.feature_code, r.credits) for r in only_gpu] == [
         (date(2026, 5, 1), "render", D(5))
     ]
+
+
+@pytest.mark.postgres
+def test_feature_usage_by_day_finds_its_date_range_through_the_brin_index():
+    """Two years of events, one every 15 minutes (70,000): two days of them are read through
+    the BRIN on occurred_at, not by scanning the table."""
+    feature = FeatureFactory(code="search")
+    account = AccountFactory()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'usage_occurred_at'")
+        [(definition,)] = cursor.fetchall()
+        assert "USING brin (occurred_at)" in definition
+        cursor.execute(
+            """
+            INSERT INTO usage_usageevent (account_id, feature_id, credit_type_id, quantity,
+                credits_per_unit, credits, balance_after, available_after, fingerprint,
+                metadata, occurred_at, created_at)
+            SELECT %s, %s, %s, 1, 1, 1, 0, 0, '', '{}', moment, moment
+            FROM generate_series(timestamptz '2025-01-01', '2026-12-31', interval '15 minutes')
+                AS moment
+            """,
+            [account.pk, feature.pk, feature.credit_type_id],
+        )
+        cursor.execute("ANALYZE usage_usageevent")
+        with CaptureQueriesContext(connection) as queries:
+            rows = feature_usage_by_day(start=date(2026, 5, 1), end=date(2026, 5, 2))
+        [report] = [q["sql"] for q in queries.captured_queries if "usage_usageevent" in q["sql"]]
+        cursor.execute("EXPLAIN " + report)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert [(r.day, r.units) for r in rows] == [(date(2026, 5, 1), 96), (date(2026, 5, 2), 96)]
+    assert "Bitmap Index Scan on usage_occurred_at" in plan, plan
 
 
 # --- b. Plan fit -----------------------------------------------------------------------------

@@ -1,30 +1,14 @@
-import csv
-import json
 import sys
-from dataclasses import fields
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.accounts.models import Account
-from apps.catalog.models import CreditType, Plan
-from apps.core.decimals import format_decimal, format_money
+from apps.core.exports import exact_values
+from apps.revenue.exports import schedule_chunks, schedule_columns, schedule_rows
 from apps.revenue.posting import post_revenue
-from apps.revenue.selectors import DIMENSIONS, Figures, series
+from apps.revenue.selectors import DIMENSIONS
 
-MONEY_COLUMNS = [
-    f.name for f in fields(Figures)
-    if f.name.endswith("deferred") or f.name in ("billed", "recognised", "breakage", "refunded",
-                                                 "rolled_over", "rolled_in")
-]  # fmt: skip
-CREDIT_COLUMNS = [f.name for f in fields(Figures) if "credits" in f.name]
-LABELS = {"credit_type": (CreditType, "code"), "plan": (Plan, "code"),
-          "account": (Account, "external_id")}  # fmt: skip
-
-
-def labels_of(dimension, ids):
-    model, name = LABELS[dimension]
-    return dict(model.objects.filter(pk__in=ids).values_list("pk", name))
+FORMATS = {"csv": "csv", "json": "jsonl"}  # the same files as the revenue pages' exports
 
 
 def month_arg(text):
@@ -68,27 +52,21 @@ class Command(BaseCommand):
             raise CommandError(f"{currency!r} is not a currency code: use e.g. USD.")
         if not no_post:
             post_revenue()
-        months = series(first=first, last=last, currency=currency and currency.upper(),
-                        dimension=by)  # fmt: skip
-        labels = labels_of(by, {k[1] for f in months.values() for k in f}) if by else {}
-        header = ["month", "currency", *([by] if by else []), *MONEY_COLUMNS, *CREDIT_COLUMNS]
-        rows = (
-            [f"{month:%Y-%m}", key[0], *([labels.get(key[1], key[1])] if by else []),
-             *(format_money(getattr(f, c)) for c in MONEY_COLUMNS),
-             *(format_decimal(getattr(f, c)) for c in CREDIT_COLUMNS)]
-            for month, figures in months.items()
-            for key, f in sorted(figures.items(), key=lambda item: str(item[0]))
-        )  # fmt: skip
+        currency = currency and currency.upper()
         out = self.stdout
-        if format == "csv":
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-        elif format == "json":
-            for row in rows:
-                out.write(json.dumps(dict(zip(header, row, strict=True))))
+        if format in FORMATS:
+            for chunk in schedule_chunks(first=first, last=last, currency=currency, by=by,
+                                         fmt=FORMATS[format]):  # fmt: skip
+                out.write(chunk.decode(), ending="")
         else:
-            rows = list(rows)
+            columns = schedule_columns(by=by)
+            header = [column.name for column in columns]
+            rows = [
+                ["" if value is None else str(value)
+                 for value in exact_values(row, columns=columns)]
+                for month in schedule_rows(first=first, last=last, currency=currency, by=by)
+                for row in month
+            ]  # fmt: skip
             widths = [
                 max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)
             ]
