@@ -15,11 +15,7 @@ from apps.core.exports import DECIMAL, MONEY, Column, write_chunks
 
 from .selectors import Figures, series
 
-MONEY_COLUMNS = [
-    f.name for f in fields(Figures)
-    if f.name.endswith("deferred") or f.name in ("billed", "recognised", "breakage", "refunded",
-                                                 "rolled_over", "rolled_in")
-]  # fmt: skip
+MONEY_COLUMNS = [f.name for f in fields(Figures) if "credits" not in f.name]
 CREDIT_COLUMNS = [f.name for f in fields(Figures) if "credits" in f.name]
 # A breakdown's column: each row names its credit type, plan or account by this field.
 LABELS = {"credit_type": (CreditType, "code"), "plan": (Plan, "code"),

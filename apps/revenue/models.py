@@ -12,6 +12,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.core.fields import credit_field, currency_field, money_field
+from apps.core.humanize import credits as credits_words
 from apps.core.humanize import money
 
 
@@ -75,7 +76,7 @@ class RevenueLine(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} {self.credits} on grant #{self.grant_id}"
+        return f"{self.get_kind_display()}: {credits_words(self.credits)} on grant #{self.grant_id}"
 
 
 class PostingCursor(models.Model):
@@ -168,7 +169,8 @@ class RatableFee(models.Model):
         ]
 
     def __str__(self):
-        return f"Platform fee {self.amount} {self.currency} for {self.period_start:%Y-%m-%d}"
+        return (f"Platform fee {money(self.amount, self.currency)} for the period from "
+                f"{self.period_start:%Y-%m-%d}")  # fmt: skip
 
 
 class FeeLine(models.Model):
