@@ -189,6 +189,8 @@ class RevenueMonthAdmin(HistoryAdmin):
         tables = []
         for dimension, model, title in (("credit_type", CreditType, "By credit type"),
                                         ("plan", Plan, "By plan")):  # fmt: skip
+            # Platform fees belong to plans: a credit type's table has no fee columns.
+            columns = [c for c in COLUMNS if dimension == "plan" or c[0] not in FEES]
             found = month_figures(month=month, currency=currency, dimension=dimension)
             names = {o.pk: str(o) for o in model.objects.filter(pk__in=[k[1] for k in found])}
             rows = [
@@ -199,6 +201,7 @@ class RevenueMonthAdmin(HistoryAdmin):
                         currency,
                         found[(currency, value)],
                         {dimension: NO_PLAN if value is None else value},
+                        columns,
                     ),
                 }  # fmt: skip
                 for value in sorted(
@@ -207,13 +210,13 @@ class RevenueMonthAdmin(HistoryAdmin):
             ]
             total = month_figures(month=month, currency=currency).get((currency,), Figures())
             tables.append({"title": title, "rows": rows,
-                           "total": self._cells(month, currency, total, {}),
+                           "headings": [heading for _, heading in columns],
+                           "total": self._cells(month, currency, total, {}, columns),
                            "export_links": self._export_links(
                                request, currency=currency, by=dimension,
                                **{"from": f"{month:%Y-%m}", "to": f"{month:%Y-%m}"})})  # fmt: skip
         return self._page(request, "month.html", f"Revenue in {month_words(month)}, {currency}", {
             "month": month, "currency": currency, "tables": tables,
-            "headings": [heading for _, heading in COLUMNS],
         })  # fmt: skip
 
     def drill_down_view(self, request, month, figure):
@@ -462,7 +465,7 @@ class RevenueMonthAdmin(HistoryAdmin):
         params |= {name: request.GET[name] for name in keep if request.GET.get(name)}
         return sep + urlencode(params)
 
-    def _cells(self, month, currency, figures, scope):
+    def _cells(self, month, currency, figures, scope, columns=COLUMNS):
         """A row's figures as (text, drill-down URL)."""
         query = "?" + urlencode({"currency": currency, **scope})
         return [
@@ -475,7 +478,7 @@ class RevenueMonthAdmin(HistoryAdmin):
                 )
                 + query,
             )  # fmt: skip
-            for figure, _ in COLUMNS
+            for figure, _ in columns
         ]
 
     def _month_row(self, request, month, figures, currency, record):

@@ -151,6 +151,10 @@ def test_the_month_page_shows_figures_by_credit_type_and_plan_with_totals(
     by_type, by_plan = response.context["tables"]
     assert [row["label"] for row in by_type["rows"]] == ["API calls"]
     assert [row["label"] for row in by_plan["rows"]] == ["No plan"]
+    # Platform fees belong to plans: only the plan table has their columns.
+    assert "Platform fees billed" in by_plan["headings"]
+    assert "Platform fees billed" not in by_type["headings"]
+    assert len(by_type["rows"][0]["cells"]) == len(by_type["headings"])
     assert by_type["rows"][0]["cells"][1][0] == "15.00 USD"
     assert [text for text, _ in by_type["total"]][1:3] == ["15.00 USD", "1.50 USD"]
     drill = by_type["rows"][0]["cells"][1][1]
