@@ -110,7 +110,7 @@ def admin_samples():
     from apps.accounts.services import create_api_key
     from apps.billing.models import AutoRecharge, OverageCharge, Purchase
     from apps.jobs.models import JobRun
-    from apps.revenue.selectors import months_back
+    from apps.revenue.months import months_back
     from apps.revenue.services import close_month
     from apps.usage.services import consume, reserve
     from apps.wallets.services import grant_credits

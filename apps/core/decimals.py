@@ -11,6 +11,17 @@ MONEY_PLACES = 2
 MONEY_DIGITS = 12
 
 
+def money_sum(value):
+    """A database sum of money, exact: SQLite sums decimals as floats (3.19 comes back as
+    3.19000000000000 or 3.1899999999999), so every sum is brought back to the field's places."""
+    return Decimal(value or 0).quantize(Decimal(1).scaleb(-MONEY_PLACES))
+
+
+def credit_sum(value):
+    """A database sum of credits, exact (see `money_sum`)."""
+    return Decimal(value or 0).quantize(Decimal(1).scaleb(-CREDIT_PLACES))
+
+
 class DecimalInputError(ValueError):
     """A value that is not an exact, finite decimal within a field's precision."""
 

@@ -26,6 +26,7 @@ from apps.core.humanize import credits, money
 
 from .exports import schedule_chunks
 from .models import RevenueMonth
+from .months import months_back
 from .selectors import (
     CREDITS,
     FEES,
@@ -37,7 +38,6 @@ from .selectors import (
     figure_by_account,
     lines_behind,
     month_figures,
-    months_back,
     series,
 )
 from .services import close_month, reopen_month

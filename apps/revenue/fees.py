@@ -16,6 +16,7 @@ from django.db.models import Q, Sum
 
 from apps.core.allocation import PRECISION
 from apps.core.currencies import smallest_unit
+from apps.core.decimals import money_sum
 
 from .models import FeeLine, RatableFee
 from .months import first_open, month_of, next_month
@@ -132,13 +133,13 @@ def fee_series(*, first, last, currency=None, group=None, value=None):
         return (row["currency"], row[group] if group else None)
 
     deferred = {
-        key(row): row["billed"] - row["recognised"]
+        key(row): money_sum(row["billed"]) - money_sum(row["recognised"])
         for row in lines.filter(month__lt=first).values(*names).annotate(**sums).order_by()
     }
     moved = defaultdict(dict)
     for row in (lines.filter(month__gte=first, month__lte=last)
                 .values(*names, "month").annotate(**sums).order_by()):  # fmt: skip
-        moved[row["month"]][key(row)] = (row["billed"], row["recognised"])
+        moved[row["month"]][key(row)] = (money_sum(row["billed"]), money_sum(row["recognised"]))
     result, month = {}, first
     while month <= last:
         figures = {}

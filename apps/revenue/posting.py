@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.core import horizon
 from apps.core.allocation import released
+from apps.core.decimals import credit_sum, money_sum
 from apps.jobs.counts import JobCounts
 from apps.wallets.models import CreditGrant, LedgerEntry
 
@@ -123,7 +124,7 @@ def post_locked(cursor):
             kind = LINE_KIND[(row["kind"], row["sign"])]
             dated = month_of(row["month"])
             month = first_open(dated, closed)
-            deltas[(grant.pk, month, dated, kind)] += abs(row["credits"])
+            deltas[(grant.pk, month, dated, kind)] += abs(credit_sum(row["credits"]))
             if kind == Line.GRANTED and grant.debt_settled:
                 # The part of a new grant that paid back earlier overage: used already.
                 deltas[(grant.pk, month, dated, Line.SETTLED)] += grant.debt_settled
@@ -226,7 +227,7 @@ def derive_refunds(grants, by_grant, *, closed):
         if grant.pk not in cash:
             continue
         lines = by_grant[grant.pk]
-        difference = refunded_beyond(cash=cash[grant.pk]["total"], lines=lines) - sum(
+        difference = refunded_beyond(cash=money_sum(cash[grant.pk]["total"]), lines=lines) - sum(
             line.amount for line in lines if line.kind == Line.REFUND_CASH
         )
         if not difference:

@@ -7,11 +7,12 @@ from decimal import Decimal
 
 from django.db.models import Min, Q, Sum
 
+from apps.core.decimals import credit_sum, money_sum
 from apps.wallets.models import CreditGrant
 
 from .fees import fee_series
 from .models import FeeLine, RevenueLine, RevenueMonth
-from .months import months_back, next_month  # noqa: F401  (the revenue pages' months)
+from .months import next_month
 
 Line = RevenueLine.Kind
 ROLLED_IN = Q(kind=Line.GRANTED, source=CreditGrant.Source.ROLLOVER)
@@ -123,8 +124,8 @@ def _balances(lines, dimension):
     )
     return {
         _key(row, dimension): (
-            (row["granted"] or ZERO) - (row["out"] or ZERO),
-            (row["credits_in"] or ZERO) - (row["credits_out"] or ZERO),
+            money_sum(row["granted"]) - money_sum(row["out"]),
+            credit_sum(row["credits_in"]) - credit_sum(row["credits_out"]),
         )
         for row in rows.order_by()
     }
@@ -157,8 +158,10 @@ def series(*, first, last, currency=None, dimension=None, value=None, filters=No
             deferred, outstanding = opening.get(key, (ZERO, ZERO))
             row = moved.get(month, {}).get(key, {})
             f = Figures(opening_deferred=deferred, opening_credits=outstanding)
-            for name in (*MONEY, *CREDITS):
-                setattr(f, name, row.get(name) or ZERO)
+            for name in MONEY:
+                setattr(f, name, money_sum(row.get(name)))
+            for name in CREDITS:
+                setattr(f, name, credit_sum(row.get(name)))
             figures[key] = f.close()
             opening[key] = (f.closing_deferred, f.closing_credits)
         _add_fees(figures, fees.get(month, {}), dimension)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db.models import Max, Min, Sum
 
 from apps.core import horizon
+from apps.core.decimals import credit_sum, money_sum
 from apps.wallets.models import CreditGrant, LedgerEntry
 
 from . import selectors
@@ -49,7 +50,7 @@ def _ledger_credits():
             unknown.append(f"grant #{row['grant_id']} has {row['kind']} entries of sign "
                            f"{row['sign']}, which revenue does not know")  # fmt: skip
             continue
-        expected[(row["grant_id"], month_of(row["month"]), kind)] += abs(row["credits"])
+        expected[(row["grant_id"], month_of(row["month"]), kind)] += abs(credit_sum(row["credits"]))
     return expected, unknown
 
 
@@ -63,7 +64,7 @@ def _check_lines_against_ledger(problems):
         .order_by()
         .iterator(chunk_size=10_000)
     ):
-        posted[(row["grant_id"], row["dated_month"], row["kind"])] += row["credits"]
+        posted[(row["grant_id"], row["dated_month"], row["kind"])] += credit_sum(row["credits"])
     settled = dict(
         CreditGrant.objects.filter(debt_settled__gt=0, revenue_lines__kind=Line.GRANTED)
         .values_list("pk", "debt_settled")
@@ -88,10 +89,11 @@ def _check_grants(problems):
     for line in RevenueLine.objects.order_by("grant_id").iterator(chunk_size=10_000):
         by_grant[line.grant_id].append(line)
     grants = CreditGrant.objects.in_bulk(list(by_grant))
-    cash_refunds = dict(
-        CashRefund.objects.values("grant_id").annotate(total=Sum("amount"))
+    cash_refunds = {
+        grant_id: money_sum(total)
+        for grant_id, total in CashRefund.objects.values("grant_id").annotate(total=Sum("amount"))
         .order_by().values_list("grant_id", "total")
-    )  # fmt: skip
+    }  # fmt: skip
     for grant_id, lines in by_grant.items():
         grant = grants[grant_id]
         for line, amount in amounts_of(grant, lines):
@@ -172,7 +174,7 @@ def _check_fees(problems):
     by_fee = defaultdict(dict)
     rows = FeeLine.objects.values("fee_id", "dated_month", "kind").annotate(total=Sum("amount"))
     for row in rows.order_by().iterator(chunk_size=10_000):
-        by_fee[row["fee_id"]][(row["dated_month"], row["kind"])] = row["total"]
+        by_fee[row["fee_id"]][(row["dated_month"], row["kind"])] = money_sum(row["total"])
     for fee in RatableFee.objects.filter(needs_posting=False).iterator(chunk_size=10_000):
         wanted, lines = schedule(fee), by_fee.pop(fee.pk, {})
         for dated, kind in sorted(set(wanted) | set(lines)):

@@ -168,3 +168,13 @@ def test_a_cut_found_after_its_month_closed_corrects_the_first_open_month(time_m
     ])  # fmt: skip
     assert fees(FEB) == (D("0"), D("10.00") - jan[1], D("0.00"))
     assert verify_revenue() == []
+
+
+def test_sums_are_exact_on_every_database():
+    """SQLite adds decimals as floats (0.10 + 0.20 = 0.30000000000000004): figures are
+    brought back to the money's places, so a month's fees add up to the cent everywhere."""
+    fee("0.10", at(3, 1), at(3, 2))
+    fee("0.20", at(3, 1), at(3, 2))
+    post_revenue()
+    assert fees(MAR) == (D("0.30"), D("0.30"), D("0.00"))
+    assert str(fees(MAR)[2]) == "0.00"
