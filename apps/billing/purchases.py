@@ -274,7 +274,7 @@ def _give_back_won(purchase, disputed, won):
     basis = Decimal(0)
     if credits > 0:
         grant = purchase.grant
-        returned, _ = grant_credits(
+        returned, created = grant_credits(
             account=purchase.account,
             credit_type=purchase.credit_pack.credit_type,
             amount=credits,
@@ -286,7 +286,8 @@ def _give_back_won(purchase, disputed, won):
             reason=f"Stripe dispute won on {purchase.payment_intent_id}: credits returned",
             in_caller_transaction=True,
         )
-        basis = returned.basis_amount
+        # Only credits returned now bill again (a replay finds the grant made before).
+        basis = returned.basis_amount if created else Decimal(0)
     purchase.credits_disputed -= credits
     purchase.credits_clawed_back -= credits
     return basis

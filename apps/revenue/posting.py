@@ -14,7 +14,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Case, IntegerField, Max, Sum, Value, When
+from django.db.models import Case, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -130,7 +130,7 @@ def post_locked(cursor):
                 deltas[(grant.pk, month, dated, Line.SETTLED)] += grant.debt_settled
         _add_to_lines(deltas, grants)
     if grants:
-        derive_amounts(grants.values(), closed=closed)
+        derive_amounts(grants.values(), closed=closed, refunds=refunds)
     CashRefund.objects.filter(pk__in=[refund.pk for refund in refunds]).update(needs_posting=False)
     for name, value in position.items():
         setattr(cursor, name, value)
@@ -191,9 +191,9 @@ def amounts_of(grant, lines):
     return amounts
 
 
-def derive_amounts(grants, *, closed):
+def derive_amounts(grants, *, closed, refunds=()):
     """Set the cents of every line of `grants` from their credits, then their refund
-    lines."""
+    lines (from the cash refunds posted before and `refunds`, this run's)."""
     by_grant = defaultdict(list)
     for line in RevenueLine.objects.filter(grant_id__in=[g.pk for g in grants]):
         by_grant[line.grant_id].append(line)
@@ -204,7 +204,7 @@ def derive_amounts(grants, *, closed):
                 line.amount = amount
                 changed.append(line)
     RevenueLine.objects.bulk_update(changed, ["amount"], batch_size=5000)
-    derive_refunds(grants, by_grant, closed=closed)
+    derive_refunds(grants, by_grant, closed=closed, refunds=refunds)
 
 
 def refunded_beyond(*, cash, lines):
@@ -214,12 +214,15 @@ def refunded_beyond(*, cash, lines):
     return cash - sum(line.amount for line in lines if line.kind == Line.CLAWED_BACK)
 
 
-def derive_refunds(grants, by_grant, *, closed):
+def derive_refunds(grants, by_grant, *, closed, refunds):
     """Bring each grant's refund pair to `refunded_beyond` its cash refunds. Lines of closed
     months stay; a difference goes to the month of its latest refund, or the first open one."""
     cash = {
         row["grant_id"]: row
+        # Only refunds posted before or locked by this run: one committed since waits for
+        # the next run, like its claw-back's ledger entry.
         for row in CashRefund.objects.filter(grant_id__in=[g.pk for g in grants])
+        .filter(Q(needs_posting=False) | Q(pk__in=[refund.pk for refund in refunds]))
         .values("grant_id").annotate(total=Sum("amount"), last=Max("created_at")).order_by()
     }  # fmt: skip
     new, changed = [], []

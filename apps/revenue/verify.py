@@ -91,7 +91,8 @@ def _check_grants(problems):
     grants = CreditGrant.objects.in_bulk(list(by_grant))
     cash_refunds = {
         grant_id: money_sum(total)
-        for grant_id, total in CashRefund.objects.values("grant_id").annotate(total=Sum("amount"))
+        for grant_id, total in CashRefund.objects.filter(needs_posting=False)
+        .values("grant_id").annotate(total=Sum("amount"))
         .order_by().values_list("grant_id", "total")
     }  # fmt: skip
     for grant_id, lines in by_grant.items():
