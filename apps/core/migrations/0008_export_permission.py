@@ -3,25 +3,9 @@ export"): `core.export_data`, on a model without a table, given to Finance. Supp
 reading the ledger, usage and purchases screen by screen but no longer exports them; Pricing
 views no exportable list, so it gets nothing."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
 
-GRANTS = {"Finance": ["export_data"]}
-
-
-def _apply(apps, *, add):
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, codenames in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        permissions = Permission.objects.filter(
-            content_type__app_label="core", codename__in=codenames
-        )
-        (group.permissions.add if add else group.permissions.remove)(*permissions)
+from apps.core.group_grants import grant_to_groups
 
 
 class Migration(migrations.Migration):
@@ -44,5 +28,5 @@ class Migration(migrations.Migration):
                 "default_permissions": (),
             },
         ),
-        migrations.RunPython(lambda a, s: _apply(a, add=True), lambda a, s: _apply(a, add=False)),
+        grant_to_groups({"Finance": ["export_data"]}, app_label="core"),
     ]
