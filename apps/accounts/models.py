@@ -107,7 +107,7 @@ class Subscription(models.Model):
         on_delete=models.PROTECT,
         null=True,
         blank=True,
-        related_name="+",
+        related_name="scheduled_subscriptions",
         help_text="Takes over at the next renewal (a change at period end, e.g. a downgrade).",
     )
     stripe_subscription_id = models.CharField(

@@ -141,8 +141,8 @@ def add_catalog_codes(result, generator, request, public):
     schemas = result.get("components", {}).get("schemas", {})
     on_sale = {"active": True, "public": True, "stripe_price_id__isnull": False}
     codes = {
-        ("AccountInRequest", "plan"): Plan.objects.filter(active=True),
-        ("CheckoutInRequest", "plan"): Plan.objects.filter(**on_sale),
+        ("AccountInRequest", "plan"): Plan.objects.filter(current=True, active=True),
+        ("CheckoutInRequest", "plan"): Plan.objects.filter(current=True, **on_sale),
         ("CheckoutInRequest", "credit_pack"): CreditPack.objects.filter(**on_sale),
     }
     try:

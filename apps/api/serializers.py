@@ -47,7 +47,7 @@ class PlanOut(serializers.ModelSerializer):
     class Meta:
         model = Plan
         fields = [
-            "code", "name", "description", "billing_interval", "price", "currency",
+            "code", "version", "name", "description", "billing_interval", "price", "currency",
             "included_credits", "features", "rollover_percent", "rollover_cap",
             "rollover_expires_after_periods", "overage_policy", "overage_limit",
             "overage_unit_price",
@@ -101,6 +101,9 @@ class AccountOut(serializers.Serializer):
     email = serializers.CharField()
     status = serializers.CharField()
     plan = serializers.CharField(allow_null=True)
+    plan_version = serializers.IntegerField(
+        allow_null=True, help_text="The version of the plan the account is on (its terms)."
+    )
     current_period_start = serializers.DateTimeField(allow_null=True)
     current_period_end = serializers.DateTimeField(allow_null=True)
     metadata = serializers.JSONField()
@@ -151,11 +154,16 @@ class EntitlementOut(serializers.Serializer):
     credits_per_unit = SignedCredits(allow_null=True)
     limit_per_period = SignedCredits(allow_null=True)
     used_this_period = SignedCredits(allow_null=True)
+    source = serializers.CharField(
+        help_text='Where these terms come from: "plan:<code>@v<version>", or "feature" (the '
+        "feature's own, without a plan)."
+    )
 
 
 class EntitlementsOut(serializers.Serializer):
     account = serializers.CharField()
     plan = serializers.CharField(allow_null=True)
+    plan_version = serializers.IntegerField(allow_null=True)
     period_end = serializers.DateTimeField(allow_null=True)
     features = EntitlementOut(many=True)
 

@@ -12,12 +12,13 @@ from apps.periods.services import put_account_on_plan
 
 def sync_account(*, external_id, fields, plan_code=None, acting_user=None):
     """The API's PUT: create or update an account and, when `plan_code` names another plan
-    than the live one, put it on that plan — all in one transaction. Returns
-    `(account, created)`."""
+    than the live one, put it on that plan's current version — all in one transaction. The
+    plan it is on already, under any version, changes nothing (a subscriber keeps its
+    version until staff move it). Returns `(account, created)`."""
     with transaction.atomic(durable=True):
         plan = None
         if plan_code is not None:
-            plan = Plan.objects.filter(code=plan_code, active=True).first()
+            plan = Plan.objects.filter(code=plan_code, current=True, active=True).first()
             if plan is None:
                 raise InvalidInput(
                     f"No active plan has the code {plan_code!r}.", details={"plan": ["unknown"]}
@@ -31,8 +32,9 @@ def sync_account(*, external_id, fields, plan_code=None, acting_user=None):
                 .filter(account=account, status__in=Subscription.LIVE_STATUSES)
                 .first()
             )
-            if live is not None and live.plan_id != plan.pk and live.stripe_subscription_id:
+            changes = live is None or live.plan.code != plan.code
+            if changes and live is not None and live.stripe_subscription_id:
                 raise SubscriptionManagedByStripe()
-            if live is None or live.plan_id != plan.pk:
+            if changes:
                 put_account_on_plan(account=account, plan=plan, acting_user=acting_user)
     return account, created

@@ -66,7 +66,10 @@ def sync_stripe_catalog(*, plans=None, packs=None):
 
 
 def _sync_item(kind, item, report):
-    label = f"{kind} {item.code}"
+    # Each plan version has its own Price (subscribers of an earlier version keep paying
+    # theirs); version 1 keeps the names it had before plans had versions.
+    name = item.code if kind == "pack" or item.version == 1 else item.label
+    label = f"{kind} {name}"
     current = item.stripe_price
     if not item.active:
         if current is not None and current.stripe_data.get("active", True):
@@ -83,11 +86,11 @@ def _sync_item(kind, item, report):
         "unit_amount": wanted["unit_amount"],
         "currency": wanted["currency"],
         "nickname": item.name,
-        "metadata": {"creditdesk_item": f"{kind}:{item.code}"},
+        "metadata": {"creditdesk_item": f"{kind}:{name}"},
     }
     if wanted["recurring"]:
         params["recurring"] = wanted["recurring"]
-    key = f"creditdesk-price-{kind}-{item.code}-{wanted['unit_amount']}-{wanted['currency']}-"
+    key = f"creditdesk-price-{kind}-{name}-{wanted['unit_amount']}-{wanted['currency']}-"
     key += f"{(wanted['recurring'] or {}).get('interval', 'once')}-{current.id if current else ''}"
     price = call_stripe(stripe.Price.create, idempotency_key=key, **params)
     with transaction.atomic(durable=True):

@@ -67,10 +67,12 @@ def _plan(data):
     found = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
     code = (data.get("metadata") or {}).get("plan")
     if found is None and code:
-        found = Plan.objects.filter(code=code).first()
+        found = Plan.objects.filter(code=code, current=True).first()
     product = price.get("product") if isinstance(price, dict) else None
     if found is None and isinstance(product, str) and product.startswith("creditdesk_plan_"):
-        found = Plan.objects.filter(code=product.removeprefix("creditdesk_plan_")).first()
+        found = Plan.objects.filter(
+            code=product.removeprefix("creditdesk_plan_"), current=True
+        ).first()
     return found
 
 

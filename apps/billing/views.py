@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.accounts.models import Subscription
 from apps.accounts.selectors import live_subscription
 from apps.catalog.models import CreditPack, Plan
+from apps.catalog.selectors import on_sale
 from apps.core.errors import DomainError, PaymentProviderError
 
 from . import billing_page as page
@@ -146,7 +147,7 @@ def buy(request, token, account):
     code = request.POST.get("code", "")
     kind = request.POST.get("kind", "")
     model = {"credit_pack": CreditPack, "plan": Plan}.get(kind)
-    item = model.objects.filter(code=code, active=True, public=True).first() if model else None
+    item = on_sale(model=model, code=code) if model else None
     if item is None:
         return _render(request, token, account, status=400,
                        error="That item is not on sale any more. Pick another one.")  # fmt: skip

@@ -15,6 +15,9 @@ from apps.core.fields import code_field, credit_field, currency_field, money_fie
 
 from .pricing import NO_VALUES_WITH_FEE
 
+# Between a plan's code and its version number where a version is named: `pro@v3`.
+VERSION_MARK = "@v"
+
 
 class CreditType(models.Model):
     """A currency of credits (e.g. "credits", "gpu_minutes"); each has its own wallet."""
@@ -93,6 +96,14 @@ def stripe_price_field():
 
 
 class Plan(models.Model):
+    """One version of a plan: the plan's code with every pricing term it sells under.
+
+    Subscribers stay on the version they took until staff move them (grandfathering); a
+    change of terms on a version with subscribers publishes the next version under the same
+    code (`apps/catalog/services.publish_plan_version`). `current` marks the one new
+    subscribers get. Name, description and listing apply to a version as it is edited.
+    """
+
     class Interval(models.TextChoices):
         MONTH = "month", "Monthly"
         YEAR = "year", "Yearly"
@@ -101,7 +112,20 @@ class Plan(models.Model):
         BLOCK = "block", "Block at zero"
         ALLOW = "allow", "Allow overage up to the limit"
 
-    code = code_field()
+    code = code_field(
+        unique=False,
+        help_text="Stable identifier used by the API and catalog files, shared by the plan's "
+        "versions.",
+    )
+    version = models.PositiveIntegerField(
+        default=1, editable=False, help_text="Numbered from 1 in the order published."
+    )
+    current = models.BooleanField(
+        default=True,
+        editable=False,
+        help_text="The version new subscribers get; subscribers of earlier versions keep "
+        "theirs until moved.",
+    )
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     billing_interval = models.CharField(max_length=8, choices=Interval.choices, default="month")
@@ -158,8 +182,13 @@ class Plan(models.Model):
     history = HistoricalRecords()
 
     class Meta:
-        ordering = ["price", "code"]
+        ordering = ["price", "code", "version"]
         constraints = [
+            models.UniqueConstraint(fields=["code", "version"], name="plan_code_version_unique"),
+            models.UniqueConstraint(
+                fields=["code"], condition=Q(current=True), name="plan_one_current_version"
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="plan_version_gte_1"),
             models.CheckConstraint(condition=Q(price__gte=0), name="plan_price_gte_0"),
             models.CheckConstraint(
                 condition=Q(platform_fee_value__gte=0), name="plan_platform_fee_value_gte_0"
@@ -185,7 +214,12 @@ class Plan(models.Model):
         ]
 
     def __str__(self):
-        return self.name
+        return self.name if self.version == 1 else f"{self.name} (v{self.version})"
+
+    @property
+    def label(self):
+        """How the API and entitlements name a version: `pro@v3`."""
+        return f"{self.code}{VERSION_MARK}{self.version}"
 
     def clean(self):
         problems = {}

@@ -208,13 +208,16 @@ FIELDS = {
     "plans": (
         "code", "name", "description", "billing_interval", "price", "currency", "public",
         "active", "included_credits", "standalone_values", "platform_fee_value", "features",
-        "rollover", "overage",
+        "rollover", "overage", "version",
     ),
     "credit_packs": (
         "code", "name", "description", "credit_type", "credits", "price", "currency",
         "expires_after_days", "public", "active",
     ),
 }  # fmt: skip
+# What an edit may change on a plan version in place. Every other field of a plan entry is a
+# pricing term: changing one on a version that subscribers use publishes the next version.
+PLAN_LISTING_FIELDS = ("code", "name", "description", "public", "active")
 PLAN_FEATURE_FIELDS = ("feature", "enabled", "credits_per_unit", "limit_per_period")
 ROLLOVER_FIELDS = ("percent", "cap", "expires_after_periods")
 OVERAGE_FIELDS = ("policy", "limit", "unit_price")
@@ -339,6 +342,9 @@ def _plan(entry, raw, known_credit_types, known_features):
     if overage["policy"] == "block" and overage["limit"] not in (None, "0"):
         overage_entry.fail("limit", "must be 0 unless policy is allow")
 
+    # The version an export was written from: for the reader. A change of terms publishes
+    # the plan's next version whatever this says (docs/catalog.md, "Plan versions").
+    entry.take("version", _optional(_whole(1)), default=None)
     return _price_fits(entry, {
         "code": entry.take("code", _code),
         "name": entry.take("name", _text(100)),

@@ -27,10 +27,22 @@ def feature_document(feature):
     }
 
 
-def plan_document(plan):
-    """Needs `allowances` and `plan_features` prefetched with their related codes."""
+def plan_document(plan, *, version=False, allowances=None, plan_features=None):
+    """The plan's entry in the file format. Reads `allowances` and `plan_features` as given
+    (unsaved rows of an admin form, say), else the plan's, prefetched with their related
+    codes. `version` adds the version's number (an export says which version it holds; a
+    diff leaves it out)."""
+    allowances = sorted(
+        plan.allowances.all() if allowances is None else allowances,
+        key=lambda a: a.credit_type.code,
+    )
+    plan_features = sorted(
+        plan.plan_features.all() if plan_features is None else plan_features,
+        key=lambda pf: pf.feature.code,
+    )
     return {
         "code": plan.code,
+        **({"version": plan.version} if version else {}),
         "name": plan.name,
         "description": plan.description,
         "billing_interval": plan.billing_interval,
@@ -39,12 +51,11 @@ def plan_document(plan):
         "public": plan.public,
         "active": plan.active,
         "included_credits": {
-            a.credit_type.code: format_decimal(a.credits_per_period)
-            for a in sorted(plan.allowances.all(), key=lambda a: a.credit_type.code)
+            a.credit_type.code: format_decimal(a.credits_per_period) for a in allowances
         },
         "standalone_values": {
             a.credit_type.code: format_money(a.standalone_value)
-            for a in sorted(plan.allowances.all(), key=lambda a: a.credit_type.code)
+            for a in allowances
             if a.standalone_value is not None
         },
         "platform_fee_value": format_money(plan.platform_fee_value),
@@ -55,7 +66,7 @@ def plan_document(plan):
                 "credits_per_unit": _optional_decimal(pf.credits_per_unit),
                 "limit_per_period": _optional_decimal(pf.limit_per_period),
             }
-            for pf in sorted(plan.plan_features.all(), key=lambda pf: pf.feature.code)
+            for pf in plan_features
         ],
         "rollover": {
             "percent": format_decimal(plan.rollover_percent),
@@ -92,8 +103,9 @@ def plans_with_terms():
     )
 
 
-def catalog_document(*, codes=None):
-    """The catalog in the file format of docs/catalog.md, every list sorted by code.
+def catalog_document(*, codes=None, versions=False):
+    """The catalog in the file format of docs/catalog.md, every list sorted by code, each
+    plan as its current version (`versions` adds their numbers, as an export does).
 
     `codes` (section -> set of codes) limits each section, for diffing against a file.
     """
@@ -115,7 +127,10 @@ def catalog_document(*, codes=None):
                 Feature.objects.select_related("credit_type").order_by("code"), "features"
             )
         ],
-        "plans": [plan_document(p) for p in only(plans_with_terms().order_by("code"), "plans")],
+        "plans": [
+            plan_document(p, version=versions)
+            for p in only(plans_with_terms().filter(current=True).order_by("code"), "plans")
+        ],
         "credit_packs": [
             credit_pack_document(p)
             for p in only(
@@ -126,7 +141,15 @@ def catalog_document(*, codes=None):
 
 
 def public_plans():
-    return plans_with_terms().filter(active=True, public=True)
+    return plans_with_terms().filter(current=True, active=True, public=True)
+
+
+def on_sale(*, model, code):
+    """The pack, or the current version of the plan, that `code` names if it is on sale."""
+    items = model.objects.filter(code=code, active=True, public=True)
+    if model is Plan:
+        items = items.filter(current=True)
+    return items.first()
 
 
 def public_credit_packs():

@@ -2,11 +2,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 
 from apps.core.errors import InvalidInput
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
-from .pricebook import SECTIONS, validate_document
+from .pricebook import PLAN_LISTING_FIELDS, SECTIONS, validate_document
 from .selectors import catalog_document
 
 MODELS = {
@@ -29,12 +30,18 @@ class EntryChange:
     code: str
     created: bool
     fields: list  # [(path, old, new)]
+    publishes: int | None = None  # a plan's new version number, when its terms change in use
 
     def describe(self):
         kind = SINGULAR[self.section]
         if self.created:
             return f"+ {kind} {self.code} (new)"
         lines = [f"~ {kind} {self.code}"]
+        if self.publishes:
+            lines[0] += (
+                f": version {self.publishes} (subscribers of version {self.publishes - 1} "
+                "keep its terms until moved)"
+            )
         lines += [f"    {path}: {_show(old)} -> {_show(new)}" for path, old, new in self.fields]
         return "\n".join(lines)
 
@@ -94,7 +101,27 @@ def _diff(old, new):
     return [(p, old_flat.get(p), new_flat.get(p)) for p in paths]
 
 
-def import_catalog(*, raw, dry_run=False, acting_user=None, source="file"):
+def plan_diff(old, new):
+    """`[(path, old, new)]` between two plan entries of the catalog file format."""
+    return _diff(old, new)
+
+
+def changes_terms(diff):
+    """Whether a plan diff touches a pricing term (anything but the listing fields)."""
+    return any(path.split(".")[0].split("[")[0] not in PLAN_LISTING_FIELDS for path, *_ in diff)
+
+
+def in_use(plan):
+    """Whether a subscription, live or ended, is or was on this version or is scheduled to
+    move to it: its terms are then what those customers bought, and stay as they are."""
+    return (
+        Plan.objects.filter(pk=plan.pk)
+        .filter(Q(subscriptions__isnull=False) | Q(scheduled_subscriptions__isnull=False))
+        .exists()
+    )
+
+
+def import_catalog(*, raw, dry_run=False, acting_user=None, source="file", reason=None):
     """Upsert the catalog from a parsed file, by code, all or nothing.
 
     Entries in the database but not in the file are reported and left alone: removing a plan
@@ -114,6 +141,7 @@ def import_catalog(*, raw, dry_run=False, acting_user=None, source="file"):
         codes = {section: {item["code"] for item in document[section]} for section in SECTIONS}
         current = catalog_document(codes=codes)
         result = CatalogImport(dry_run=dry_run)
+        plans = {p.code: p for p in Plan.objects.filter(code__in=codes["plans"], current=True)}
         for section in SECTIONS:
             before = {item["code"]: item for item in current[section]}
             for item in document[section]:
@@ -121,21 +149,26 @@ def import_catalog(*, raw, dry_run=False, acting_user=None, source="file"):
                 if old == item:
                     result.unchanged += 1
                     continue
-                result.changes.append(
-                    EntryChange(
-                        section=section,
-                        code=item["code"],
-                        created=old is None,
-                        fields=[] if old is None else _diff(old, item),
-                    )
+                change = EntryChange(
+                    section=section,
+                    code=item["code"],
+                    created=old is None,
+                    fields=[] if old is None else _diff(old, item),
                 )
+                plan = plans.get(item["code"]) if section == "plans" else None
+                if plan is not None and changes_terms(change.fields) and in_use(plan):
+                    change.publishes = plan.version + 1
+                result.changes.append(change)
         for section, model in MODELS.items():
             missing = model.objects.exclude(code__in=codes[section]).order_by("code")
+            if model is Plan:
+                missing = missing.filter(current=True)
             if missing := list(missing.values_list("code", flat=True)):
                 result.not_in_file[section] = missing
         if dry_run or not result.changes:
             return result
-        _apply(document, result.changes, acting_user=acting_user, reason=f"import_catalog {source}")
+        reason = reason or f"import_catalog {source}"
+        _apply(document, result.changes, acting_user=acting_user, reason=reason)
         return result
 
 
@@ -148,7 +181,10 @@ def _save(instance, *, acting_user, reason):
 
 
 def _upsert(model, code, values, *, acting_user, reason):
-    instance = model.objects.filter(code=code).first() or model(code=code)
+    found = model.objects.filter(code=code)
+    if model is Plan:
+        found = found.filter(current=True)
+    instance = found.first() or model(code=code)
     for name, value in values.items():
         setattr(instance, name, value)
     return _save(instance, acting_user=acting_user, reason=reason)
@@ -187,32 +223,18 @@ def _apply(document, changes, *, acting_user, reason):
         )
     features = {f.code: f for f in Feature.objects.all()}
 
+    publishes = {c.code: c.publishes for c in changes if c.section == "plans" and c.publishes}
     for item in items["plans"]:
-        plan = _upsert(
-            Plan,
-            item["code"],
-            {
-                "name": item["name"],
-                "description": item["description"],
-                "billing_interval": item["billing_interval"],
-                "price": Decimal(item["price"]),
-                "currency": item["currency"],
-                "public": item["public"],
-                "active": item["active"],
-                "rollover_percent": Decimal(item["rollover"]["percent"]),
-                "rollover_cap": _dec(item["rollover"]["cap"]),
-                "rollover_expires_after_periods": item["rollover"]["expires_after_periods"],
-                "overage_policy": item["overage"]["policy"],
-                "overage_limit": Decimal(item["overage"]["limit"]),
-                "overage_unit_price": Decimal(item["overage"]["unit_price"]),
-                "platform_fee_value": Decimal(item["platform_fee_value"]),
-            },
+        if item["code"] in publishes:
+            _publish(item, credit_types, features, **saved)
+            continue
+        _write_plan(
+            Plan.objects.filter(code=item["code"], current=True).first(),
+            item,
+            credit_types,
+            features,
             **saved,
         )
-        _sync_allowances(
-            plan, item["included_credits"], item["standalone_values"], credit_types, **saved
-        )
-        _sync_plan_features(plan, item["features"], features, **saved)
 
     for item in items["credit_packs"]:
         _upsert(
@@ -231,6 +253,65 @@ def _apply(document, changes, *, acting_user, reason):
             },
             **saved,
         )
+
+
+def _write_plan(plan, item, credit_types, features, *, acting_user, reason):
+    """Write a plan entry of the file format onto `plan` (None: a new plan) and its rows."""
+    plan = plan or Plan(code=item["code"])
+    values = {
+        "name": item["name"],
+        "description": item["description"],
+        "billing_interval": item["billing_interval"],
+        "price": Decimal(item["price"]),
+        "currency": item["currency"],
+        "public": item["public"],
+        "active": item["active"],
+        "rollover_percent": Decimal(item["rollover"]["percent"]),
+        "rollover_cap": _dec(item["rollover"]["cap"]),
+        "rollover_expires_after_periods": item["rollover"]["expires_after_periods"],
+        "overage_policy": item["overage"]["policy"],
+        "overage_limit": Decimal(item["overage"]["limit"]),
+        "overage_unit_price": Decimal(item["overage"]["unit_price"]),
+        "platform_fee_value": Decimal(item["platform_fee_value"]),
+    }
+    for name, value in values.items():
+        setattr(plan, name, value)
+    _save(plan, acting_user=acting_user, reason=reason)
+    saved = {"acting_user": acting_user, "reason": reason}
+    _sync_allowances(plan, item["included_credits"], item["standalone_values"], credit_types,
+                     **saved)  # fmt: skip
+    _sync_plan_features(plan, item["features"], features, **saved)
+    return plan
+
+
+def _publish(item, credit_types, features, *, acting_user, reason):
+    """The plan's next version with `item`'s terms; it becomes the one new subscribers get."""
+    # Why the lock: two publishes of one plan must not both take the next number (the
+    # constraints would refuse the second; the lock makes it wait and number after).
+    before = (
+        Plan.objects.filter(code=item["code"], current=True)
+        .order_by("pk")
+        .select_for_update(of=("self",))
+        .get()
+    )
+    before.current = False
+    _save(before, acting_user=acting_user, reason=f"{reason}: superseded by v{before.version + 1}")
+    plan = Plan(
+        code=before.code,
+        version=before.version + 1,
+        low_balance_threshold=before.low_balance_threshold,
+    )
+    return _write_plan(plan, item, credit_types, features, acting_user=acting_user,
+                       reason=f"{reason}: published v{plan.version}")  # fmt: skip
+
+
+def save_plan_entry(*, entry, acting_user, reason):
+    """Save one plan entry of the catalog file format (the admin's edit, validated by the
+    same rules as a file): in place on the current version, or as the next version when
+    its terms change on a version in use. Returns `(plan, published)`."""
+    result = import_catalog(raw={"plans": [entry]}, acting_user=acting_user, reason=reason)
+    plan = Plan.objects.get(code=entry["code"], current=True)
+    return plan, any(c.publishes for c in result.changes)
 
 
 def _sync_allowances(plan, included, values, credit_types, *, acting_user, reason):

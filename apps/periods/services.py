@@ -436,6 +436,33 @@ def change_plan_at_period_end(*, account, plan, acting_user=None):
         return subscription
 
 
+def move_to_version_now(*, account, plan, acting_user=None):
+    """Put the account's live subscription on another version of its plan from now on. The
+    period and the credits granted for it stay as they are (granted under the terms they
+    were sold with); credit costs, quotas and overage follow `plan` at once, its included
+    credits and price from the next renewal."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        book = LedgerBook(now=now)
+        subscription = _current(account)
+        if subscription.plan.code != plan.code:
+            raise InvalidInput(
+                f"{plan.label} is not a version of the account's plan {subscription.plan.code}.",
+                details={"plan": ["another plan: change the plan instead"]},
+            )
+        _catch_up(account, [subscription], book, now, plan_ids=[plan.pk])
+        book.flush()
+        subscription.plan = plan
+        if (
+            subscription.scheduled_plan is not None
+            and subscription.scheduled_plan.code == plan.code
+        ):
+            subscription.scheduled_plan = None
+        subscription._history_user = acting_user
+        subscription.save()
+        return subscription
+
+
 def cancel_at_period_end(*, account, acting_user=None, in_caller_transaction=False):
     """End the subscription when its period ends: its plan credits then expire without
     rolling over, and no new period is granted. Purchased credits are not touched."""

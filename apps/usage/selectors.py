@@ -32,7 +32,7 @@ class FeatureTerms:
     limit_per_period: Decimal | None
     period_start: datetime | None
     overdraft_limit: Decimal
-    plan_code: str | None
+    source: str  # where the terms come from: "plan:pro@v3", "feature"
 
     @property
     def credit_type_id(self):
@@ -84,7 +84,7 @@ def terms_for(*, pairs):
         rows = cursor.fetchall()
     terms = {}
     for (_, account_id, code, _, feature_id, kind, feature_price, credit_type_id,
-         credit_type_code, plan_code, enabled, credits_per_unit, limit, period_start,
+         credit_type_code, source, enabled, credits_per_unit, limit, period_start,
          overdraft_limit) in rows:  # fmt: skip
         if feature_id is None:
             continue  # no active feature has that code
@@ -100,7 +100,7 @@ def terms_for(*, pairs):
             limit_per_period=_credits(limit),
             period_start=_moment(period_start),
             overdraft_limit=_credits(overdraft_limit),
-            plan_code=plan_code,
+            source=source,
         )
     return terms
 
@@ -194,23 +194,21 @@ def check(*, account, feature, quantity=1):
 
 
 def entitlements(*, account):
-    """Every active feature as the account's plan (or no plan) sets it, with this period's use:
-    `(plan_code, [(FeatureTerms, used_or_None)])`."""
+    """Every active feature as the account's plan version (or no plan) sets it, with this
+    period's use: `[(FeatureTerms, used_or_None)]`."""
     codes = list(
         Feature.objects.filter(active=True).order_by("code").values_list("code", flat=True)
     )
     terms = feature_terms(account=account, feature_codes=codes)
     counters = Counters.load({account.pk: terms}, lock=False)
     rows = []
-    plan_code = None
     for code in codes:
         t = terms.get(code)
         if t is None:
             continue
-        plan_code = plan_code or t.plan_code
         used = counters.used(account.pk, t) if t.limit_per_period is not None else None
         rows.append((t, used))
-    return plan_code, rows
+    return rows
 
 
 def usage_events(*, account, feature=None, since=None, until=None, limit=1000):

@@ -25,10 +25,10 @@ def test_put_creates_then_updates_an_account(authed_client):
                                 format="json")  # fmt: skip
     assert (updated.status_code, updated.json()["email"]) == (200, "a@acme.test")
     fetched = authed_client.get("/api/v1/accounts/acme:1").json()
-    assert set(fetched) == {"external_id", "name", "email", "status", "plan",
+    assert set(fetched) == {"external_id", "name", "email", "status", "plan", "plan_version",
                             "current_period_start", "current_period_end", "metadata",
                             "created_at"}  # fmt: skip
-    assert fetched["plan"] == "pro"
+    assert (fetched["plan"], fetched["plan_version"]) == ("pro", 1)
 
 
 def test_put_with_an_unknown_plan_writes_nothing(authed_client):
@@ -74,12 +74,12 @@ def test_entitlements_show_plan_terms_and_use_this_period(authed_client):
     )
     consume(account=account, feature="api_call", quantity=3)
     body = authed_client.get("/api/v1/accounts/acme/entitlements").json()
-    assert body["plan"] == "pro" and body["period_end"]
+    assert (body["plan"], body["plan_version"]) == ("pro", 1) and body["period_end"]
     [row] = [f for f in body["features"] if f["feature"] == "api_call"]
     assert row == {
         "feature": "api_call", "kind": "metered", "enabled": True, "credit_type": "credits",
         "credits_per_unit": "1.000000", "limit_per_period": "10.000000",
-        "used_this_period": "3.000000",
+        "used_this_period": "3.000000", "source": "plan:pro@v1",
     }  # fmt: skip
 
 

@@ -65,8 +65,9 @@ ENGINES = (("python", False, False), ("single", True, False), ("batch", True, Tr
 def catalog():
     """Two credit types; metered features at their own price, at a plan's price, under a
     quota, free, of the second credit type; an on/off feature; one a plan lists disabled; an
-    inactive one. Plans: "basic" (blocks at zero, grants 20 a period, rolls half over) and
-    "overage" (grants nothing, lets the balance go 15 below zero)."""
+    inactive one. Plans: "basic" (blocks at zero, grants 20 a period, rolls half over), its
+    current version "basic_v2" (other costs, quota and allowance; "basic" is its grandfathered
+    version 1) and "overage" (grants nothing, lets the balance go 15 below zero)."""
     credits, gold = CreditTypeFactory(), CreditTypeFactory(code="gold", name="Gold")
     features = {
         "metered": FeatureFactory(code="metered", credit_type=credits),
@@ -78,20 +79,25 @@ def catalog():
         "disabled": FeatureFactory(code="disabled", credit_type=credits),
         "retired": FeatureFactory(code="retired", credit_type=credits, active=False),
     }
-    basic = PlanFactory(code="basic", rollover_percent=D(50))
+    basic = PlanFactory(code="basic", rollover_percent=D(50), current=False)
     PlanAllowanceFactory(plan=basic, credit_type=credits, credits_per_period=D(20))
+    basic_v2 = PlanFactory(code="basic", version=2, rollover_percent=D(25))
+    PlanAllowanceFactory(plan=basic_v2, credit_type=credits, credits_per_period=D(30))
     overage = PlanFactory(code="overage", overage_policy="allow", overage_limit=D(15))
     on_plans = {
         basic: {"metered": {}, "priced": {"credits_per_unit": D("0.5")}, "free": {},
                 "quota": {"limit_per_period": D(5)}, "gold_use": {}, "sso": {},
                 "disabled": {"enabled": False}},
+        basic_v2: {"metered": {}, "priced": {"credits_per_unit": D("1.5")}, "free": {},
+                   "quota": {"limit_per_period": D(3)}, "sso": {}, "disabled": {}},
         overage: {"metered": {}, "priced": {"credits_per_unit": D(3)}, "free": {},
                   "quota": {"limit_per_period": D("2.5")}},
     }  # fmt: skip
     for plan, terms in on_plans.items():
         for code, extra in terms.items():
             PlanFeatureFactory(plan=plan, feature=features[code], **extra)
-    return {"credits": credits, "gold": gold, "basic": basic, "overage": overage}
+    return {"credits": credits, "gold": gold, "basic": basic, "basic_v2": basic_v2,
+            "overage": overage}  # fmt: skip
 
 
 # --- a script's steps ----------------------------------------------------------------------
@@ -307,7 +313,7 @@ grants = st.builds(
     reference=st.none() | st.sampled_from(["ref-1", "ref-2"]),
 )
 consumes = events.map(lambda e: Consume(**vars(e)))
-plans = st.builds(ChangePlan, plan=st.sampled_from(["basic", "overage", None]))
+plans = st.builds(ChangePlan, plan=st.sampled_from(["basic", "basic_v2", "overage", None]))
 steps = st.one_of(
     grants,
     grants,

@@ -111,12 +111,12 @@ def test_a_changed_signature_needs_a_new_version(tmp_path):
     same_name = replace(TERMS, template=template)
     [problem, unmigrated] = Installs().problems([same_name])
     assert problem.startswith(f"{TERMS.sql_name}: its arguments or result differ")
-    assert "raise its version to 2" in problem
+    assert f"raise its version to {TERMS.version + 1}" in problem
     assert unmigrated.startswith(f"{TERMS.sql_name}: terms.sql renders a text no migration")
 
-    next_version = replace(same_name, version=2)
+    next_version = replace(same_name, version=TERMS.version + 1)
     [unmigrated] = Installs().problems([next_version])
-    assert unmigrated.startswith("creditdesk_terms_v2: terms.sql renders a text no migration")
+    assert unmigrated.startswith(f"{next_version.sql_name}: terms.sql renders a text no migration")
 
 
 def test_an_unknown_placeholder_is_an_error():
@@ -131,17 +131,19 @@ def test_a_generated_migration_supersedes_the_old_install(monkeypatch, new_migra
     """A changed constant, then `--make`: the old migration's install is skipped (a database
     migrated from scratch installs the function once, as it renders now), the new one
     installs; backwards, the new one leaves the body and the first one drops the function."""
-    [(_, old)] = Installs().of(CONSUME_BATCH.name)
+    installs = [op for _, op in Installs().of(CONSUME_BATCH.name)]
+    old = installs[-1]
+    first = next(op for op in installs if op.name == old.name)  # of this version
     monkeypatch.setattr(wallet_models, "BURN_DOWN", EXPIRY_FIRST)
     with connection.schema_editor() as editor, pytest.raises(SQLFunctionError, match="--make"):
         old.database_forwards("usage", editor, None, None)
 
     new_migrations += write_migrations(Installs(), name="expiry_first")
     assert Installs().problems() == []
-    [(_, still_old), (key, new)] = Installs().of(CONSUME_BATCH.name)
+    *_, (_, still_old), (key, new) = Installs().of(CONSUME_BATCH.name)
     assert still_old == old and key[1].endswith("_expiry_first")
     with connection.schema_editor() as editor:
-        old.database_backwards("usage", editor, None, None)  # the first install: drops
+        first.database_backwards("usage", editor, None, None)  # the first install: drops
     assert not installed(CONSUME_BATCH.sql_name)
     with connection.schema_editor() as editor:
         old.database_forwards("usage", editor, None, None)  # superseded: nothing

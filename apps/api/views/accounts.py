@@ -22,6 +22,7 @@ def account_body(account):
             "email": account.email,
             "status": account.status,
             "plan": subscription.plan.code if subscription else None,
+            "plan_version": subscription.plan.version if subscription else None,
             "current_period_start": subscription.current_period_start if subscription else None,
             "current_period_end": subscription.current_period_end if subscription else None,
             "metadata": account.metadata,
@@ -85,7 +86,7 @@ class EntitlementsView(ApiView):
     @extend_schema(responses=serializers.EntitlementsOut, summary="What the plan allows")
     def get(self, request, external_id):
         account = self.account_for(external_id)
-        plan, rows = usage_selectors.entitlements(account=account)
+        rows = usage_selectors.entitlements(account=account)
         subscription = live_subscription(account=account)
         features = [
             {
@@ -96,12 +97,14 @@ class EntitlementsView(ApiView):
                 "credits_per_unit": t.credits_per_unit if t.feature.kind == "metered" else None,
                 "limit_per_period": t.limit_per_period,
                 "used_this_period": used,
+                "source": t.source,
             }
             for t, used in rows
         ]
         body = {
             "account": account.external_id,
             "plan": subscription.plan.code if subscription else None,
+            "plan_version": subscription.plan.version if subscription else None,
             "period_end": subscription.current_period_end if subscription else None,
             "features": features,
         }

@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from apps.billing.billing_page import billing_link
 from apps.billing.checkout import start_checkout
 from apps.catalog.models import CreditPack, Plan
+from apps.catalog.selectors import on_sale
 from apps.core.errors import InvalidInput
 
 from .. import serializers
@@ -35,7 +36,7 @@ class CheckoutView(ApiView):
 def _on_sale(model, field, code):
     if code is None:
         return None
-    found = model.objects.filter(code=code, active=True, public=True).first()
+    found = on_sale(model=model, code=code)
     if found is None:
         raise InvalidInput(f"No {field.replace('_', ' ')} {code!r} is on sale.",
                            details={field: ["unknown or not on sale"]})  # fmt: skip

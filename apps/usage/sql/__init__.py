@@ -9,7 +9,7 @@ version here: old app processes keep calling the old name during a rolling deplo
 from pathlib import Path
 
 from apps.accounts.models import Account, Subscription
-from apps.catalog.models import Feature, Plan
+from apps.catalog.models import VERSION_MARK, Feature, Plan
 from apps.core import errors
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.sqlfunctions import SQLFunction
@@ -51,6 +51,9 @@ def context():
         "account_active": literal(Account.Status.ACTIVE),
         "feature_metered": literal(Feature.Kind.METERED),
         "overage_allow": literal(Plan.OveragePolicy.ALLOW),
+        "source_feature": literal(outcomes.SOURCE_FEATURE),
+        "source_plan": literal(outcomes.SOURCE_PLAN),
+        "version_mark": literal(VERSION_MARK),
         "entry_consume": literal(LedgerEntry.Kind.CONSUME),
         "entry_overage": literal(LedgerEntry.Kind.OVERAGE),
         "burn_down_order": burn_down_sql("g"),
@@ -66,7 +69,7 @@ def context():
 
 
 TERMS = SQLFunction(
-    app_label="usage", name="creditdesk_terms", version=1, template=HERE / "terms.sql",
+    app_label="usage", name="creditdesk_terms", version=2, template=HERE / "terms.sql",
     context=context,
 )  # fmt: skip
 CONSUME_BATCH = SQLFunction(

@@ -1,5 +1,6 @@
--- What each requested feature costs each requested account now: its plan's terms, or the
--- feature's own without a plan. The one place these rules live: the consume function joins it
+-- What each requested feature costs each requested account now: the terms of the plan
+-- version its subscription is on, or the feature's own without a plan; `terms_source` says
+-- which ('plan:pro@v3' or 'feature'). The one place these rules live: the consume function joins it
 -- (inlined by the planner), `apps/usage/selectors.terms_for` selects from it on PostgreSQL and
 -- runs its body, rendered for SQLite, there. Rendered by apps/usage/sql from the Python
 -- constants; installed by an InstallSQLFunction migration (docs/ledger.md).
@@ -10,13 +11,14 @@ CREATE OR REPLACE FUNCTION {{name}}(p_account_ids bigint[], p_feature_codes text
 RETURNS TABLE (
     ord bigint, account_id bigint, feature_code text, account_status text, feature_id bigint,
     feature_kind text, feature_price numeric, credit_type_id bigint, credit_type_code text,
-    plan_code text, enabled boolean, credits_per_unit numeric, limit_per_period numeric,
+    terms_source text, enabled boolean, credits_per_unit numeric, limit_per_period numeric,
     period_start timestamptz, overdraft_limit numeric
 ) LANGUAGE sql STABLE
 AS $$
 SELECT r.ord, r.account_id, r.feature_code, CAST(a.status AS text), ft.id,
        CAST(ft.kind AS text), ft.credits_per_unit, ft.credit_type_id, CAST(ct.code AS text),
-       CAST(pl.code AS text),
+       CASE WHEN pl.id IS NULL THEN {{source_feature}}
+            ELSE {{source_plan}} || pl.code || {{version_mark}} || CAST(pl.version AS text) END,
        -- On a plan: what the plan lists as enabled. Without one: metered features, pay as
        -- you go (with packs); on/off features are not enabled.
        CASE WHEN sub.id IS NULL THEN ft.kind = {{feature_metered}}

@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="Write to this file instead of stdout.")
 
     def handle(self, *args, format, output, **options):
-        text = dump_document(catalog_document(), fmt=format)
+        text = dump_document(catalog_document(versions=True), fmt=format)
         if output:
             with open(output, "w", encoding="utf-8") as fh:
                 fh.write(text)
