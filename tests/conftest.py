@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from apps.accounts.services import create_api_key
+from apps.core import clock
 from apps.revenue.posting import post_revenue
 from apps.revenue.verify import verify_revenue
 
@@ -85,13 +86,23 @@ def browser(tmp_path):
     driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def real_clock():
+    """Every test starts on real time and leaves it so: a test that moves the demo clock
+    (apps/core/clock.py, one file per xdist process) cannot move the next test's. A fixture
+    that must see the moved clock when it is torn down asks for this one."""
+    clock.reset()
+    yield
+    clock.reset()
+
+
 # Suites whose every test ends with revenue checked against the ledger (docs/revenue.md,
 # "Checking it"): whatever a billing or period scenario did, `verify_revenue` finds nothing.
 REVENUE_CHECKED = {"billing", "periods", "revenue"}
 
 
 @pytest.fixture(autouse=True)
-def revenue_agrees_with_the_ledger(request):
+def revenue_agrees_with_the_ledger(request, real_clock):
     marker = request.node.get_closest_marker("django_db")
     tampered = request.node.get_closest_marker("revenue_tampered") is not None
     if marker is None or tampered or request.node.path.parent.name not in REVENUE_CHECKED:

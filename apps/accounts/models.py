@@ -5,9 +5,9 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core import clock
 from apps.core.fields import credit_field
 
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_\-.:@]{1,255}$"
@@ -189,5 +189,5 @@ class ApiKey(models.Model):
 
     @property
     def is_usable(self):
-        now = timezone.now()
+        now = clock.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

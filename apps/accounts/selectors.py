@@ -1,7 +1,8 @@
 import hmac
 
 from django.db import connection
-from django.utils import timezone
+
+from apps.core import clock
 
 from .models import Account, ApiKey, Subscription
 from .services import hash_api_key, split_api_key
@@ -86,7 +87,7 @@ def _usable(api_key, raw_key):
         return False
     if api_key.revoked_at is not None:
         return False
-    return api_key.expires_at is None or api_key.expires_at > timezone.now()
+    return api_key.expires_at is None or api_key.expires_at > clock.now()
 
 
 def live_subscription(*, account):

@@ -3,8 +3,7 @@ import secrets
 import string
 from datetime import timedelta
 
-from django.utils import timezone
-
+from apps.core import clock
 from apps.core.errors import InvalidInput
 
 from .models import Account, ApiKey
@@ -50,7 +49,7 @@ def api_key_input_errors(*, name, scopes, account, expires_at):
         errors.setdefault("scopes", []).append("grants:write is for service keys only.")
     if not name or not name.strip():
         errors["name"] = ["Give the key a name that says who uses it."]
-    if expires_at is not None and expires_at <= timezone.now():
+    if expires_at is not None and expires_at <= clock.now():
         errors["expires_at"] = ["Expiry must be in the future."]
     return errors
 
@@ -85,7 +84,7 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 def note_api_key_use(*, api_key, now=None):
     """Record that a key was used, at most once a minute: a write on every request would
     cost more than knowing the exact second is worth."""
-    now = now or timezone.now()
+    now = now or clock.now()
     last = api_key.last_used_at
     if last is None or now - last >= LAST_USED_PRECISION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
@@ -94,7 +93,7 @@ def note_api_key_use(*, api_key, now=None):
 
 def revoke_api_key(*, api_key, acting_user=None):
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
+        api_key.revoked_at = clock.now()
         api_key._history_user = acting_user
         api_key.save(update_fields=["revoked_at"])
     return api_key

@@ -14,12 +14,12 @@ from urllib.parse import urljoin
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
-from django.utils import timezone
 from djstripe import models as djstripe
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import live_subscription
 from apps.catalog.selectors import public_credit_packs, public_plans
+from apps.core import clock
 from apps.core.decimals import format_decimal
 from apps.usage.selectors import credits_used_by_day
 from apps.wallets.selectors import balances
@@ -53,7 +53,7 @@ def billing_link(*, account):
     """A fresh link to the account's billing page."""
     token = signing.dumps({"account": account.pk}, salt=SALT, compress=False)
     path = reverse("billing:page", kwargs={"token": token})
-    return BillingLink(url=urljoin(settings.SITE_URL, path), expires_at=timezone.now() + max_age())
+    return BillingLink(url=urljoin(settings.SITE_URL, path), expires_at=clock.now() + max_age())
 
 
 def account_for_token(*, token):
@@ -91,7 +91,7 @@ class UsageSeries:
 def usage_by_day(*, account, days=USAGE_DAYS, today=None):
     """Per credit type that was used: credits per UTC day over the last `days` days, oldest
     first, empty days as 0, with the bars of the page's chart."""
-    today = today or timezone.now().date()
+    today = today or clock.now().date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
     used = {}
@@ -211,7 +211,7 @@ def plan_offers(*, subscription):
 def billing_page(*, account):
     """Everything the page shows, read in one place."""
     subscription = live_subscription(account=account)
-    today = timezone.now().date()
+    today = clock.now().date()
     return {
         "account": account,
         "wallets": balances(account=account),

@@ -149,7 +149,8 @@ def _claim_plan_checkout(*, account, plan):
     """The account's one open plan Checkout, claimed before Stripe is asked (a database
     constraint refuses a second while one is open). A claim whose request to Stripe was cut
     (no session id yet) is resumed for the same plan, with the same idempotency key; an open
-    claim that Stripe says is over (expired; its event lost or late) is closed first."""
+    claim that Stripe says is over (expired; its event lost or late) is closed first. Real
+    time throughout, not apps.core.clock: a Checkout's lifetime is Stripe's."""
     for earlier in PlanCheckout.objects.filter(account=account, status=PlanCheckout.Status.OPEN):
         cut = earlier.checkout_session_id is None and earlier.plan_id == plan.pk
         if cut and earlier.created_at > timezone.now() - PLAN_CHECKOUT_OPEN_FOR:
@@ -163,7 +164,7 @@ def _claim_plan_checkout(*, account, plan):
 
 
 def _close_if_over(claim):
-    now = timezone.now()
+    now = timezone.now()  # real time, not the demo clock: Stripe's, as created_at and expires_at
     if claim.checkout_session_id is None:
         # Cut before Stripe answered: a session may exist, open as long as any would be.
         if claim.created_at <= now - PLAN_CHECKOUT_OPEN_FOR:

@@ -2,8 +2,8 @@
 job that sends them to Stripe as invoice items (docs/billing.md)."""
 
 import stripe
-from django.utils import timezone
 
+from apps.core import clock
 from apps.core.outbox import publish
 from apps.jobs.counts import JobCounts
 from apps.jobs.registry import task_name
@@ -101,7 +101,7 @@ def _send(charge, counts):
         return
     charge.status = OverageCharge.Status.SENT
     charge.stripe_invoice_item_id = item["id"]
-    charge.sent_at = timezone.now()
+    charge.sent_at = clock.now()
     charge.attempts += 1
     charge.save(update_fields=["status", "stripe_invoice_item_id", "sent_at", "attempts", "amount"])
     counts.invoice_items += 1

@@ -13,11 +13,11 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.db.models import Q
-from django.utils import timezone
 from djstripe import models as djstripe
 
 from apps.accounts.models import Account
 from apps.catalog.models import CreditPack
+from apps.core import clock
 from apps.core.decimals import CREDIT_PLACES, UNIT_PRICE_PLACES, format_decimal
 from apps.revenue.services import record_cash_refund
 from apps.wallets.models import CreditGrant
@@ -175,7 +175,7 @@ def record_payment_intent(*, payment_intent):
 
 def _grant_purchase(purchase, amount_paid):
     pack = purchase.credit_pack
-    now = timezone.now()
+    now = clock.now()
     unit_price = (amount_paid / purchase.credits).quantize(
         Decimal(1).scaleb(-UNIT_PRICE_PLACES), rounding=ROUND_DOWN
     )

@@ -19,8 +19,8 @@ from decimal import Decimal
 import stripe
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
-from django.utils import timezone
 
+from apps.core import clock
 from apps.core.decimals import format_decimal
 from apps.core.errors import DomainError
 from apps.jobs.counts import JobCounts
@@ -57,7 +57,7 @@ def _due(now):
 def run_auto_recharges(*, now=None, on_chunk=None):
     """The job (every minute): re-arm recharges whose balance is back at or above the
     threshold, then charge those below it that are armed, and finish any cut attempt."""
-    now = now or timezone.now()
+    now = now or clock.now()
     counts = JobCounts()
     with_wallet = Wallet.objects.filter(
         account_id=OuterRef("account_id"), credit_type_id=OuterRef("credit_pack__credit_type_id")

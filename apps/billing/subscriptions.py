@@ -10,11 +10,11 @@ from datetime import timedelta
 import stripe
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from djstripe import models as djstripe
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import Plan
+from apps.core import clock
 from apps.jobs.counts import JobCounts
 from apps.periods.services import (
     cancel_at_period_end,
@@ -264,7 +264,7 @@ def hold_renewal(*, subscription):
     """Stop renewing a subscription Stripe billed at another price than sold, until Finance
     releases it (release_renewal_hold)."""
     if subscription.renewal_held_since is None:
-        subscription.renewal_held_since = timezone.now()
+        subscription.renewal_held_since = clock.now()
         subscription.save(update_fields=["renewal_held_since", "updated_at"])
 
 
@@ -291,7 +291,7 @@ def mark_past_due(*, subscription):
     if subscription.status == Status.PAST_DUE:
         return
     subscription.status = Status.PAST_DUE
-    subscription.past_due_since = timezone.now()
+    subscription.past_due_since = clock.now()
     subscription.save(update_fields=["status", "past_due_since", "updated_at"])
 
 
@@ -311,7 +311,7 @@ def recover(*, subscription):
 def suspend_past_due_accounts(*, now=None, on_chunk=None):
     """Suspend (account_suspended on every consume) the accounts whose subscription has been
     past due longer than STRIPE_PAST_DUE_GRACE_DAYS. Returns JobCounts."""
-    now = now or timezone.now()
+    now = now or clock.now()
     counts = JobCounts()
     overdue = Subscription.objects.filter(
         status=Status.PAST_DUE,

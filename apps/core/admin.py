@@ -12,10 +12,11 @@ from django.db import models
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst, slugify
 from simple_history.admin import SimpleHistoryAdmin
+
+from apps.core import clock
 
 from . import humanize
 from .decimals import (
@@ -220,7 +221,7 @@ def export_response(chunks, *, name, fmt):
     """An export streamed as a download named after the list and the day (UTC):
     `ledger-entries-2026-12-02.csv`."""
     response = StreamingHttpResponse(chunks, content_type=content_type(fmt))
-    filename = export_filename(name, fmt, day=timezone.now().date())
+    filename = export_filename(name, fmt, day=clock.now().date())
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from apps.core import clock
+
 from .models import JobRun
 
 # Beat's rows in the database and messages already queued name the tasks so: they keep the
@@ -54,7 +56,7 @@ def run_job(*, job, trigger, now=None, task_id="", chunk_size=None):
     """Run one job, recording it as a JobRun whose counts are saved after every chunk (a
     run that dies shows how far it got). Returns the JobRun; re-raises what stopped it."""
     function = JOBS[job].function
-    as_of = now or timezone.now()
+    as_of = now or clock.now()
     run = JobRun.objects.create(job=job, trigger=trigger, as_of=as_of, task_id=task_id or "")
 
     def progress(counts):
@@ -66,7 +68,7 @@ def run_job(*, job, trigger, now=None, task_id="", chunk_size=None):
     except BaseException as error:  # a time limit or a kill too: record it, then stop
         run.status = JobRun.Status.FAILED
         run.error = "".join(traceback.format_exception(error))[-4000:]
-        run.finished_at = timezone.now()
+        run.finished_at = timezone.now()  # real time, as started_at: the run's duration
         run.save(update_fields=["status", "error", "finished_at"])
         raise
     run.counts = counts.as_dict()

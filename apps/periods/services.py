@@ -14,12 +14,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan, PlanAllowance
 from apps.catalog.pricing import price_split
-from apps.core import events
+from apps.core import clock, events
 from apps.core.allocation import cost_basis
 from apps.core.decimals import UNIT_PRICE_PLACES
 from apps.core.errors import InvalidInput
@@ -386,7 +385,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
     A live subscription ends here, as at a period end: caught up first if the renewal job
     would renew it, then its plan credits roll over by the old plan's terms and the rest
     expires. Runs in the caller's transaction when there is one (the API's account PUT)."""
-    now = timezone.now()
+    now = clock.now()
     starts_at = starts_at or now
     with transaction.atomic():
         book = LedgerBook(now=now)
@@ -424,7 +423,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
 def change_plan_at_period_end(*, account, plan, acting_user=None):
     """Schedule `plan` to take over at the next renewal (a downgrade keeps what was paid for
     until the period ends); the current plan again cancels the change."""
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic(durable=True):
         book = LedgerBook(now=now)
         subscription = _current(account)
@@ -483,7 +482,7 @@ def _current(account):
 
 
 def _set_cancel(account, cancel, acting_user, *, durable):
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic(durable=durable):
         book = LedgerBook(now=now)
         subscription = _current(account)
@@ -535,7 +534,7 @@ def end_subscription(*, subscription, acting_user=None):
     """End a live subscription now (Stripe canceled it): what is left of its period's plan
     credits expires without rolling over; purchased credits stay. In the caller's
     transaction, the subscription locked by the caller."""
-    now = timezone.now()
+    now = clock.now()
     book = LedgerBook(now=now)
     _catch_up(subscription.account, [subscription], book, now)
     for state, grant in _period_grants_left(subscription, book):
@@ -578,7 +577,7 @@ def renew_due_subscriptions(*, now=None, chunk_size=500, on_chunk=None, workers=
     (by a plan change, or by another copy, which has renewed it by then); one bad
     subscription costs only itself (counted in `failures`). `on_chunk(counts)` runs after
     each chunk."""
-    now = now or timezone.now()
+    now = now or clock.now()
     due = _due_subscriptions(now)
     failed = set()  # shared by the workers: a row that failed for one is not retried by another
 

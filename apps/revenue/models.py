@@ -8,9 +8,9 @@ The ledger stays the record; these are its rollups, posted from it by `post_reve
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core import clock
 from apps.core.fields import credit_field, currency_field, money_field
 from apps.core.humanize import credits as credits_words
 from apps.core.humanize import money
@@ -146,7 +146,7 @@ class RatableFee(models.Model):
     needs_posting = models.BooleanField(
         default=True, help_text="Written or cut since the last posting run (fees.post_fees)."
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
         ordering = ["period_start", "pk"]
@@ -231,7 +231,7 @@ class CashRefund(models.Model):
     currency = currency_field()
     reason = models.CharField(max_length=255)
     needs_posting = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
         ordering = ["pk"]

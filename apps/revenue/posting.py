@@ -16,9 +16,8 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Case, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import TruncMonth
-from django.utils import timezone
 
-from apps.core import horizon
+from apps.core import clock, horizon
 from apps.core.allocation import released
 from apps.core.decimals import credit_sum, money_sum
 from apps.jobs.counts import JobCounts
@@ -134,7 +133,7 @@ def post_locked(cursor):
     CashRefund.objects.filter(pk__in=[refund.pk for refund in refunds]).update(needs_posting=False)
     for name, value in position.items():
         setattr(cursor, name, value)
-    cursor.posted_at = timezone.now()
+    cursor.posted_at = clock.now()
     cursor.save()
     return posted, post_fees(closed=closed)
 

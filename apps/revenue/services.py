@@ -4,8 +4,8 @@ recorded for posting."""
 from datetime import date
 
 from django.db import transaction
-from django.utils import timezone
 
+from apps.core import clock
 from apps.core.errors import InvalidInput
 
 from .models import CashRefund, FeeLine, RevenueLine, RevenueMonth
@@ -26,7 +26,7 @@ def close_month(*, month, acting_user):
     figures include every ledger entry committed before the close; entries dated in the
     month that commit later go to the first open month, marked as dated in this one."""
     month = _first_day(month)
-    now = timezone.now()
+    now = clock.now()
     if next_month(month) > now.date():
         raise InvalidInput(f"{month:%B %Y} has not ended yet.", details={"month": ["not ended"]})
     with transaction.atomic(durable=True):
@@ -75,7 +75,7 @@ def reopen_month(*, month, acting_user, reason):
                 "Reopen the later closed months first.", details={"month": ["a later is closed"]}
             )
         record.closed = False
-        record.reopened_at, record.reopened_by = timezone.now(), acting_user
+        record.reopened_at, record.reopened_by = clock.now(), acting_user
         record.figures = {}
         record._history_user = acting_user
         record._change_reason = reason.strip()

@@ -8,8 +8,8 @@ from contextlib import nullcontext
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
+from apps.core import clock
 from apps.core.errors import (
     AccountSuspended,
     FeatureNotEnabled,
@@ -71,7 +71,7 @@ def _call(requests):
         sql, args = SINGLE, [column[0] for column in args]
     else:
         sql = BATCH
-    args.append(timezone.now())
+    args.append(clock.now())
     # One statement outside any transaction is a transaction of its own: all of it commits or
     # none, without the BEGIN and COMMIT round trips of atomic(). Inside one: a durable atomic.
     scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)

@@ -2,9 +2,8 @@
 
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 
-from apps.core import humanize
+from apps.core import clock, humanize
 from apps.core.fields import credit_field
 from apps.core.horizon import BrinOnPostgres
 
@@ -33,8 +32,8 @@ class UsageEvent(models.Model):
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     fingerprint = models.CharField(max_length=64, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    occurred_at = models.DateTimeField(default=timezone.now)
-    created_at = models.DateTimeField(default=timezone.now)
+    occurred_at = models.DateTimeField(default=clock.now)
+    created_at = models.DateTimeField(default=clock.now)
 
     class Meta:
         ordering = ["-id"]

@@ -15,9 +15,9 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 
 from apps.catalog.models import CreditType
+from apps.core import clock
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.charts import Chart, Series
 from apps.core.humanize import credits, group_digits
@@ -148,7 +148,7 @@ def _account_links(request, account_ids):
 
 
 def _today():
-    return timezone.now().date()
+    return clock.now().date()
 
 
 @admin.register(FeatureUsageReport)

@@ -5,10 +5,10 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import DecimalField, F, Sum
 from django.db.models.functions import TruncDate
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.catalog.models import CreditType, Feature
+from apps.core import clock
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.errors import DomainError, FeatureNotFound
 from apps.wallets.ledger import cost_of
@@ -145,7 +145,7 @@ def spendable_credits(*, account_id, credit_type_id):
     """Available credits of one wallet now: balance − held, less what grants past their expiry
     still hold before the expiry job writes it off. One fixed statement (check's hot path)."""
     with connection.cursor() as cursor:
-        cursor.execute(SPENDABLE_SQL, [timezone.now(), account_id, credit_type_id])
+        cursor.execute(SPENDABLE_SQL, [clock.now(), account_id, credit_type_id])
         row = cursor.fetchone()
     if row is None:
         return ZERO

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from apps.accounts.models import Account
+from apps.core import clock
 from apps.core.decimals import (
     format_decimal,
 )
@@ -149,7 +149,7 @@ def consume_batch(*, requests):
 
 
 def _consume_in_transaction(requests):
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic(durable=True):
         book = LedgerBook(now=now)
         accounts = {r.account.pk: r.account for r in requests}
@@ -400,7 +400,7 @@ def release_reservation(*, reservation_id):
 def release_expired_reservations(*, now=None, chunk_size=1000, on_chunk=None, workers=None):
     """Release every hold past its TTL, a chunk of wallets per transaction. Returns
     JobCounts. Safe beside consumption and beside a second copy of itself."""
-    now = now or timezone.now()
+    now = now or clock.now()
     due = Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
     failed = set()  # wallets that failed alone, for every worker
 

@@ -7,10 +7,10 @@ from django.db.models import Count, F, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.accounts.models import Account
+from apps.core import clock
 from apps.core.admin import (
     QUANTITY,
     ExportMixin,
@@ -287,7 +287,7 @@ class AccountWalletInline(HumanNumbers, admin.TabularInline):
     show_change_link = True
 
     def get_queryset(self, request):
-        now = timezone.now()
+        now = clock.now()
         active = (
             Q(grants__remaining__gt=0, grants__voided_at__isnull=True)
             & (Q(grants__expires_at__isnull=True) | Q(grants__expires_at__gt=now))

@@ -20,9 +20,8 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 from django.db import IntegrityError, connection
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
-from django.utils import timezone
 
-from apps.core import events
+from apps.core import clock, events
 from apps.core.allocation import released
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
 from apps.core.errors import InsufficientCredits, InvalidInput
@@ -249,7 +248,7 @@ class LedgerBook:
     """Collects the writes of one transaction and flushes them in a few bulk statements."""
 
     def __init__(self, *, now=None):
-        self.now = now or timezone.now()
+        self.now = now or clock.now()
         self.states = {}
         self.entries = []
         self.new_grants = []

@@ -10,9 +10,8 @@ import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.utils import timezone
 
-from apps.core import humanize
+from apps.core import clock, humanize
 from apps.core.fields import credit_field, currency_field, money_field, unit_price_field
 from apps.core.horizon import BrinOnPostgres, CurrentTransactionId
 
@@ -140,7 +139,7 @@ class CreditGrant(models.Model):
     priority = models.PositiveSmallIntegerField(
         default=DEFAULT_PRIORITY, help_text="Lower burns first."
     )
-    effective_at = models.DateTimeField(default=timezone.now)
+    effective_at = models.DateTimeField(default=clock.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     unit_price = unit_price_field(default=0, help_text="What one credit was paid (cost basis).")
     basis_amount = money_field(
@@ -299,7 +298,7 @@ class LedgerEntry(models.Model):
         db_index=False,
     )
     reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=clock.now)
     # The writing transaction's id (PostgreSQL): revenue posting reads the ledger up to the
     # oldest transaction still running, so an entry that commits late is never skipped
     # (apps/core/horizon.py).
@@ -372,7 +371,7 @@ class Reservation(models.Model):
     usage_event = models.OneToOneField(
         "usage.UsageEvent", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=clock.now)
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -6,8 +6,8 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import F, Max, OuterRef, Q, Subquery, Sum, Value, Window
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from apps.core import clock
 from apps.usage.models import UsageEvent
 from apps.usage.selectors import CREDITS
 
@@ -159,7 +159,7 @@ def balances(*, account, overdraft_limit=Decimal(0), at=None):
     the ledger."""
     if at is not None:
         return _balances_at(account, overdraft_limit, at)
-    now = timezone.now()
+    now = clock.now()
     wallets = list(Wallet.objects.filter(account=account).select_related("credit_type"))
     live = CreditGrant.objects.filter(account=account, remaining__gt=0).order_by(
         "wallet_id", *burn_down_ordering()

@@ -4,8 +4,8 @@ locks the wallet before touching its grants (apps/wallets/ledger.py)."""
 from decimal import Decimal
 
 from django.db import transaction
-from django.utils import timezone
 
+from apps.core import clock
 from apps.core.allocation import cost_basis
 from apps.core.decimals import (
     CREDIT_DIGITS,
@@ -70,7 +70,7 @@ def grant_credits(*, account, credit_type, amount, source, expires_at=None, prio
         basis_amount = Decimal(0)
     elif basis_amount is None:
         basis_amount = cost_basis(amount, unit_price, currency=currency)
-    now = timezone.now()
+    now = clock.now()
     priority = CreditGrant.DEFAULT_PRIORITY if priority is None else priority
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 32767:
         raise InvalidInput("priority must be 0-32767.", details={"priority": ["0-32767"]})
@@ -233,7 +233,7 @@ def expire_grants(*, now=None, chunk_size=1000, on_chunk=None, workers=None):
     """Close every grant past `expires_at` that still has credits (plan-period grants roll
     over by their terms, the rest expires), a chunk of wallets per transaction. Returns
     JobCounts. Safe beside consumption and beside a second copy of itself."""
-    now = now or timezone.now()
+    now = now or clock.now()
     due = CreditGrant.objects.filter(remaining__gt=0, expires_at__lte=now)
     failed = set()  # wallets that failed alone, for every worker
 

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from apps.accounts.models import Subscription
+from apps.core import clock
 from apps.core.decimals import format_decimal
 from apps.jobs.counts import JobCounts
 from apps.wallets.models import Wallet
@@ -36,7 +36,7 @@ def check_balance_alerts(*, now=None, chunk_size=1000, on_chunk=None):
     """Fire balance.low / balance.depleted for wallets that entered a level since the last
     run, for accounts with an active endpoint; re-arm those that left it. One copy at a
     time (a second finds the first running and returns)."""
-    now = now or timezone.now()
+    now = now or clock.now()
     counts = JobCounts()
     with _one_copy("creditdesk.check_balance_alerts") as alone:
         if not alone:

@@ -14,8 +14,8 @@ import time
 from datetime import timedelta
 
 from django.db import transaction
-from django.utils import timezone
 
+from apps.core import clock
 from apps.core.decimals import format_decimal
 from apps.core.outbox import publish_many
 from apps.jobs.counts import JobCounts
@@ -59,7 +59,7 @@ def record_events(*, events, now=None, endpoints=None):
     an endpoint. Returns the deliveries."""
     if not events:
         return []
-    now = now or timezone.now()
+    now = now or clock.now()
     if endpoints is None:
         endpoints = _endpoints({account_id for account_id, _, _ in events})
     if not endpoints:
@@ -175,7 +175,7 @@ def deliver(*, delivery_id, now=None):
     """Make one attempt at a pending delivery that is due. The row is claimed first (a
     lease), so two workers never send it at once; the POST happens outside any
     transaction. Returns the delivery, or None when there was nothing to send."""
-    now = now or timezone.now()
+    now = now or clock.now()
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
     ).update(next_attempt_at=now + SENDING_LEASE)
@@ -189,7 +189,7 @@ def deliver(*, delivery_id, now=None):
     delivery.last_error = error
     if status is not None and 200 <= status < 300:
         delivery.status = WebhookDelivery.Status.SUCCEEDED
-        delivery.delivered_at = timezone.now()
+        delivery.delivered_at = clock.now()
         delivery.next_attempt_at = None
     elif delivery.attempts >= MAX_ATTEMPTS:
         delivery.status = WebhookDelivery.Status.FAILED
@@ -229,7 +229,7 @@ def _post(endpoint, event):
 
 def retry_due_deliveries(*, now=None, chunk_size=1000, on_chunk=None):
     """Queue every pending delivery whose next attempt is due. Returns JobCounts."""
-    now = now or timezone.now()
+    now = now or clock.now()
     counts = JobCounts()
     due = list(
         WebhookDelivery.objects.filter(
@@ -252,7 +252,7 @@ def resend(*, delivery, acting_user=None):
     with transaction.atomic(durable=True):
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=WebhookDelivery.Status.PENDING,
-            next_attempt_at=timezone.now(),
+            next_attempt_at=clock.now(),
             attempts=0,
             last_error=f"resent by {acting_user}" if acting_user else "resent",
         )

@@ -146,6 +146,10 @@ if OFFLINE_STRIPE:
 # Days a subscription may stay past due (a failed renewal payment) before consumption is
 # blocked with account_suspended; paying the invoice lifts it.
 STRIPE_PAST_DUE_GRACE_DAYS = env.int("STRIPE_PAST_DUE_GRACE_DAYS", default=3)
+# The demo clock (apps/core/clock.py, `manage.py advance_clock`): a file holding how far the
+# clock is moved ahead of real time. Only the local and test settings name one; without it the
+# clock is real time and cannot be moved.
+DEMO_CLOCK_FILE = None
 # Minutes a hosted billing page link (POST accounts/{id}/billing-link) keeps working.
 BILLING_LINK_MAX_AGE_MINUTES = env.int("BILLING_LINK_MAX_AGE_MINUTES", default=60)
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"

@@ -20,6 +20,9 @@ DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 
+# The clock is real time: no demo clock file, `manage.py advance_clock` refuses.
+DEMO_CLOCK_FILE = None
+
 # TLS is terminated in front of the app; set SECURE_PROXY_SSL_HEADER_NAME when a proxy does it.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]

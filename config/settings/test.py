@@ -1,7 +1,7 @@
 """pytest. Same database engine as DATABASE_URL says (PostgreSQL in CI), fast hashing."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import VAR_DIR, env
 
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY", default="test-only-secret-key-not-used-anywhere-else-0123456789")
@@ -15,6 +15,11 @@ STORAGES = {
 # Each pytest-xdist process has its own test database, so it gets its own queue too: a real
 # worker started by one process must not run tasks another process sent.
 CELERY_TASK_DEFAULT_QUEUE = f"creditdesk-test-{env.str('PYTEST_XDIST_WORKER', default='main')}"
+
+# The demo clock, one file per pytest-xdist process (commands a test runs in a subprocess
+# inherit PYTEST_XDIST_WORKER and see the same one); tests/conftest.py resets it around every
+# test, so a moved clock never leaks into the next test.
+DEMO_CLOCK_FILE = str(VAR_DIR / f"test-clock-{env.str('PYTEST_XDIST_WORKER', default='main')}.json")
 
 # Tests never reach Stripe, whatever keys a developer's .env holds: the offline Stripe
 # (tests/billing/conftest.py serves it on a free port and points the client at it).

@@ -2,10 +2,10 @@ import json
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.accounts.services import create_api_key
+from apps.core import clock
 from apps.core.errors import InvalidInput
 
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No account has external id {account!r}.")
         if expires_in_days is not None and expires_in_days < 1:
             raise CommandError("--expires-in-days must be at least 1.")
-        expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+        expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
         try:
             api_key, raw_key = create_api_key(
                 name=name,

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from apps.core import clock
 from apps.jobs.registry import JOBS, run_job
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             moment = parse_datetime(now)
             if moment is None or moment.tzinfo is None:
                 raise CommandError(f"--now {now!r}: give an ISO 8601 time with a zone.")
-            if moment > timezone.now():
+            if moment > clock.now():
                 raise CommandError(
                     "--now is in the future: that would end periods early and grant credits "
                     "ahead of time, which cannot be undone. Give a past moment."
