@@ -440,7 +440,7 @@ def move_to_version_now(*, account, plan, acting_user=None):
     period and the credits granted for it stay as they are (granted under the terms they
     were sold with); credit costs, quotas and overage follow `plan` at once, its included
     credits and price from the next renewal."""
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic(durable=True):
         book = LedgerBook(now=now)
         subscription = _current(account)

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0009_occurred_at_brin'),
+        ('usage', '0010_sql_functions'),
     ]
 
     operations = [
