@@ -283,3 +283,18 @@ def test_a_stripe_subscription_is_canceled_at_stripe_and_settled_by_its_webhook(
     webhook.deliver(stripe_events.take())
     subscribed.refresh_from_db()
     assert subscribed.cancel_at_period_end
+
+
+def test_stripe_unreachable_is_a_message_and_leaves_the_plan_as_it_was(
+    client, finance, account, plans, subscribed, offline_stripe, monkeypatch
+):
+    import stripe
+
+    monkeypatch.setattr(stripe, "api_base", "http://127.0.0.1:9")  # no answer from Stripe
+    refused = change_plan(client, account, plans["team"], "period_end")
+    assert refused.status_code == 200 and "Stripe:" in text_of(refused)
+    subscribed.refresh_from_db()
+    assert (subscribed.plan.code, subscribed.scheduled_plan) == ("pro", None)
+    monkeypatch.setattr(stripe, "api_base", offline_stripe.url)
+    stripe_sub = offline_stripe.get("subscription", subscribed.stripe_subscription_id)
+    assert stripe_sub["items"]["data"][0]["price"]["id"] == plans["pro"].stripe_price_id
