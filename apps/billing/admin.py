@@ -1,8 +1,10 @@
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -178,10 +180,13 @@ class ReasonForm(forms.Form):
     reason = _reason_field()
 
 
-def _account_for(request, object_id):
+def _account_for(account_admin, request, object_id):
     if not request.user.has_perm(PLAN_PERMISSION):
         raise PermissionDenied
-    return get_object_or_404(Account, pk=object_id)
+    account = account_admin.get_object(request, unquote(object_id))  # None for a bad id too
+    if account is None:
+        raise Http404("No such account.")
+    return account
 
 
 def _plan_page(account_admin, request, account, *, title, form, action, summary=(), steps=(),
@@ -196,7 +201,7 @@ def _plan_page(account_admin, request, account, *, title, form, action, summary=
         "crumbs": [
             ("Accounts", reverse("admin:accounts_account_changelist")),
             (str(account), page),
-        ],  # fmt: skip
+        ],
         "summary": summary,
         "steps": steps,
         "form": form,
@@ -210,7 +215,7 @@ def _plan_page(account_admin, request, account, *, title, form, action, summary=
 def change_plan(account_admin, request, object_id):
     """*Put on plan / change plan…*: choose the plan, when and why; a confirmation page says
     what will happen (apps/billing/plan_changes.py), *Confirm* makes the change."""
-    account = _account_for(request, object_id)
+    account = _account_for(account_admin, request, object_id)
     form = PlanChangeForm(request.POST or None, live=live_subscription_of(account))
     title = "Put on plan / change plan"
     if request.method == "POST" and form.is_valid():
@@ -250,7 +255,7 @@ def _done(account, change):
 
 
 def _cancel_or_resume(account_admin, request, object_id, *, cancel):
-    account = _account_for(request, object_id)
+    account = _account_for(account_admin, request, object_id)
     live = live_subscription_of(account)
     verb = "Cancel at period end" if cancel else "Resume"
     if live is None or live.cancel_at_period_end == cancel:

@@ -215,6 +215,7 @@ def test_bad_input_gives_a_message_and_changes_nothing(client, finance, starter,
         response = client.post(url(account, "change-plan"), data)
         assert response.status_code == 200 and "errorlist" in response.content.decode()
     assert client.post(url(account, "change-plan"), {}).status_code == 200  # the empty form
+    assert client.get("/admin/accounts/account/not-an-id/change-plan/").status_code == 404
     # Canceled at period end: a change at period end waits for a resume.
     client.post(url(account, "cancel-plan"), {"reason": "x"})
     refused = change_plan(client, account, PlanFactory(code="p3"),
