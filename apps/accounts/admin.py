@@ -56,7 +56,8 @@ class AutoRechargeInline(HumanNumbers, admin.StackedInline):
 @admin.register(Account)
 class AccountAdmin(ExtendablePage, HistoryAdmin):
     """An account's page: its details, subscriptions and auto-recharge, and what the wallets'
-    admin adds to it (balances per credit type, "Grant credits")."""
+    admin adds to it (balances per credit type, "Grant credits") and the billing admin's (put
+    on plan / change plan, cancel at period end, resume)."""
 
     list_display = ["external_id", "name", "email", "status", "plan", "created_at"]
     list_filter = ["status", "created_at"]
@@ -151,7 +152,8 @@ class SubscriptionAdmin(HistoryAdmin):
     actions = ["cancel_at_period_end", "resume", "release_renewal_hold"]
 
     # Periods move only through the services (docs/periods.md): they grant, roll over and
-    # expire credits as they do. Accounts go on a plan through the API (PUT accounts/{id}).
+    # expire credits as they do. Accounts go on a plan through the API (PUT accounts/{id}) or
+    # the account page's "Put on plan / change plan…" (added by apps/billing/admin.py).
     # So no add, no saving the change form, no history "revert" (it saves a whole old row).
     history_revert = False
 

@@ -204,13 +204,15 @@ def set_cancel_at_period_end(*, subscription, cancel, acting_user=None):
     return True
 
 
-def switch_stripe_plan(*, account, plan):
+def switch_stripe_plan(*, account, plan, acting_user=None):
     """Move the account's Stripe subscription to `plan` at the end of the current period:
     the new plan's credits start with the period it is paid for (switching at once would
     hand out a fresh allowance on every switch). Stripe's subscription moves to the new
     price without proration, so its next invoice bills the new plan; here the plan is
     scheduled (`scheduled_plan`) and the renewal takes it over. Choosing the current plan
-    again cancels a scheduled switch. Returns the Subscription."""
+    again cancels a scheduled switch. `acting_user`: the staff member who switched it (the
+    admin's account page), recorded in the subscription's history. Returns the
+    Subscription."""
     current = _live_stripe_subscriptions(account).select_related("plan", "scheduled_plan").first()
     if current is None:
         raise InvalidInput("The account has no Stripe subscription to change.",
@@ -229,7 +231,7 @@ def switch_stripe_plan(*, account, plan):
     before = current.scheduled_plan or current.plan
     # Scheduled first, so that Stripe's customer.subscription.updated, which may arrive
     # before Stripe's answer does, finds the switch expected and waits for the period end.
-    subscription = change_plan_at_period_end(account=account, plan=plan)
+    subscription = change_plan_at_period_end(account=account, plan=plan, acting_user=acting_user)
     try:
         remote = call_stripe(stripe.Subscription.retrieve, id=current.stripe_subscription_id)
         call_stripe(
@@ -240,6 +242,6 @@ def switch_stripe_plan(*, account, plan):
             metadata={"plan": plan.code},
         )
     except PaymentProviderError:
-        change_plan_at_period_end(account=account, plan=before)
+        change_plan_at_period_end(account=account, plan=before, acting_user=acting_user)
         raise
     return subscription
