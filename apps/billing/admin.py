@@ -163,7 +163,7 @@ class PlanChangeForm(forms.Form):
     def __init__(self, *args, live, **kwargs):
         super().__init__(*args, **kwargs)
         plans = self.fields["plan"]
-        plans.queryset = Plan.objects.filter(active=True).order_by("price", "code")
+        plans.queryset = Plan.objects.filter(current=True, active=True).order_by("price", "code")
         plans.label_from_instance = lambda plan: f"{plan_label(plan)} [{plan.code}]"
         if live is not None:
             plans.initial = live.plan_id

@@ -15,9 +15,9 @@ Which way a change goes:
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 
 from apps.accounts.models import Subscription
+from apps.core import clock
 from apps.core.errors import InvalidInput
 from apps.core.history import change_reason
 from apps.core.humanize import credits, money
@@ -85,10 +85,11 @@ def _check(live, plan, when):
                 f"every {live.plan.billing_interval}: Stripe's switch keeps the interval.",
                 details={"plan": ["another billing interval"]},
             )
-    if when == NOW and plan.pk == live.plan_id:
+    if when == NOW and plan.code == live.plan.code:
         raise InvalidInput(
             f"The account is already on {plan.code}: putting it on the same plan now would "
-            "restart its period and grant its credits again.",
+            "restart its period and grant its credits again (another version of the plan: "
+            "the plan list's action “Move subscribers to the current version”).",
             details={"plan": ["already on this plan"]},
         )
     if when == PERIOD_END:
@@ -156,7 +157,7 @@ def describe_plan_change(*, account, plan, when):
             )
         return change
     if when == NOW:
-        now = timezone.now()
+        now = clock.now()
         end = boundary(anchor=now, interval=plan.billing_interval, index=1)
         if live is None:
             steps.append(
