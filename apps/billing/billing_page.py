@@ -189,21 +189,24 @@ class PlanOffer:
 def plan_offers(*, subscription):
     """The plans the customer may choose: through Checkout without a Stripe subscription;
     with one, a switch at period end to a plan of the same billing interval (or back to
-    the current plan while a switch is scheduled)."""
+    the current plan while a switch is scheduled). Plans are told apart by code: the plan
+    the customer is on, in any version, is theirs (staying keeps their version)."""
     offers = []
     stripe_subscribed = subscription is not None and bool(subscription.stripe_subscription_id)
+    mine = subscription.plan.code if subscription is not None else None
+    scheduled = subscription.scheduled_plan if subscription is not None else None
     for plan in public_plans():
         if plan.stripe_price_id is None:
             continue
         if not stripe_subscribed:
-            if subscription is None or plan.pk != subscription.plan_id:
+            if plan.code != mine:
                 offers.append(PlanOffer(plan, f"Subscribe to {plan.name}", switch=False))
             continue
         if plan.billing_interval != subscription.plan.billing_interval:
             continue
-        if plan.pk == subscription.plan_id and subscription.scheduled_plan_id:
+        if plan.code == mine and scheduled is not None and scheduled.code != mine:
             offers.append(PlanOffer(plan, f"Stay on {plan.name}", switch=True))
-        elif plan.pk not in (subscription.plan_id, subscription.scheduled_plan_id):
+        elif plan.code not in (mine, scheduled.code if scheduled else None):
             offers.append(PlanOffer(plan, f"Switch to {plan.name}", switch=True))
     return offers
 

@@ -65,10 +65,20 @@ def sync_stripe_catalog(*, plans=None, packs=None):
     return report
 
 
+def item_name(kind, item):
+    """How Stripe's objects name an item. Each plan version has its own Price (subscribers
+    of an earlier version keep paying theirs); version 1 keeps the name it had before plans
+    had versions."""
+    return item.code if kind == "pack" or item.version == 1 else item.label
+
+
+def price_tag(kind, item):
+    """The `creditdesk_item` metadata of the item's Prices: how a Price is known as sold."""
+    return f"{kind}:{item_name(kind, item)}"
+
+
 def _sync_item(kind, item, report):
-    # Each plan version has its own Price (subscribers of an earlier version keep paying
-    # theirs); version 1 keeps the names it had before plans had versions.
-    name = item.code if kind == "pack" or item.version == 1 else item.label
+    name = item_name(kind, item)
     label = f"{kind} {name}"
     current = item.stripe_price
     if not item.active:
@@ -86,7 +96,7 @@ def _sync_item(kind, item, report):
         "unit_amount": wanted["unit_amount"],
         "currency": wanted["currency"],
         "nickname": item.name,
-        "metadata": {"creditdesk_item": f"{kind}:{name}"},
+        "metadata": {"creditdesk_item": price_tag(kind, item)},
     }
     if wanted["recurring"]:
         params["recurring"] = wanted["recurring"]

@@ -204,6 +204,19 @@ def set_cancel_at_period_end(*, subscription, cancel, acting_user=None):
     return True
 
 
+def bill_at_stripe(*, stripe_subscription_id, plan):
+    """Stripe bills `plan`'s price (a plan or another version of one) from the subscription's
+    next invoice, without proration: the period already paid for keeps its price."""
+    remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id)
+    call_stripe(
+        stripe.Subscription.modify,
+        id=stripe_subscription_id,
+        items=[{"id": remote["items"]["data"][0]["id"], "price": plan.stripe_price_id}],
+        proration_behavior="none",
+        metadata={"plan": plan.code, "plan_version": str(plan.version)},
+    )
+
+
 def switch_stripe_plan(*, account, plan, acting_user=None):
     """Move the account's Stripe subscription to `plan` at the end of the current period:
     the new plan's credits start with the period it is paid for (switching at once would
@@ -217,6 +230,8 @@ def switch_stripe_plan(*, account, plan, acting_user=None):
     if current is None:
         raise InvalidInput("The account has no Stripe subscription to change.",
                            details={"plan": ["no Stripe subscription: use Checkout"]})  # fmt: skip
+    if plan.code == current.plan.code:
+        plan = current.plan  # staying on one's plan keeps one's version
     if not plan.active or plan.stripe_price_id is None:
         raise InvalidInput(f"{plan.code} is not on sale.", details={"plan": ["not on sale"]})
     if plan.billing_interval != current.plan.billing_interval:
@@ -233,14 +248,7 @@ def switch_stripe_plan(*, account, plan, acting_user=None):
     # before Stripe's answer does, finds the switch expected and waits for the period end.
     subscription = change_plan_at_period_end(account=account, plan=plan, acting_user=acting_user)
     try:
-        remote = call_stripe(stripe.Subscription.retrieve, id=current.stripe_subscription_id)
-        call_stripe(
-            stripe.Subscription.modify,
-            id=current.stripe_subscription_id,
-            items=[{"id": remote["items"]["data"][0]["id"], "price": plan.stripe_price_id}],
-            proration_behavior="none",
-            metadata={"plan": plan.code},
-        )
+        bill_at_stripe(stripe_subscription_id=current.stripe_subscription_id, plan=plan)
     except PaymentProviderError:
         change_plan_at_period_end(account=account, plan=before, acting_user=acting_user)
         raise

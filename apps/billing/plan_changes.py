@@ -126,10 +126,17 @@ class PlanChange:
     steps: list
 
 
+def own_version(live, plan):
+    """The account's own version when `plan` is the plan it is on: choosing one's plan keeps
+    one's version (moving versions is the plan list's action)."""
+    return live.plan if live is not None and plan.code == live.plan.code else plan
+
+
 def describe_plan_change(*, account, plan, when):
     """What `change_account_plan` with these arguments would do now; raises InvalidInput as
     it would. Read only."""
     live = live_subscription_of(account)
+    plan = own_version(live, plan)
     _check(live, plan, when)
     grants = _credits_of(plan)
     current = plan_label(live.plan) if live else "no plan"
@@ -215,6 +222,7 @@ def change_account_plan(*, account, plan, when, reason="", acting_user=None):
                 _check(live, plan, when)
                 return put_account_on_plan(account=account, plan=plan, acting_user=acting_user)
         live = live_subscription_of(account)
+        plan = own_version(live, plan)
         _check(live, plan, when)
         if live is not None and live.stripe_subscription_id:
             return switch_stripe_plan(account=account, plan=plan, acting_user=acting_user)

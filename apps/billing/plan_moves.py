@@ -8,8 +8,6 @@ transaction, so a long move never holds every account at once; a run that stops 
 
 from dataclasses import dataclass, field
 
-import stripe
-
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan
 from apps.catalog.selectors import plan_document, plans_with_terms
@@ -17,7 +15,7 @@ from apps.catalog.services import plan_diff
 from apps.core.errors import DomainError, InvalidInput
 from apps.periods.services import change_plan_at_period_end, move_to_version_now
 
-from .gateway import call_stripe
+from .checkout import bill_at_stripe
 
 NOW, PERIOD_END = "now", "period_end"
 WHEN = (NOW, PERIOD_END)
@@ -72,10 +70,11 @@ def version_of(*, code, version=None):
 
 
 def subscribers_of(from_plan, when):
-    """Live subscriptions on `from_plan` not already moving to another version."""
-    found = Subscription.objects.filter(plan=from_plan, status__in=Subscription.LIVE_STATUSES)
-    if when == PERIOD_END:
-        found = found.filter(scheduled_plan__isnull=True)
+    """Live subscriptions on `from_plan` whose next period is not decided already: one with
+    a change scheduled (another plan, or a version) keeps it, at Stripe as here."""
+    found = Subscription.objects.filter(
+        plan=from_plan, status__in=Subscription.LIVE_STATUSES, scheduled_plan__isnull=True
+    )
     return found.select_related("account").order_by("pk")
 
 
@@ -133,7 +132,7 @@ def _move_one(subscription, to_plan, when, acting_user):
         change_plan_at_period_end(account=account, plan=to_plan, acting_user=acting_user)
     if subscription.stripe_subscription_id:
         try:
-            _move_at_stripe(subscription, to_plan)
+            bill_at_stripe(stripe_subscription_id=subscription.stripe_subscription_id, plan=to_plan)
         except DomainError:
             back = subscription.plan
             if when == NOW:
@@ -153,16 +152,3 @@ def _check_stripe(subscription, to_plan):
             f"{subscription.plan.billing_interval}: change it per account.",
             details={"plan": ["another billing interval"]},
         )
-
-
-def _move_at_stripe(subscription, to_plan):
-    """Stripe bills the new version's price from the next invoice, without proration (the
-    period already paid for keeps its price)."""
-    remote = call_stripe(stripe.Subscription.retrieve, id=subscription.stripe_subscription_id)
-    call_stripe(
-        stripe.Subscription.modify,
-        id=subscription.stripe_subscription_id,
-        items=[{"id": remote["items"]["data"][0]["id"], "price": to_plan.stripe_price_id}],
-        proration_behavior="none",
-        metadata={"plan": to_plan.code, "plan_version": str(to_plan.version)},
-    )

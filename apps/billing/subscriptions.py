@@ -26,6 +26,7 @@ from apps.periods.services import (
 )
 from apps.webhooks.models import WebhookEvent
 
+from .catalog_sync import price_tag
 from .gateway import api_key, from_timestamp
 from .purchases import record_mismatch
 
@@ -100,6 +101,10 @@ def record_stripe_subscription(*, data):
     if status == Status.CANCELED:
         return end_subscription(subscription=ours)
     plan = _plan(data)
+    if plan is not None and plan.stripe_price_id != _line_price(_first_item(data)):
+        # Found by its code only (a price replaced before plans had versions): the plan the
+        # subscription is on keeps its version.
+        plan = ours.plan if plan.code == ours.plan.code else plan
     if plan is not None and plan.pk not in (ours.plan_id, ours.scheduled_plan_id):
         ours = _switch_plan(ours, plan, data)  # changed at Stripe (e.g. its dashboard)
     if bool(data.get("cancel_at_period_end")) != ours.cancel_at_period_end:
@@ -219,7 +224,7 @@ def _sold_price(price_id, plans):
     price = djstripe.Price.objects.filter(id=price_id).first() if price_id else None
     item = ((price.stripe_data.get("metadata") or {}) if price else {}).get("creditdesk_item")
     for plan in plans:
-        if plan is not None and item == f"plan:{plan.code}":
+        if plan is not None and item == price_tag("plan", plan):
             return plan, price.stripe_data
     return None, None
 

@@ -204,6 +204,12 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
         # An earlier version is what its subscribers bought: it is read, not edited.
         return super().has_change_permission(request, obj) and (obj is None or obj.current)
 
+    def has_delete_permission(self, request, obj=None):
+        # A plan with several versions keeps them all: an earlier one is what its
+        # subscribers bought, and the current one is what the code sells.
+        several = obj is not None and Plan.objects.filter(code=obj.code).exclude(pk=obj.pk)
+        return super().has_delete_permission(request, obj) and not (several and several.exists())
+
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
         return [*fields, "code"] if obj is not None else fields
@@ -284,7 +290,8 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
             self.message_user(request, f"Published version {published.version} of "
                               f"{published.code}: new subscribers get it; those of version "
                               f"{plan.version} keep theirs until moved (the action “Move "
-                              "subscribers to the current version”).",
+                              "subscribers to the current version”). It is on sale through "
+                              "Stripe once synced (the action “Sync selected to Stripe”).",
                               messages.SUCCESS)  # fmt: skip
         else:
             self.message_user(request, f"{published.name} was saved.", messages.SUCCESS)

@@ -139,9 +139,13 @@ def import_catalog(*, raw, dry_run=False, acting_user=None, source="file", reaso
                 details={"catalog": errors},
             )
         codes = {section: {item["code"] for item in document[section]} for section in SECTIONS}
+        # Why the lock: whether a version is in use, and what it holds, must not change
+        # between the diff and the write; a second import of the same plans waits here and
+        # then diffs against what the first wrote.
+        plans = Plan.objects.filter(code__in=codes["plans"], current=True).order_by("pk")
+        plans = {p.code: p for p in plans.select_for_update(of=("self",))}
         current = catalog_document(codes=codes)
         result = CatalogImport(dry_run=dry_run)
-        plans = {p.code: p for p in Plan.objects.filter(code__in=codes["plans"], current=True)}
         for section in SECTIONS:
             before = {item["code"]: item for item in current[section]}
             for item in document[section]:

@@ -1,7 +1,7 @@
 """Plan versions (docs/catalog.md, "Plan versions"): a change of terms on a plan in use
 publishes the next version; subscribers keep theirs until moved, new ones get the newest."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from io import StringIO
 
@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.accounts.models import Subscription
+from apps.billing.billing_page import plan_offers
 from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.plan_moves import move_subscribers, preview_move, version_of
 from apps.catalog.models import Plan
@@ -17,10 +18,11 @@ from apps.catalog.services import import_catalog
 from apps.periods.services import put_account_on_plan, renew_due_subscriptions
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
+from apps.webhooks.models import WebhookEvent
 from tests.factories import AccountFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import subscribe
+from .conftest import control, subscribe
 
 JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
@@ -223,6 +225,9 @@ def test_a_stripe_subscriber_moves_at_stripe_and_the_webhook_settles_it(
     assert "plan starter@v2" in sync_stripe_catalog().created
     v1, v2 = Plan.objects.filter(code="starter").order_by("version")
     assert v2.stripe_price_id and v2.stripe_price_id != v1.stripe_price_id
+    # The billing page offers a version 1 subscriber nothing for its own plan.
+    own = Subscription.objects.get(stripe_subscription_id=stripe_id)
+    assert plan_offers(subscription=own) == []
 
     result = move_subscribers(from_plan=v1, to_plan=v2, when="period_end")
     assert result.moved == ["acme"] and result.failed == []
@@ -233,3 +238,12 @@ def test_a_stripe_subscriber_moves_at_stripe_and_the_webhook_settles_it(
     subscription = Subscription.objects.get(stripe_subscription_id=stripe_id)
     assert (subscription.plan, subscription.scheduled_plan) == (v1, v2)
     assert wallet_of(account).balance == D(2000)  # no fresh allowance before the period ends
+
+    # Stripe bills version 2 at the period end; its invoice.paid renews onto version 2.
+    time_machine.move_to(FEB_28 + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+    subscription.refresh_from_db()
+    assert (subscription.plan, subscription.scheduled_plan) == (v2, None)
+    assert plan_period_grants(account) == [D(2000), D(2000)]
+    assert not WebhookEvent.objects.filter(type="purchase.mismatch").exists()

@@ -37,7 +37,9 @@ class Command(BaseCommand):
             for external_id, name, email, plan_code in DEMO_ACCOUNTS:
                 account, created = upsert_account(external_id=external_id, name=name, email=email)
                 if live_subscription(account=account) is None:
-                    put_account_on_plan(account=account, plan=Plan.objects.get(code=plan_code))
+                    put_account_on_plan(
+                        account=account, plan=Plan.objects.get(code=plan_code, current=True)
+                    )
         self.stdout.write(f"Demo accounts: {Account.objects.count()} in the database.")
 
         username, password = "admin", self._local_password()
