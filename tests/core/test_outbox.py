@@ -7,6 +7,7 @@ import time
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 from apps.core.models import OutboxTask
@@ -18,7 +19,10 @@ from tests.ledger import priced_account
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)  # on-commit runs
 
-FAST = 4  # seconds: a request may wait out the publish timeout once, never more
+# A publish waits at most a try, a reconnect and a retry (settings.TASK_PUBLISH_TIMEOUT each);
+# the margin is for a loaded two-core CI machine. Without the timeouts a hung Redis holds a
+# request forever.
+FAST = 3 * settings.TASK_PUBLISH_TIMEOUT + 2
 
 
 def grant(client, key):
@@ -73,8 +77,9 @@ def test_a_hung_redis_costs_one_short_timeout_not_the_request(
 ):
     grant(authed_client, "warm")  # the pool holds a live connection to the broker
     redis_broker.hang()
-    slowest = max(grant(authed_client, f"during-{n}")[1] for n in range(3))
-    assert slowest < FAST
+    took = sorted(grant(authed_client, f"during-{n}")[1] for n in range(3))
+    assert took[-1] < FAST  # the first request waits the publish out …
+    assert took[1] < settings.TASK_PUBLISH_TIMEOUT  # … and the others do not try again
     assert [task for task, _ in outbox()] == ["webhooks.deliver"] * 3
     redis_broker.wake()
     call_command("run_period_jobs", "--job", "publish_outbox", stdout=None)
