@@ -11,7 +11,14 @@ from simple_history.models import HistoricalRecords
 
 from apps.core import humanize
 from apps.core.currencies import price_problem
-from apps.core.fields import code_field, credit_field, currency_field, money_field, unit_price_field
+from apps.core.fields import (
+    code_field,
+    credit_field,
+    currency_field,
+    currency_validator,
+    money_field,
+    unit_price_field,
+)
 
 from .pricing import NO_VALUES_WITH_FEE
 
@@ -348,3 +355,147 @@ class CreditPack(models.Model):
     def clean(self):
         if problem := price_problem(self.price, self.currency):
             raise ValidationError({"price": problem})
+
+
+class Contract(models.Model):
+    """An account's own terms for a dated window (an enterprise deal): each term it sets
+    replaces its plan's (or, without a plan, the feature's); every term it leaves empty is
+    the plan's. The terms function (apps/usage/sql/terms.sql) applies it to every consume
+    path and check, the renewal to included credits, the price and the overage's unit price
+    (`apps/catalog/contracts.py`). Outside [starts_at, ends_at) the account is on its plan's
+    terms again. At most one per account: it is replaced, not stacked."""
+
+    account = models.OneToOneField(
+        "accounts.Account", on_delete=models.CASCADE, related_name="contract"
+    )
+    starts_at = models.DateTimeField(help_text="From when the contract's terms apply.")
+    ends_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the plan's terms apply again (the first moment outside the contract); "
+        "empty: until the contract is removed.",
+    )
+    price = money_field(
+        null=True,
+        blank=True,
+        help_text="Price per billing period, invoiced by hand (no Stripe): the revenue of each "
+        "period granted under the contract. Empty: the plan's price.",
+    )
+    currency = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[currency_validator],
+        help_text="Currency of the price and the overage unit price; empty: the plan's.",
+    )
+    overage_policy = models.CharField(
+        max_length=8,
+        choices=Plan.OveragePolicy.choices,
+        blank=True,
+        help_text="Empty: the plan's.",
+    )
+    overage_limit = credit_field(null=True, blank=True, help_text="Empty: the plan's.")
+    overage_unit_price = unit_price_field(null=True, blank=True, help_text="Empty: the plan's.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(ends_at__gt=models.F("starts_at")),
+                name="contract_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | ~Q(currency=""), name="contract_price_currency"
+            ),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gte=0), name="contract_price_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(overage_limit__isnull=True) | Q(overage_limit__gte=0),
+                name="contract_overage_limit_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(overage_unit_price__isnull=True) | Q(overage_unit_price__gte=0),
+                name="contract_overage_unit_price_gte_0",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Contract of {self.account}"
+
+    def live_at(self, moment):
+        """Whether the contract's terms apply at `moment` (the terms function's rule too)."""
+        return self.starts_at <= moment and (self.ends_at is None or moment < self.ends_at)
+
+    def clean(self):
+        problems = {}
+        if self.price is not None and not self.currency:
+            problems["currency"] = "Give the currency of the contract's price."
+        elif problem := price_problem(self.price, self.currency or None):
+            problems["price"] = problem
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            problems["ends_at"] = "The contract must end after it starts."
+        if problems:
+            raise ValidationError(problems)
+
+
+class ContractFeature(models.Model):
+    """A contract's terms for one feature; an empty term is the plan's."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="features")
+    feature = models.ForeignKey(Feature, on_delete=models.PROTECT, related_name="+")
+    enabled = models.BooleanField(null=True, blank=True, help_text="Empty: as on the plan.")
+    credits_per_unit = credit_field(null=True, blank=True, help_text="Empty: the plan's price.")
+    sets_limit = models.BooleanField(
+        default=False,
+        help_text="The contract sets the quota (the limit below; empty: no quota). Off: the "
+        "plan's quota.",
+    )
+    limit_per_period = credit_field(null=True, blank=True, help_text="Most units per period.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["contract", "feature__code"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "feature"], name="contract_feature_unique"),
+            models.CheckConstraint(
+                condition=Q(credits_per_unit__isnull=True) | Q(credits_per_unit__gte=0),
+                name="contract_feature_credits_per_unit_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(limit_per_period__isnull=True) | Q(limit_per_period__gte=0),
+                name="contract_feature_limit_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(sets_limit=True) | Q(limit_per_period__isnull=True),
+                name="contract_feature_limit_only_when_set",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.contract} · {self.feature.code}"
+
+
+class ContractAllowance(models.Model):
+    """Credits of one type a contract grants each period instead of the plan's."""
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="allowances")
+    credit_type = models.ForeignKey(CreditType, on_delete=models.PROTECT, related_name="+")
+    credits_per_period = credit_field()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["contract", "credit_type__code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contract", "credit_type"], name="contract_allowance_unique_credit_type"
+            ),
+            models.CheckConstraint(
+                condition=Q(credits_per_period__gte=0), name="contract_allowance_credits_gte_0"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{humanize.credits(self.credits_per_period, self.credit_type.code)} / period"

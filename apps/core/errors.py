@@ -32,6 +32,11 @@ class AccountNotFound(NotFound):
     default_message = "No account has that id."
 
 
+class ContractNotFound(NotFound):
+    code = "contract_not_found"
+    default_message = "The account has no contract."
+
+
 class FeatureNotFound(NotFound):
     code = "feature_not_found"
     default_message = "No active feature has that code."

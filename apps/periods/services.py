@@ -16,7 +16,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from apps.accounts.models import Subscription
-from apps.catalog.models import Plan, PlanAllowance
+from apps.catalog.contracts import period_terms
+from apps.catalog.models import Contract, Plan, PlanAllowance
 from apps.catalog.pricing import price_split
 from apps.core import clock, events
 from apps.core.allocation import cost_basis
@@ -54,11 +55,13 @@ def _bases(plan, allowances):
     ], fee
 
 
-def _period_grants(subscription, plan, allowances, start, end, now):
-    """The plan-period grants for one period, with the plan's rollover terms snapshotted:
+def _period_grants(subscription, terms, start, end, now):
+    """The plan-period grants for one period, by `terms` (the plan's, its contract applied:
+    apps/catalog/contracts.period_terms), with the plan's rollover terms snapshotted:
     whoever closes them at `end` rolls over by the terms of the period they belong to; and
     the period's platform fee (an unsaved RatableFee, None without one). `_add_period`
     writes both."""
+    plan = terms.plan
     periods = plan.rollover_expires_after_periods
     # Rolled credits that expire after 0 periods would expire as they roll: none roll.
     percent = (plan.rollover_percent or None) if periods != 0 else None
@@ -70,7 +73,7 @@ def _period_grants(subscription, plan, allowances, start, end, now):
             moment=end,
             periods=periods,
         )
-    bases, fee = _bases(plan, allowances)
+    bases, fee = _bases(terms, terms.allowances)
     grants = [
         (
             allowance.credit_type_id,
@@ -82,17 +85,17 @@ def _period_grants(subscription, plan, allowances, start, end, now):
                 expires_at=end,
                 unit_price=unit_price,
                 basis_amount=basis,
-                currency=plan.currency,
+                currency=terms.currency,
                 plan=plan,
                 reference=period_reference(subscription.pk, start, allowance.credit_type.code),
-                reason=f"{plan.name}: period {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+                reason=f"{terms.name}: period {start:%Y-%m-%d} to {end:%Y-%m-%d}",
                 rollover_percent=percent,
                 rollover_cap=plan.rollover_cap if percent else None,
                 rollover_expires_at=rollover_expires_at,
                 created_at=now,
             ),
         )
-        for allowance, (basis, unit_price) in zip(allowances, bases, strict=True)
+        for allowance, (basis, unit_price) in zip(terms.allowances, bases, strict=True)
         if allowance.credits_per_period > 0
     ]
     if not fee:
@@ -101,7 +104,7 @@ def _period_grants(subscription, plan, allowances, start, end, now):
         subscription=subscription,
         account_id=subscription.account_id,
         plan=plan,
-        currency=plan.currency,
+        currency=terms.currency,
         period_start=start,
         period_end=end,
         amount=fee,
@@ -133,13 +136,43 @@ def _write_fees(fees):
         RatableFee.objects.bulk_create(fees, ignore_conflicts=True)
 
 
-def _allowances(plan_ids):
-    found = {pk: [] for pk in plan_ids}
-    for allowance in PlanAllowance.objects.filter(plan_id__in=plan_ids).select_related(
-        "credit_type"
-    ):
-        found[allowance.plan_id].append(allowance)
-    return found
+class _Pricing:
+    """What periods are granted by, read once for a set of accounts: the allowances of the
+    plans involved and the accounts' contracts (their allowances with them)."""
+
+    def __init__(self, plan_ids, account_ids):
+        self.allowances = {pk: [] for pk in plan_ids}
+        for allowance in PlanAllowance.objects.filter(plan_id__in=plan_ids).select_related(
+            "credit_type"
+        ):
+            self.allowances[allowance.plan_id].append(allowance)
+        self.contracts = {
+            c.account_id: c
+            for c in Contract.objects.filter(account_id__in=account_ids).prefetch_related(
+                "allowances__credit_type"
+            )
+        }
+
+    def terms(self, subscription, plan, at):
+        """`plan`'s terms for the subscription's period starting at `at`."""
+        return period_terms(
+            plan=plan,
+            allowances=self.allowances[plan.pk],
+            contract=self.contracts.get(subscription.account_id),
+            at=at,
+        )
+
+    def ended(self, subscription, plan, end):
+        """`plan`'s terms for the subscription's period ending at `end` (its last moment)."""
+        return self.terms(subscription, plan, end - timedelta(microseconds=1))
+
+    def wallet_keys(self, account_id, plan_ids):
+        """The wallets a period may grant into: the credit types of `plan_ids` and of the
+        account's contract."""
+        found = [a for plan_id in plan_ids if plan_id for a in self.allowances[plan_id]]
+        if contract := self.contracts.get(account_id):
+            found += contract.allowances.all()
+        return {(account_id, a.credit_type_id) for a in found}
 
 
 def _due_periods(subscription, now):
@@ -167,17 +200,13 @@ def _due_periods(subscription, now):
     return periods
 
 
-def _wallet_keys(subscriptions, allowances):
-    return {
-        (s.account_id, a.credit_type_id)
-        for s in subscriptions
-        for plan_id in (s.plan_id, s.scheduled_plan_id)
-        if plan_id
-        for a in allowances[plan_id]
-    }
+def _plan_ids(subscriptions, extra=()):
+    """The plans `subscriptions` are on or scheduled for, and `extra`."""
+    found = {s.plan_id for s in subscriptions} | {s.scheduled_plan_id for s in subscriptions}
+    return (found | set(extra)) - {None}
 
 
-def _renew(subscriptions, book, counts, allowances=None, until=None):
+def _renew(subscriptions, book, counts, pricing=None, until=None):
     """Renew every subscription in `subscriptions` (locked by the caller) through the periods
     ended by `until` (default `book.now`), in `book` (its wallets locked here unless the
     caller did): close each ended period, then grant the next, in time order, so a catch-up
@@ -185,13 +214,15 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
     `period.renewed`."""
     now = book.now
     until = max(until or now, now)
-    if allowances is None:
-        plan_ids = {s.plan_id for s in subscriptions} | {s.scheduled_plan_id for s in subscriptions}
-        allowances = _allowances(plan_ids - {None})
-    keys = _wallet_keys(subscriptions, allowances)
+    pricing = pricing or _Pricing(_plan_ids(subscriptions), {s.account_id for s in subscriptions})
+    keys = set().union(
+        *(pricing.wallet_keys(s.account_id, [s.plan_id, s.scheduled_plan_id])
+          for s in subscriptions)
+    )  # fmt: skip
     book.lock(keys=keys, create=True, expire=False)
     schedule = [
-        (s, [(start, ended_plan, _period_grants(s, plan, allowances[plan.pk], start, end, now))
+        (s, [(start, pricing.ended(s, ended_plan, start),
+              _period_grants(s, pricing.terms(s, plan, start), start, end, now))
              for plan, start, end, ended_plan in _due_periods(s, until)])
         for s in subscriptions
     ]  # fmt: skip
@@ -213,10 +244,10 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
     overage, fees = [], []
     for subscription, periods in schedule:
         states = states_of.get(subscription.account_id, [])
-        for start, ended_plan, new in periods:
+        for start, ended_terms, new in periods:
             for state in states:
                 state.expire_due(until=start)
-                grant = _settle_overage(subscription, ended_plan, state, start, granted)
+                grant = _settle_overage(subscription, ended_terms, state, start, granted)
                 if grant is not None:
                     overage.append((subscription, grant))
                     counts.overage += grant.amount
@@ -234,16 +265,18 @@ def _renew(subscriptions, book, counts, allowances=None, until=None):
         book.after_flush.append(lambda: events.publish(events.OVERAGE_SETTLED, charges=overage))
 
 
-def _settle_overage(subscription, plan, state, start, granted):
-    """At a period's end, the debt its overage left (docs/ledger.md) is billed at the plan's
-    overage unit price: an `overage` grant of exactly the debt settles it (so the next
-    period's credits stay whole) and becomes an OverageCharge, sent to Stripe as an invoice
-    item. Returns the grant, or None when there is nothing to bill."""
+def _settle_overage(subscription, terms, state, start, granted):
+    """At a period's end, the debt its overage left (docs/ledger.md) is billed at the
+    overage unit price of the period's terms (its plan's, or its contract's): an `overage`
+    grant of exactly the debt settles it (so the next period's credits stay whole) and
+    becomes an OverageCharge, sent to Stripe as an invoice item. Returns the grant, or None
+    when there is nothing to bill."""
     debt = state.wallet.debt
     reference = period_reference(
         subscription.pk, start, state.wallet.credit_type.code, kind="overage"
     )
-    if debt <= 0 or reference in granted or not plan.overage_unit_price:
+    price = terms.overage_unit_price
+    if debt <= 0 or reference in granted or not price:
         return None  # free overage is paid back in credits, by the next grant
     return state.add_grant(
         CreditGrant(
@@ -251,13 +284,13 @@ def _settle_overage(subscription, plan, state, start, granted):
             amount=debt,
             priority=CreditGrant.DEFAULT_PRIORITY,
             effective_at=start,
-            unit_price=plan.overage_unit_price,
-            basis_amount=cost_basis(debt, plan.overage_unit_price, currency=plan.currency),
-            currency=plan.currency,
-            plan=plan,
+            unit_price=price,
+            basis_amount=cost_basis(debt, price, currency=terms.currency),
+            currency=terms.currency,
+            plan=terms.plan,
             reference=reference,
-            reason=f"{plan.name}: overage of the period ending {start:%Y-%m-%d}, billed at "
-            f"{plan.overage_unit_price.normalize()} {plan.currency} per credit",
+            reason=f"{terms.name}: overage of the period ending {start:%Y-%m-%d}, billed at "
+            f"{price.normalize()} {terms.currency} per credit",
             created_at=state.book.now,
         ),
         reason="overage billed",
@@ -351,14 +384,12 @@ def _catch_up(account, live, book, now, *, plan_ids=()):
     the job would renew, so that a plan change acts on the current period. A subscription
     the job would not renew (past due, or Stripe's within its grace) gets no new period:
     its ended period's credits are closed with the rest of what is past due."""
-    plans = {s.plan_id for s in live} | {s.scheduled_plan_id for s in live} | set(plan_ids)
-    allowances = _allowances(plans - {None})
-    keys = {(account.pk, a.credit_type_id) for found in allowances.values() for a in found}
-    book.lock(keys=keys, create=True, expire=False)
+    pricing = _Pricing(_plan_ids(live, plan_ids), {account.pk})
+    book.lock(keys=pricing.wallet_keys(account.pk, pricing.allowances), create=True, expire=False)
     due = [s for s in live if _renewable(s, now)]
     if due:
-        _renew(due, book, JobCounts(), allowances)
-    return allowances
+        _renew(due, book, JobCounts(), pricing)
+    return pricing
 
 
 def _period_grants_left(subscription, book):
@@ -390,7 +421,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
     with transaction.atomic():
         book = LedgerBook(now=now)
         live = _live(account)
-        allowances = _catch_up(account, live, book, now, plan_ids=[plan.pk])
+        pricing = _catch_up(account, live, book, now, plan_ids=[plan.pk])
         for subscription in live:
             for state, grant in _period_grants_left(subscription, book):
                 state.close(grant)
@@ -408,12 +439,13 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
         subscription._history_user = acting_user
         subscription.save()
         start, end = subscription.current_period_start, subscription.current_period_end
-        first = _period_grants(subscription, plan, allowances[plan.pk], start, end, now)
+        first = _period_grants(subscription, pricing.terms(subscription, plan, start), start, end,
+                               now)  # fmt: skip
         fees = []
         _add_period(book, subscription, first, set(), fees)
         _write_fees(fees)
         if subscription.current_period_end <= now:  # started in the past: catch up
-            _renew([subscription], book, JobCounts(), allowances)
+            _renew([subscription], book, JobCounts(), pricing)
         for state in book.states.values():
             state.expire_due()
         book.flush()
@@ -486,12 +518,12 @@ def _set_cancel(account, cancel, acting_user, *, durable):
     with transaction.atomic(durable=durable):
         book = LedgerBook(now=now)
         subscription = _current(account)
-        allowances = _catch_up(account, [subscription], book, now)
+        pricing = _catch_up(account, [subscription], book, now)
+        start = subscription.current_period_start
         terms, _ = _period_grants(
             subscription,
-            subscription.plan,
-            allowances[subscription.plan_id],
-            subscription.current_period_start,
+            pricing.terms(subscription, subscription.plan, start),
+            start,
             subscription.current_period_end,
             now,
         )

@@ -13,8 +13,10 @@ CREATED = "created"
 REPLAYED = "replayed"
 FEATURE_IS_BOOLEAN = "feature_is_boolean"  # an InvalidInput, worded by `boolean_feature`
 INVALID_COST = "invalid_cost"  # an InvalidInput, worded by `cost_of`
-# Where an account's terms for a feature come from (entitlements' `source`): its plan version
-# ("plan:pro@v3") or, without a plan, the feature's own.
+# Where an account's terms for a feature come from (entitlements' `source`): its contract
+# (where it sets any term of the feature), its plan version ("plan:pro@v3") or, without a
+# plan, the feature's own.
+SOURCE_CONTRACT = "contract"
 SOURCE_PLAN = "plan:"
 SOURCE_FEATURE = "feature"
 

@@ -40,18 +40,21 @@ class FeatureTerms:
 
 
 def _terms_query(pairs):
-    """The terms function's query for `pairs`, with its parameters: a call of the installed
-    function on PostgreSQL, its body on SQLite (rendered from the same file). Only our own
-    constants and placeholders are formatted into the text."""
+    """The terms function's query for `pairs` at the clock's now, with its parameters: a call
+    of the installed function on PostgreSQL, its body on SQLite (rendered from the same file,
+    each request row carrying the moment). Only our own constants and placeholders are
+    formatted into the text."""
     accounts, codes = [a for a, _ in pairs], [c for _, c in pairs]
+    now = clock.now()
     if connection.vendor == "postgresql":
-        call = f"SELECT * FROM {TERMS.sql_name}(%s::bigint[], %s::text[])"  # noqa: S608
-        return call, [accounts, codes]
-    values = ", ".join(["(%s, %s, %s)"] * len(pairs))
-    columns = "column1 AS account_id, column2 AS feature_code, column3 AS ord"
+        call = f"SELECT * FROM {TERMS.sql_name}(%s::bigint[], %s::text[], %s)"  # noqa: S608
+        return call, [accounts, codes, now]
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(pairs))
+    columns = "column1 AS account_id, column2 AS feature_code, column3 AS ord, column4 AS now_at"
     requests = f"(SELECT {columns} FROM (VALUES {values})) AS r"  # noqa: S608
-    params = [v for n, (a, c) in enumerate(pairs, 1) for v in (a, c, n)]
-    return TERMS.body({"requests": requests}), params
+    at = connection.ops.adapt_datetimefield_value(now)  # as SQLite stores datetimes
+    params = [v for n, (a, c) in enumerate(pairs, 1) for v in (a, c, n, at)]
+    return TERMS.body({"requests": requests, "now": "r.now_at"}), params
 
 
 def _credits(value):

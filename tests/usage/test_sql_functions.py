@@ -105,7 +105,7 @@ def test_a_changed_signature_needs_a_new_version(tmp_path):
     template = tmp_path / "terms.sql"
     template.write_text(
         TERMS.template.read_text().replace(
-            "p_feature_codes text[])", "p_feature_codes text[], p_at timestamptz)"
+            "p_now timestamptz\n)", "p_now timestamptz, p_at timestamptz\n)"
         )
     )
     same_name = replace(TERMS, template=template)

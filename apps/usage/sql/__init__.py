@@ -53,6 +53,7 @@ def context():
         "overage_allow": literal(Plan.OveragePolicy.ALLOW),
         "source_feature": literal(outcomes.SOURCE_FEATURE),
         "source_plan": literal(outcomes.SOURCE_PLAN),
+        "source_contract": literal(outcomes.SOURCE_CONTRACT),
         "version_mark": literal(VERSION_MARK),
         "entry_consume": literal(LedgerEntry.Kind.CONSUME),
         "entry_overage": literal(LedgerEntry.Kind.OVERAGE),
@@ -61,6 +62,7 @@ def context():
         "credits_limit": 10 ** (CREDIT_DIGITS - CREDIT_PLACES),
         "closing_sqlstate": literal(CLOSING_SQLSTATE),
         "terms_function": TERMS.sql_name,
+        "now": "p_now",  # the moment the terms are for (the demo clock's, apps/core/clock.py)
         "requests": (
             "unnest(p_account_ids, p_feature_codes) WITH ORDINALITY AS r(account_id, "
             "feature_code, ord)"
@@ -69,7 +71,7 @@ def context():
 
 
 TERMS = SQLFunction(
-    app_label="usage", name="creditdesk_terms", version=2, template=HERE / "terms.sql",
+    app_label="usage", name="creditdesk_terms", version=3, template=HERE / "terms.sql",
     context=context,
 )  # fmt: skip
 CONSUME_BATCH = SQLFunction(

@@ -49,7 +49,7 @@ BEGIN
 
     -- Entitlement, from the terms function; then the cost, exact to a credit's places and
     -- storable, never rounded (Python words the error).
-    SELECT * INTO t FROM {{terms_function}}(ARRAY[p_account_id], ARRAY[p_feature_code]);
+    SELECT * INTO t FROM {{terms_function}}(ARRAY[p_account_id], ARRAY[p_feature_code], p_now);
     IF t.account_status IS DISTINCT FROM {{account_active}} THEN
         outcome := {{account_suspended}};
     ELSIF t.feature_id IS NULL THEN

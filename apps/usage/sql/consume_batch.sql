@@ -98,7 +98,7 @@ BEGIN
                pr.credits AS pr_credits, pr.balance_after AS pr_balance,
                pr.available_after AS pr_available, pr.occurred_at AS pr_occurred,
                pr.created_at AS pr_created
-        FROM {{terms_function}}(p_account_ids, p_features) t
+        FROM {{terms_function}}(p_account_ids, p_features, p_now) t
         JOIN (
             SELECT u.ord, u.key, CASE WHEN u.key IS NOT NULL THEN
                        lag(u.ord) OVER (PARTITION BY u.account_id, u.key ORDER BY u.ord) END
