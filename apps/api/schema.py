@@ -24,7 +24,7 @@ CODES = {
     401: "unauthenticated",
     402: "insufficient_credits (details: credit_type, credits_required, available)",
     403: "permission_denied, feature_not_enabled, quota_exceeded, account_suspended",
-    404: "account_not_found, feature_not_found, not_found",
+    404: "account_not_found, feature_not_found, contract_not_found, not_found",
     409: (
         "idempotency_key_reused, reservation_not_held, subscription_managed_by_stripe, "
         "already_subscribed, checkout_already_open"
@@ -43,6 +43,9 @@ OPERATION_ERRORS = {
     ("/api/v1/accounts/{external_id}/grants", "post"): [400, 404, 409],
     ("/api/v1/accounts/{external_id}/checkout", "post"): [400, 404, 409, 502],
     ("/api/v1/accounts/{external_id}/billing-link", "post"): [404],
+    ("/api/v1/accounts/{external_id}/contract", "get"): [404],
+    ("/api/v1/accounts/{external_id}/contract", "put"): [400, 404],
+    ("/api/v1/accounts/{external_id}/contract", "delete"): [400, 404],
     ("/api/v1/check", "post"): [400, 404],
     ("/api/v1/consume", "post"): [400, 402, 403, 404, 409],
     ("/api/v1/consume/batch", "post"): [400],
@@ -206,8 +209,9 @@ it lists, but for the few rules no schema can state (the last list below).
 Every request sends `Authorization: Bearer <key>`. A missing, unknown, revoked or expired
 key answers 401 `unauthenticated`; a key without the operation's scope answers 403
 `permission_denied`. Scopes: `usage:read` (balances, ledger, usage, reservations),
-`usage:write` (check, consume, batch, reservations), `accounts:write` (accounts, checkout,
-billing links), `grants:write` (service keys only: a key bound to an account cannot have it).
+`usage:write` (check, consume, batch, reservations), `accounts:write` (accounts, contracts,
+checkout, billing links), `grants:write` (service keys only: a key bound to an account cannot
+have it; nor can it set a contract).
 A key bound to an account sees only that account: any other id answers 404, never 403.
 Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`.
 
@@ -227,7 +231,11 @@ Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`
 - Rules a schema cannot state, each a 400 `validation_error`: a grant's `expires_at` must be
   in the future; a charge (quantity × the feature's price) must stay below 10^18 credits.
   A checkout names an item on sale and synced to Stripe: `/api/schema/` lists those codes,
-  and while there are none no checkout body is valid.
+  and while there are none no checkout body is valid. A contract names features and credit
+  types that exist, gives a `currency` exactly when it gives a `price` (a price in its
+  currency's smallest unit), ends after it starts and in the future, sets at least one term
+  per feature listed, and has no field it does not know (a misspelt term would leave the
+  plan's in force): [contracts.md](contracts.md).
 """
 
 

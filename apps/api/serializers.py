@@ -155,8 +155,8 @@ class EntitlementOut(serializers.Serializer):
     limit_per_period = SignedCredits(allow_null=True)
     used_this_period = SignedCredits(allow_null=True)
     source = serializers.CharField(
-        help_text='Where these terms come from: "plan:<code>@v<version>", or "feature" (the '
-        "feature's own, without a plan)."
+        help_text='Where these terms come from: "contract" (the account\'s contract sets one of '
+        'them), "plan:<code>@v<version>", or "feature" (the feature\'s own, without a plan).'
     )
 
 
@@ -384,3 +384,61 @@ class CheckoutOut(serializers.Serializer):
 class BillingLinkOut(serializers.Serializer):
     url = serializers.URLField(help_text="The hosted billing page, for this account only.")
     expires_at = serializers.DateTimeField()
+
+
+# --- contracts -------------------------------------------------------------------------------
+# The body is checked by the contract service (apps/catalog/contracts.py), in the catalog
+# file's vocabulary, so the API and the admin give the same messages; these describe it.
+
+TERM = "Leave it out for the plan's."
+
+
+class ContractFeatureTerms(serializers.Serializer):
+    feature = serializers.CharField(help_text="A feature's code.")
+    enabled = serializers.BooleanField(required=False, help_text=TERM)
+    credits_per_unit = serializers.CharField(required=False, help_text=TERM)
+    limit_per_period = serializers.CharField(
+        required=False, help_text="Units per period; null: no quota. " + TERM
+    )
+
+
+class ContractOverageTerms(serializers.Serializer):
+    policy = serializers.ChoiceField(choices=Plan.OveragePolicy.values, required=False)
+    limit = serializers.CharField(required=False, help_text="Credits below zero allowed.")
+    unit_price = serializers.CharField(required=False, help_text="Price per overage credit.")
+
+
+class ContractTerms(serializers.Serializer):
+    starts_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+    ends_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Null or left out: until removed."
+    )
+    price = serializers.CharField(
+        required=False, help_text="Price per billing period, invoiced by hand. " + TERM
+    )
+    currency = serializers.CharField(required=False, help_text="Required with a price.")
+    included_credits = serializers.DictField(
+        child=serializers.CharField(), required=False,
+        help_text="Credits per period by credit type code, instead of the plan's.",
+    )  # fmt: skip
+    features = ContractFeatureTerms(many=True, required=False)
+    overage = ContractOverageTerms(required=False)
+
+
+class ContractIn(ContractTerms):
+    reason = serializers.CharField(
+        required=False, max_length=100, help_text="Why, for the contract's history."
+    )
+
+
+class ContractReasonIn(serializers.Serializer):
+    reason = StrictCharField(required=False, max_length=100, allow_blank=True)
+
+
+class ContractOut(ContractTerms):
+    account = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=["scheduled", "live", "ended"], help_text="Whether its terms apply now."
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

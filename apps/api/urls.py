@@ -30,6 +30,7 @@ ACCOUNT_ENDPOINTS = {
     "/grants": (views.GrantCreateView, "grants"),
     "/checkout": (views.CheckoutView, "checkout"),
     "/billing-link": (views.BillingLinkView, "billing-link"),
+    "/contract": (views.ContractView, "contract"),
 }
 # The same paths with an id too long for any account: 400 validation_error, not 404.
 TOO_LONG = (

@@ -25,6 +25,7 @@ from apps.core import clock
 from apps.core.currencies import price_problem
 from apps.core.decimals import format_decimal, format_money
 from apps.core.errors import ContractNotFound, InvalidInput
+from apps.core.history import REASON_MAX_LENGTH
 
 from .models import Contract, ContractAllowance, ContractFeature, CreditType, Feature, Plan
 from .pricebook import (
@@ -235,6 +236,7 @@ def contract_state(contract, now):
 def put_contract(*, account, raw, acting_user=None, reason=""):
     """Give `account` the contract `raw` describes (the body above), replacing the one it
     has: returns `(contract, created)`. Raises InvalidInput listing every problem."""
+    reason = (reason or "").strip()[:REASON_MAX_LENGTH]
     now = clock.now()
     terms, problems = validate_contract(
         raw,
@@ -292,6 +294,7 @@ def put_contract(*, account, raw, acting_user=None, reason=""):
 
 def remove_contract(*, account, acting_user=None, reason=""):
     """End the account's contract: its plan's terms apply from now on. The history keeps it."""
+    reason = (reason or "").strip()[:REASON_MAX_LENGTH]
     with transaction.atomic(durable=True):
         contract = Contract.objects.select_for_update().filter(account=account).first()
         if contract is None:

@@ -84,4 +84,7 @@ API_OPERATIONS = {
     ("/api/v1/plans", "get"), ("/api/v1/credit-packs", "get"), ("/api/v1/features", "get"),
     ("/api/v1/accounts/{external_id}/checkout", "post"),
     ("/api/v1/accounts/{external_id}/billing-link", "post"),
+    ("/api/v1/accounts/{external_id}/contract", "get"),
+    ("/api/v1/accounts/{external_id}/contract", "put"),
+    ("/api/v1/accounts/{external_id}/contract", "delete"),
 }  # fmt: skip

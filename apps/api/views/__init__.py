@@ -10,11 +10,12 @@ from .consumption import (
     ReservationReleaseView,
     ReservationView,
 )
+from .contracts import ContractView
 from .grants import GrantCreateView
 
 __all__ = [
     "AccountView", "BalanceView", "BillingLinkView", "CheckView", "CheckoutView",
-    "ConsumeBatchView", "ConsumeView", "CreditPackListView", "EntitlementsView",
+    "ConsumeBatchView", "ConsumeView", "ContractView", "CreditPackListView", "EntitlementsView",
     "FeatureListView", "GrantCreateView", "LedgerView", "PlanListView",
     "ReservationCommitView", "ReservationCreateView", "ReservationReleaseView",
     "ReservationView", "UsageView",
