@@ -1,6 +1,6 @@
 """Differential: the three consume engines must agree exactly (issue 15). The same random
-script of grants, consumes, batches, reservations, time passing, expiries, plan changes and
-suspensions runs on three fresh accounts, step by step:
+script of grants, consumes, batches, reservations, time passing, expiries, plan changes,
+contracts and suspensions runs on three fresh accounts, step by step:
 
 - python: the reference engine (CONSUME_FAST_PATH off; the only one that closes grants);
 - single: the fast path, each consume a single consume, each batch a batch;
@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from apps.accounts.models import Account, Subscription
 from apps.accounts.services import set_account_status
+from apps.catalog.contracts import put_contract, remove_contract
 from apps.core.decimals import format_decimal
 from apps.core.errors import DomainError
 from apps.periods.services import end_subscription, locked_subscription, put_account_on_plan
@@ -246,6 +247,43 @@ class ChangePlan:
         return ("no plan", live is not None)
 
 
+# Contracts a script may sign: each overrides some of the plan's terms (or, without a plan,
+# the features' own), a feature at a time and the overdraft.
+CONTRACTS = {
+    "cheaper": {"features": [{"feature": "metered", "credits_per_unit": "0.25"},
+                             {"feature": "quota", "limit_per_period": "1"}]},
+    "unlocked": {"features": [{"feature": "disabled", "enabled": True},
+                              {"feature": "quota", "limit_per_period": None},
+                              {"feature": "sso", "enabled": False},
+                              {"feature": "gold_use", "enabled": False}],
+                 "overage": {"policy": "allow", "limit": "7"}},
+    "no overdraft": {"overage": {"policy": "block", "limit": "0"},
+                     "features": [{"feature": "priced", "credits_per_unit": "4"}]},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SignContract:
+    """The account's contract, replaced; it ends after `hours` (None: never)."""
+
+    terms: str
+    hours: int | None
+
+    def run(self, world, engine):
+        raw = dict(CONTRACTS[self.terms])
+        if self.hours is not None:
+            raw["ends_at"] = (timezone.now() + timedelta(hours=self.hours)).isoformat()
+        put_contract(account=engine.account, raw=raw)
+        return ("contract", self.terms, self.hours)
+
+
+@dataclass(frozen=True)
+class EndContract:
+    def run(self, world, engine):
+        remove_contract(account=engine.account)
+        return ("contract ended",)
+
+
 @dataclass(frozen=True)
 class Suspend:
     suspended: bool
@@ -314,6 +352,11 @@ grants = st.builds(
 )
 consumes = events.map(lambda e: Consume(**vars(e)))
 plans = st.builds(ChangePlan, plan=st.sampled_from(["basic", "basic_v2", "overage", None]))
+contracts = st.one_of(
+    st.builds(SignContract, terms=st.sampled_from(sorted(CONTRACTS)),
+              hours=st.sampled_from([None, 2, 30])),
+    st.just(EndContract()),
+)  # fmt: skip
 steps = st.one_of(
     grants,
     grants,
@@ -334,6 +377,7 @@ steps = st.one_of(
     st.builds(TimePasses, hours=st.sampled_from([25, 1, 24 * 3, 24 * 40])),
     st.just(ExpiryJobs()),
     plans,
+    contracts,
     st.builds(Suspend, suspended=st.sampled_from([True, False, False])),
 )
 
@@ -549,6 +593,31 @@ def listed(things):
                 Event("metered", D(2), "k1"),
             )
         ),
+    ]
+)
+# A contract: its prices, quota and overdraft on every engine; its end returns the plan's.
+@example(
+    script=[
+        ChangePlan("basic"),
+        Grant("credits", D(3), 100, None, "promo", None),
+        SignContract("cheaper", 30),
+        Consume("metered", D(4)),
+        Batch((Event("quota", D(1)), Event("quota", D(1)), Event("metered", D(2)))),
+        Reserve("quota", D(1), 60, None),
+        SignContract("unlocked", 2),
+        Consume("disabled", D(1)),
+        Consume("sso", D(1)),
+        Consume("gold_use", D(1)),
+        Batch((Event("metered", D(20)), Event("quota", D(8)))),
+        Consume("metered", D(1)),
+        TimePasses(25),
+        Consume("disabled", D(1)),
+        Consume("quota", D(5)),
+        SignContract("no overdraft", None),
+        Consume("priced", D(1)),
+        EndContract(),
+        EndContract(),
+        Consume("priced", D(1)),
     ]
 )
 # Holds reduce what is available; quota; a suspended account.
