@@ -9,7 +9,8 @@ from django.db import transaction
 from apps.accounts.models import Account
 from apps.accounts.selectors import live_subscription
 from apps.accounts.services import upsert_account
-from apps.catalog.models import Plan
+from apps.catalog.contracts import put_contract
+from apps.catalog.models import Contract, Plan
 from apps.catalog.pricebook import read_document
 from apps.catalog.services import import_catalog
 from apps.periods.services import put_account_on_plan
@@ -20,6 +21,12 @@ DEMO_ACCOUNTS = [
     ("globex", "Globex", "ops@globex.example", "starter"),
     ("initech", "Initech", "it@initech.example", "free"),
 ]
+# Acme's enterprise deal (docs/contracts.md): cheaper API calls without a quota, more credits.
+DEMO_CONTRACT = {
+    "included_credits": {"credits": "20000"},
+    "features": [{"feature": "api_call", "credits_per_unit": "0.5", "limit_per_period": None}],
+    "overage": {"policy": "allow", "limit": "5000", "unit_price": "0.004"},
+}
 PASSWORD_FILE = settings.VAR_DIR / "local-admin-password"
 
 
@@ -40,6 +47,9 @@ class Command(BaseCommand):
                     put_account_on_plan(
                         account=account, plan=Plan.objects.get(code=plan_code, current=True)
                     )
+        acme = Account.objects.get(external_id="acme")
+        if not Contract.objects.filter(account=acme).exists():
+            put_contract(account=acme, raw=DEMO_CONTRACT, reason="demo: Acme's enterprise deal")
         self.stdout.write(f"Demo accounts: {Account.objects.count()} in the database.")
 
         username, password = "admin", self._local_password()
