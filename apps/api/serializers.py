@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from apps.accounts.models import Subscription
 from apps.catalog.models import CreditPack, Feature, Plan
 from apps.wallets.models import LedgerEntry
 
@@ -88,6 +89,15 @@ class StrictEmailField(StrictCharField, serializers.EmailField):
     """An email address, only ever a JSON string."""
 
 
+def subscription_status_field():
+    return serializers.ChoiceField(
+        choices=list(Subscription.LIVE_STATUSES),
+        allow_null=True,
+        help_text="The plan's state: `trialing` during a free trial (the period ends when it "
+        "does), `active`, `past_due`; null without a plan.",
+    )
+
+
 class AccountIn(serializers.Serializer):
     name = StrictCharField(max_length=200, required=False, allow_blank=True)
     email = StrictEmailField(max_length=254, required=False, allow_blank=True)
@@ -104,6 +114,7 @@ class AccountOut(serializers.Serializer):
     plan_version = serializers.IntegerField(
         allow_null=True, help_text="The version of the plan the account is on (its terms)."
     )
+    subscription_status = subscription_status_field()
     current_period_start = serializers.DateTimeField(allow_null=True)
     current_period_end = serializers.DateTimeField(allow_null=True)
     metadata = serializers.JSONField()
@@ -164,6 +175,7 @@ class EntitlementsOut(serializers.Serializer):
     account = serializers.CharField()
     plan = serializers.CharField(allow_null=True)
     plan_version = serializers.IntegerField(allow_null=True)
+    subscription_status = subscription_status_field()
     period_end = serializers.DateTimeField(allow_null=True)
     features = EntitlementOut(many=True)
 

@@ -137,7 +137,10 @@ def _start(data, status):
                        {"subscription": data["id"]})  # fmt: skip
         return None
     start, end = _period(data)
-    subscription = put_account_on_plan(account=account, plan=plan, starts_at=start)
+    # Stripe bills from its own period; a trial at Stripe is not handled here yet.
+    subscription = put_account_on_plan(
+        account=account, plan=plan, starts_at=start, with_trial=False
+    )
     return _link(subscription, data, status, end)
 
 
@@ -146,7 +149,7 @@ def _switch_plan(ours, plan, data):
     and the old period closes by the old plan's terms (as a manual plan change)."""
     stripe_id, ours.stripe_subscription_id = ours.stripe_subscription_id, None
     ours.save(update_fields=["stripe_subscription_id"])
-    subscription = put_account_on_plan(account=ours.account, plan=plan)
+    subscription = put_account_on_plan(account=ours.account, plan=plan, with_trial=False)
     return _link(subscription, data, ours.status, None, stripe_id=stripe_id)
 
 

@@ -102,7 +102,7 @@ class PlanAllowanceInline(HumanNumbers, admin.TabularInline):
     formset = PlanAllowanceFormSet
     extra = 0
     autocomplete_fields = ["credit_type"]
-    fields = ["credit_type", "credits_per_period", "standalone_value"]
+    fields = ["credit_type", "credits_per_period", "standalone_value", "trial_credits"]
     verbose_name = "included credits per period"
     verbose_name_plural = "included credits per period"
 
@@ -193,6 +193,7 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
             {"fields": ["rollover_percent", "rollover_cap", "rollover_expires_after_periods"]},
         ),
         ("Overage", {"fields": ["overage_policy", "overage_limit", "overage_unit_price"]}),
+        ("Trial", {"fields": ["trial_days"]}),
         ("Changes", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

@@ -183,6 +183,11 @@ class Plan(models.Model):
         "support); recognised over the period. 0: none. Needs standalone values on the "
         "included credits (docs/revenue.md).",
     )
+    trial_days = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Days of free trial before the first paid period (an account's first "
+        "subscription to this plan only); 0: none. Trial credits: on the included credits.",
+    )
     stripe_price = stripe_price_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -253,6 +258,11 @@ class PlanAllowance(models.Model):
         "split over a plan's credits (and platform fee) in proportion to these. Give one on "
         "every credit type of the plan, or on none (then: in proportion to credits).",
     )
+    trial_credits = credit_field(
+        default=0,
+        help_text="Credits of this type granted free for the plan's trial; they expire when "
+        "it ends.",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -263,6 +273,9 @@ class PlanAllowance(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(credits_per_period__gte=0), name="plan_allowance_credits_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(trial_credits__gte=0), name="plan_allowance_trial_credits_gte_0"
             ),
             models.CheckConstraint(
                 condition=Q(standalone_value__isnull=True) | Q(standalone_value__gte=0),

@@ -208,7 +208,7 @@ FIELDS = {
     "plans": (
         "code", "name", "description", "billing_interval", "price", "currency", "public",
         "active", "included_credits", "standalone_values", "platform_fee_value", "features",
-        "rollover", "overage", "version",
+        "rollover", "overage", "trial", "version",
     ),
     "credit_packs": (
         "code", "name", "description", "credit_type", "credits", "price", "currency",
@@ -221,6 +221,7 @@ PLAN_LISTING_FIELDS = ("code", "name", "description", "public", "active")
 PLAN_FEATURE_FIELDS = ("feature", "enabled", "credits_per_unit", "limit_per_period")
 ROLLOVER_FIELDS = ("percent", "cap", "expires_after_periods")
 OVERAGE_FIELDS = ("policy", "limit", "unit_price")
+TRIAL_FIELDS = ("days", "credits")
 
 
 def _unknown_keys(entry, raw, allowed, path=""):
@@ -342,6 +343,8 @@ def _plan(entry, raw, known_credit_types, known_features):
     if overage["policy"] == "block" and overage["limit"] not in (None, "0"):
         overage_entry.fail("limit", "must be 0 unless policy is allow")
 
+    trial = _trial(entry, raw_included)
+
     # The version an export was written from: for the reader. A change of terms publishes
     # the plan's next version whatever this says (docs/catalog.md, "Plan versions").
     entry.take("version", _optional(_whole(1)), default=None)
@@ -362,7 +365,31 @@ def _plan(entry, raw, known_credit_types, known_features):
         "features": plan_features,
         "rollover": rollover,
         "overage": overage,
+        **({"trial": trial} if trial else {}),
     })  # fmt: skip
+
+
+def _trial(entry, included):
+    """`{days, credits}`, or None for no trial (how a plan without one is written)."""
+    raw = entry.take("trial", _mapping, default={}) or {}
+    sub = _Entry(f"{entry.label}: trial", raw, entry.errors)
+    _unknown_keys(sub, raw, TRIAL_FIELDS)
+    days = sub.take("days", _whole(0), default=0)
+    credits = {}
+    for credit_type in sorted(sub.take("credits", _mapping, default={}) or {}, key=str):
+        path = f"credits.{credit_type}"
+        if credit_type not in included:
+            sub.fail(path, f"{credit_type!r} is not in included_credits")
+            continue
+        try:
+            credits[credit_type] = _credits(raw["credits"][credit_type])
+        except (DecimalInputError, ValueError) as exc:
+            sub.fail(path, str(exc))
+    if not days:
+        if credits:
+            sub.fail("days", "trial credits need trial days")
+        return None
+    return {"days": days, "credits": {k: v for k, v in credits.items() if Decimal(v) > 0}}
 
 
 def _credit_pack(entry, raw, known_credit_types):

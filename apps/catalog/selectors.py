@@ -78,6 +78,18 @@ def plan_document(plan, *, version=False, allowances=None, plan_features=None):
             "limit": format_decimal(plan.overage_limit),
             "unit_price": format_decimal(plan.overage_unit_price),
         },
+        **({"trial": _trial_document(plan, allowances)} if plan.trial_days else {}),
+    }
+
+
+def _trial_document(plan, allowances):
+    return {
+        "days": plan.trial_days,
+        "credits": {
+            a.credit_type.code: format_decimal(a.trial_credits)
+            for a in allowances
+            if a.trial_credits
+        },
     }
 
 

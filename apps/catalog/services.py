@@ -277,13 +277,15 @@ def _write_plan(plan, item, credit_types, features, *, acting_user, reason):
         "overage_limit": Decimal(item["overage"]["limit"]),
         "overage_unit_price": Decimal(item["overage"]["unit_price"]),
         "platform_fee_value": Decimal(item["platform_fee_value"]),
+        "trial_days": item.get("trial", {}).get("days", 0),
     }
     for name, value in values.items():
         setattr(plan, name, value)
     _save(plan, acting_user=acting_user, reason=reason)
     saved = {"acting_user": acting_user, "reason": reason}
-    _sync_allowances(plan, item["included_credits"], item["standalone_values"], credit_types,
-                     **saved)  # fmt: skip
+    trial_credits = item.get("trial", {}).get("credits", {})
+    _sync_allowances(plan, item["included_credits"], item["standalone_values"], trial_credits,
+                     credit_types, **saved)  # fmt: skip
     _sync_plan_features(plan, item["features"], features, **saved)
     return plan
 
@@ -318,7 +320,7 @@ def save_plan_entry(*, entry, acting_user, reason):
     return plan, any(c.publishes for c in result.changes)
 
 
-def _sync_allowances(plan, included, values, credit_types, *, acting_user, reason):
+def _sync_allowances(plan, included, values, trial, credit_types, *, acting_user, reason):
     existing = {a.credit_type.code: a for a in plan.allowances.select_related("credit_type")}
     for code, allowance in existing.items():
         if code not in included:
@@ -327,14 +329,17 @@ def _sync_allowances(plan, included, values, credit_types, *, acting_user, reaso
     for code, credits in included.items():
         allowance = existing.get(code) or PlanAllowance(plan=plan, credit_type=credit_types[code])
         value = _dec(values.get(code))
+        trial_credits = Decimal(trial.get(code, 0))
         if (
             allowance.pk
             and allowance.credits_per_period == Decimal(credits)
             and allowance.standalone_value == value
+            and allowance.trial_credits == trial_credits
         ):
             continue
         allowance.credits_per_period = Decimal(credits)
         allowance.standalone_value = value
+        allowance.trial_credits = trial_credits
         _save(allowance, acting_user=acting_user, reason=reason)
 
 

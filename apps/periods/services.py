@@ -112,6 +112,41 @@ def _period_grants(subscription, terms, start, end, now):
     )
 
 
+def _trial_grants(subscription, plan, allowances, start, end, now):
+    """A trial's credits, free (no cost basis), expiring when the trial ends; as a period
+    without a fee, for `_add_period`."""
+    grants = [
+        (
+            allowance.credit_type_id,
+            CreditGrant(
+                source=CreditGrant.Source.TRIAL,
+                amount=allowance.trial_credits,
+                priority=CreditGrant.DEFAULT_PRIORITY,
+                effective_at=start,
+                expires_at=end,
+                currency=plan.currency,
+                plan=plan,
+                reference=period_reference(
+                    subscription.pk, start, allowance.credit_type.code, kind="trial"
+                ),  # fmt: skip
+                reason=f"{plan.name}: trial {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+                created_at=now,
+            ),
+        )
+        for allowance in allowances
+        if allowance.trial_credits > 0
+    ]
+    return grants, None
+
+
+def _trial_days(account, plan):
+    """The plan's trial, for an account's first subscription to the plan (any version)."""
+    if not plan.trial_days:
+        return 0
+    tried = Subscription.objects.filter(account=account, plan__code=plan.code).exists()
+    return 0 if tried else plan.trial_days
+
+
 def _add_period(book, subscription, period, granted, fees):
     """Grant one period: its grants into `book` (the wallets locked), its platform fee into
     `fees` (written by `_write_fees` in the same transaction). The one place a period is
@@ -185,6 +220,8 @@ def _due_periods(subscription, now):
         if subscription.cancel_at_period_end:
             subscription.status = Subscription.Status.CANCELED
             break
+        if subscription.status == Subscription.Status.TRIALING:
+            subscription.status = Subscription.Status.ACTIVE  # the trial converts
         if subscription.scheduled_plan_id:
             if subscription.scheduled_plan.billing_interval != subscription.plan.billing_interval:
                 subscription.billing_anchor = start  # a new interval counts from here
@@ -220,6 +257,7 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
           for s in subscriptions)
     )  # fmt: skip
     book.lock(keys=keys, create=True, expire=False)
+    trials = {s.pk for s in subscriptions if s.status == Subscription.Status.TRIALING}
     schedule = [
         (s, [(start, pricing.ended(s, ended_plan, start),
               _period_grants(s, pricing.terms(s, plan, start), start, end, now))
@@ -260,7 +298,7 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
     counts.tally(book.entries)
     _write_fees(fees)
     _save_subscriptions(subscriptions, now)
-    record_events(events=_renewed_events(schedule), now=now)
+    record_events(events=_renewed_events(schedule, trials), now=now)
     if overage:
         book.after_flush.append(lambda: events.publish(events.OVERAGE_SETTLED, charges=overage))
 
@@ -297,8 +335,24 @@ def _settle_overage(subscription, terms, state, start, granted):
     )
 
 
-def _renewed_events(schedule):
-    return [
+def _renewed_events(schedule, trials):
+    """`period.renewed` per subscription that moved; `trial.ended` per trial in `trials`
+    (the subscriptions that were trialing when the renewal began) that ended."""
+    ended = [
+        (
+            subscription.account_id,
+            "trial.ended",
+            {
+                "subscription": subscription.pk,
+                "plan": subscription.plan.code,
+                "converted": subscription.status == Subscription.Status.ACTIVE,
+                "trial_end": periods[0][0].isoformat() if periods else None,
+            },
+        )
+        for subscription, periods in schedule
+        if subscription.pk in trials and subscription.status != Subscription.Status.TRIALING
+    ]
+    return ended + [
         (
             subscription.account_id,
             "period.renewed",
@@ -411,8 +465,9 @@ def _end_period_now(subscription, now):
         cut_fees(subscription_id=subscription.pk, at=now)
 
 
-def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
-    """Put the account on `plan` now (a manual subscription), granting its first period.
+def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None, with_trial=True):
+    """Put the account on `plan` now (a manual subscription), granting its first period, or
+    its trial (`with_trial` and the plan has one the account has not had: docs/periods.md).
     A live subscription ends here, as at a period end: caught up first if the renewal job
     would renew it, then its plan credits roll over by the old plan's terms and the rest
     expires. Runs in the caller's transaction when there is one (the API's account PUT)."""
@@ -429,6 +484,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
             _end_period_now(subscription, now)
             subscription._history_user = acting_user
             subscription.save()
+        trial_days = _trial_days(account, plan) if with_trial else 0
         subscription = Subscription(
             account=account,
             plan=plan,
@@ -436,11 +492,19 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None):
             current_period_start=starts_at,
             current_period_end=boundary(anchor=starts_at, interval=plan.billing_interval, index=1),
         )
+        if trial_days:
+            # The first paid period starts when the trial ends, and periods count from there.
+            subscription.status = Subscription.Status.TRIALING
+            subscription.billing_anchor = starts_at + timedelta(days=trial_days)
+            subscription.current_period_end = subscription.billing_anchor
         subscription._history_user = acting_user
         subscription.save()
         start, end = subscription.current_period_start, subscription.current_period_end
-        first = _period_grants(subscription, pricing.terms(subscription, plan, start), start, end,
-                               now)  # fmt: skip
+        if trial_days:
+            first = _trial_grants(subscription, plan, pricing.allowances[plan.pk], start, end, now)
+        else:
+            first = _period_grants(subscription, pricing.terms(subscription, plan, start), start,
+                                   end, now)  # fmt: skip
         fees = []
         _add_period(book, subscription, first, set(), fees)
         _write_fees(fees)

@@ -26,9 +26,11 @@ def test_put_creates_then_updates_an_account(authed_client):
     assert (updated.status_code, updated.json()["email"]) == (200, "a@acme.test")
     fetched = authed_client.get("/api/v1/accounts/acme:1").json()
     assert set(fetched) == {"external_id", "name", "email", "status", "plan", "plan_version",
-                            "current_period_start", "current_period_end", "metadata",
-                            "created_at"}  # fmt: skip
-    assert (fetched["plan"], fetched["plan_version"]) == ("pro", 1)
+                            "subscription_status", "current_period_start",
+                            "current_period_end", "metadata", "created_at"}  # fmt: skip
+    assert (fetched["plan"], fetched["plan_version"], fetched["subscription_status"]) == (
+        "pro", 1, "active",
+    )  # fmt: skip
 
 
 def test_put_with_an_unknown_plan_writes_nothing(authed_client):

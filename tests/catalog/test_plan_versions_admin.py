@@ -53,6 +53,7 @@ def change_form(plan, **changes):
         "currency": plan.currency, "platform_fee_value": "0.00",
         "rollover_percent": "0", "rollover_cap": "", "rollover_expires_after_periods": "1",
         "overage_policy": "block", "overage_limit": "0", "overage_unit_price": "0",
+        "trial_days": "0", "allowances-0-trial_credits": "0",
         "allowances-TOTAL_FORMS": "1", "allowances-INITIAL_FORMS": "1",
         "allowances-MIN_NUM_FORMS": "0", "allowances-MAX_NUM_FORMS": "1000",
         "allowances-0-id": allowance.pk, "allowances-0-plan": plan.pk,

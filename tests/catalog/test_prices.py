@@ -80,6 +80,7 @@ def test_the_plan_form_refuses_yen_with_a_fraction_but_not_an_overage_unit_price
         "rollover_percent": "0", "rollover_expires_after_periods": "1",
         "overage_policy": "allow", "overage_limit": "100", "platform_fee_value": "0",
         "overage_unit_price": "0.0125",  # a price per credit: places beyond the yen are fine
+        "trial_days": "0",
     }  # fmt: skip
     form = form_class({**data, "price": "2900.5"}, instance=plan)
     assert not form.is_valid()

@@ -167,7 +167,7 @@ def plan_form(credits_type, gpu_type, *, fee="0", values=("", "")):
         "billing_interval": "month", "price": "99.00", "currency": "USD",
         "platform_fee_value": fee, "rollover_percent": "0", "rollover_cap": "",
         "rollover_expires_after_periods": "1", "overage_policy": "block", "overage_limit": "0",
-        "overage_unit_price": "0",
+        "overage_unit_price": "0", "trial_days": "0",
         "allowances-TOTAL_FORMS": "2", "allowances-INITIAL_FORMS": "0",
         "plan_features-TOTAL_FORMS": "0", "plan_features-INITIAL_FORMS": "0",
     }  # fmt: skip
@@ -175,6 +175,7 @@ def plan_form(credits_type, gpu_type, *, fee="0", values=("", "")):
         form[f"allowances-{i}-credit_type"] = credit_type.pk
         form[f"allowances-{i}-credits_per_period"] = "100"
         form[f"allowances-{i}-standalone_value"] = value
+        form[f"allowances-{i}-trial_credits"] = "0"
     return form
 
 

@@ -23,6 +23,7 @@ def account_body(account):
             "status": account.status,
             "plan": subscription.plan.code if subscription else None,
             "plan_version": subscription.plan.version if subscription else None,
+            "subscription_status": subscription.status if subscription else None,
             "current_period_start": subscription.current_period_start if subscription else None,
             "current_period_end": subscription.current_period_end if subscription else None,
             "metadata": account.metadata,
@@ -105,6 +106,7 @@ class EntitlementsView(ApiView):
             "account": account.external_id,
             "plan": subscription.plan.code if subscription else None,
             "plan_version": subscription.plan.version if subscription else None,
+            "subscription_status": subscription.status if subscription else None,
             "period_end": subscription.current_period_end if subscription else None,
             "features": features,
         }

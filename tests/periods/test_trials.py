@@ -1,0 +1,89 @@
+"""Trials on a manual plan: the trial's free credits, its conversion by the renewal job into
+the first paid period, a trial that ends with a cancellation, and one trial per plan."""
+
+from datetime import UTC, datetime, timedelta
+
+from apps.accounts.models import Subscription
+from apps.catalog.models import Plan
+from apps.periods.services import cancel_at_period_end, put_account_on_plan, renew_due_subscriptions
+from apps.wallets.models import CreditGrant
+from apps.webhooks.models import WebhookEndpoint, WebhookEvent
+from tests.factories import AccountFactory
+from tests.ledger import assert_ledger_sound, wallet_of
+
+from .conftest import JAN_31, D, grants, monthly_plan, spend
+
+TRIAL_END = JAN_31 + timedelta(days=14)
+
+
+def trial_plan():
+    """30 a month for 1,000 credits, with a 14-day trial of 200 credits."""
+    plan = monthly_plan(credits=1000, price="30")
+    plan.allowances.update(trial_credits=D(200))
+    Plan.objects.filter(pk=plan.pk).update(trial_days=14)
+    plan.refresh_from_db()
+    return plan
+
+
+def on_trial():
+    account = AccountFactory()
+    WebhookEndpoint.objects.create(account=account, url="https://hooks.example.com/in")
+    return account, put_account_on_plan(account=account, plan=trial_plan())
+
+
+def events(account, type):
+    return list(
+        WebhookEvent.objects.filter(account=account, type=type).values_list("data", flat=True)
+    )
+
+
+def test_a_trial_grants_its_free_credits_until_it_ends_and_no_period(calendar):
+    account, subscription = on_trial()
+    assert subscription.status == Subscription.Status.TRIALING
+    assert (subscription.current_period_start, subscription.current_period_end) == (
+        JAN_31, TRIAL_END,
+    )  # fmt: skip
+    [grant] = grants(account)
+    assert (grant.source, grant.amount, grant.expires_at, grant.basis_amount) == (
+        CreditGrant.Source.TRIAL, D(200), TRIAL_END, D(0),
+    )  # fmt: skip
+    spend(account, 150)
+    assert wallet_of(account).balance == D(50)
+
+
+def test_the_renewal_converts_the_trial_into_the_first_paid_period(calendar):
+    account, subscription = on_trial()
+    spend(account, 50)
+    counts = renew_due_subscriptions(now=TRIAL_END)
+    subscription.refresh_from_db()
+    assert (counts.renewed, subscription.status) == (1, Subscription.Status.ACTIVE)
+    assert subscription.current_period_start == TRIAL_END
+    assert subscription.current_period_end == datetime(2026, 3, 14, 12, tzinfo=UTC)
+    trial, paid = grants(account)
+    assert (trial.remaining, paid.source, paid.amount, paid.basis_amount) == (
+        D(0), CreditGrant.Source.PLAN_PERIOD, D(1000), D(30),
+    )  # fmt: skip
+    assert wallet_of(account).balance == D(1000)  # the trial's 150 left expired with it
+    [ended] = events(account, "trial.ended")
+    assert (ended["converted"], ended["trial_end"]) == (True, TRIAL_END.isoformat())
+    assert_ledger_sound()
+
+
+def test_a_trial_canceled_before_its_end_ends_with_it(calendar):
+    account, subscription = on_trial()
+    cancel_at_period_end(account=account)
+    renew_due_subscriptions(now=TRIAL_END)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.CANCELED
+    assert [g.source for g in grants(account)] == [CreditGrant.Source.TRIAL]
+    assert wallet_of(account).balance == D(0)
+    [ended] = events(account, "trial.ended")
+    assert ended["converted"] is False
+
+
+def test_an_account_gets_a_plan_trial_once(calendar):
+    account, subscription = on_trial()
+    renew_due_subscriptions(now=TRIAL_END)
+    again = put_account_on_plan(account=account, plan=subscription.plan)
+    assert again.status == Subscription.Status.ACTIVE
+    assert grants(account)[-1].source == CreditGrant.Source.PLAN_PERIOD
