@@ -98,6 +98,7 @@ class PlanOrYesNo(forms.NullBooleanSelect):
 class ContractForm(JudgedByTheService, forms.ModelForm):
     reason = forms.CharField(
         max_length=REASON_MAX_LENGTH,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
         help_text="Kept in the contract's history with your name. Say why, e.g. the deal or "
         "the ticket.",
     )
@@ -249,8 +250,7 @@ class ContractAdmin(HistoryAdmin):
     (the history's *why*, with the user as *who*); deleting calls `remove_contract`."""
 
     form = ContractForm
-    list_display = ["account", "state", "starts_at", "ends_at", "price_human", "overage_policy",
-                    "updated_at"]  # fmt: skip
+    list_display = ["account", "state", "starts_at", "ends_at", "price_human", "overage_policy"]
     list_filter = [StateFilter, "currency", "overage_policy"]
     list_select_related = ["account"]
     search_fields = ["account__external_id", "account__name"]
@@ -275,9 +275,13 @@ class ContractAdmin(HistoryAdmin):
         return [*fields, "account"] if obj is not None else fields
 
     def get_fieldsets(self, request, obj=None):
-        """No *Why* on a page the user may only read (the reason is asked of a change)."""
+        """No *Why* on a page the user may only read (the reason is asked of a change), no
+        state nor changes before there is a contract."""
         editing = self.has_change_permission(request, obj) if obj else True
-        return [fs for fs in super().get_fieldsets(request, obj) if editing or fs[0] != "Why"]
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            fieldsets = [(None, {"fields": ["account"]}), *fieldsets[1:-1]]
+        return [fs for fs in fieldsets if editing or fs[0] != "Why"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
