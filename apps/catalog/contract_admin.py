@@ -14,7 +14,7 @@ from apps.core.admin import QUANTITY, HistoryAdmin, HumanNumbers
 from apps.core.decimals import format_decimal
 from apps.core.errors import InvalidInput
 from apps.core.history import REASON_MAX_LENGTH
-from apps.core.humanize import credits, money
+from apps.core.humanize import credits, credits_per, group_digits, money
 
 from .contracts import contract_state, put_contract, remove_contract
 from .models import Contract, ContractAllowance, ContractFeature
@@ -259,7 +259,7 @@ class ContractAdmin(HistoryAdmin):
     inlines = [ContractFeatureInline, ContractAllowanceInline]
     # A revert would save an old row around the service: no validation, no feature terms.
     history_revert = False
-    history_list_display = ["window", "price_human", "overage"]
+    history_list_display = ["window", "price_human", "overage", "terms"]
     fieldsets = [
         (None, {"fields": ["account", "state"]}),
         ("Window", {"fields": ["starts_at", "ends_at"]}),
@@ -351,3 +351,32 @@ class ContractAdmin(HistoryAdmin):
         if contract.overage_limit is None:
             return policy
         return f"{policy}, up to {credits(contract.overage_limit)}"
+
+    @admin.display(description="Feature terms and included credits")
+    def terms(self, record):
+        """As the change left them: `put_contract` saves the contract's row first, then
+        replaces its rows, so they are the rows' history up to the contract's next change."""
+        later = Contract.history.filter(id=record.id, history_id__gt=record.history_id)
+        until = later.order_by("history_id").values_list("history_date", flat=True).first()
+        rows = []
+        for model in (ContractFeature, ContractAllowance):
+            found = model.history.filter(contract_id=record.id)
+            if until is not None:
+                found = found.filter(history_date__lt=until)
+            rows += [row for row in found.latest_of_each() if row.history_type != "-"]
+        return "; ".join(sorted(_term(row) for row in rows)) or "the plan's"
+
+
+def _term(row):
+    """One feature term or included credits of a history row, as staff read it."""
+    if hasattr(row, "credit_type_id"):
+        return f"{row.credit_type.code}: {credits(row.credits_per_period)} / period"
+    said = []
+    if row.enabled is not None:
+        said.append("on" if row.enabled else "off")
+    if row.credits_per_unit is not None:
+        said.append(credits_per(row.credits_per_unit, row.feature.unit_name))
+    if row.sets_limit:
+        limit = row.limit_per_period
+        said.append("no quota" if limit is None else f"quota {group_digits(limit)}")
+    return f"{row.feature.code}: {', '.join(said)}"

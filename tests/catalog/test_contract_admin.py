@@ -218,20 +218,49 @@ def test_support_and_pricing_read_a_contract_but_cannot_change_it(client, accoun
     assert contract.price == D("1200.00")
 
 
-def test_the_history_is_read_not_reverted(finance, account):
-    contract, _ = put_contract(account=account, raw={"price": "1200.00", "currency": "USD"},
-                               reason="first deal")  # fmt: skip
-    put_contract(account=account, raw={"price": "900.00", "currency": "USD"}, reason="discount")
+def test_the_history_is_read_not_reverted(finance, account, api_call):
+    contract, _ = put_contract(
+        account=account,
+        raw={"price": "1200.00", "currency": "USD", "included_credits": {"credits": "5000"},
+             "features": [{"feature": "api_call", "credits_per_unit": "0.5"}]},
+        reason="first deal",
+    )  # fmt: skip
+    put_contract(
+        account=account,
+        raw={"price": "900.00", "currency": "USD",
+             "features": [{"feature": "api_call", "limit_per_period": "10000"}]},
+        reason="discount",
+    )  # fmt: skip
     oldest = contract.history.order_by("history_id").first()
 
     page = finance.get(f"/admin/catalog/contract/{contract.pk}/history/").content.decode()
     revert = finance.post(f"/admin/catalog/contract/{contract.pk}/history/{oldest.history_id}/",
                           {"price": "1200.00", "currency": "USD"})  # fmt: skip
 
-    assert "discount" in page and "1,200.00 USD" in page and "900.00 USD" in page
+    assert "first deal" in page and "discount" in page
+    assert "1,200.00 USD" in page and "900.00 USD" in page
+    assert "api_call: 0.5 credits / unit; credits: 5,000 credits / period" in page
+    assert "api_call: quota 10,000" in page
     assert revert.status_code == 403
     contract.refresh_from_db()
     assert contract.price == D("900.00")
+
+
+def test_the_lists_delete_action_removes_each_through_remove_contract(finance):
+    contracts = [put_contract(account=AccountFactory(), raw={"ends_at": None})[0] for _ in range(2)]
+
+    response = finance.post(
+        "/admin/catalog/contract/",
+        {"action": "delete_selected", "post": "yes",
+         "_selected_action": [contract.pk for contract in contracts]},
+    )  # fmt: skip
+
+    assert response.status_code == 302
+    assert not Contract.objects.exists()
+    removals = Contract.history.filter(history_type="-")
+    assert [(r.history_user, r.history_change_reason) for r in removals] == [
+        (finance.user, "deleted in the admin")
+    ] * 2
 
 
 def test_the_account_page_links_its_contract(finance, account):
