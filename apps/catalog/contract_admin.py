@@ -47,7 +47,7 @@ def readable(label, message):
     at* reads `Ends at must be after the start.`"""
     for word, said in WORDS.items():
         message = message.replace(word, said)
-    if message[:1].islower():
+    if label and message[:1].islower():
         message = f"{label} {message}"
     return message if message.endswith(".") else f"{message}."
 
@@ -64,8 +64,9 @@ def sorted_problems(details):
                 found["features"].append((int(match[1]), match[2], message))
             elif path.startswith("included_credits."):
                 found["allowances"].append((path.partition(".")[2], None, message))
-            else:
-                found["form"].append((None, f"{path}: {message}"))
+            else:  # above the form, saying what it is about
+                said = message if path == "non_field_errors" else f"{path}: {message}"
+                found["form"].append((None, said))
     return found
 
 

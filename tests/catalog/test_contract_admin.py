@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 from django.utils import timezone
 
+from apps.catalog.contract_admin import readable, sorted_problems
 from apps.catalog.contracts import contract_document, put_contract
 from apps.catalog.models import Contract, ContractFeature
 from tests.factories import AccountFactory, CreditTypeFactory, FeatureFactory, UserFactory
@@ -280,3 +281,23 @@ def test_staff_who_may_not_add_a_contract_see_no_link_to_add_one(client, account
     page = client.get(f"/admin/accounts/account/{account.pk}/change/").content.decode()
 
     assert "Add a contract" not in page and "catalog/contract/add" not in page
+
+
+def test_each_problem_of_the_service_goes_where_staff_will_look():
+    found = sorted_problems({
+        "ends_at": ["must be after starts_at"],
+        "overage.unit_price": ["has more than 10 decimal places"],
+        "features[1].enabled": ["must be true or false"],
+        "included_credits.gpu": ["unknown credit type 'gpu'"],
+        "non_field_errors": ["The contract must be a JSON object."],
+    })  # fmt: skip
+
+    assert found == {
+        "form": [("ends_at", "must be after starts_at"),
+                 ("overage_unit_price", "has more than 10 decimal places"),
+                 (None, "The contract must be a JSON object.")],
+        "features": [(1, "enabled", "must be true or false")],
+        "allowances": [("gpu", None, "unknown credit type 'gpu'")],
+    }  # fmt: skip
+    assert readable("Ends at", "must be after starts_at") == "Ends at must be after the start."
+    assert readable("", "A price in JPY is a whole number") == "A price in JPY is a whole number."
