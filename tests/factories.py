@@ -6,7 +6,15 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from apps.accounts.models import Account, Subscription
-from apps.catalog.models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
+from apps.catalog.models import (
+    Contract,
+    CreditPack,
+    CreditType,
+    Feature,
+    Plan,
+    PlanAllowance,
+    PlanFeature,
+)
 
 
 class CreditTypeFactory(factory.django.DjangoModelFactory):
@@ -87,6 +95,17 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     )
 
 
+class ContractFactory(factory.django.DjangoModelFactory):
+    """A bare contract row (no terms, no history reason): tests that need the service's
+    history or terms make theirs with apps.catalog.contracts.put_contract."""
+
+    class Meta:
+        model = Contract
+
+    account = factory.SubFactory(AccountFactory)
+    starts_at = factory.LazyFunction(timezone.now)
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
@@ -109,6 +128,7 @@ def admin_samples():
     there is one (the permission matrix and the admin's browser walk need something to open)."""
     from apps.accounts.services import create_api_key
     from apps.billing.models import AutoRecharge, OverageCharge, Purchase
+    from apps.catalog.contracts import put_contract
     from apps.jobs.models import JobRun
     from apps.revenue.months import months_back
     from apps.revenue.services import close_month
@@ -148,4 +168,15 @@ def admin_samples():
     # Something for the catalog's history to revert to.
     plan.name = "Renamed"
     plan.save()
+    # Last: a live contract changes what consume costs.
+    put_contract(
+        account=account,
+        raw={
+            "price": "1200.00",
+            "currency": "USD",
+            "included_credits": {feature.credit_type.code: "5000"},
+            "features": [{"feature": feature.code, "credits_per_unit": "0.5"}],
+        },
+        reason="sample deal",
+    )
     return subscription

@@ -10,6 +10,8 @@ from apps.billing.billing_page import billing_link
 from apps.billing.checkout import set_cancel_at_period_end
 from apps.billing.models import AutoRecharge
 from apps.billing.subscriptions import release_renewal_hold
+from apps.catalog.contracts import contract_state
+from apps.core import clock
 from apps.core.admin import ExtendablePage, HistoryAdmin, HumanNumbers
 from apps.core.errors import DomainError
 from apps.core.humanize import money
@@ -64,7 +66,8 @@ class AccountAdmin(ExtendablePage, HistoryAdmin):
     search_fields = ["external_id", "name", "email"]
     # Status moves only through the actions (set_account_status also ends a suspension for
     # nonpayment), never by editing the field or reverting to an old row.
-    readonly_fields = ["status", "billing_page", "revenue_statement", "created_at", "updated_at"]
+    readonly_fields = ["status", "contract_terms", "billing_page", "revenue_statement",
+                       "created_at", "updated_at"]  # fmt: skip
     inlines = [SubscriptionInline, AutoRechargeInline]
     actions = ["suspend", "reactivate"]
     show_full_result_count = False  # no COUNT(*) over a large table on every page
@@ -85,7 +88,36 @@ class AccountAdmin(ExtendablePage, HistoryAdmin):
             hidden.add("billing_page")
         if not request.user.has_perm("revenue.view_revenuemonth"):
             hidden.add("revenue_statement")
-        return [field for field in fields if field not in hidden]
+        # *Add a contract* only for staff who may add one.
+        swap = {} if request.user.has_perm("catalog.add_contract") else {
+            "contract_terms": "contract_read_only"}  # fmt: skip
+        return [swap.get(field, field) for field in fields if field not in hidden]
+
+    @admin.display(description="Contract")
+    def contract_terms(self, account):
+        """The account's own terms (apps/catalog/contract_admin.py): state and window linked
+        to the contract, or *Add a contract*."""
+        return self._contract(account, may_add=True)
+
+    @admin.display(description="Contract")
+    def contract_read_only(self, account):
+        return self._contract(account, may_add=False)
+
+    def _contract(self, account, *, may_add):
+        contract = getattr(account, "contract", None) if account.pk else None
+        if contract is None:
+            if not (may_add and account.pk):
+                return "none"
+            url = reverse("admin:catalog_contract_add") + f"?account={account.pk}"
+            return format_html('none · <a href="{}">Add a contract</a>', url)
+        ends = f"{contract.ends_at:%Y-%m-%d %H:%M}" if contract.ends_at else "until removed"
+        return format_html(
+            '<a href="{}">{} · {} → {} UTC</a>',
+            reverse("admin:catalog_contract_change", args=[contract.pk]),
+            contract_state(contract, clock.now()),
+            f"{contract.starts_at:%Y-%m-%d %H:%M}",
+            ends,
+        )
 
     @admin.display(description="Billing page")
     def billing_page(self, account):

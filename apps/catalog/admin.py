@@ -17,6 +17,7 @@ from apps.core.admin import QUANTITY, HistoryAdmin, HumanNumbers
 from apps.core.errors import DomainError
 from apps.core.humanize import money
 
+from . import contract_admin  # noqa: F401  (registers the contracts' screens)
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
 from .pricing import split_problems
 from .selectors import plan_document, plans_with_terms
