@@ -174,6 +174,7 @@ def admin_samples():
         raw={
             "price": "1200.00",
             "currency": "USD",
+            "overage": {"unit_price": "0.004"},
             "included_credits": {feature.credit_type.code: "5000"},
             "features": [{"feature": feature.code, "credits_per_unit": "0.5"}],
         },

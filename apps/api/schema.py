@@ -232,9 +232,11 @@ Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`
   in the future; a charge (quantity × the feature's price) must stay below 10^18 credits.
   A checkout names an item on sale and synced to Stripe: `/api/schema/` lists those codes,
   and while there are none no checkout body is valid. A contract names features and credit
-  types that exist, gives a `currency` exactly when it gives a `price` (a price in its
-  currency's smallest unit), ends after it starts and in the future, sets at least one term
-  per feature listed, and has no field it does not know (a misspelt term would leave the
+  types that exist (features active; an on/off feature takes only `enabled`), gives a
+  `currency` and an `overage.unit_price` exactly when it gives a `price` (a price in its
+  currency's smallest unit), an overage `limit` only with `policy: allow`, ends after it
+  starts and in the future, sets at least one term per feature listed, and has no field it
+  does not know (a misspelt term would leave the
   plan's in force): [contracts.md](contracts.md).
 """
 

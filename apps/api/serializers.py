@@ -405,30 +405,51 @@ class BillingLinkOut(serializers.Serializer):
 TERM = "Leave it out for the plan's."
 
 
-class ContractFeatureTerms(serializers.Serializer):
+class OnlyWhatIsSet(serializers.Serializer):
+    """An answer carries the terms the contract sets and no others (null is a term: a
+    limit of null lifts the plan's quota), as the body that set them did."""
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        return {name: value for name, value in data.items() if name in instance}
+
+
+class ContractFeatureTerms(OnlyWhatIsSet):
     feature = serializers.CharField(help_text="A feature's code.")
     enabled = serializers.BooleanField(required=False, help_text=TERM)
     credits_per_unit = serializers.CharField(required=False, help_text=TERM)
     limit_per_period = serializers.CharField(
-        required=False, help_text="Units per period; null: no quota. " + TERM
+        required=False, allow_null=True, help_text="Units per period; null: no quota. " + TERM
     )
 
 
-class ContractOverageTerms(serializers.Serializer):
-    policy = serializers.ChoiceField(choices=Plan.OveragePolicy.values, required=False)
-    limit = serializers.CharField(required=False, help_text="Credits below zero allowed.")
-    unit_price = serializers.CharField(required=False, help_text="Price per overage credit.")
+class ContractOverageTerms(OnlyWhatIsSet):
+    policy = serializers.ChoiceField(
+        choices=Plan.OveragePolicy.values, required=False, allow_null=True, help_text=TERM
+    )
+    limit = serializers.CharField(
+        required=False, allow_null=True,
+        help_text="Credits below zero allowed; only with policy allow. " + TERM,
+    )  # fmt: skip
+    unit_price = serializers.CharField(
+        required=False, allow_null=True,
+        help_text="Price per overage credit, in the period's currency; required with a price. "
+        + TERM,
+    )  # fmt: skip
 
 
-class ContractTerms(serializers.Serializer):
+class ContractTerms(OnlyWhatIsSet):
     starts_at = serializers.DateTimeField(required=False, help_text="Default: now.")
     ends_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="Null or left out: until removed."
     )
     price = serializers.CharField(
-        required=False, help_text="Price per billing period, invoiced by hand. " + TERM
+        required=False, allow_null=True,
+        help_text="Price per billing period, invoiced by hand (no Stripe). " + TERM,
+    )  # fmt: skip
+    currency = serializers.CharField(
+        required=False, allow_null=True, help_text="Required with a price, and only with one."
     )
-    currency = serializers.CharField(required=False, help_text="Required with a price.")
     included_credits = serializers.DictField(
         child=serializers.CharField(), required=False,
         help_text="Credits per period by credit type code, instead of the plan's.",
@@ -437,14 +458,19 @@ class ContractTerms(serializers.Serializer):
     overage = ContractOverageTerms(required=False)
 
 
+# A reason goes to the contract's history after the API key's prefix (100 characters in all).
+REASON_MAX = 75
+
+
 class ContractIn(ContractTerms):
     reason = serializers.CharField(
-        required=False, max_length=100, help_text="Why, for the contract's history."
-    )
+        required=False, max_length=REASON_MAX, allow_blank=True,
+        help_text="Why, for the contract's history.",
+    )  # fmt: skip
 
 
 class ContractReasonIn(serializers.Serializer):
-    reason = StrictCharField(required=False, max_length=100, allow_blank=True)
+    reason = StrictCharField(required=False, max_length=REASON_MAX, allow_blank=True)
 
 
 class ContractOut(ContractTerms):

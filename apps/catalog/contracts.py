@@ -14,7 +14,7 @@ Where each term takes effect, and nowhere else:
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -30,6 +30,7 @@ from apps.core.history import REASON_MAX_LENGTH
 from .models import Contract, ContractAllowance, ContractFeature, CreditType, Feature, Plan
 from .pricebook import (
     OVERAGE_FIELDS,
+    OVERAGE_LIMIT_NEEDS_ALLOW,
     PLAN_FEATURE_FIELDS,
     _bool,
     _choice,
@@ -56,7 +57,8 @@ class _Terms(_Entry):
 CONTRACT_FIELDS = (
     "starts_at", "ends_at", "price", "currency", "included_credits", "features", "overage",
 )  # fmt: skip
-ABSENT = object()
+BOOLEAN = Feature.Kind.BOOLEAN
+LATEST_YEAR = 9998  # a moment the databases and every time zone can still hold
 
 
 def _moment(value):
@@ -65,13 +67,19 @@ def _moment(value):
         raise ValueError("must be an ISO 8601 date and time, e.g. 2027-01-01T00:00:00Z")
     if moment.tzinfo is None:
         raise ValueError("needs a time zone (Z or +hh:mm)")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not 1970 <= moment.year <= LATEST_YEAR:
+        raise ValueError(f"must be between 1970 and {LATEST_YEAR}")
     return moment
 
 
 def validate_contract(raw, *, credit_types, features, now):
     """`(terms, problems)`: the canonical terms (only the keys given; a feature's limit only
     where given, null included) and every problem as `{path: [message]}`.
-    `credit_types` / `features`: codes that exist."""
+    `credit_types`: codes that exist; `features`: `{code: kind}` of the active features."""
     errors = []
     if not isinstance(raw, dict):
         return None, {"non_field_errors": ["The contract must be a JSON object."]}
@@ -88,14 +96,22 @@ def validate_contract(raw, *, credit_types, features, now):
     for name, check in (("price", _money), ("currency", _currency)):
         if name in raw:
             terms[name] = entry.take(name, _optional(check))
-    # The period's currency is the contract's only with a price of its own: an overage unit
-    # price is in the currency of the period it bills.
-    if terms.get("price") is not None:
-        if not terms.get("currency"):
+    # The period's currency is the contract's only with a price of its own, and the overage
+    # is billed in the period's currency: a price comes with its currency and its own
+    # overage unit price (the plan's is in the plan's currency).
+    if raw.get("price") is not None:
+        if not raw.get("currency"):
             entry.fail("currency", "is required with a price")
-        elif problem := price_problem(Decimal(terms["price"]), terms["currency"]):
+        elif (
+            terms.get("price")
+            and terms.get("currency")
+            and (problem := price_problem(Decimal(terms["price"]), terms["currency"]))
+        ):
             entry.fail("price", problem)
-    elif terms.get("currency"):
+        overage = raw.get("overage")
+        if not isinstance(overage, dict) or overage.get("unit_price") is None:
+            entry.fail("overage.unit_price", "is required with a price (in its currency)")
+    elif raw.get("currency") is not None:
         entry.fail("currency", "is given only with a price (without one, the plan's applies)")
 
     if "included_credits" in raw:
@@ -121,8 +137,10 @@ def validate_contract(raw, *, credit_types, features, now):
         checks = {"policy": _choice("block", "allow"), "limit": _credits, "unit_price": _unit_price}
         overage = {name: sub.take(name, _optional(check)) for name, check in checks.items()
                    if name in raw_overage}  # fmt: skip
-        if overage.get("policy") == "block" and overage.get("limit") not in (None, "0"):
-            sub.fail("limit", "must be 0 unless policy is allow")
+        limited = overage.get("limit") not in (None, "0")
+        if limited and overage.get("policy") != "allow":
+            # A limit with the plan's policy would change meaning with the account's plan.
+            sub.fail("limit", OVERAGE_LIMIT_NEEDS_ALLOW)
         terms["overage"] = overage
     return terms, _by_path(errors)
 
@@ -138,8 +156,8 @@ def _features(entry, raw, known, errors):
         _unknown_keys(sub, raw_feature, PLAN_FEATURE_FIELDS)
         code = sub.take("feature", lambda v: v if isinstance(v, str) else _fail("must be text"))
         if code is not None and code not in known:
-            sub.fail("feature", f"unknown feature {code!r}")
-        elif code in seen:
+            sub.fail("feature", f"no active feature has the code {code!r}")
+        elif code is not None and code in seen:
             sub.fail("feature", f"{code!r} is listed twice")
         seen.add(code)
         checks = {"enabled": _bool, "credits_per_unit": _credits, "limit_per_period": _credits}
@@ -147,10 +165,13 @@ def _features(entry, raw, known, errors):
         for name, check in checks.items():
             if name in raw_feature:
                 item[name] = sub.take(name, _optional(check))
-        if item.get("enabled", ABSENT) is None:
-            sub.fail("enabled", "must be true or false (leave it out for the plan's)")
-        if item.get("credits_per_unit", ABSENT) is None:
-            sub.fail("credits_per_unit", "must be a number (leave it out for the plan's)")
+        for name, words in (("enabled", "true or false"), ("credits_per_unit", "a number")):
+            if name in raw_feature and raw_feature[name] is None:
+                sub.fail(name, f"must be {words} (leave it out for the plan's)")
+        if known.get(code) == BOOLEAN:
+            for name in ("credits_per_unit", "limit_per_period"):
+                if name in raw_feature:
+                    sub.fail(name, f"{code!r} is an on/off feature: only enabled applies")
         if len(item) == 1:
             sub.fail("feature", "sets no term: give enabled, credits_per_unit or limit_per_period")
         found.append(item)
@@ -241,7 +262,7 @@ def put_contract(*, account, raw, acting_user=None, reason=""):
     terms, problems = validate_contract(
         raw,
         credit_types=set(CreditType.objects.values_list("code", flat=True)),
-        features=set(Feature.objects.values_list("code", flat=True)),
+        features=dict(Feature.objects.filter(active=True).values_list("code", "kind")),
         now=now,
     )
     if problems:
@@ -254,9 +275,8 @@ def put_contract(*, account, raw, acting_user=None, reason=""):
     }
     overage = terms.get("overage", {})
     with transaction.atomic(durable=True):
-        # The row is locked so that two writers replace the contract one after the other;
-        # a first contract is created against the one-per-account unique constraint.
-        contract = Contract.objects.select_for_update().filter(account=account).first()
+        _lock_account(account)
+        contract = Contract.objects.filter(account=account).first()
         created = contract is None
         contract = contract or Contract(account=account)
         contract.starts_at, contract.ends_at = terms["starts_at"], terms["ends_at"]
@@ -296,12 +316,20 @@ def remove_contract(*, account, acting_user=None, reason=""):
     """End the account's contract: its plan's terms apply from now on. The history keeps it."""
     reason = (reason or "").strip()[:REASON_MAX_LENGTH]
     with transaction.atomic(durable=True):
-        contract = Contract.objects.select_for_update().filter(account=account).first()
+        _lock_account(account)
+        contract = Contract.objects.filter(account=account).first()
         if contract is None:
             raise ContractNotFound()
         for row in [*contract.features.all(), *contract.allowances.all(), contract]:
             row._history_user, row._change_reason = acting_user, reason
             row.delete()
+
+
+def _lock_account(account):
+    # Why the lock: two writers of one account's contract go one after the other, the first
+    # contract included (there is no contract row to lock yet; a second insert would break
+    # the one-per-account constraint). Nothing locks an account after its contract.
+    type(account).objects.filter(pk=account.pk).select_for_update(of=("self",)).get()
 
 
 def _save(row, acting_user, reason):
@@ -339,15 +367,16 @@ class PeriodTerms:
     platform_fee_value: Decimal
     overage_unit_price: Decimal
     allowances: list
-    contract_id: int | None = None
 
 
-def period_terms(*, plan, allowances, contract=None, at: datetime):
+def period_terms(*, plan, allowances, contract=None, at: datetime, by_hand=True):
     """The terms of `plan` (with its `allowances`) for the period starting at `at`, under
-    `contract` when it is live then. A contract's included credits replace the plan's for
-    their credit type (a contract's new credit type has no standalone value); when the
-    standalone values no longer split the price (docs/revenue.md), the price is split in
-    proportion to credits, with no platform fee."""
+        `contract` when it is live then. A contract's price, currency and overage unit price
+        apply to a subscription invoiced `by_hand` only: Stripe bills a Stripe-backed one at the
+    plan's prices, so its revenue and overage stay the plan's. A contract's included credits
+        replace the plan's for their credit type (a contract's new credit type has no standalone
+        value); when the standalone values no longer split the price (docs/revenue.md), the
+        price is split in proportion to credits, with no platform fee."""
     base = PeriodTerms(
         plan=plan, code=plan.code, name=plan.name, price=plan.price, currency=plan.currency,
         platform_fee_value=plan.platform_fee_value, overage_unit_price=plan.overage_unit_price,
@@ -368,20 +397,20 @@ def period_terms(*, plan, allowances, contract=None, at: datetime):
     if split_problems(fee_value=fee, allowances=rows):
         rows = [_without_value(a) for a in rows]
         fee = Decimal(0)
+    priced = by_hand and contract.price is not None
     return PeriodTerms(
         plan=plan,
         code=plan.code,
         name=f"{plan.name} (contract)",
-        price=plan.price if contract.price is None else contract.price,
-        currency=contract.currency if contract.price is not None else plan.currency,
+        price=contract.price if priced else plan.price,
+        currency=contract.currency if priced else plan.currency,
         platform_fee_value=fee,
         overage_unit_price=(
-            plan.overage_unit_price
-            if contract.overage_unit_price is None
-            else contract.overage_unit_price
+            contract.overage_unit_price
+            if by_hand and contract.overage_unit_price is not None
+            else plan.overage_unit_price
         ),
         allowances=rows,
-        contract_id=contract.pk,
     )
 
 

@@ -222,6 +222,7 @@ PLAN_FEATURE_FIELDS = ("feature", "enabled", "credits_per_unit", "limit_per_peri
 ROLLOVER_FIELDS = ("percent", "cap", "expires_after_periods")
 OVERAGE_FIELDS = ("policy", "limit", "unit_price")
 TRIAL_FIELDS = ("days", "credits")
+OVERAGE_LIMIT_NEEDS_ALLOW = "must be 0 unless policy is allow"
 
 
 def _unknown_keys(entry, raw, allowed, path=""):
@@ -341,7 +342,7 @@ def _plan(entry, raw, known_credit_types, known_features):
         "unit_price": overage_entry.take("unit_price", _unit_price, default="0"),
     }
     if overage["policy"] == "block" and overage["limit"] not in (None, "0"):
-        overage_entry.fail("limit", "must be 0 unless policy is allow")
+        overage_entry.fail("limit", OVERAGE_LIMIT_NEEDS_ALLOW)
 
     trial = _trial(entry, raw_included)
 

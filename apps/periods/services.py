@@ -181,9 +181,13 @@ class _Pricing:
             "credit_type"
         ):
             self.allowances[allowance.plan_id].append(allowance)
+        # Why the lock: the contract and its included credits are read in two statements;
+        # a contract replaced in between would mix its old price with its new credits.
+        # (Writers lock the account, then the contract; nothing locks them the other way.)
+        contracts = Contract.objects.filter(account_id__in=account_ids).order_by("pk")
         self.contracts = {
             c.account_id: c
-            for c in Contract.objects.filter(account_id__in=account_ids).prefetch_related(
+            for c in contracts.select_for_update(of=("self",)).prefetch_related(
                 "allowances__credit_type"
             )
         }
@@ -195,6 +199,7 @@ class _Pricing:
             allowances=self.allowances[plan.pk],
             contract=self.contracts.get(subscription.account_id),
             at=at,
+            by_hand=not subscription.stripe_subscription_id,
         )
 
     def ended(self, subscription, plan, end):

@@ -24,7 +24,8 @@ ZERO = Decimal(0).quantize(CREDIT_QUANTUM)
 
 @dataclass(frozen=True)
 class FeatureTerms:
-    """What a feature costs one account right now, under its plan (or without one)."""
+    """What a feature costs one account right now: its contract's terms, else its plan
+    version's, else the feature's own."""
 
     feature: Feature
     enabled: bool
@@ -32,7 +33,7 @@ class FeatureTerms:
     limit_per_period: Decimal | None
     period_start: datetime | None
     overdraft_limit: Decimal
-    source: str  # where the terms come from: "plan:pro@v3", "feature"
+    source: str  # where the terms come from: "contract", "plan:pro@v3", "feature"
 
     @property
     def credit_type_id(self):
@@ -109,8 +110,9 @@ def terms_for(*, pairs):
 
 
 def overdraft_limit(*, account):
-    """The overdraft the account's plan allows (the same for every credit type), from the
-    terms function's rule: its row for no feature carries the plan's terms alone."""
+    """The overdraft the account's terms allow (its contract's or plan's; the same for every
+    credit type), from the terms function's rule: its row for no feature carries the
+    account-wide terms alone."""
     sql, params = _terms_query([(account.pk, None)])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -197,8 +199,8 @@ def check(*, account, feature, quantity=1):
 
 
 def entitlements(*, account):
-    """Every active feature as the account's plan version (or no plan) sets it, with this
-    period's use: `[(FeatureTerms, used_or_None)]`."""
+    """Every active feature as the account's terms set it (contract, plan version, or the
+    feature's own), with this period's use: `[(FeatureTerms, used_or_None)]`."""
     codes = list(
         Feature.objects.filter(active=True).order_by("code").values_list("code", flat=True)
     )

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.catalog.models import Contract
 from tests.api.conftest import error_code
-from tests.factories import PlanFactory
+from tests.factories import AccountFactory, FeatureFactory, PlanFactory
 from tests.ledger import D, give, priced_account
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,8 @@ def test_a_contract_is_created_read_back_replaced_and_removed(authed_client, acc
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"price": "10.00"}, "currency"),
+        ({"price": "10.00", "overage": {"unit_price": "0.1"}}, "currency"),
+        ({"price": "10.00", "currency": "USD"}, "overage.unit_price"),
         ({"currency": "EUR"}, "currency"),
         ({"price": "10.005", "currency": "USD"}, "price"),
         ({"ends_at": "2020-01-01T00:00:00Z"}, "ends_at"),
@@ -86,6 +87,11 @@ def test_a_contract_is_created_read_back_replaced_and_removed(authed_client, acc
         ({"included_credits": {"gold": "5"}}, "included_credits.gold"),
         ({"overage": {"policy": "block", "limit": "5"}}, "overage.limit"),
         ({"overage": {"policy": "sometimes"}}, "overage.policy"),
+        ({"overage": {"limit": "5"}}, "overage.limit"),
+        ({"features": [{"feature": "retired", "enabled": True}]}, "features[0].feature"),
+        ({"features": [{"feature": "sso", "credits_per_unit": "1"}]},
+         "features[0].credits_per_unit"),
+        ({"ends_at": "9999-12-31T23:59:59-01:00"}, "ends_at"),
         ({"include_credits": {"credits": "5"}}, "include_credits"),
         ({"reason": 7}, "reason"),
     ],
@@ -93,6 +99,8 @@ def test_a_contract_is_created_read_back_replaced_and_removed(authed_client, acc
 def test_a_contract_that_breaks_a_rule_is_refused_naming_the_field(
     authed_client, account, body, field
 ):
+    FeatureFactory(code="retired", active=False)
+    FeatureFactory(code="sso", kind="boolean", credit_type=None)
     response = put(authed_client, body)
     assert response.status_code == 400, response.json()
     assert error_code(response) == "validation_error"
@@ -176,6 +184,21 @@ def test_the_contract_overdraft_lets_the_balance_go_below_zero(
     )  # fmt: skip
     assert into_overdraft.json()["balance_after"] == "-20.000000"
     assert error_code(consume(authed_client, "0.1")) == "insufficient_credits"
+
+
+def test_without_a_plan_a_contract_gives_no_overdraft(authed_client, account):
+    """Overage is billed at a period's end: an account without a plan has none to bill it."""
+    AccountFactory(external_id="payg")
+    give_to = authed_client.put(
+        "/api/v1/accounts/payg/contract",
+        {"overage": {"policy": "allow", "limit": "500"}}, format="json",
+    )  # fmt: skip
+    assert give_to.status_code == 201
+    refused = authed_client.post(
+        "/api/v1/consume", {"account": "payg", "feature": "api_call", "quantity": "1"},
+        format="json",
+    )  # fmt: skip
+    assert error_code(refused) == "insufficient_credits"
 
 
 def test_a_batch_and_a_reservation_are_priced_by_the_contract(authed_client, on_contract):

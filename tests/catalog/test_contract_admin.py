@@ -13,6 +13,8 @@ from apps.catalog.contracts import contract_document, put_contract
 from apps.catalog.models import Contract, ContractFeature
 from tests.factories import AccountFactory, CreditTypeFactory, FeatureFactory, UserFactory
 
+# A contract's own price comes with its currency and its own overage unit price.
+IN_USD = {"currency": "USD", "overage": {"unit_price": "0.004"}}
 pytestmark = pytest.mark.django_db
 
 ADD = "/admin/catalog/contract/add/"
@@ -49,6 +51,8 @@ def contract_form(account, *, starts=1, ends=366, features=(), allowances=(), **
         "price": "", "currency": "", "overage_policy": "", "overage_limit": "",
         "overage_unit_price": "", "reason": "Deal #42, signed by Acme",
     }  # fmt: skip
+    if fields.get("price"):  # a contract's own price comes with its own overage unit price
+        data["overage_unit_price"] = "0.004"
     data.update(fields)
     for prefix, rows in (("features", features), ("allowances", allowances)):
         data.update({f"{prefix}-TOTAL_FORMS": len(rows), f"{prefix}-INITIAL_FORMS": 0,
@@ -83,7 +87,8 @@ def test_finance_adds_a_contract_and_its_history_says_who_and_why(finance, accou
     contract = Contract.objects.get(account=account)
     document = contract_document(contract)
     assert {key: document[key] for key in ("price", "currency", "overage")} == {
-        "price": "1200.00", "currency": "USD", "overage": {"policy": "allow", "limit": "100"},
+        "price": "1200.00", "currency": "USD",
+        "overage": {"policy": "allow", "limit": "100", "unit_price": "0.004"},
     }  # fmt: skip
     assert document["features"] == [
         {"feature": "api_call", "credits_per_unit": "0.5", "limit_per_period": "10000"}
@@ -149,7 +154,7 @@ def test_an_account_has_one_contract(finance, account):
 def test_finance_changes_a_contract_through_the_service(finance, account, api_call):
     contract, _ = put_contract(
         account=account,
-        raw={"price": "1000.00", "currency": "USD", "features": [
+        raw={"price": "1000.00", **IN_USD, "features": [
             {"feature": "api_call", "credits_per_unit": "1"}]},
         reason="first deal",
     )  # fmt: skip
@@ -173,7 +178,10 @@ def test_finance_changes_a_contract_through_the_service(finance, account, api_ca
 
 
 def test_delete_removes_it_through_remove_contract(finance, account):
-    contract, _ = put_contract(account=account, raw={"price": "10.00", "currency": "USD"})
+    contract, _ = put_contract(
+        account=account,
+        raw={"price": "10.00", **IN_USD},
+    )
     url = f"/admin/catalog/contract/{contract.pk}/delete/"
     assert "Reason" in finance.get(url).content.decode()
 
@@ -189,7 +197,7 @@ def test_delete_removes_it_through_remove_contract(finance, account):
 
 def test_the_list_reads_state_window_and_price(finance, api_call):
     put_contract(account=AccountFactory(external_id="live"),
-                 raw={"price": "1200.00", "currency": "USD"})  # fmt: skip
+                 raw={"price": "1200.00", **IN_USD})  # fmt: skip
     put_contract(account=AccountFactory(name="Later Inc"),
                  raw={"starts_at": moment(10).isoformat()})  # fmt: skip
 
@@ -203,7 +211,7 @@ def test_the_list_reads_state_window_and_price(finance, api_call):
 
 @pytest.mark.parametrize("group", ["Support", "Pricing"])
 def test_support_and_pricing_read_a_contract_but_cannot_change_it(client, account, group):
-    contract, _ = put_contract(account=account, raw={"price": "1200.00", "currency": "USD"},
+    contract, _ = put_contract(account=account, raw={"price": "1200.00", **IN_USD},
                                reason="deal")  # fmt: skip
     client.force_login(UserFactory(groups=[group]))
     url = f"/admin/catalog/contract/{contract.pk}/"
@@ -222,13 +230,13 @@ def test_support_and_pricing_read_a_contract_but_cannot_change_it(client, accoun
 def test_the_history_is_read_not_reverted(finance, account, api_call):
     contract, _ = put_contract(
         account=account,
-        raw={"price": "1200.00", "currency": "USD", "included_credits": {"credits": "5000"},
+        raw={"price": "1200.00", **IN_USD, "included_credits": {"credits": "5000"},
              "features": [{"feature": "api_call", "credits_per_unit": "0.5"}]},
         reason="first deal",
     )  # fmt: skip
     put_contract(
         account=account,
-        raw={"price": "900.00", "currency": "USD",
+        raw={"price": "900.00", **IN_USD,
              "features": [{"feature": "api_call", "limit_per_period": "10000"}]},
         reason="discount",
     )  # fmt: skip

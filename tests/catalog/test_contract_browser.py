@@ -40,6 +40,7 @@ def test_finance_adds_a_contract_from_the_account_page(browser, live_server):
     for field, value in (("starts_at_0", f"{today}"), ("starts_at_1", "00:00:00"),
                          ("ends_at_0", f"{next_year}"), ("ends_at_1", "00:00:00"),
                          ("price", "1200.00"), ("currency", "USD"),
+                         ("overage_unit_price", "0.004"),
                          ("reason", "Enterprise deal, ticket FIN-118")):  # fmt: skip
         element = browser.find_element(By.ID, f"id_{field}")
         element.clear()

@@ -264,17 +264,20 @@ CONTRACTS = {
 
 @dataclass(frozen=True)
 class SignContract:
-    """The account's contract, replaced; it ends after `hours` (None: never)."""
+    """The account's contract, replaced: it starts in `starts_in` hours (0: now) and ends
+    `hours` after that (None: never)."""
 
     terms: str
     hours: int | None
+    starts_in: int = 0
 
     def run(self, world, engine):
-        raw = dict(CONTRACTS[self.terms])
+        starts_at = timezone.now() + timedelta(hours=self.starts_in)
+        raw = {**CONTRACTS[self.terms], "starts_at": starts_at.isoformat()}
         if self.hours is not None:
-            raw["ends_at"] = (timezone.now() + timedelta(hours=self.hours)).isoformat()
+            raw["ends_at"] = (starts_at + timedelta(hours=self.hours)).isoformat()
         put_contract(account=engine.account, raw=raw)
-        return ("contract", self.terms, self.hours)
+        return ("contract", self.terms, self.hours, self.starts_in)
 
 
 @dataclass(frozen=True)
@@ -354,7 +357,7 @@ consumes = events.map(lambda e: Consume(**vars(e)))
 plans = st.builds(ChangePlan, plan=st.sampled_from(["basic", "basic_v2", "overage", None]))
 contracts = st.one_of(
     st.builds(SignContract, terms=st.sampled_from(sorted(CONTRACTS)),
-              hours=st.sampled_from([None, 2, 30])),
+              hours=st.sampled_from([None, 2, 30]), starts_in=st.sampled_from([0, 0, 20])),
     st.just(EndContract()),
 )  # fmt: skip
 steps = st.one_of(
@@ -613,7 +616,9 @@ def listed(things):
         TimePasses(25),
         Consume("disabled", D(1)),
         Consume("quota", D(5)),
-        SignContract("no overdraft", None),
+        SignContract("no overdraft", None, starts_in=20),
+        Consume("priced", D(1)),
+        TimePasses(24),
         Consume("priced", D(1)),
         EndContract(),
         EndContract(),

@@ -84,7 +84,10 @@ class BalanceView(ApiView):
 class EntitlementsView(ApiView):
     required_scopes = READ
 
-    @extend_schema(responses=serializers.EntitlementsOut, summary="What the plan allows")
+    @extend_schema(
+        responses=serializers.EntitlementsOut,
+        summary="What the account may use, and where each term comes from",
+    )
     def get(self, request, external_id):
         account = self.account_for(external_id)
         rows = usage_selectors.entitlements(account=account)
