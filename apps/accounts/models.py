@@ -102,6 +102,12 @@ class Subscription(models.Model):
         "(purchase.mismatch): the renewal job grants no period until an invoice bills the "
         "plan as sold. Empty: renewals as usual.",
     )
+    trial_ending_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When trial.ending was recorded for this trial (once per trial).",
+    )
     scheduled_plan = models.ForeignKey(
         "catalog.Plan",
         on_delete=models.PROTECT,

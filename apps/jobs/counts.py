@@ -30,6 +30,7 @@ class JobCounts:
     invoice_items: int = 0  # overage charges sent to Stripe
     recharges: int = 0  # packs bought by auto-recharge
     published: int = 0  # tasks the outbox sweeper handed to the broker
+    trial_notices: int = 0  # trial.ending events recorded
     posted: int = 0  # ledger entries posted into revenue lines
     fees_posted: int = 0  # platform fees posted into fee lines (written or cut since)
     chunks: int = 0

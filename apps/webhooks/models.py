@@ -14,6 +14,7 @@ EVENT_TYPES = [
     ("credits.granted", "credits.granted — a grant added credits"),
     ("credits.expired", "credits.expired — credits expired unused"),
     ("period.renewed", "period.renewed — a subscription entered a new period"),
+    ("trial.ending", "trial.ending — a trial ends in three days or less"),
     ("trial.ended", "trial.ended — a trial converted to the paid plan or ended without"),
     ("balance.low", "balance.low — available credits fell to the threshold"),
     ("balance.depleted", "balance.depleted — available credits fell to zero"),

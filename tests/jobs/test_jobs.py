@@ -21,6 +21,7 @@ from tests.periods.conftest import FEB_28, MAR_31, Kill, killed_after, world
 
 IN_ORDER = [
     "renew_due_subscriptions",
+    "notify_trials_ending",
     "expire_grants",
     "release_expired_reservations",
     "check_balance_alerts",
@@ -97,7 +98,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == len(JOBS) == 10
+    assert JobRun.objects.filter(trigger="command").count() == len(JOBS) == 11
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):
@@ -115,6 +116,7 @@ def test_beat_schedules_exist_in_the_database(db):
     scheduled = dict(PeriodicTask.objects.values_list("task", "interval__every"))
     assert scheduled == {
         "periods.renew_due_subscriptions": 1,
+        "periods.notify_trials_ending": 60,
         "periods.release_expired_reservations": 1,
         "periods.expire_grants": 5,
         "periods.check_balance_alerts": 1,
@@ -160,10 +162,17 @@ def test_the_other_jobs_run_through_a_real_worker():
         alerts = TASKS["check_balance_alerts"].delay().get(timeout=60)
         retried = TASKS["retry_webhook_deliveries"].delay().get(timeout=60)
         published = TASKS["publish_outbox"].delay().get(timeout=60)
+        noticed = TASKS["notify_trials_ending"].delay().get(timeout=60)
     assert alerts.get("alerts", 0) == retried.get("deliveries", 0) == 0  # nothing due
+    assert noticed.get("trial_notices", 0) == 0
     assert published["published"] == 1 and not OutboxTask.objects.exists()
     runs = JobRun.objects.filter(trigger="beat", status="succeeded").exclude(task_id="")
     assert sorted(runs.values_list("job", flat=True)) == sorted(
-        ["check_balance_alerts", "retry_webhook_deliveries", "publish_outbox"]
+        [
+            "check_balance_alerts",
+            "retry_webhook_deliveries",
+            "publish_outbox",
+            "notify_trials_ending",
+        ]
     )
     connection.close()

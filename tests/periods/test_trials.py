@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan
 from apps.periods.services import cancel_at_period_end, put_account_on_plan, renew_due_subscriptions
+from apps.periods.trials import notify_trials_ending
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import AccountFactory
@@ -87,3 +88,17 @@ def test_an_account_gets_a_plan_trial_once(calendar):
     again = put_account_on_plan(account=account, plan=subscription.plan)
     assert again.status == Subscription.Status.ACTIVE
     assert grants(account)[-1].source == CreditGrant.Source.PLAN_PERIOD
+
+
+def test_trial_ending_is_sent_once_three_days_before_the_end(calendar):
+    account, subscription = on_trial()
+    assert notify_trials_ending(now=TRIAL_END - timedelta(days=4)).trial_notices == 0
+    assert notify_trials_ending(now=TRIAL_END - timedelta(days=3)).trial_notices == 1
+    assert notify_trials_ending(now=TRIAL_END - timedelta(days=1)).trial_notices == 0
+    [ending] = events(account, "trial.ending")
+    assert ending == {
+        "account": account.external_id, "subscription": subscription.pk,
+        "plan": subscription.plan.code, "trial_end": TRIAL_END.isoformat(),
+    }  # fmt: skip
+    renew_due_subscriptions(now=TRIAL_END)
+    assert notify_trials_ending(now=TRIAL_END + timedelta(days=20)).trial_notices == 0
