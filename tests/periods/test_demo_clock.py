@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
+from apps.catalog.models import Plan
 from apps.core import clock
 from apps.jobs.models import JobRun
 from apps.wallets.models import CreditGrant
@@ -58,4 +59,43 @@ def test_a_renewal_in_the_demo_after_advance_clock_and_run_period_jobs(db, authe
 
     [wallet] = authed_client.get("/api/v1/accounts/demo-1/balance").json()["wallets"]
     assert wallet["available"] == "1150.000000"  # the API reads the moved clock too
+    assert_ledger_sound()
+
+
+def test_a_trial_and_a_contract_in_the_demo_after_advance_clock(db, authed_client):
+    """A 14-day trial converts on day 15 into a paid period with the contract's credits; the
+    contract ends on day 20 and consumes cost the plan's price again."""
+    FeatureFactory(code="api_call", credit_type=CreditTypeFactory())
+    plan = monthly_plan(credits=1000, credits_per_unit=D(2))
+    plan.allowances.update(trial_credits=D(100))
+    Plan.objects.filter(pk=plan.pk).update(trial_days=14)
+    plan.refresh_from_db()
+    account, subscription = subscribed(plan, external_id="demo-2")
+    assert subscription.status == Subscription.Status.TRIALING
+    ends_at = (clock.now() + timedelta(days=20)).isoformat()
+    signed = authed_client.put(
+        "/api/v1/accounts/demo-2/contract",
+        {"included_credits": {"credits": "5000"}, "ends_at": ends_at,
+         "features": [{"feature": "api_call", "credits_per_unit": "0.5"}]},
+        format="json",
+    )  # fmt: skip
+    assert signed.status_code == 201, signed.json()
+
+    def consume(quantity):
+        body = {"account": "demo-2", "feature": "api_call", "quantity": quantity}
+        return authed_client.post("/api/v1/consume", body, format="json").json()
+
+    assert consume("10")["credits"] == "5.000000"  # the contract's price, from trial credits
+
+    call_command("advance_clock", "--days", "15", stdout=StringIO())
+    call_command("run_period_jobs", stdout=StringIO())
+    account_body = authed_client.get("/api/v1/accounts/demo-2").json()
+    assert account_body["subscription_status"] == "active"
+    paid = grants(account, CreditGrant.Source.PLAN_PERIOD)[-1]
+    assert paid.amount == D(5000)  # the contract's included credits
+    assert wallet_of(account).balance == D(5000)  # the trial's 95 left expired with it
+
+    call_command("advance_clock", "--days", "6", stdout=StringIO())  # day 21: the contract ended
+    assert consume("10")["credits"] == "20.000000"  # the plan's price again
+    assert authed_client.get("/api/v1/accounts/demo-2/contract").json()["state"] == "ended"
     assert_ledger_sound()
