@@ -21,6 +21,7 @@ from apps.periods.services import (
     cancel_at_period_end,
     change_plan_at_period_end,
     resume_subscription,
+    trial_days_for,
 )
 
 from .catalog_sync import price_matches, wanted_price
@@ -114,6 +115,8 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
     else:
         metadata["creditdesk_plan_checkout"] = str(claim.pk)
         params["subscription_data"] = {"metadata": metadata}
+        if trial_days := trial_days_for(account=account, plan=plan):
+            params["subscription_data"]["trial_period_days"] = trial_days
         # The same parameters and key on every attempt of this claim: a retry after a cut
         # request gets the session Stripe may already have made, never a second one.
         params["expires_at"] = int((claim.created_at + PLAN_CHECKOUT_OPEN_FOR).timestamp())

@@ -13,6 +13,7 @@ Which way a change goes:
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 
@@ -22,7 +23,7 @@ from apps.core.errors import InvalidInput
 from apps.core.history import change_reason
 from apps.core.humanize import credits, money
 from apps.periods.calendar import boundary
-from apps.periods.services import change_plan_at_period_end, put_account_on_plan
+from apps.periods.services import change_plan_at_period_end, put_account_on_plan, trial_days_for
 
 from .checkout import switch_stripe_plan
 
@@ -105,14 +106,12 @@ def _check(live, plan, when):
             )
 
 
-def _credits_of(plan):
+def _credits_of(plan, *, trial=False):
+    """The credits a period of `plan` grants, or (`trial`) its trial does, in words."""
     allowances = plan.allowances.select_related("credit_type").order_by("credit_type__code")
-    parts = [
-        f"{credits(a.credits_per_period)} ({a.credit_type.code})"
-        for a in allowances
-        if a.credits_per_period > 0
-    ]
-    return ", ".join(parts) or "no credits (the plan includes none)"
+    amounts = [(a.trial_credits if trial else a.credits_per_period, a) for a in allowances]
+    parts = [f"{credits(amount)} ({a.credit_type.code})" for amount, a in amounts if amount > 0]
+    return ", ".join(parts) or "no credits"
 
 
 @dataclass
@@ -182,6 +181,14 @@ def describe_plan_change(*, account, plan, when):
             elif live.scheduled_plan_id:
                 steps.append(f"The change to {live.scheduled_plan.name} at period end is dropped.")
             steps.append(f"{plan_label(plan)} starts now, invoiced by hand (no Stripe).")
+        if trial_days := trial_days_for(account=account, plan=plan):
+            trial_end = now + timedelta(days=trial_days)
+            steps.append(
+                f"It starts with its {trial_days}-day trial, to {trial_end:%Y-%m-%d}: "
+                f"{_credits_of(plan, trial=True)} free now, expiring with it; then the first paid "
+                f"period grants {grants}, and each renewal grants them again."
+            )
+            return change
         steps.append(
             f"Granted now: {grants}, for its first period, {now:%Y-%m-%d} to {end:%Y-%m-%d}; "
             "each renewal grants them again."

@@ -115,7 +115,9 @@ def record_stripe_subscription(*, data):
         mark_past_due(subscription=ours)
     elif ours.status == Status.PAST_DUE:
         recover(subscription=ours)
-    elif ours.status != status:
+    elif ours.status != status and not (
+        ours.status == Status.TRIALING and status == Status.ACTIVE
+    ):  # a trial turns active with its first paid period (the renewal: trial.ended)
         ours.status = status
         ours.save(update_fields=["status", "updated_at"])
     return ours
@@ -137,9 +139,10 @@ def _start(data, status):
                        {"subscription": data["id"]})  # fmt: skip
         return None
     start, end = _period(data)
-    # Stripe bills from its own period; a trial at Stripe is not handled here yet.
+    # A trial at Stripe (a Checkout of a plan with one) is the plan's trial here: its credits
+    # now, the first paid period when Stripe bills it.
     subscription = put_account_on_plan(
-        account=account, plan=plan, starts_at=start, with_trial=False
+        account=account, plan=plan, starts_at=start, with_trial=status == Status.TRIALING
     )
     return _link(subscription, data, status, end)
 
@@ -195,6 +198,8 @@ def record_invoice(*, data):
     if ours is None or ours.status == Status.CANCELED:
         return ours
     if data.get("status") == "paid":
+        if ours.status == Status.TRIALING and data.get("total") == 0:
+            return ours  # the trial's own invoice: its credits came with the subscription
         if not _billed_as_sold(ours, data):
             # Flagged for Finance; neither this invoice nor the renewal job grants the period.
             hold_renewal(subscription=ours)

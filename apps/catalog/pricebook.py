@@ -222,6 +222,7 @@ PLAN_FEATURE_FIELDS = ("feature", "enabled", "credits_per_unit", "limit_per_peri
 ROLLOVER_FIELDS = ("percent", "cap", "expires_after_periods")
 OVERAGE_FIELDS = ("policy", "limit", "unit_price")
 TRIAL_FIELDS = ("days", "credits")
+MAX_TRIAL_DAYS = 3650
 OVERAGE_LIMIT_NEEDS_ALLOW = "must be 0 unless policy is allow"
 
 
@@ -376,6 +377,8 @@ def _trial(entry, included):
     sub = _Entry(f"{entry.label}: trial", raw, entry.errors)
     _unknown_keys(sub, raw, TRIAL_FIELDS)
     days = sub.take("days", _whole(0), default=0)
+    if days is not None and days > MAX_TRIAL_DAYS:
+        sub.fail("days", f"must be at most {MAX_TRIAL_DAYS}")
     credits = {}
     for credit_type in sorted(sub.take("credits", _mapping, default={}) or {}, key=str):
         path = f"credits.{credit_type}"
@@ -387,7 +390,7 @@ def _trial(entry, included):
         except (DecimalInputError, ValueError) as exc:
             sub.fail(path, str(exc))
     if not days:
-        if credits:
+        if credits and days == 0:
             sub.fail("days", "trial credits need trial days")
         return None
     return {"days": days, "credits": {k: v for k, v in credits.items() if Decimal(v) > 0}}

@@ -139,11 +139,19 @@ def _trial_grants(subscription, plan, allowances, start, end, now):
     return grants, None
 
 
-def _trial_days(account, plan):
-    """The plan's trial, for an account's first subscription to the plan (any version)."""
+def trial_days_for(*, account, plan):
+    """The days of `plan`'s trial `account` would get now: the plan's, on its first
+    subscription to the plan (any version); else 0."""
     if not plan.trial_days:
         return 0
-    tried = Subscription.objects.filter(account=account, plan__code=plan.code).exists()
+    # A subscription keeps only its last plan (a change at period end rewrites it): trial
+    # credits granted on the plan count as a trial had too.
+    tried = (
+        Subscription.objects.filter(account=account, plan__code=plan.code).exists()
+        or CreditGrant.objects.filter(
+            account=account, source=CreditGrant.Source.TRIAL, plan__code=plan.code
+        ).exists()
+    )
     return 0 if tried else plan.trial_days
 
 
@@ -344,15 +352,12 @@ def _renewed_events(schedule, trials):
     """`period.renewed` per subscription that moved; `trial.ended` per trial in `trials`
     (the subscriptions that were trialing when the renewal began) that ended."""
     ended = [
-        (
-            subscription.account_id,
-            "trial.ended",
-            {
-                "subscription": subscription.pk,
-                "plan": subscription.plan.code,
-                "converted": subscription.status == Subscription.Status.ACTIVE,
-                "trial_end": periods[0][0].isoformat() if periods else None,
-            },
+        _trial_ended(
+            subscription,
+            converted=subscription.status == Subscription.Status.ACTIVE,
+            # Converted: the first paid period starts at the trial's end; canceled: the
+            # subscription's period (the trial) was left as it was.
+            trial_end=periods[0][0] if periods else subscription.current_period_end,
         )
         for subscription, periods in schedule
         if subscription.pk in trials and subscription.status != Subscription.Status.TRIALING
@@ -463,6 +468,32 @@ def _period_grants_left(subscription, book):
     ]
 
 
+def _close_trial_now(subscription, book):
+    """A trialing subscription ended before its trial did (replaced, or ended at Stripe):
+    its trial credits expire now, and `trial.ended` (not converted) is returned to record."""
+    if subscription.status != Subscription.Status.TRIALING:
+        return []
+    prefix = f"trial:{subscription.pk}:"
+    for state in book.states.values():
+        for grant in list(state.grants):
+            if (
+                state.wallet.account_id == subscription.account_id
+                and grant.source == CreditGrant.Source.TRIAL
+                and (grant.reference or "").startswith(prefix)
+            ):
+                state.close(grant)
+    return [_trial_ended(subscription, converted=False, trial_end=subscription.current_period_end)]
+
+
+def _trial_ended(subscription, *, converted, trial_end):
+    return (
+        subscription.account_id,
+        "trial.ended",
+        {"subscription": subscription.pk, "plan": subscription.plan.code,
+         "converted": converted, "trial_end": trial_end.isoformat()},
+    )  # fmt: skip
+
+
 def _end_period_now(subscription, now):
     """A period ended before its time: it ends now, and so does its platform fee."""
     if subscription.current_period_start < now < subscription.current_period_end:
@@ -482,14 +513,16 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None, with
         book = LedgerBook(now=now)
         live = _live(account)
         pricing = _catch_up(account, live, book, now, plan_ids=[plan.pk])
+        ended_trials = []
         for subscription in live:
             for state, grant in _period_grants_left(subscription, book):
                 state.close(grant)
+            ended_trials += _close_trial_now(subscription, book)
             subscription.status = Subscription.Status.CANCELED
             _end_period_now(subscription, now)
             subscription._history_user = acting_user
             subscription.save()
-        trial_days = _trial_days(account, plan) if with_trial else 0
+        trial_days = trial_days_for(account=account, plan=plan) if with_trial else 0
         subscription = Subscription(
             account=account,
             plan=plan,
@@ -518,6 +551,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None, with
         for state in book.states.values():
             state.expire_due()
         book.flush()
+        record_events(events=ended_trials, now=now)
     return subscription
 
 
@@ -641,7 +675,9 @@ def end_subscription(*, subscription, acting_user=None):
     for state, grant in _period_grants_left(subscription, book):
         grant.rollover_percent = None  # a canceled plan carries nothing over
         state.close(grant)
+    ended_trial = _close_trial_now(subscription, book)
     book.flush()
+    record_events(events=ended_trial, now=now)
     subscription.status = Subscription.Status.CANCELED
     subscription.cancel_at_period_end = False
     subscription.scheduled_plan = None

@@ -138,14 +138,18 @@ class World:
     def _subscribe(self, session, customer, price, quantity):
         now = int(time.time())
         start, end = self._period(price, now, 0), self._period(price, now, 1)
+        trial_days = session["subscription_data"].get("trial_period_days")
+        if trial_days:  # Stripe's trial: a first period that ends with it, billed 0
+            end = now + int(trial_days) * 86400
         subscription = self.new(
             "subscription",
             customer=customer,
-            status="active",
+            status="trialing" if trial_days else "active",
+            trial_end=end if trial_days else None,
             cancel_at_period_end=False,
             canceled_at=None,
             ended_at=None,
-            billing_cycle_anchor=now,
+            billing_cycle_anchor=end if trial_days else now,
             collection_method="charge_automatically",
             current_period_start=start,
             current_period_end=end,
@@ -171,7 +175,7 @@ class World:
             }
         )
         self.emit("customer.subscription.created", subscription)
-        self._invoice(subscription, "subscription_create")
+        self._invoice(subscription, "subscription_create", trial=bool(trial_days))
         return subscription
 
     @staticmethod
@@ -183,10 +187,10 @@ class World:
         )
         return int(moment.timestamp())
 
-    def _invoice(self, subscription, reason, *, succeeded=True):
+    def _invoice(self, subscription, reason, *, succeeded=True, trial=False):
         item = subscription["items"]["data"][0]
         price, quantity = item["price"], item["quantity"]
-        amount = price["unit_amount"] * quantity
+        amount = 0 if trial else price["unit_amount"] * quantity
         pending = [
             i for i in self.all("invoiceitem").values()
             if i["customer"] == subscription["customer"] and i["invoice"] is None
@@ -224,7 +228,7 @@ class World:
                     {
                         "id": f"il_{secrets.token_hex(7)}",
                         "object": "line_item",
-                        "amount": price["unit_amount"] * quantity,
+                        "amount": 0 if trial else price["unit_amount"] * quantity,
                         "currency": price["currency"],
                         "quantity": quantity,
                         "period": period,
@@ -255,19 +259,21 @@ class World:
         invoice["hosted_invoice_url"] = f"{self.base_url}/invoices/{invoice['id']}"
         for i in pending:
             i["invoice"] = invoice["id"]
-        intent = self._payment(
-            subscription["customer"],
-            amount,
-            price["currency"],
-            metadata={},
-            payment_method=subscription["default_payment_method"],
-            succeeded=succeeded,
-            description=f"Invoice {invoice['number']}",
-        )
-        invoice["payments"] = {
-            "object": "list",
-            "data": [{"payment": {"type": "payment_intent", "payment_intent": intent["id"]}}],
-        }
+        invoice["payments"] = {"object": "list", "data": []}
+        if amount:  # Stripe marks an invoice of 0 (a trial's) paid without charging
+            intent = self._payment(
+                subscription["customer"],
+                amount,
+                price["currency"],
+                metadata={},
+                payment_method=subscription["default_payment_method"],
+                succeeded=succeeded,
+                description=f"Invoice {invoice['number']}",
+            )
+            invoice["payments"]["data"].append(
+                {"payment": {"type": "payment_intent", "payment_intent": intent["id"]}}
+            )
+        succeeded = succeeded or not amount
         invoice.update(attempt_count=1, attempted=True)
         subscription["latest_invoice"] = invoice["id"]
         if succeeded:

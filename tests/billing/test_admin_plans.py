@@ -299,3 +299,16 @@ def test_stripe_unreachable_is_a_message_and_leaves_the_plan_as_it_was(
     monkeypatch.setattr(stripe, "api_base", offline_stripe.url)
     stripe_sub = offline_stripe.get("subscription", subscribed.stripe_subscription_id)
     assert stripe_sub["items"]["data"][0]["price"]["id"] == plans["pro"].stripe_price_id
+
+
+def test_the_confirmation_says_a_plan_with_a_trial_starts_with_it(
+    client, finance, starter, credit_type
+):
+    Plan.objects.filter(pk=starter.pk).update(trial_days=14)
+    starter.allowances.update(trial_credits=D(500))
+    account = AccountFactory(external_id="acme")
+    said = text_of(change_plan(client, account, starter, "now", confirm=False))
+    assert "It starts with its 14-day trial" in said and "500 credits (credits) free now" in said
+    assert "Granted now" not in said
+    change_plan(client, account, starter, "now")
+    assert live(account).status == Subscription.Status.TRIALING

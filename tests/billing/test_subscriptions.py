@@ -15,7 +15,7 @@ from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.checkout import stripe_customer
 from apps.billing.models import PlanCheckout
 from apps.billing.subscriptions import suspend_past_due_accounts
-from apps.catalog.models import Feature
+from apps.catalog.models import Feature, Plan
 from apps.core.errors import AccountSuspended
 from apps.periods.services import period_reference, renew_due_subscriptions
 from apps.usage.services import consume
@@ -29,11 +29,12 @@ from tests.factories import (
     PlanAllowanceFactory,
     PlanFactory,
     PlanFeatureFactory,
+    SubscriptionFactory,
     UserFactory,
 )
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import FEB_28, JAN_31, KEY, MAR_31, control, ours, pay, subscribe
+from .conftest import FEB_28, JAN_31, KEY, MAR_31, checkout, control, ours, pay, subscribe
 
 D = Decimal
 
@@ -448,3 +449,47 @@ def test_a_subscription_at_a_price_we_never_sold_starts_nothing_whatever_its_met
     alert = WebhookEvent.objects.get(account=account, type="purchase.mismatch")
     assert alert.data["plan"] == "pro"
     assert alert.data["paid"] == {"amount": "1", "currency": "USD"}
+
+
+@pytest.mark.django_db
+def test_a_stripe_trial_grants_its_credits_and_converts_when_stripe_bills_the_first_period(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    """Checkout asks Stripe for the plan's trial; its 0 invoice grants nothing more; the
+    invoice at the trial's end converts it into the first paid period."""
+    plan.allowances.update(trial_credits=D(50))
+    Plan.objects.filter(pk=plan.pk).update(trial_days=14)
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    assert offline_stripe.get("subscription", stripe_id)["status"] == "trialing"
+    webhook.deliver(stripe_events.take())
+
+    trial_end = JAN_31 + timedelta(days=14)
+    subscription = ours(stripe_id)
+    assert (subscription.status, subscription.current_period_end) == ("trialing", trial_end)
+    assert balance(account) == D(50)
+    assert not WebhookEvent.objects.filter(type="purchase.mismatch").exists()
+
+    time_machine.move_to(trial_end + timedelta(minutes=1), tick=False)
+    control(offline_stripe, f"subscriptions/{stripe_id}/renew")
+    webhook.deliver(stripe_events.take())
+    subscription = ours(stripe_id)
+    assert (subscription.status, subscription.current_period_start) == ("active", trial_end)
+    assert balance(account) == D(1000)  # the trial's 50 expired with it
+    [paid] = CreditGrant.objects.filter(account=account, source="plan_period")
+    assert (paid.amount, paid.basis_amount) == (D(1000), D(20))
+    assert_ledger_sound(account)
+
+
+@pytest.mark.django_db
+def test_a_second_checkout_of_a_plan_already_tried_asks_stripe_for_no_trial(
+    authed_client, plan, offline_stripe
+):
+    Plan.objects.filter(pk=plan.pk).update(trial_days=14)
+    account = AccountFactory(external_id="acme")
+    SubscriptionFactory(account=account, plan=plan, status="canceled")
+    session_id = checkout(authed_client, account, plan=plan.code)
+    assert (
+        "trial_period_days"
+        not in offline_stripe.get("checkout.session", session_id)["subscription_data"]
+    )

@@ -59,6 +59,7 @@ def test_a_plan_without_a_trial_has_no_trial_entry(tmp_path):
         ("{days: 7, credits: {gold: 5}}", "trial: credits.gold: 'gold' is not in included"),
         ("{days: -1}", "trial: days: must be a whole number of at least 0"),
         ("{weeks: 2}", "trial: weeks: unknown field"),
+        ("{days: 4000}", "trial: days: must be at most 3650"),
     ],
 )
 def test_a_broken_trial_is_refused_naming_it(tmp_path, trial, message):

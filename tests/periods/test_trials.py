@@ -3,9 +3,17 @@ the first paid period, a trial that ends with a cancellation, and one trial per 
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan
-from apps.periods.services import cancel_at_period_end, put_account_on_plan, renew_due_subscriptions
+from apps.core.errors import InsufficientCredits
+from apps.periods.services import (
+    cancel_at_period_end,
+    change_plan_at_period_end,
+    put_account_on_plan,
+    renew_due_subscriptions,
+)
 from apps.periods.trials import notify_trials_ending
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
@@ -79,7 +87,7 @@ def test_a_trial_canceled_before_its_end_ends_with_it(calendar):
     assert [g.source for g in grants(account)] == [CreditGrant.Source.TRIAL]
     assert wallet_of(account).balance == D(0)
     [ended] = events(account, "trial.ended")
-    assert ended["converted"] is False
+    assert (ended["converted"], ended["trial_end"]) == (False, TRIAL_END.isoformat())
 
 
 def test_an_account_gets_a_plan_trial_once(calendar):
@@ -102,3 +110,32 @@ def test_trial_ending_is_sent_once_three_days_before_the_end(calendar):
     }  # fmt: skip
     renew_due_subscriptions(now=TRIAL_END)
     assert notify_trials_ending(now=TRIAL_END + timedelta(days=20)).trial_notices == 0
+
+
+def test_a_trialing_account_put_on_another_plan_ends_its_trial_at_once(calendar):
+    account, subscription = on_trial()
+    other = monthly_plan(credits=500, code="other")
+    put_account_on_plan(account=account, plan=other)
+    trial = grants(account, CreditGrant.Source.TRIAL)[0]
+    assert trial.remaining == 0  # expired now, not at the trial's end
+    assert wallet_of(account).balance == D(500)
+    [ended] = events(account, "trial.ended")
+    assert ended["converted"] is False
+
+
+def test_a_trial_converted_into_a_scheduled_plan_still_counts_as_had(calendar):
+    account, subscription = on_trial()
+    change_plan_at_period_end(account=account, plan=monthly_plan(credits=500, code="other"))
+    renew_due_subscriptions(now=TRIAL_END)  # the subscription row is on "other" now
+    again = put_account_on_plan(account=account, plan=Plan.objects.get(pk=subscription.plan_id))
+    assert again.status == Subscription.Status.ACTIVE
+
+
+def test_a_trial_has_no_overdraft_even_on_a_plan_that_allows_overage(calendar):
+    plan = trial_plan()
+    Plan.objects.filter(pk=plan.pk).update(overage_policy="allow", overage_limit=D(500))
+    account = AccountFactory()
+    put_account_on_plan(account=account, plan=Plan.objects.get(pk=plan.pk))
+    spend(account, 200)
+    with pytest.raises(InsufficientCredits):
+        spend(account, 1)

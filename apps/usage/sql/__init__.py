@@ -49,6 +49,7 @@ def context():
         **{name: literal(name) for name in outcome_names},
         "live_statuses": "(" + ", ".join(literal(s) for s in Subscription.LIVE_STATUSES) + ")",
         "account_active": literal(Account.Status.ACTIVE),
+        "subscription_trialing": literal(Subscription.Status.TRIALING),
         "feature_metered": literal(Feature.Kind.METERED),
         "overage_allow": literal(Plan.OveragePolicy.ALLOW),
         "source_feature": literal(outcomes.SOURCE_FEATURE),

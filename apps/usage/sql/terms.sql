@@ -34,10 +34,11 @@ SELECT r.ord, r.account_id, r.feature_code, CAST(a.status AS text), ft.id,
        -- the plan's (none without a plan).
        CASE WHEN cx.sets_limit THEN cx.limit_per_period ELSE x.limit_per_period END,
        sub.current_period_start,
-       -- Overdraft: on a plan (overage is billed at its period's end, so without a plan
-       -- there is none), the overage limit where the policy allows overage, each term the
-       -- contract's where it sets it, else the plan's.
-       CASE WHEN sub.id IS NULL THEN 0
+       -- Overdraft: on a paid plan (overage is billed at its period's end: without a plan
+       -- there is none, and a free trial has no price to bill it with), the overage limit
+       -- where the policy allows overage, each term the contract's where it sets it, else
+       -- the plan's.
+       CASE WHEN sub.id IS NULL OR sub.status = {{subscription_trialing}} THEN 0
             WHEN COALESCE(NULLIF(c.overage_policy, ''), pl.overage_policy) = {{overage_allow}}
             THEN COALESCE(c.overage_limit, pl.overage_limit, 0) ELSE 0 END
 FROM {{requests}}
