@@ -56,7 +56,12 @@ def wsgi_server(monkeypatch):
         def log_message(self, *args):
             pass
 
-    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+    class Server(ThreadedWSGIServer):
+        # Room for all 32 clients' connections at once: with the default backlog (10) a
+        # loaded machine reset some before the accepting thread got to them.
+        request_queue_size = 64
+
+    server = Server(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
     server.set_app(application)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

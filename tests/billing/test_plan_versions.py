@@ -190,7 +190,7 @@ def test_moving_now_keeps_the_period_and_its_credits_and_changes_costs_at_once(s
     output = run("import_catalog", write(tmp_path, catalog(price="39", credits="3000",
                                                            cost="1")),
                  "--move-subscribers", "now")  # fmt: skip
-    assert "starter: Moved 1 subscriber(s)." in output
+    assert "starter v1: Moved 1 subscriber(s)." in output
     subscription = Subscription.objects.get(account=old)
     assert (subscription.plan.version, subscription.current_period_start) == (2, JAN_31)
     assert plan_period_grants(old) == [D(2000)]  # no second allowance for this period
@@ -247,3 +247,16 @@ def test_a_stripe_subscriber_moves_at_stripe_and_the_webhook_settles_it(
     assert (subscription.plan, subscription.scheduled_plan) == (v2, None)
     assert plan_period_grants(account) == [D(2000), D(2000)]
     assert not WebhookEvent.objects.filter(type="purchase.mismatch").exists()
+
+
+def test_an_import_that_moves_subscribers_moves_those_of_every_earlier_version(starter, tmp_path):
+    first = on_starter("first")
+    load(catalog(price="39", credits="3000"))  # v2
+    second = on_starter("second")
+    output = run("import_catalog", write(tmp_path, catalog(price="49", credits="4000")),
+                 "--move-subscribers", "period_end")  # fmt: skip
+    assert "starter v1: Moved 1" in output and "starter v2: Moved 1" in output
+    scheduled = Subscription.objects.filter(account__in=[first, second]).values_list(
+        "scheduled_plan__version", flat=True
+    )
+    assert sorted(scheduled) == [3, 3]

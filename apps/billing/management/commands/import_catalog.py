@@ -23,8 +23,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--move-subscribers",
             choices=WHEN,
-            help="Move the subscribers of each plan that gets a new version onto it, now or "
-            "at their period end. Default: they keep their version.",
+            help="Move the subscribers of each plan that gets a new version (of every earlier "
+            "version) onto it, now or at their period end. Default: they keep their version.",
         )
 
     def handle(self, *args, file, dry_run, move_subscribers, **options):
@@ -54,16 +54,21 @@ class Command(BaseCommand):
         for change in result.changes:
             if not change.publishes:
                 continue
-            before = version_of(code=change.code, version=change.publishes - 1)
+            # Every earlier version's subscribers, not only the one just superseded.
+            earlier = [
+                version_of(code=change.code, version=version)
+                for version in range(1, change.publishes)
+            ]
             if dry_run:
-                count = subscribers_of(before, when).count()
+                count = sum(subscribers_of(before, when).count() for before in earlier)
                 self.stdout.write(f"Would move {count} subscriber(s) of {change.code} to "
                                   f"version {change.publishes}, {when}.")  # fmt: skip
                 continue
-            moved = move_subscribers(
-                from_plan=before, to_plan=version_of(code=change.code), when=when
-            )
-            self.stdout.write(f"{change.code}: {moved.describe()}")
-            failed += len(moved.failed)
+            for before in earlier:
+                moved = move_subscribers(
+                    from_plan=before, to_plan=version_of(code=change.code), when=when
+                )
+                self.stdout.write(f"{change.code} v{before.version}: {moved.describe()}")
+                failed += len(moved.failed)
         if failed:
             raise CommandError(f"{failed} subscriber(s) not moved; run move_subscribers again.")
