@@ -267,6 +267,7 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
             "diff": diff,
             "live": live,
             "entry": json.dumps(entry),
+            "before": json.dumps(before),
             "back": reverse("admin:catalog_plan_change", args=[plan.pk]),
         })  # fmt: skip
 
@@ -275,10 +276,14 @@ class PlanAdmin(SyncToStripe, HistoryAdmin):
             entry = json.loads(request.POST["entry"])
             if not isinstance(entry, dict) or entry.get("code") != plan.code:
                 raise ValueError("not this plan's entry")
+            # The plan as the confirmation page showed it: saved by someone else since,
+            # the confirmed entry would overwrite their change.
+            seen = json.loads(request.POST["before"]) if "before" in request.POST else None
             published, new_version = save_plan_entry(
                 entry=entry,
                 acting_user=request.user,
                 reason=f"admin: {request.POST.get('reason') or 'plan edited'}",
+                seen=seen,
             )
         except (KeyError, ValueError):
             self.message_user(request, "That form was not a plan's; nothing was saved.",

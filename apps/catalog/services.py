@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Q
 
-from apps.core.errors import InvalidInput
+from apps.core.errors import ChangedMeanwhile, InvalidInput
 
 from .models import CreditPack, CreditType, Feature, Plan, PlanAllowance, PlanFeature
 from .pricebook import PLAN_LISTING_FIELDS, SECTIONS, validate_document
@@ -121,8 +121,11 @@ def in_use(plan):
     )
 
 
-def import_catalog(*, raw, dry_run=False, acting_user=None, source="file", reason=None):
-    """Upsert the catalog from a parsed file, by code, all or nothing.
+def import_catalog(*, raw, dry_run=False, acting_user=None, source="file", reason=None,
+                   seen_plans=None):  # fmt: skip
+    """Upsert the catalog from a parsed file, by code, all or nothing. `seen_plans`
+    (`{code: plan entry}`): the plans as the user saw them before this edit; if one is no
+    longer so (saved by someone else since), ChangedMeanwhile and nothing is written.
 
     Entries in the database but not in the file are reported and left alone: removing a plan
     that customers are on is a decision for a person, not a side effect of a file.
@@ -145,6 +148,13 @@ def import_catalog(*, raw, dry_run=False, acting_user=None, source="file", reaso
         plans = Plan.objects.filter(code__in=codes["plans"], current=True).order_by("pk")
         plans = {p.code: p for p in plans.select_for_update(of=("self",))}
         current = catalog_document(codes=codes)
+        stored = {item["code"]: item for item in current["plans"]}
+        for code, seen in (seen_plans or {}).items():
+            if stored.get(code) != seen:
+                raise ChangedMeanwhile(
+                    f"the plan {code} was changed by someone else since you saw it. Open it "
+                    "again to see their change, then make yours."
+                )
         result = CatalogImport(dry_run=dry_run)
         for section in SECTIONS:
             before = {item["code"]: item for item in current[section]}
@@ -311,11 +321,16 @@ def _publish(item, credit_types, features, *, acting_user, reason):
                        reason=f"{reason}: published v{plan.version}")  # fmt: skip
 
 
-def save_plan_entry(*, entry, acting_user, reason):
+def save_plan_entry(*, entry, acting_user, reason, seen=None):
     """Save one plan entry of the catalog file format (the admin's edit, validated by the
     same rules as a file): in place on the current version, or as the next version when
-    its terms change on a version in use. Returns `(plan, published)`."""
-    result = import_catalog(raw={"plans": [entry]}, acting_user=acting_user, reason=reason)
+    its terms change on a version in use. `seen`: the plan's entry as the user saw it before
+    editing (the check is made under the lock the import takes). Returns
+    `(plan, published)`."""
+    result = import_catalog(
+        raw={"plans": [entry]}, acting_user=acting_user, reason=reason,
+        seen_plans=None if seen is None else {entry["code"]: seen},
+    )  # fmt: skip
     plan = Plan.objects.get(code=entry["code"], current=True)
     return plan, any(c.publishes for c in result.changes)
 

@@ -103,6 +103,13 @@ class Conflict(DomainError):
     pass
 
 
+class ChangedMeanwhile(Conflict):
+    """What the user confirmed is no longer what is stored: someone saved it since."""
+
+    code = "changed_meanwhile"
+    default_message = "It was changed by someone else since you saw it; nothing was saved."
+
+
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
     default_message = "This idempotency key was already used with a different request."

@@ -4,6 +4,7 @@ confirmed, publishes the next version; subscribers move by an action with a prev
 from decimal import Decimal as D
 
 import pytest
+from django.contrib.messages import get_messages
 
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan
@@ -153,3 +154,17 @@ def test_the_plan_list_shows_current_versions_unless_asked(pricing, plan):
     assert len(pricing.get("/admin/catalog/plan/?versions=all").context["cl"].result_list) == 2
     [earlier] = pricing.get("/admin/catalog/plan/?versions=earlier").context["cl"].result_list
     assert earlier.version == 1
+
+
+def test_a_publish_confirmed_after_someone_else_saved_the_plan_writes_nothing(pricing, plan):
+    subscriber(plan)
+    page = pricing.post(url(plan), change_form(plan, price="59.00"))
+    Plan.objects.filter(pk=plan.pk).update(name="Pro (renamed meanwhile)")  # another tab
+    answer = pricing.post(url(plan), {"_publish": "1", "entry": page.context["entry"],
+                                      "before": page.context["before"]})  # fmt: skip
+    assert answer.status_code == 302
+    assert list(Plan.objects.values_list("version", "name", "price")) == [
+        (1, "Pro (renamed meanwhile)", D("49.00"))
+    ]
+    said = [str(m) for m in get_messages(answer.wsgi_request)]
+    assert any("changed by someone else since you saw it" in m for m in said), said
