@@ -4,9 +4,11 @@ grants and expiries, 30 days of usage, packs and plans to buy through Checkout, 
 import re
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 import requests
+from django.core.management import call_command
 from django.utils import timezone
 
 from apps.accounts.models import Subscription
@@ -316,3 +318,11 @@ def test_a_bank_payment_that_fails_later_marks_the_purchase_failed_and_the_page_
     page = client.get(f"{path_of(link['url'])}?checkout={session_id}").content.decode()
     assert "Your payment failed at your bank; nothing was added." in page
     assert "Payment failed" in page  # in the list of payments
+
+
+def test_a_link_expires_by_the_demo_clock(client, account, link, settings):
+    days = settings.BILLING_LINK_MAX_AGE_MINUTES // (24 * 60) + 1
+    call_command("advance_clock", "--days", str(days), stdout=StringIO())
+    page = client.get(path_of(link["url"]))
+    assert page.status_code == 403
+    assert "This billing link has expired" in page.content.decode()
