@@ -8,14 +8,17 @@ transaction, so a long move never holds every account at once; a run that stops 
 
 from dataclasses import dataclass, field
 
+import stripe
+
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan
 from apps.catalog.selectors import plan_document, plans_with_terms
 from apps.catalog.services import plan_diff
-from apps.core.errors import DomainError, InvalidInput
+from apps.core.errors import DomainError, InvalidInput, PaymentProviderError
 from apps.periods.services import change_plan_at_period_end, move_to_version_now
 
 from .checkout import bill_at_stripe
+from .gateway import call_stripe
 
 NOW, PERIOD_END = "now", "period_end"
 WHEN = (NOW, PERIOD_END)
@@ -133,13 +136,35 @@ def _move_one(subscription, to_plan, when, acting_user):
     if subscription.stripe_subscription_id:
         try:
             bill_at_stripe(stripe_subscription_id=subscription.stripe_subscription_id, plan=to_plan)
-        except DomainError:
+        except DomainError as error:
+            if getattr(error, "outcome_unknown", False):
+                # No answer may still mean done: read Stripe before undoing ours (undone
+                # while Stripe moved, its next event would switch the plan here anew).
+                done = _bills(subscription.stripe_subscription_id, to_plan)
+                if done:
+                    return
+                if done is None:
+                    raise PaymentProviderError(
+                        "Stripe did not answer: moved here, and perhaps not at Stripe; its next "
+                        "invoice tells (one at another price than the version's is flagged for "
+                        "Finance and grants nothing)."
+                    ) from error
             back = subscription.plan
             if when == NOW:
                 move_to_version_now(account=account, plan=back, acting_user=acting_user)
             else:
                 change_plan_at_period_end(account=account, plan=back, acting_user=acting_user)
             raise
+
+
+def _bills(stripe_subscription_id, plan):
+    """Whether Stripe's subscription bills `plan`'s price now; None if Stripe cannot say."""
+    try:
+        remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id)
+    except PaymentProviderError:
+        return None
+    price = remote["items"]["data"][0]["price"]  # a Price, or its id when not expanded
+    return (price if isinstance(price, str) else price["id"]) == plan.stripe_price_id
 
 
 def _check_stripe(subscription, to_plan):

@@ -14,6 +14,9 @@ from .wire import API_VERSION, RESOURCES, StripeError, decode_form, missing
 logger = logging.getLogger(__name__)
 
 
+LOST = {"lost": True}  # an answer that was a 500 (replayed as one)
+
+
 class OfflineStripeApp:
     """The WSGI application in front of an `OfflineStripe`."""
 
@@ -35,8 +38,15 @@ class OfflineStripeApp:
                 if replayed is None:
                     params = decode_form(body if method == "POST" else query)
                     answer = self.stripe.run(self.api, method, path[4:], params)
+                    if method == "POST" and self.stripe.lose_next_answer:
+                        # Done at Stripe, then a 500 (`lose_next_answer`); as Stripe does, a
+                        # retry with the same key gets the same 500.
+                        self.stripe.lose_next_answer = False
+                        answer = LOST
                     if key and method == "POST":
                         self.stripe.idempotent[key] = answer
+                if (replayed or answer) is LOST:
+                    raise StripeError(500, "An unknown error occurred.", kind="api_error")
                 return self._json(start_response, 200, replayed or answer)
             if path.startswith("/pay/"):
                 return self.pay_page(start_response, method, path[5:], decode_form(body))
@@ -102,7 +112,11 @@ class OfflineStripeApp:
     def control(self, path, params):
         """What happens outside the API: `subscriptions/<id>/renew`, `.../fail`,
         `invoices/<id>/pay`, `charges/<id>/dispute`, `disputes/<id>/close`,
-        `checkout_sessions/<id>/pay|expire|fail_async`."""
+        `checkout_sessions/<id>/pay|expire|fail_async`, `lose_next_answer` (the next API
+        write takes effect, then answers 500: a caller cannot tell whether it did)."""
+        if path == "lose_next_answer":
+            self.stripe.lose_next_answer = True
+            return {"lose_next_answer": True}
         kind, _, rest = path.partition("/")
         object_id, _, action = rest.partition("/")
         actions = {

@@ -28,6 +28,7 @@ class OfflineStripe(ApiObjects, World):
         self.deliver = deliver or self.post_to_endpoints
         self.objects = {}
         self.idempotent = {}  # Idempotency-Key -> answer, replayed as Stripe does
+        self.lose_next_answer = False  # the next API write applies, then answers 500
         if self.state_file and self.state_file.exists():
             self.objects = json.loads(self.state_file.read_text())
 

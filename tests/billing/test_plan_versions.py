@@ -260,3 +260,30 @@ def test_an_import_that_moves_subscribers_moves_those_of_every_earlier_version(s
         "scheduled_plan__version", flat=True
     )
     assert sorted(scheduled) == [3, 3]
+
+
+def test_a_stripe_move_whose_answer_is_lost_is_kept_when_stripe_made_it(
+    db, authed_client, offline_stripe, webhook, stripe_events, time_machine, caplog
+):
+    """Stripe applies the move but its answer never comes: CreditDesk reads the subscription
+    back instead of undoing its side, so the two stay in step."""
+    time_machine.move_to(JAN_31, tick=True)
+    load(catalog())
+    sync_stripe_catalog()
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, version_of(code="starter"), offline_stripe)
+    webhook.deliver(stripe_events.take())
+    load(catalog(price="39"))
+    sync_stripe_catalog()
+    v1, v2 = Plan.objects.filter(code="starter").order_by("version")
+
+    control(offline_stripe, "lose_next_answer")
+    result = move_subscribers(from_plan=v1, to_plan=v2, when="period_end")
+    assert "Stripe refused Subscription.modify" in caplog.text  # the answer was lost
+    assert result.moved == ["acme"] and result.failed == [], result.failed
+    remote = offline_stripe.get("subscription", stripe_id)
+    assert remote["items"]["data"][0]["price"]["id"] == v2.stripe_price_id
+    webhook.deliver(stripe_events.take())
+    subscription = Subscription.objects.get(stripe_subscription_id=stripe_id)
+    assert (subscription.plan, subscription.scheduled_plan) == (v1, v2)
+    assert wallet_of(account).balance == D(2000)  # no plan switch here, no fresh credits
