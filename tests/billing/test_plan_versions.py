@@ -3,10 +3,9 @@ publishes the next version; subscribers keep theirs until moved, new ones get th
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.accounts.models import Subscription
 from apps.billing.billing_page import plan_offers
@@ -19,6 +18,7 @@ from apps.periods.services import put_account_on_plan, renew_due_subscriptions
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEvent
+from tests.commands import run, write
 from tests.factories import AccountFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
@@ -47,18 +47,6 @@ plans:
 
 def load(text, **options):
     return import_catalog(raw=read_document(text, filename="catalog.yaml"), **options)
-
-
-def run(*args):
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
-def write(tmp_path, text):
-    path = tmp_path / "catalog.yaml"
-    path.write_text(text)
-    return str(path)
 
 
 def on_starter(external_id):
@@ -212,17 +200,26 @@ def test_a_move_between_two_plans_or_onto_the_same_version_is_refused(starter):
         move_subscribers(from_plan=v1, to_plan=version_of(code="other"), when="now")
 
 
-def test_a_stripe_subscriber_moves_at_stripe_and_the_webhook_settles_it(
-    db, authed_client, offline_stripe, webhook, stripe_events, time_machine
-):
-    time_machine.move_to(JAN_31, tick=True)
+def stripe_subscriber_of_v1(authed_client, offline_stripe, webhook, stripe_events):
+    """Acme subscribes to starter v1 through Stripe, then v2 is published at 39 and synced:
+    `(account, Stripe's subscription id, the sync's result)`."""
     load(catalog())
     sync_stripe_catalog()
     account = AccountFactory(external_id="acme")
     stripe_id = subscribe(authed_client, account, version_of(code="starter"), offline_stripe)
     webhook.deliver(stripe_events.take())
     load(catalog(price="39"))
-    assert "plan starter@v2" in sync_stripe_catalog().created
+    return account, stripe_id, sync_stripe_catalog()
+
+
+def test_a_stripe_subscriber_moves_at_stripe_and_the_webhook_settles_it(
+    db, authed_client, offline_stripe, webhook, stripe_events, time_machine
+):
+    time_machine.move_to(JAN_31, tick=True)
+    account, stripe_id, synced = stripe_subscriber_of_v1(
+        authed_client, offline_stripe, webhook, stripe_events
+    )
+    assert "plan starter@v2" in synced.created
     v1, v2 = Plan.objects.filter(code="starter").order_by("version")
     assert v2.stripe_price_id and v2.stripe_price_id != v1.stripe_price_id
     # The billing page offers a version 1 subscriber nothing for its own plan.
@@ -268,13 +265,9 @@ def test_a_stripe_move_whose_answer_is_lost_is_kept_when_stripe_made_it(
     """Stripe applies the move but its answer never comes: CreditDesk reads the subscription
     back instead of undoing its side, so the two stay in step."""
     time_machine.move_to(JAN_31, tick=True)
-    load(catalog())
-    sync_stripe_catalog()
-    account = AccountFactory(external_id="acme")
-    stripe_id = subscribe(authed_client, account, version_of(code="starter"), offline_stripe)
-    webhook.deliver(stripe_events.take())
-    load(catalog(price="39"))
-    sync_stripe_catalog()
+    account, stripe_id, _ = stripe_subscriber_of_v1(
+        authed_client, offline_stripe, webhook, stripe_events
+    )
     v1, v2 = Plan.objects.filter(code="starter").order_by("version")
 
     control(offline_stripe, "lose_next_answer")

@@ -1,28 +1,16 @@
 """Pricing as code: import_catalog / export_catalog (docs/catalog.md)."""
 
 from decimal import Decimal
-from io import StringIO
 
 import pytest
 from django.conf import settings
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.catalog.models import CreditPack, CreditType, Feature, Plan, PlanFeature
+from tests.commands import run, write
 
 DEMO = settings.BASE_DIR / "demo" / "catalog.yaml"
 pytestmark = pytest.mark.django_db
-
-
-def run(*args):
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
-def write(tmp_path, text, name="catalog.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
 
 
 MINIMAL = """

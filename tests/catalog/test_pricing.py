@@ -2,16 +2,16 @@
 docs/revenue.md "Plan periods: allocating the price")."""
 
 from decimal import Decimal
-from io import StringIO
 from types import SimpleNamespace
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.catalog.models import Plan
 from apps.catalog.pricing import price_split, split_problems
+from tests.commands import run, write
 from tests.factories import CreditTypeFactory, UserFactory
 
 D = Decimal
@@ -114,18 +114,6 @@ plans:
   standalone_values: {credits: 80, gpu: "30.00"}
   platform_fee_value: 10
 """
-
-
-def run(*args):
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
-def write(tmp_path, text):
-    path = tmp_path / "catalog.yaml"
-    path.write_text(text)
-    return str(path)
 
 
 @pytest.mark.django_db

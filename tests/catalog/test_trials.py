@@ -1,13 +1,12 @@
 """A plan's trial in the catalog file: written only for plans that have one, read back exactly,
 checked, and a pricing term like the others (a change on a version in use publishes)."""
 
-from io import StringIO
-
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.catalog.models import Plan
 from apps.periods.services import put_account_on_plan
+from tests.commands import run, write
 from tests.factories import AccountFactory
 from tests.ledger import D
 
@@ -27,17 +26,11 @@ plans:
 
 
 def load(tmp_path, text):
-    path = tmp_path / "catalog.yaml"
-    path.write_text(text)
-    out = StringIO()
-    call_command("import_catalog", str(path), stdout=out)
-    return out.getvalue()
+    return run("import_catalog", write(tmp_path, text))
 
 
 def exported():
-    out = StringIO()
-    call_command("export_catalog", stdout=out)
-    return out.getvalue()
+    return run("export_catalog")
 
 
 def test_a_trial_is_imported_and_exported_back(tmp_path):

@@ -2,13 +2,10 @@
 process at once, free on the hot path, and fixed to real time under production settings."""
 
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,8 +14,7 @@ from django.utils import timezone
 from apps.core import clock
 from apps.usage.models import UsageEvent
 from apps.wallets.models import CreditGrant, LedgerEntry
-
-from .test_settings import PRODUCTION_ENV
+from tests.commands import PRODUCTION_ENV, manage
 
 DAY = timedelta(days=1)
 
@@ -32,17 +28,6 @@ def advance_clock(*args):
 def ahead():
     """How far the clock is ahead of real time, to the second."""
     return timedelta(seconds=round((clock.now() - timezone.now()).total_seconds()))
-
-
-def manage(*args, env):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_every_test_starts_on_real_time():

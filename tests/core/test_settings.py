@@ -1,34 +1,13 @@
 """Settings come from the environment; production refuses to start half-configured."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 
-BASE_ENV = {k: v for k, v in os.environ.items() if k not in {
-    "SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DEBUG",
-}}  # fmt: skip
-PRODUCTION_ENV = {
-    **BASE_ENV,
-    "DJANGO_SETTINGS_MODULE": "config.settings.production",
-    "SECRET_KEY": "a-production-like-secret-key-for-the-deploy-check-0123456789-abcdefghijkl",
-    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
-    "ALLOWED_HOSTS": "credits.example.com",
-}
-
-
-def manage(*args, env):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.commands import BASE_ENV, PRODUCTION_ENV, manage
 
 
 def test_production_refuses_to_start_without_its_required_variables():
