@@ -13,7 +13,7 @@ import stripe
 from apps.accounts.models import Subscription
 from apps.catalog.models import Plan
 from apps.catalog.selectors import plan_document, plans_with_terms
-from apps.catalog.services import plan_diff
+from apps.catalog.services import change_lines, plan_diff
 from apps.core.errors import DomainError, InvalidInput, PaymentProviderError
 from apps.periods.services import change_plan_at_period_end, move_to_version_now
 
@@ -40,7 +40,7 @@ class MovePreview:
             f"{self.from_plan.version} to version {self.to_plan.version}, {when}"
             + (f" ({self.on_stripe} at Stripe)." if self.on_stripe else ".")
         ]
-        lines += [f"    {path}: {_show(old)} -> {_show(new)}" for path, old, new in self.changes]
+        lines += change_lines(self.changes)
         if not self.changes:
             lines.append("    (the two versions have the same terms)")
         return "\n".join(lines)
@@ -57,10 +57,6 @@ class MoveResult:
         return "\n".join(lines)
 
 
-def _show(value):
-    return "(none)" if value is None else repr(value)
-
-
 def version_of(*, code, version=None):
     """The plan version `code@version` (the current one without a number)."""
     found = Plan.objects.filter(code=code)
@@ -72,7 +68,7 @@ def version_of(*, code, version=None):
     return plan
 
 
-def subscribers_of(from_plan, when):
+def subscribers_of(from_plan):
     """Live subscriptions on `from_plan` whose next period is not decided already: one with
     a change scheduled (another plan, or a version) keeps it, at Stripe as here."""
     found = Subscription.objects.filter(
@@ -94,7 +90,7 @@ def _check(from_plan, to_plan, when):
 def preview_move(*, from_plan, to_plan, when):
     """How many would move and what changes for them, writing nothing."""
     _check(from_plan, to_plan, when)
-    subscribers = subscribers_of(from_plan, when)
+    subscribers = subscribers_of(from_plan)
     terms = plans_with_terms().in_bulk([from_plan.pk, to_plan.pk])
     return MovePreview(
         from_plan=from_plan,
@@ -112,7 +108,7 @@ def move_subscribers(*, from_plan, to_plan, when, acting_user=None, limit=None):
     say) stays where it was and is listed."""
     _check(from_plan, to_plan, when)
     result = MoveResult()
-    subscriptions = subscribers_of(from_plan, when)
+    subscriptions = subscribers_of(from_plan)
     for subscription in subscriptions[:limit] if limit else subscriptions:
         try:
             _move_one(subscription, to_plan, when, acting_user)

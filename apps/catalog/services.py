@@ -42,7 +42,7 @@ class EntryChange:
                 f": version {self.publishes} (subscribers of version {self.publishes - 1} "
                 "keep its terms until moved)"
             )
-        lines += [f"    {path}: {_show(old)} -> {_show(new)}" for path, old, new in self.fields]
+        lines += change_lines(self.fields)
         return "\n".join(lines)
 
 
@@ -67,6 +67,11 @@ class CatalogImport:
             f"{self.unchanged} unchanged."
         )
         return "\n".join(lines)
+
+
+def change_lines(changes):
+    """`[(path, old, new)]` (a diff of two entries) as the lines a command prints."""
+    return [f"    {path}: {_show(old)} -> {_show(new)}" for path, old, new in changes]
 
 
 def _show(value):

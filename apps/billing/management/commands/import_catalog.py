@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 for version in range(1, change.publishes)
             ]
             if dry_run:
-                count = sum(subscribers_of(before, when).count() for before in earlier)
+                count = sum(subscribers_of(before).count() for before in earlier)
                 self.stdout.write(f"Would move {count} subscriber(s) of {change.code} to "
                                   f"version {change.publishes}, {when}.")  # fmt: skip
                 continue
