@@ -1,5 +1,5 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, status
+from rest_framework import status
 from rest_framework.response import Response
 
 from apps.accounts.selectors import live_subscription
@@ -49,9 +49,7 @@ class AccountView(ApiView):
         if request.auth.account_id is not None:
             self.account_for(external_id)  # a bound key cannot create other accounts
             if "plan" in data:
-                raise exceptions.PermissionDenied(
-                    "Only a service key may change plans; a key bound to an account may not."
-                )
+                self.service_key_only("change plans")
         fields = {k: data[k] for k in ("name", "email", "metadata") if k in data}
         account, created = sync_account(
             external_id=external_id, fields=fields, plan_code=data.get("plan")

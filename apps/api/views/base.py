@@ -1,6 +1,7 @@
 """What every API view shares: the account a key may see, and replay headers."""
 
 from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions
 from rest_framework.views import APIView
 
 from apps.accounts.models import Account
@@ -38,6 +39,13 @@ class ApiView(APIView):
             return {own.external_id: own} if own.external_id in external_ids else {}
         found = Account.objects.filter(external_id__in=external_ids)
         return {account.external_id: account for account in found}
+
+    def service_key_only(self, what):
+        """Refuse a key bound to an account (it may not set its own plan or prices)."""
+        if self.request.auth.account_id is not None:
+            raise exceptions.PermissionDenied(
+                f"Only a service key may {what}; a key bound to an account may not."
+            )
 
     def may_see(self, account_id):
         key = self.request.auth

@@ -1,5 +1,5 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, status
+from rest_framework import status
 from rest_framework.response import Response
 
 from apps.catalog.contracts import (
@@ -73,10 +73,7 @@ class ContractView(ApiView):
 
     def _writable(self, external_id):
         account = self.account_for(external_id)
-        if self.request.auth.account_id is not None:
-            raise exceptions.PermissionDenied(
-                "Only a service key may set contracts; a key bound to an account may not."
-            )
+        self.service_key_only("set contracts")
         return account
 
     def _reason(self, reason, verb):
