@@ -12,6 +12,8 @@ class BillingConfig(AppConfig):
             handlers,  # noqa: F401  (connects the Stripe event receivers)
             jobs,  # noqa: F401 - registers the app's scheduled jobs
         )
+        from .contract_prices import bill_contract_soon
         from .overage import record_overage_charges
 
         events.subscribe(events.OVERAGE_SETTLED, record_overage_charges)
+        events.subscribe(events.CONTRACT_CHANGED, bill_contract_soon)

@@ -68,8 +68,15 @@ def sync_stripe_catalog(*, plans=None, packs=None):
 def item_name(kind, item):
     """How Stripe's objects name an item. Each plan version has its own Price (subscribers
     of an earlier version keep paying theirs); version 1 keeps the name it had before plans
-    had versions."""
+    had versions. A contract (one per account, replaced in place) goes by its id."""
+    if kind == "contract":
+        return str(item.pk)
     return item.code if kind == "pack" or item.version == 1 else item.label
+
+
+def _title(kind, item):
+    """What Stripe's dashboard shows for the item."""
+    return str(item) if kind == "contract" else item.name
 
 
 def price_tag(kind, item):
@@ -87,15 +94,27 @@ def _sync_item(kind, item, report):
             report.archived.append(label)
         return
     wanted = wanted_price(item)
-    product = _product(kind, item)
+    product = product_of(kind, item)
     if current is not None and price_matches(current, wanted):
         report.unchanged.append(label)
         return
+    replace_price(kind=kind, item=item, product_id=product["id"], wanted=wanted, current=current)
+    if current is not None:
+        report.repriced.append(label)
+    else:
+        report.created.append(label)
+
+
+def replace_price(*, kind, item, product_id, wanted, current):
+    """A new Stripe Price for `item` (Stripe prices are immutable), mirrored by dj-stripe and
+    stored on the item; `current`, the one it replaces, archived. The idempotency key names
+    the price and the one it replaces, so a retry after a lost answer gets the same price."""
+    name = item_name(kind, item)
     params = {
-        "product": product["id"],
+        "product": product_id,
         "unit_amount": wanted["unit_amount"],
         "currency": wanted["currency"],
-        "nickname": item.name,
+        "nickname": _title(kind, item),
         "metadata": {"creditdesk_item": price_tag(kind, item)},
     }
     if wanted["recurring"]:
@@ -108,16 +127,15 @@ def _sync_item(kind, item, report):
         type(item).objects.filter(pk=item.pk).update(stripe_price=mirrored)
     if current is not None:
         _archive(current)
-        report.repriced.append(label)
-    else:
-        report.created.append(label)
+    return mirrored
 
 
-def _product(kind, item):
+def product_of(kind, item):
     """The item's Stripe Product, created with an id derived from its code (so a retry or a
     second sync finds it), its name kept in step."""
-    product_id = f"creditdesk_{kind}_{item.code}".replace(".", "_")
-    wanted = {"name": item.name, "metadata": {"creditdesk_item": f"{kind}:{item.code}"}}
+    code = item.pk if kind == "contract" else item.code
+    product_id = f"creditdesk_{kind}_{code}".replace(".", "_")
+    wanted = {"name": _title(kind, item), "metadata": {"creditdesk_item": f"{kind}:{code}"}}
     try:
         product = stripe.Product.retrieve(product_id, api_key=api_key())
     except stripe.InvalidRequestError as error:
@@ -127,7 +145,7 @@ def _product(kind, item):
     except stripe.StripeError as error:
         raise PaymentProviderError(f"Stripe: {error.user_message}") from None
     else:
-        if product["name"] != item.name or not product["active"]:
+        if product["name"] != wanted["name"] or not product["active"]:
             product = call_stripe(stripe.Product.modify, id=product_id, active=True, **wanted)
     with transaction.atomic(durable=True):
         djstripe.Product.sync_from_stripe_data(product, api_key=api_key())

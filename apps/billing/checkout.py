@@ -11,9 +11,11 @@ from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
 
 from apps.accounts.models import Subscription
+from apps.core import clock
 from apps.core.errors import (
     AlreadySubscribed,
     CheckoutAlreadyOpen,
+    DomainError,
     InvalidInput,
     PaymentProviderError,
 )
@@ -25,6 +27,7 @@ from apps.periods.services import (
 )
 
 from .catalog_sync import price_matches, wanted_price
+from .contract_prices import bill_at_stripe, price_due
 from .gateway import api_key, call_stripe, from_timestamp
 from .models import PlanCheckout, Purchase
 
@@ -101,11 +104,19 @@ def start_checkout(*, account, credit_pack=None, plan=None, success_url, cancel_
         _release(claim)
         raise
     metadata = {"creditdesk_account": account.external_id, field_name: item.code}
+    price_id = item.stripe_price_id
+    if plan is not None:
+        try:
+            # A contract with a price: the customer subscribes at the contract's.
+            price_id = price_due(account_id=account.pk, plan=plan, at=clock.now())
+        except DomainError:
+            _release(claim)
+            raise
     params = {
         "mode": "payment" if credit_pack else "subscription",
         "customer": customer.id,
         "client_reference_id": account.external_id,
-        "line_items": [{"price": item.stripe_price_id, "quantity": 1}],
+        "line_items": [{"price": price_id, "quantity": 1}],
         "success_url": success_url,
         "cancel_url": cancel_url,
         "metadata": metadata,
@@ -205,19 +216,6 @@ def set_cancel_at_period_end(*, subscription, cancel, acting_user=None):
     change = cancel_at_period_end if cancel else resume_subscription
     change(account=subscription.account, acting_user=acting_user)
     return True
-
-
-def bill_at_stripe(*, stripe_subscription_id, plan):
-    """Stripe bills `plan`'s price (a plan or another version of one) from the subscription's
-    next invoice, without proration: the period already paid for keeps its price."""
-    remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id)
-    call_stripe(
-        stripe.Subscription.modify,
-        id=stripe_subscription_id,
-        items=[{"id": remote["items"]["data"][0]["id"], "price": plan.stripe_price_id}],
-        proration_behavior="none",
-        metadata={"plan": plan.code, "plan_version": str(plan.version)},
-    )
 
 
 def switch_stripe_plan(*, account, plan, acting_user=None):

@@ -17,7 +17,7 @@ from apps.catalog.services import change_lines, plan_diff
 from apps.core.errors import DomainError, InvalidInput, PaymentProviderError
 from apps.periods.services import change_plan_at_period_end, move_to_version_now
 
-from .checkout import bill_at_stripe
+from .contract_prices import bill_at_stripe, price_due, stripe_price_id
 from .gateway import call_stripe
 
 NOW, PERIOD_END = "now", "period_end"
@@ -136,7 +136,7 @@ def _move_one(subscription, to_plan, when, acting_user):
             if getattr(error, "outcome_unknown", False):
                 # No answer may still mean done: read Stripe before undoing ours (undone
                 # while Stripe moved, its next event would switch the plan here anew).
-                done = _bills(subscription.stripe_subscription_id, to_plan)
+                done = _bills(subscription, to_plan)
                 if done:
                     return
                 if done is None:
@@ -153,14 +153,16 @@ def _move_one(subscription, to_plan, when, acting_user):
             raise
 
 
-def _bills(stripe_subscription_id, plan):
-    """Whether Stripe's subscription bills `plan`'s price now; None if Stripe cannot say."""
+def _bills(subscription, plan):
+    """Whether Stripe's subscription bills its next period at `plan`'s price (or the
+    contract's, when one is live then); None if Stripe cannot say."""
     try:
-        remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id)
+        remote = call_stripe(stripe.Subscription.retrieve, id=subscription.stripe_subscription_id)
+        due = price_due(account_id=subscription.account_id, plan=plan,
+                        at=subscription.current_period_end)  # fmt: skip
     except PaymentProviderError:
         return None
-    price = remote["items"]["data"][0]["price"]  # a Price, or its id when not expanded
-    return (price if isinstance(price, str) else price["id"]) == plan.stripe_price_id
+    return stripe_price_id(remote["items"]["data"][0]) == due
 
 
 def _check_stripe(subscription, to_plan):

@@ -26,7 +26,7 @@ from apps.periods.services import (
 )
 from apps.webhooks.models import WebhookEvent
 
-from .catalog_sync import price_tag
+from .contract_prices import CONTRACT_PRODUCTS, sales_at, stripe_price_id
 from .gateway import api_key, from_timestamp
 from .purchases import record_mismatch
 
@@ -100,8 +100,9 @@ def record_stripe_subscription(*, data):
         return ours
     if status == Status.CANCELED:
         return end_subscription(subscription=ours)
-    plan = _plan(data)
-    if plan is not None and plan.stripe_price_id != _line_price(_first_item(data)):
+    # A contract's price says nothing of the plan: the subscription keeps its own.
+    plan = None if _pays_a_contract(_first_item(data)) else _plan(data)
+    if plan is not None and plan.stripe_price_id != stripe_price_id(_first_item(data)):
         # Found by its code only (a price replaced before plans had versions): the plan the
         # subscription is on keeps its version.
         plan = ours.plan if plan.code == ours.plan.code else plan
@@ -131,14 +132,18 @@ def _start(data, status):
         logger.warning("Stripe subscription %s: no account or plan to match it", data["id"])
         return None
     item = _first_item(data)
-    sold, price = _sold_price(_line_price(item), (plan,))
-    if sold is None or item.get("quantity", 1) != 1:
+    start, end = _period(data)
+    sales = sales_at(account_id=account.pk, plans=(plan,), at=start)
+    price = _price_data(stripe_price_id(item)) or (
+        item["price"] if isinstance(item.get("price"), dict) else {}
+    )
+    line = {"quantity": item.get("quantity", 1), "currency": price.get("currency"),
+            "amount": (price.get("unit_amount") or 0) * item.get("quantity", 1)}  # fmt: skip
+    if not any(sale.matches(line, price) for sale in sales):
         # Found by metadata or product only: a price we never sold grants nothing.
-        price = item.get("price") if isinstance(item.get("price"), dict) else {}
-        _flag_mismatch(account.pk, plan, price.get("unit_amount"), price.get("currency"),
+        _flag_mismatch(account.pk, sales[0], price.get("unit_amount"), price.get("currency"),
                        {"subscription": data["id"]})  # fmt: skip
         return None
-    start, end = _period(data)
     # A trial at Stripe (a Checkout of a plan with one) is the plan's trial here: its credits
     # now, the first paid period when Stripe bills it.
     subscription = put_account_on_plan(
@@ -211,65 +216,64 @@ def record_invoice(*, data):
             return ours
         if ours.status == Status.PAST_DUE:
             recover(subscription=ours)
-        starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
-        begun = from_timestamp(max((s for s in starts if s), default=None))
-        return renew_subscription(subscription=ours, until=begun)
+        return renew_subscription(subscription=ours, until=_invoice_period_start(data))
     if data.get("status") == "open" and data.get("attempted"):
         mark_past_due(subscription=ours)
     return ours
 
 
-def _line_price(line):
-    price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or line.get(
-        "price"
-    )
-    return price.get("id") if isinstance(price, dict) else price
-
-
-def _sold_price(price_id, plans):
-    """The plan among `plans` whose Stripe price (synced by CreditDesk, old or current) this
-    is, with the price's Stripe data; (None, None) for a price we never sold."""
+def _price_data(price_id):
+    """The Stripe data of a price, as dj-stripe mirrors it ({} for one it never saw)."""
     price = djstripe.Price.objects.filter(id=price_id).first() if price_id else None
-    item = ((price.stripe_data.get("metadata") or {}) if price else {}).get("creditdesk_item")
-    for plan in plans:
-        if plan is not None and item == price_tag("plan", plan):
-            return plan, price.stripe_data
-    return None, None
+    return price.stripe_data if price is not None else {}
+
+
+def _pays_a_contract(item):
+    """Whether a Stripe subscription item is at a contract's price (contract_prices.py)."""
+    price = item.get("price") or {}
+    product = price.get("product") if isinstance(price, dict) else _price_data(price).get("product")
+    product = product.get("id") if isinstance(product, dict) else product
+    return (product or "").startswith(CONTRACT_PRODUCTS)
 
 
 def _billed_as_sold(ours, data):
-    """Whether the invoice bills the plan as sold: a line at a Stripe price CreditDesk synced
-    for the subscription's plan (or its scheduled one), quantity 1, at that price's amount,
-    in the plan's currency. Metadata never decides it. If not, `purchase.mismatch` goes to
+    """Whether the invoice bills the period as sold (contract_prices.sales_at): a line at a
+    Stripe price CreditDesk made for the subscription's plan (or its scheduled one), or for
+    the account's contract when it is live as the period starts, quantity 1, at that price's
+    amount, in its currency. Metadata never decides it. If not, `purchase.mismatch` goes to
     the account's webhook endpoints (once per invoice) and nothing is granted."""
-    lines = [line for line in data["lines"]["data"] if _line_price(line)]
+    lines = [line for line in data["lines"]["data"] if stripe_price_id(line)]
+    begun = _invoice_period_start(data) or ours.current_period_end
+    sales = sales_at(account_id=ours.account_id, plans=(ours.plan, ours.scheduled_plan), at=begun)
     for line in lines:
-        plan, price = _sold_price(_line_price(line), (ours.plan, ours.scheduled_plan))
-        if (
-            plan is not None
-            and line.get("quantity") == 1
-            and line.get("amount") == price.get("unit_amount")
-            and (line.get("currency") or "").upper() == plan.currency
-        ):
+        price = _price_data(stripe_price_id(line))
+        if any(sale.matches(line, price) for sale in sales):
             return True
     line = lines[0] if lines else {}
     handles = {"invoice": data["id"], "subscription": ours.stripe_subscription_id}
     currency = line.get("currency") or data.get("currency")
-    _flag_mismatch(ours.account_id, ours.plan, line.get("amount"), currency, handles)
+    _flag_mismatch(ours.account_id, sales[0], line.get("amount"), currency, handles)
     return False
 
 
-def _flag_mismatch(account_id, plan, amount, currency, handles):
-    """Stripe billed `plan` at another price than sold: logged, and `purchase.mismatch` to
-    the account's webhook endpoints once per Stripe object (the first of `handles`)."""
+def _invoice_period_start(data):
+    """When the period an invoice bills begins (its lines' latest start)."""
+    starts = [line.get("period", {}).get("start") for line in data["lines"]["data"]]
+    return from_timestamp(max((s for s in starts if s), default=None))
+
+
+def _flag_mismatch(account_id, sale, amount, currency, handles):
+    """Stripe billed another price than `sale`: logged, and `purchase.mismatch` to the
+    account's webhook endpoints once per Stripe object (the first of `handles`)."""
     (handle, value), *_ = handles.items()
-    logger.warning("Stripe %s %s does not bill %s as sold: nothing granted", handle, value, plan)
+    logger.warning("Stripe %s %s does not bill %s as sold: nothing granted", handle, value,
+                   sale.tag)  # fmt: skip
     if WebhookEvent.objects.filter(
         account_id=account_id, type="purchase.mismatch", **{f"data__{handle}": value}
     ).exists():
         return
-    record_mismatch(account_id=account_id, item={"plan": plan.code}, sold=plan.price,
-                    sold_currency=plan.currency, paid_minor=amount, paid_currency=currency,
+    record_mismatch(account_id=account_id, item={"plan": sale.plan_code}, sold=sale.price,
+                    sold_currency=sale.currency, paid_minor=amount, paid_currency=currency,
                     handles=handles)  # fmt: skip
 
 

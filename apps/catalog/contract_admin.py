@@ -256,7 +256,7 @@ class ContractAdmin(HistoryAdmin):
     list_select_related = ["account"]
     search_fields = ["account__external_id", "account__name"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["state", "created_at", "updated_at"]
+    readonly_fields = ["state", "stripe_price_label", "created_at", "updated_at"]
     inlines = [ContractFeatureInline, ContractAllowanceInline]
     # A revert would save an old row around the service: no validation, no feature terms.
     history_revert = False
@@ -264,12 +264,20 @@ class ContractAdmin(HistoryAdmin):
     fieldsets = [
         (None, {"fields": ["account", "state"]}),
         ("Window", {"fields": ["starts_at", "ends_at"]}),
-        ("Price per period (empty: the plan's)", {"fields": ["price", "currency"]}),
+        ("Price per period (empty: the plan's)",
+         {"fields": ["price", "currency", "stripe_price_label"]}),
         ("Overage (empty: the plan's)",
          {"fields": ["overage_policy", "overage_limit", "overage_unit_price"]}),
         ("Why", {"fields": ["reason"]}),
         ("Changes", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]  # fmt: skip
+
+    @admin.display(description="Stripe price")
+    def stripe_price_label(self, contract):
+        """Where a Stripe-backed subscription pays the contract's price (docs/contracts.md)."""
+        if contract.stripe_price_id:
+            return contract.stripe_price_id
+        return "none: invoiced by hand, or not yet billed through Stripe"
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)

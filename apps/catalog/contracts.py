@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from apps.core import clock
+from apps.core import clock, events
 from apps.core.currencies import price_problem
 from apps.core.decimals import format_decimal, format_money
 from apps.core.errors import ContractNotFound, InvalidInput
@@ -309,6 +309,7 @@ def put_contract(*, account, raw, acting_user=None, reason=""):
             ],
             acting_user, reason,
         )  # fmt: skip
+        events.publish(events.CONTRACT_CHANGED, account_id=account.pk)
     return contract_of(account=account), created
 
 
@@ -323,6 +324,7 @@ def remove_contract(*, account, acting_user=None, reason=""):
         for row in [*contract.features.all(), *contract.allowances.all(), contract]:
             row._history_user, row._change_reason = acting_user, reason
             row.delete()
+        events.publish(events.CONTRACT_CHANGED, account_id=account.pk)
 
 
 def _lock_account(account):
@@ -369,14 +371,14 @@ class PeriodTerms:
     allowances: list
 
 
-def period_terms(*, plan, allowances, contract=None, at: datetime, by_hand=True):
+def period_terms(*, plan, allowances, contract=None, at: datetime):
     """The terms of `plan` (with its `allowances`) for the period starting at `at`, under
-        `contract` when it is live then. A contract's price, currency and overage unit price
-        apply to a subscription invoiced `by_hand` only: Stripe bills a Stripe-backed one at the
-    plan's prices, so its revenue and overage stay the plan's. A contract's included credits
-        replace the plan's for their credit type (a contract's new credit type has no standalone
-        value); when the standalone values no longer split the price (docs/revenue.md), the
-        price is split in proportion to credits, with no platform fee."""
+    `contract` when it is live then. A contract's price, currency and overage unit price
+    replace the plan's whether the period is invoiced by hand or billed through Stripe (at the
+    contract's own Stripe price: apps/billing/contract_prices.py). A contract's included
+    credits replace the plan's for their credit type (a contract's new credit type has no
+    standalone value); when the standalone values no longer split the price
+    (docs/revenue.md), the price is split in proportion to credits, with no platform fee."""
     base = PeriodTerms(
         plan=plan, code=plan.code, name=plan.name, price=plan.price, currency=plan.currency,
         platform_fee_value=plan.platform_fee_value, overage_unit_price=plan.overage_unit_price,
@@ -397,7 +399,7 @@ def period_terms(*, plan, allowances, contract=None, at: datetime, by_hand=True)
     if split_problems(fee_value=fee, allowances=rows):
         rows = [_without_value(a) for a in rows]
         fee = Decimal(0)
-    priced = by_hand and contract.price is not None
+    priced = contract.price is not None
     return PeriodTerms(
         plan=plan,
         code=plan.code,
@@ -407,7 +409,7 @@ def period_terms(*, plan, allowances, contract=None, at: datetime, by_hand=True)
         platform_fee_value=fee,
         overage_unit_price=(
             contract.overage_unit_price
-            if by_hand and contract.overage_unit_price is not None
+            if contract.overage_unit_price is not None
             else plan.overage_unit_price
         ),
         allowances=rows,

@@ -88,8 +88,8 @@ class Feature(models.Model):
             raise ValidationError({"credit_type": "A metered feature needs a credit type."})
 
 
-def stripe_price_field():
-    """The Stripe Price customers pay for a plan or pack, as dj-stripe mirrors it."""
+def stripe_price_field(help_text="The Stripe Price customers pay; set by 'Sync to Stripe'."):
+    """The Stripe Price customers pay for a plan, pack or contract, as dj-stripe mirrors it."""
     return models.ForeignKey(
         "djstripe.Price",
         to_field="id",
@@ -98,7 +98,7 @@ def stripe_price_field():
         blank=True,
         editable=False,
         related_name="+",
-        help_text="The Stripe Price customers pay; set by 'Sync to Stripe'.",
+        help_text=help_text,
     )
 
 
@@ -391,8 +391,9 @@ class Contract(models.Model):
     price = money_field(
         null=True,
         blank=True,
-        help_text="Price per billing period, invoiced by hand (no Stripe): the revenue of each "
-        "period granted under the contract. Empty: the plan's price.",
+        help_text="Price per billing period: the revenue of each period granted under the "
+        "contract, invoiced by hand, or billed through Stripe for a Stripe-backed subscription "
+        "(at the contract's own Stripe price). Empty: the plan's price.",
     )
     currency = models.CharField(
         max_length=3,
@@ -408,6 +409,10 @@ class Contract(models.Model):
     )
     overage_limit = credit_field(null=True, blank=True, help_text="Empty: the plan's.")
     overage_unit_price = unit_price_field(null=True, blank=True, help_text="Empty: the plan's.")
+    stripe_price = stripe_price_field(
+        help_text="The Stripe Price a Stripe-backed subscription pays under the contract; set "
+        "by the job that bills contracts at Stripe."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

@@ -21,7 +21,11 @@ LEDGER_FLUSHED = "ledger_flushed"
 # `overage` grant, to be billed (apps.billing subscribes).
 OVERAGE_SETTLED = "overage_settled"
 
-TOPICS = frozenset({LEDGER_FLUSHED, OVERAGE_SETTLED})
+# payload: account_id — the account's contract was put, replaced or removed, in the caller's
+# transaction (apps.billing subscribes: a contract price is billed at Stripe).
+CONTRACT_CHANGED = "contract_changed"
+
+TOPICS = frozenset({LEDGER_FLUSHED, OVERAGE_SETTLED, CONTRACT_CHANGED})
 
 _handlers = defaultdict(list)
 

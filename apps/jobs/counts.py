@@ -31,6 +31,7 @@ class JobCounts:
     recharges: int = 0  # packs bought by auto-recharge
     published: int = 0  # tasks the outbox sweeper handed to the broker
     trial_notices: int = 0  # trial.ending events recorded
+    stripe_prices: int = 0  # Stripe subscriptions moved onto or off a contract's price
     posted: int = 0  # ledger entries posted into revenue lines
     fees_posted: int = 0  # platform fees posted into fee lines (written or cut since)
     chunks: int = 0

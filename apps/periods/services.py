@@ -207,7 +207,6 @@ class _Pricing:
             allowances=self.allowances[plan.pk],
             contract=self.contracts.get(subscription.account_id),
             at=at,
-            by_hand=not subscription.stripe_subscription_id,
         )
 
     def ended(self, subscription, plan, end):

@@ -234,6 +234,9 @@ class ApiObjects:
         if item is None:
             raise StripeError(400, "No such subscription item.", param="items[0][id]")
         price = self.get("price", wanted["price"])
+        if price["currency"] != item["price"]["currency"]:
+            raise StripeError(400, "A subscription's prices must all be in its currency.",
+                              param="items[0][price]")  # fmt: skip
         previous = {"items": json.loads(json.dumps(subscription["items"]))}
         item["price"] = price
         if params.get("metadata"):

@@ -3,7 +3,7 @@ it is live at the start of; a period starting after it ended is the plan's again
 
 from datetime import timedelta
 
-from apps.catalog.contracts import period_terms, put_contract
+from apps.catalog.contracts import put_contract
 from apps.catalog.models import Plan
 from apps.periods.services import renew_due_subscriptions
 from apps.revenue.models import RatableFee
@@ -81,23 +81,3 @@ def test_a_contract_credit_type_the_plan_lacks_splits_the_price_by_credits(calen
     assert (gpu.amount, gpu.basis_amount) == (D(3000), D(30))
     assert not RatableFee.objects.filter(period_start=FEB_28).exists()
     assert RatableFee.objects.get(period_start=JAN_31).amount == D(10)  # the plan's period
-
-
-def test_a_stripe_backed_subscription_keeps_the_plan_price_and_overage_price(calendar):
-    """Stripe bills the plan's Stripe price: the contract's price, currency and overage unit
-    price would put revenue on the books that nobody is charged."""
-    plan = monthly_plan(credits=1000, price="30")
-    account, _ = subscribed(plan)
-    contract = sign(account, price="500.00", currency="EUR", included_credits={"credits": "9"},
-                    overage={"unit_price": "0.5"})  # fmt: skip
-    allowances = list(plan.allowances.select_related("credit_type"))
-    by_hand = period_terms(plan=plan, allowances=allowances, contract=contract, at=FEB_28)
-    at_stripe = period_terms(plan=plan, allowances=allowances, contract=contract, at=FEB_28,
-                             by_hand=False)  # fmt: skip
-    assert (by_hand.price, by_hand.currency, by_hand.overage_unit_price) == (
-        D(500), "EUR", D("0.5"),
-    )  # fmt: skip
-    assert (at_stripe.price, at_stripe.currency, at_stripe.overage_unit_price) == (
-        D(30), "USD", plan.overage_unit_price,
-    )  # fmt: skip
-    assert [a.credits_per_period for a in at_stripe.allowances] == [D(9)]  # credits still apply
