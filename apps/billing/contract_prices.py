@@ -19,14 +19,16 @@ from django.db.models import Q
 from djstripe import models as djstripe
 
 from apps.accounts.models import Subscription
+from apps.catalog.contracts import prices_the_period
 from apps.catalog.models import Contract
-from apps.core.errors import DomainError, InvalidInput
+from apps.core import clock
+from apps.core.errors import InvalidInput
 from apps.core.outbox import publish
 from apps.jobs.counts import JobCounts
 from apps.jobs.registry import task_name
 
 from .catalog_sync import price_matches, price_tag, product_of, replace_price
-from .gateway import api_key, call_stripe, to_minor_units
+from .gateway import api_key, call_stripe, from_timestamp, to_minor_units
 
 logger = logging.getLogger(__name__)
 
@@ -57,47 +59,51 @@ class Sale:
         )
 
 
-def _live_priced_contract(account_id, at):
-    contract = Contract.objects.filter(account_id=account_id).select_related("stripe_price").first()
-    if contract is None or contract.price is None or not contract.live_at(at):
-        return None
-    return contract
+def _contract(account_id):
+    return Contract.objects.filter(account_id=account_id).select_related("stripe_price").first()
 
 
 def sales_at(*, account_id, plans, at):
     """What a Stripe invoice for the period starting at `at` may bill: the account's contract's
-    price when the contract is live then and sets one, else the price of one of `plans` (the
+    price when the contract prices the period (live then, with a price in the plan's
+    currency: contracts.prices_the_period), else the price of one of `plans` (the
     subscription's plan, or the one scheduled to follow it)."""
     plans = [plan for plan in plans if plan is not None]
-    contract = _live_priced_contract(account_id, at)
-    if contract is not None:
-        code = plans[0].code if plans else ""
-        return [
-            Sale(tag=price_tag("contract", contract), currency=contract.currency,
-                 amount=to_minor_units(contract.price, contract.currency), plan_code=code,
-                 price=contract.price)
-        ]  # fmt: skip
-    return [
-        Sale(tag=price_tag("plan", plan), currency=plan.currency, amount=None,
-             plan_code=plan.code, price=plan.price)
-        for plan in plans
-    ]  # fmt: skip
+    contract = _contract(account_id)
+    if prices_the_period(contract, at, currency=plans[0].currency):
+        return [_contract_sale(contract, plans[0])]
+    return [_plan_sale(plan) for plan in plans]
+
+
+def starting_sales(*, account_id, plan):
+    """What a new Stripe subscription may start at: its plan's price, or its account's
+    contract's. Checkout picked one when the session opened (up to half an hour earlier;
+    the contract may have started or ended since), and refusing the subscription would leave
+    the customer billed for nothing; from its first renewal on, the job and `sales_at` hold
+    it to the rule."""
+    contract = _contract(account_id)
+    priced = contract is not None and contract.price is not None
+    return [_plan_sale(plan), *([_contract_sale(contract, plan)] if priced else [])]
+
+
+def _plan_sale(plan):
+    return Sale(tag=price_tag("plan", plan), currency=plan.currency, amount=None,
+                plan_code=plan.code, price=plan.price)  # fmt: skip
+
+
+def _contract_sale(contract, plan):
+    return Sale(tag=price_tag("contract", contract), currency=contract.currency,
+                amount=to_minor_units(contract.price, contract.currency), plan_code=plan.code,
+                price=contract.price)  # fmt: skip
 
 
 def price_due(*, account_id, plan, at):
     """The Stripe price id a period of `plan` starting at `at` is billed at: the contract's
-    (created or replaced at Stripe when its price or the plan's interval changed) when a
-    priced contract is live then, else the plan's. A contract in another currency than the
-    plan's is refused: Stripe bills a subscription in one currency."""
-    contract = _live_priced_contract(account_id, at)
-    if contract is None:
+    when it prices the period (its Stripe price created, or replaced when its price or the
+    plan's interval changed), else the plan's."""
+    contract = _contract(account_id)
+    if not prices_the_period(contract, at, currency=plan.currency):
         return plan.stripe_price_id
-    if contract.currency != plan.currency:
-        raise InvalidInput(
-            f"The contract's price is in {contract.currency} and Stripe bills this "
-            f"subscription in {plan.currency}: give the contract a price in {plan.currency}.",
-            details={"currency": ["not the subscription's currency"]},
-        )
     wanted = {
         "unit_amount": to_minor_units(contract.price, contract.currency),
         "currency": contract.currency.lower(),
@@ -114,15 +120,30 @@ def price_due(*, account_id, plan, at):
 
 def bill_at_stripe(*, stripe_subscription_id, plan):
     """Stripe bills the subscription's next period at what it sells for: `plan`'s price (a
-    plan or another version of one), or the account's contract's when that is live when the
-    period starts; without proration, so the period already paid for keeps its price. Returns
+    plan or another version of one), or the account's contract's when that prices the
+    period; without proration, so the period already paid for keeps its price. Returns
     whether Stripe's subscription changed. Called outside any transaction."""
-    ours = Subscription.objects.get(stripe_subscription_id=stripe_subscription_id)
-    wanted = price_due(account_id=ours.account_id, plan=plan, at=ours.current_period_end)
-    remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id)
+    return _bill(stripe_subscription_id, plan)
+
+
+def _bill(stripe_subscription_id, plan, *, contracts_only=False):
+    """`contracts_only` (the job): move a subscription onto its contract's price or off a
+    contract's, and leave any plan price alone (a subscriber kept on an older price of its
+    plan stays there). The plan is read here, not by the caller: a switch scheduled or
+    cancelled meanwhile is seen."""
+    ours = Subscription.objects.select_related("plan", "scheduled_plan").get(
+        stripe_subscription_id=stripe_subscription_id
+    )
+    plan = plan or ours.scheduled_plan or ours.plan
+    remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id).to_dict()
     item = remote["items"]["data"][0]
+    # The next period begins when Stripe's current one ends (ours may lag: a held renewal).
+    begins = from_timestamp(item.get("current_period_end") or remote.get("current_period_end"))
+    wanted = price_due(account_id=ours.account_id, plan=plan, at=begins or ours.current_period_end)
+    if contracts_only and wanted == plan.stripe_price_id and not pays_a_contract(item):
+        return False
+    known = remote.get("metadata") or {}
     metadata = {"plan": plan.code, "plan_version": str(plan.version)}
-    known = dict(remote.get("metadata") or {})
     if stripe_price_id(item) == wanted and known == {**known, **metadata}:
         return False
     changed = call_stripe(
@@ -145,40 +166,70 @@ def stripe_price_id(item):
     return price if price is None or isinstance(price, str) else price["id"]
 
 
+def price_data(price_id):
+    """The Stripe data of a price, as dj-stripe mirrors it ({} for one it never saw)."""
+    price = djstripe.Price.objects.filter(id=price_id).first() if price_id else None
+    return price.stripe_data if price is not None else {}
+
+
+def pays_a_contract(item):
+    """Whether a Stripe subscription item (JSON) is at a contract's price."""
+    price = item.get("price") or {}
+    product = price.get("product") if isinstance(price, dict) else price_data(price).get("product")
+    product = product.get("id") if isinstance(product, dict) else product
+    return (product or "").startswith(CONTRACT_PRODUCTS)
+
+
 def bill_contracts_at_stripe(*, now=None, on_chunk=None):
-    """Put every Stripe-backed subscription whose account has a priced contract, or which
-    pays a contract's price, on the price of its next period (`bill_at_stripe`). One that
-    Stripe refuses, or whose contract is in another currency, is counted as a failure and
+    """Put every Stripe-backed subscription whose account has a priced contract not yet
+    ended, or which pays a contract's price, on the price of its next period (`_bill`). One
+    that Stripe refuses, or whose contract is priced in another currency than its plan (not
+    billed at Stripe: the plan's price stays), is counted as a failure with the reason and
     tried again on the next run. Returns JobCounts."""
+    now = now or clock.now()
     counts = JobCounts()
     on_contract_prices = djstripe.SubscriptionItem.objects.filter(
         price__product__id__startswith=CONTRACT_PRODUCTS
     ).values("subscription_id")
+    priced = Q(account__contract__price__isnull=False) & (
+        Q(account__contract__ends_at__isnull=True) | Q(account__contract__ends_at__gt=now)
+    )
     due = (
         Subscription.objects.filter(
             status__in=Subscription.LIVE_STATUSES, stripe_subscription_id__isnull=False
         )
-        .filter(
-            Q(account__contract__price__isnull=False)
-            | Q(stripe_subscription_id__in=on_contract_prices)
-        )
-        .select_related("account", "plan", "scheduled_plan")
+        .filter(priced | Q(stripe_subscription_id__in=on_contract_prices))
+        .select_related("account__contract", "plan", "scheduled_plan")
         .order_by("pk")
     )
     for subscription in due:
         try:
-            changed = bill_at_stripe(
-                stripe_subscription_id=subscription.stripe_subscription_id,
-                plan=subscription.scheduled_plan or subscription.plan,
+            counts.stripe_prices += _bill(
+                subscription.stripe_subscription_id, None, contracts_only=True
             )
-        except DomainError as error:
+        except Exception as error:  # noqa: BLE001 - one subscription costs only itself
             counts.fail(subscription.account.external_id, error)
-        else:
-            counts.stripe_prices += changed
+        if problem := _currency_problem(subscription):
+            counts.fail(subscription.account.external_id, problem)
     counts.chunks += 1
     if on_chunk is not None:
         on_chunk(counts)
     return counts
+
+
+def _currency_problem(subscription):
+    """Why a priced contract is not billed at Stripe, if it is not for its currency."""
+    contract = getattr(subscription.account, "contract", None)
+    plan = subscription.scheduled_plan or subscription.plan
+    if contract is None or contract.price is None or contract.currency == plan.currency:
+        return None
+    problem = InvalidInput(
+        f"The contract's price is in {contract.currency} and Stripe bills this subscription in "
+        f"{plan.currency}: the plan's price is billed until the contract has a price in "
+        f"{plan.currency}."
+    )
+    logger.warning("%s: %s", subscription.account.external_id, problem.message)
+    return problem
 
 
 def bill_contract_soon(*, account_id):

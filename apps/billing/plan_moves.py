@@ -157,7 +157,9 @@ def _bills(subscription, plan):
     """Whether Stripe's subscription bills its next period at `plan`'s price (or the
     contract's, when one is live then); None if Stripe cannot say."""
     try:
-        remote = call_stripe(stripe.Subscription.retrieve, id=subscription.stripe_subscription_id)
+        remote = call_stripe(
+            stripe.Subscription.retrieve, id=subscription.stripe_subscription_id
+        ).to_dict()
         due = price_due(account_id=subscription.account_id, plan=plan,
                         at=subscription.current_period_end)  # fmt: skip
     except PaymentProviderError:

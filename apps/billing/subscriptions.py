@@ -26,7 +26,13 @@ from apps.periods.services import (
 )
 from apps.webhooks.models import WebhookEvent
 
-from .contract_prices import CONTRACT_PRODUCTS, sales_at, stripe_price_id
+from .contract_prices import (
+    pays_a_contract,
+    price_data,
+    sales_at,
+    starting_sales,
+    stripe_price_id,
+)
 from .gateway import api_key, from_timestamp
 from .purchases import record_mismatch
 
@@ -101,7 +107,7 @@ def record_stripe_subscription(*, data):
     if status == Status.CANCELED:
         return end_subscription(subscription=ours)
     # A contract's price says nothing of the plan: the subscription keeps its own.
-    plan = None if _pays_a_contract(_first_item(data)) else _plan(data)
+    plan = None if pays_a_contract(_first_item(data)) else _plan(data)
     if plan is not None and plan.stripe_price_id != stripe_price_id(_first_item(data)):
         # Found by its code only (a price replaced before plans had versions): the plan the
         # subscription is on keeps its version.
@@ -133,8 +139,8 @@ def _start(data, status):
         return None
     item = _first_item(data)
     start, end = _period(data)
-    sales = sales_at(account_id=account.pk, plans=(plan,), at=start)
-    price = _price_data(stripe_price_id(item)) or (
+    sales = starting_sales(account_id=account.pk, plan=plan)
+    price = price_data(stripe_price_id(item)) or (
         item["price"] if isinstance(item.get("price"), dict) else {}
     )
     line = {"quantity": item.get("quantity", 1), "currency": price.get("currency"),
@@ -222,20 +228,6 @@ def record_invoice(*, data):
     return ours
 
 
-def _price_data(price_id):
-    """The Stripe data of a price, as dj-stripe mirrors it ({} for one it never saw)."""
-    price = djstripe.Price.objects.filter(id=price_id).first() if price_id else None
-    return price.stripe_data if price is not None else {}
-
-
-def _pays_a_contract(item):
-    """Whether a Stripe subscription item is at a contract's price (contract_prices.py)."""
-    price = item.get("price") or {}
-    product = price.get("product") if isinstance(price, dict) else _price_data(price).get("product")
-    product = product.get("id") if isinstance(product, dict) else product
-    return (product or "").startswith(CONTRACT_PRODUCTS)
-
-
 def _billed_as_sold(ours, data):
     """Whether the invoice bills the period as sold (contract_prices.sales_at): a line at a
     Stripe price CreditDesk made for the subscription's plan (or its scheduled one), or for
@@ -246,7 +238,7 @@ def _billed_as_sold(ours, data):
     begun = _invoice_period_start(data) or ours.current_period_end
     sales = sales_at(account_id=ours.account_id, plans=(ours.plan, ours.scheduled_plan), at=begun)
     for line in lines:
-        price = _price_data(stripe_price_id(line))
+        price = price_data(stripe_price_id(line))
         if any(sale.matches(line, price) for sale in sales):
             return True
     line = lines[0] if lines else {}

@@ -371,11 +371,25 @@ class PeriodTerms:
     allowances: list
 
 
-def period_terms(*, plan, allowances, contract=None, at: datetime):
+def prices_the_period(contract, at, *, currency=None):
+    """Whether `contract` sets the price of a period starting at `at`: live then, with a
+    price, and in `currency` when the period can only be billed in that one (a Stripe
+    subscription's: Stripe bills a subscription in one currency). Otherwise the period keeps
+    the plan's price, currency and overage unit price."""
+    return (
+        contract is not None
+        and contract.price is not None
+        and contract.live_at(at)
+        and currency in (None, contract.currency)
+    )
+
+
+def period_terms(*, plan, allowances, contract=None, at: datetime, currency=None):
     """The terms of `plan` (with its `allowances`) for the period starting at `at`, under
     `contract` when it is live then. A contract's price, currency and overage unit price
-    replace the plan's whether the period is invoiced by hand or billed through Stripe (at the
-    contract's own Stripe price: apps/billing/contract_prices.py). A contract's included
+    replace the plan's when it `prices_the_period` — invoiced by hand, or billed through
+    Stripe at the contract's own Stripe price (apps/billing/contract_prices.py; `currency`:
+    the Stripe subscription's). A contract's included
     credits replace the plan's for their credit type (a contract's new credit type has no
     standalone value); when the standalone values no longer split the price
     (docs/revenue.md), the price is split in proportion to credits, with no platform fee."""
@@ -399,7 +413,7 @@ def period_terms(*, plan, allowances, contract=None, at: datetime):
     if split_problems(fee_value=fee, allowances=rows):
         rows = [_without_value(a) for a in rows]
         fee = Decimal(0)
-    priced = contract.price is not None
+    priced = prices_the_period(contract, at, currency=currency)
     return PeriodTerms(
         plan=plan,
         code=plan.code,
@@ -409,7 +423,7 @@ def period_terms(*, plan, allowances, contract=None, at: datetime):
         platform_fee_value=fee,
         overage_unit_price=(
             contract.overage_unit_price
-            if contract.overage_unit_price is not None
+            if contract.overage_unit_price is not None and (priced or contract.price is None)
             else plan.overage_unit_price
         ),
         allowances=rows,

@@ -207,6 +207,8 @@ class _Pricing:
             allowances=self.allowances[plan.pk],
             contract=self.contracts.get(subscription.account_id),
             at=at,
+            # Stripe bills a subscription in one currency: its plan's.
+            currency=plan.currency if subscription.stripe_subscription_id else None,
         )
 
     def ended(self, subscription, plan, end):

@@ -144,14 +144,30 @@ def test_an_invoice_at_the_plan_price_while_the_contract_price_is_due_grants_not
 
 
 def test_a_contract_in_another_currency_is_not_billed_at_stripe_and_says_why(
-    starter, subscriber, offline_stripe
+    starter, subscriber, offline_stripe, webhook, stripe_events, time_machine
 ):
+    """Stripe bills a subscription in one currency: the plan's price stays, at Stripe and on
+    the books, and the job says why at every run. The contract's credits still apply."""
     account, stripe_id = subscriber
     put_contract(account=account, raw=deal(currency="EUR"))
     counts = bill_contracts_at_stripe()
     assert (counts.stripe_prices, counts.failures) == (0, 1)
     assert "Stripe bills this subscription in USD" in counts.errors[0]
     assert stripe_price_of(offline_stripe, stripe_id)["id"] == starter.stripe_price_id
+    renew_at_stripe(offline_stripe, webhook, stripe_events, time_machine, stripe_id, FEB_28)
+    assert plan_periods(account)[-1] == (D(5000), D(29))
+    assert not WebhookEvent.objects.filter(type="purchase.mismatch").exists()
+
+
+def test_a_contract_starting_after_the_next_period_leaves_stripe_alone_until_then(
+    starter, subscriber, offline_stripe, webhook, stripe_events, time_machine
+):
+    account, stripe_id = subscriber
+    put_contract(account=account, raw=deal(starts_at="2026-03-01T00:00:00Z"))
+    assert bill_contracts_at_stripe().stripe_prices == 0  # February is the plan's
+    renew_at_stripe(offline_stripe, webhook, stripe_events, time_machine, stripe_id, FEB_28)
+    assert bill_contracts_at_stripe().stripe_prices == 1  # March 31 starts under the contract
+    assert stripe_price_of(offline_stripe, stripe_id)["unit_amount"] == 120000
 
 
 def test_a_checkout_under_a_priced_contract_subscribes_at_the_contract_price(

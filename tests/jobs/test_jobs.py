@@ -137,6 +137,7 @@ def test_beat_schedules_exist_in_the_database(db):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_each_job_runs_through_a_real_worker(calendar):
     world("beat-", accounts=2, calendar=calendar)
+    app.control.purge()  # tasks earlier tests queued on this queue are not this test's to run
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         renewed = TASKS["renew_due_subscriptions"].delay(now=MAR_31.isoformat()).get(timeout=60)
         expired = TASKS["expire_grants"].delay(now=MAR_31.isoformat()).get(timeout=60)
@@ -160,6 +161,7 @@ def test_each_job_runs_through_a_real_worker(calendar):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_other_jobs_run_through_a_real_worker():
     OutboxTask.objects.create(key="ping", task="creditdesk.ping", args=[], kwargs={})
+    app.control.purge()  # tasks earlier tests queued on this queue are not this test's to run
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         alerts = TASKS["check_balance_alerts"].delay().get(timeout=60)
         retried = TASKS["retry_webhook_deliveries"].delay().get(timeout=60)
