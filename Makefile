@@ -44,7 +44,8 @@ test: lint browser
 	$(BIN)/lint-imports
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py sqlfunctions --check
-	$(BIN)/pytest
+	# Two workers, one per core: each has its own test database, Celery queue and demo clock.
+	$(BIN)/pytest -n 2
 
 # Re-pin dependencies after editing requirements/*.in.
 lock: venv
