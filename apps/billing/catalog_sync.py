@@ -130,11 +130,16 @@ def replace_price(*, kind, item, product_id, wanted, current):
     return mirrored
 
 
+def product_prefix(kind):
+    """How the ids of CreditDesk's Stripe Products of `kind` (plan, pack, contract) begin."""
+    return f"creditdesk_{kind}_"
+
+
 def product_of(kind, item):
     """The item's Stripe Product, created with an id derived from its code (so a retry or a
     second sync finds it), its name kept in step."""
     code = item.pk if kind == "contract" else item.code
-    product_id = f"creditdesk_{kind}_{code}".replace(".", "_")
+    product_id = f"{product_prefix(kind)}{code}".replace(".", "_")
     wanted = {"name": _title(kind, item), "metadata": {"creditdesk_item": f"{kind}:{code}"}}
     try:
         product = stripe.Product.retrieve(product_id, api_key=api_key())

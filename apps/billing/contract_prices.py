@@ -27,12 +27,12 @@ from apps.core.outbox import publish
 from apps.jobs.counts import JobCounts
 from apps.jobs.registry import task_name
 
-from .catalog_sync import price_matches, price_tag, product_of, replace_price
+from .catalog_sync import price_matches, price_tag, product_of, product_prefix, replace_price
 from .gateway import api_key, call_stripe, from_timestamp, to_minor_units
 
 logger = logging.getLogger(__name__)
 
-CONTRACT_PRODUCTS = "creditdesk_contract_"  # the id prefix of contracts' Stripe Products
+CONTRACT_PRODUCTS = product_prefix("contract")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from apps.periods.services import (
 )
 from apps.webhooks.models import WebhookEvent
 
+from .catalog_sync import product_prefix
 from .contract_prices import (
     pays_a_contract,
     price_data,
@@ -76,9 +77,9 @@ def _plan(data):
     if found is None and code:
         found = Plan.objects.filter(code=code, current=True).first()
     product = price.get("product") if isinstance(price, dict) else None
-    if found is None and isinstance(product, str) and product.startswith("creditdesk_plan_"):
+    if found is None and isinstance(product, str) and product.startswith(product_prefix("plan")):
         found = Plan.objects.filter(
-            code=product.removeprefix("creditdesk_plan_"), current=True
+            code=product.removeprefix(product_prefix("plan")), current=True
         ).first()
     return found
 
