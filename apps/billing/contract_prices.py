@@ -28,7 +28,7 @@ from apps.jobs.counts import JobCounts
 from apps.jobs.registry import task_name
 
 from .catalog_sync import price_matches, price_tag, product_of, product_prefix, replace_price
-from .gateway import api_key, call_stripe, from_timestamp, to_minor_units
+from .gateway import api_key, call_stripe, first_item, subscription_period, to_minor_units
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +136,9 @@ def _bill(stripe_subscription_id, plan, *, contracts_only=False):
     )
     plan = plan or ours.scheduled_plan or ours.plan
     remote = call_stripe(stripe.Subscription.retrieve, id=stripe_subscription_id).to_dict()
-    item = remote["items"]["data"][0]
+    item = first_item(remote)
     # The next period begins when Stripe's current one ends (ours may lag: a held renewal).
-    begins = from_timestamp(item.get("current_period_end") or remote.get("current_period_end"))
+    _, begins = subscription_period(remote)
     wanted = price_due(account_id=ours.account_id, plan=plan, at=begins or ours.current_period_end)
     if contracts_only and wanted == plan.stripe_price_id and not pays_a_contract(item):
         return False

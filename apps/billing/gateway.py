@@ -41,6 +41,21 @@ def from_timestamp(timestamp):
     return datetime.fromtimestamp(int(timestamp), UTC) if timestamp else None
 
 
+def first_item(data):
+    """A Stripe subscription's (JSON) first item, {} without one."""
+    items = (data.get("items") or {}).get("data") or [{}]
+    return items[0]
+
+
+def subscription_period(data):
+    """A Stripe subscription's (JSON) current period: on its item since API version
+    2025-03-31, on the subscription before."""
+    item = first_item(data)
+    start = item.get("current_period_start") or data.get("current_period_start")
+    end = item.get("current_period_end") or data.get("current_period_end")
+    return from_timestamp(start), from_timestamp(end)
+
+
 def api_key():
     key = djstripe_settings.STRIPE_SECRET_KEY
     if not key:

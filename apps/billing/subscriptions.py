@@ -34,7 +34,7 @@ from .contract_prices import (
     starting_sales,
     stripe_price_id,
 )
-from .gateway import api_key, from_timestamp
+from .gateway import api_key, first_item, from_timestamp, subscription_period
 from .purchases import record_mismatch
 
 logger = logging.getLogger(__name__)
@@ -52,25 +52,11 @@ STATUSES = {
 }
 
 
-def _first_item(data):
-    items = (data.get("items") or {}).get("data") or [{}]
-    return items[0]
-
-
-def _period(data):
-    """The current period: on the subscription item since API version 2025-03-31, on the
-    subscription before."""
-    item = _first_item(data)
-    start = item.get("current_period_start") or data.get("current_period_start")
-    end = item.get("current_period_end") or data.get("current_period_end")
-    return from_timestamp(start), from_timestamp(end)
-
-
 def _plan(data):
     """The plan the subscription's price belongs to: the price stored on the plan, else the
     plan named in the metadata (a plan repriced since keeps old subscribers on the old
     price), else the product's id (`creditdesk_plan_<code>`)."""
-    price = _first_item(data).get("price") or {}
+    price = first_item(data).get("price") or {}
     price_id = price.get("id") if isinstance(price, dict) else price
     found = Plan.objects.filter(stripe_price_id=price_id).first() if price_id else None
     code = (data.get("metadata") or {}).get("plan")
@@ -108,8 +94,8 @@ def record_stripe_subscription(*, data):
     if status == Status.CANCELED:
         return end_subscription(subscription=ours)
     # A contract's price says nothing of the plan: the subscription keeps its own.
-    plan = None if pays_a_contract(_first_item(data)) else _plan(data)
-    if plan is not None and plan.stripe_price_id != stripe_price_id(_first_item(data)):
+    plan = None if pays_a_contract(first_item(data)) else _plan(data)
+    if plan is not None and plan.stripe_price_id != stripe_price_id(first_item(data)):
         # Found by its code only (a price replaced before plans had versions): the plan the
         # subscription is on keeps its version.
         plan = ours.plan if plan.code == ours.plan.code else plan
@@ -138,8 +124,8 @@ def _start(data, status):
     if account is None or plan is None:
         logger.warning("Stripe subscription %s: no account or plan to match it", data["id"])
         return None
-    item = _first_item(data)
-    start, end = _period(data)
+    item = first_item(data)
+    start, end = subscription_period(data)
     sales = starting_sales(account_id=account.pk, plan=plan)
     price = price_data(stripe_price_id(item)) or (
         item["price"] if isinstance(item.get("price"), dict) else {}
