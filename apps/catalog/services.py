@@ -127,15 +127,17 @@ def in_use(plan):
 
 
 def import_catalog(*, raw, dry_run=False, acting_user=None, source="file", reason=None,
-                   seen_plans=None):  # fmt: skip
+                   seen_plans=None, in_caller_transaction=False):  # fmt: skip
     """Upsert the catalog from a parsed file, by code, all or nothing. `seen_plans`
     (`{code: plan entry}`): the plans as the user saw them before this edit; if one is no
     longer so (saved by someone else since), ChangedMeanwhile and nothing is written.
+    `in_caller_transaction`: for the pricing simulator, which writes a draft into its own
+    copies of the catalog inside a transaction that always rolls back.
 
     Entries in the database but not in the file are reported and left alone: removing a plan
     that customers are on is a decision for a person, not a side effect of a file.
     """
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=not in_caller_transaction):
         document, errors = validate_document(
             raw,
             existing_credit_types=CreditType.objects.values_list("code", flat=True),

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "apps.revenue",
     "apps.webhooks",
     "apps.billing",
+    "apps.simulation",
     "apps.api",
 ]
 

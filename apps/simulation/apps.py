@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SimulationConfig(AppConfig):
+    name = "apps.simulation"
+    verbose_name = "Pricing simulator"

@@ -1,0 +1,111 @@
+"""A draft catalog that only the simulator sees: the catalog's tables shadowed, for one
+database connection and one transaction, by temporary copies holding the draft.
+
+Both PostgreSQL and SQLite look a table name up in the connection's temporary tables first,
+so inside `draft_catalog` every reader of the catalog (the terms function of
+apps/usage/sql/terms.sql, the ORM) reads the draft through the same SQL and the same code
+as live traffic reads the live catalog: the rules are not written a second time. The draft
+is written by the catalog's own import (`import_catalog`), so a draft file is validated and
+versioned exactly as publishing it would be. The transaction always rolls back: the copies,
+and anything written to them, vanish, and no other connection ever saw them.
+"""
+
+import re
+from contextlib import contextmanager
+
+from django.apps import apps
+from django.db import connection, transaction
+
+from apps.accounts.models import Subscription
+from apps.catalog.models import Plan
+from apps.catalog.services import import_catalog
+
+# The apps whose tables a draft shadows: the catalog (its history included, which the
+# import writes) and the subscriptions, which the simulator points at the draft's versions.
+SHADOWED_APPS = ("catalog",)
+SHADOWED_MODELS = ("accounts.Subscription", "accounts.HistoricalSubscription")
+
+
+# A foreign key in SQLite's CREATE TABLE: a temporary table may not point at a table of
+# another schema (the accounts its contracts name), and the live rows it copies are valid.
+SQLITE_REFERENCE = re.compile(
+    r'\s+REFERENCES\s+"\w+"\s*\("\w+"\)(\s+DEFERRABLE INITIALLY DEFERRED)?'
+)
+
+
+def shadowed_tables():
+    """`(table, primary key column)` for each table a draft copies, sorted: every concrete
+    table of SHADOWED_APPS (history and many-to-many tables included) and of SHADOWED_MODELS."""
+    models = [
+        model
+        for label in SHADOWED_APPS
+        for model in apps.get_app_config(label).get_models(include_auto_created=True)
+    ]
+    models += [apps.get_model(label) for label in SHADOWED_MODELS]
+    return sorted(
+        {
+            (m._meta.db_table, m._meta.pk.column)
+            for m in models
+            if m._meta.managed and not m._meta.proxy
+        }
+    )
+
+
+@contextmanager
+def draft_catalog(*, raw, reason="simulation draft"):
+    """Inside: this connection reads the catalog file `raw` (the `import_catalog` format,
+    parsed) as the catalog. Yields the import's result (what the draft changes). Nothing
+    is written anywhere else, and everything is rolled back on leaving."""
+    # Its own transaction (durable: never a part of a caller's, whose writes it would undo).
+    with transaction.atomic(durable=True):
+        try:
+            for table, pk in shadowed_tables():
+                _shadow(table, pk)
+            result = import_catalog(raw=raw, in_caller_transaction=True, reason=reason)
+            # What the pricing team asks is what the draft would have done to its customers:
+            # every subscriber on the draft's version of its plan, not grandfathered.
+            for plan in Plan.objects.filter(current=True):
+                Subscription.objects.filter(plan__code=plan.code).exclude(plan=plan).update(
+                    plan=plan
+                )
+            yield result
+        finally:
+            transaction.set_rollback(True)
+
+
+def _shadow(table, pk):
+    # Table and column names come from the models (shadowed_tables), never from input.
+    quoted = connection.ops.quote_name(table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {quoted} (LIKE public.{quoted} INCLUDING ALL) "
+                "ON COMMIT DROP"
+            )
+            cursor.execute(f"INSERT INTO pg_temp.{quoted} SELECT * FROM public.{quoted}")  # noqa: S608
+            # The copy has an identity sequence of its own, starting at 1: new draft rows
+            # must not take an id a copied row has.
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('pg_temp.{quoted}', %s), "  # noqa: S608
+                f"COALESCE((SELECT max({connection.ops.quote_name(pk)}) FROM pg_temp.{quoted}), "
+                "0) + 1, false)",
+                [pk],
+            )
+        else:
+            cursor.execute(
+                "SELECT sql FROM main.sqlite_master WHERE name = %s AND type = 'table'",
+                [table],
+            )
+            (create,) = cursor.fetchone()
+            create = SQLITE_REFERENCE.sub("", create)
+            cursor.execute(create.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+            cursor.execute(f"INSERT INTO temp.{quoted} SELECT * FROM main.{quoted}")  # noqa: S608
+            cursor.execute(
+                "SELECT sql FROM main.sqlite_master WHERE tbl_name = %s AND type = 'index' "
+                "AND sql IS NOT NULL",
+                [table],
+            )
+            for (index,) in cursor.fetchall():
+                # Unique constraints are indexes of their own on SQLite; the import relies on
+                # them as on the live tables. Index names are per schema: prefix them.
+                cursor.execute(index.replace('INDEX "', 'INDEX temp."', 1))
