@@ -81,7 +81,9 @@ def is_movable():
 def advance(*, by=None, to=None):
     """Move the clock forward `by` a positive timedelta or `to` a later aware datetime.
     Returns the new now(). Never backwards: a demo's records would then lie in the future."""
+    global _seen
     path = _movable_path()
+    _seen = _NOTHING_SEEN  # from the file as it is, not as this process last looked
     real, ahead = timezone.now(), offset()
     if by is not None:
         moved = ahead + by

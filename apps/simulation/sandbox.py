@@ -21,9 +21,10 @@ from apps.catalog.models import Plan
 from apps.catalog.services import import_catalog
 
 # The apps whose tables a draft shadows: the catalog (its history included, which the
-# import writes) and the subscriptions, which the simulator points at the draft's versions.
+# import writes) and the subscriptions, which the simulator points at the draft's versions
+# (with `update()`, which writes no history).
 SHADOWED_APPS = ("catalog",)
-SHADOWED_MODELS = ("accounts.Subscription", "accounts.HistoricalSubscription")
+SHADOWED_MODELS = ("accounts.Subscription",)
 
 
 # A foreign key in SQLite's CREATE TABLE: a temporary table may not point at a table of
@@ -63,8 +64,10 @@ def draft_catalog(*, raw, reason="simulation draft"):
                 _shadow(table, pk)
             result = import_catalog(raw=raw, in_caller_transaction=True, reason=reason)
             # What the pricing team asks is what the draft would have done to its customers:
-            # every subscriber on the draft's version of its plan, not grandfathered.
-            for plan in Plan.objects.filter(current=True):
+            # every subscriber of a plan it changes on the draft's version, not grandfathered.
+            # A plan it leaves alone keeps its subscribers where they are, as in reality.
+            changed = {c.code for c in result.changes if c.section == "plans"}
+            for plan in Plan.objects.filter(current=True, code__in=changed):
                 Subscription.objects.filter(plan__code=plan.code).exclude(plan=plan).update(
                     plan=plan
                 )
@@ -78,11 +81,12 @@ def _shadow(table, pk):
     quoted = connection.ops.quote_name(table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            cursor.execute("SELECT current_schema()")
+            live = f"{connection.ops.quote_name(cursor.fetchone()[0])}.{quoted}"
             cursor.execute(
-                f"CREATE TEMPORARY TABLE {quoted} (LIKE public.{quoted} INCLUDING ALL) "
-                "ON COMMIT DROP"
+                f"CREATE TEMPORARY TABLE {quoted} (LIKE {live} INCLUDING ALL) ON COMMIT DROP"
             )
-            cursor.execute(f"INSERT INTO pg_temp.{quoted} SELECT * FROM public.{quoted}")  # noqa: S608
+            cursor.execute(f"INSERT INTO pg_temp.{quoted} SELECT * FROM {live}")  # noqa: S608
             # The copy has an identity sequence of its own, starting at 1: new draft rows
             # must not take an id a copied row has.
             cursor.execute(

@@ -211,9 +211,12 @@ def wallets_at(*, account_ids, at):
         .order_by()
     }
     grants_by_wallet = {}
-    for grant in CreditGrant.objects.filter(pk__in=moved).order_by(
+    # By account, not by the grants' ids: those grow with the accounts' history.
+    for grant in CreditGrant.objects.filter(account_id__in=account_ids).order_by(
         "wallet_id", *burn_down_ordering()
     ):
+        if grant.pk not in moved:  # granted after `at`
+            continue
         grant.remaining = moved[grant.pk] - grant.debt_settled
         if grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > at):
             grants_by_wallet.setdefault(grant.wallet_id, []).append(grant)

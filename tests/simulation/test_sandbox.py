@@ -84,3 +84,12 @@ def test_a_draft_needs_its_own_transaction(live):
         draft_catalog(raw=catalog()),
     ):
         pass
+
+
+def test_a_plan_the_draft_leaves_alone_keeps_its_grandfathered_subscribers(live):
+    subscriber, _ = live
+    import_catalog(raw=catalog(cost="0.6"))  # publishes v2; the subscriber stays on v1
+    with draft_catalog(raw=catalog(cost="0.6")) as result:
+        assert result.changes == []
+        assert Subscription.objects.get(account=subscriber).plan.version == 1
+        assert cost(subscriber) == D("0.5")

@@ -15,8 +15,8 @@ class Command(BaseCommand):
     help = (
         "Move the demo clock forward (local and test settings only; refused in production), "
         "so renewals, rollover, expiry and trials come due without waiting. Every process sees "
-        "it at once; then `run_period_jobs` (or beat) does what is due. Without an option: "
-        "show the clock."
+        "it within a second; then `run_period_jobs` (or beat) does what is due. Without an "
+        "option: show the clock."
     )
 
     def add_arguments(self, parser):
