@@ -113,7 +113,7 @@ class WalletState:
         holds only spendable credits. A rollover this makes may itself be past due (a renewal
         catching up): the loop closes it too."""
         until = until or self.book.now
-        while due := [g for g in self.grants if g.expires_at and g.expires_at <= until]:
+        while due := [g for g in self.grants if g.past_due(until)]:
             self.close(min(due, key=expiry_order))
 
     def close(self, grant):

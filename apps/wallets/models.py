@@ -243,6 +243,11 @@ class CreditGrant(models.Model):
             f" of {humanize.credits(self.amount)} left)"
         )
 
+    def past_due(self, at):
+        """Whether the grant's credits can no longer be spent at `at` (its expiry is at or
+        before it), whether or not the expiry has been written yet."""
+        return self.expires_at is not None and self.expires_at <= at
+
 
 class LedgerEntry(models.Model):
     """Append-only: database triggers reject UPDATE, DELETE and (PostgreSQL) TRUNCATE.

@@ -170,9 +170,8 @@ def balances(*, account, overdraft_limit=Decimal(0), at=None):
     views = []
     for wallet in wallets:
         grants = grants_by_wallet.get(wallet.pk, [])
-        expired = sum((g.remaining for g in grants if g.expires_at and g.expires_at <= now),
-                      Decimal(0))  # fmt: skip
-        spendable = [g for g in grants if g.expires_at is None or g.expires_at > now]
+        expired = sum((g.remaining for g in grants if g.past_due(now)), Decimal(0))
+        spendable = [g for g in grants if not g.past_due(now)]
         views.append(_wallet_view(wallet.credit_type.code, wallet.balance - expired, wallet.held,
                                   overdraft_limit, spendable))  # fmt: skip
     return views
@@ -218,7 +217,7 @@ def wallets_at(*, account_ids, at):
         if grant.pk not in moved:  # granted after `at`
             continue
         grant.remaining = moved[grant.pk] - grant.debt_settled
-        if grant.remaining > 0 and (grant.expires_at is None or grant.expires_at > at):
+        if grant.remaining > 0 and not grant.past_due(at):
             grants_by_wallet.setdefault(grant.wallet_id, []).append(grant)
     last = LedgerEntry.objects.filter(pk__in=[row["last"] for row in closing.values()])
     return {
