@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DB = f"creditdesk_bench_{os.getpid()}"
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
 YARDSTICK = ROOT / "bench" / "yardstick.sh"
@@ -30,6 +29,8 @@ def psql(sql):
 
 
 def setup_django():
+    # Here, not on import: bench/service_ab.py imports `hammer` into another checkout's process.
+    sys.path.insert(0, str(ROOT))
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     os.environ["DEBUG"] = "false"

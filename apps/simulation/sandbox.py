@@ -60,8 +60,9 @@ def draft_catalog(*, raw, reason="simulation draft"):
     # Its own transaction (durable: never a part of a caller's, whose writes it would undo).
     with transaction.atomic(durable=True):
         try:
+            live = _live_schema()
             for table, pk in shadowed_tables():
-                _shadow(table, pk)
+                _shadow(table, pk, live)
             result = import_catalog(raw=raw, in_caller_transaction=True, reason=reason)
             # What the pricing team asks is what the draft would have done to its customers:
             # every subscriber of a plan it changes on the draft's version, not grandfathered.
@@ -76,13 +77,21 @@ def draft_catalog(*, raw, reason="simulation draft"):
             transaction.set_rollback(True)
 
 
-def _shadow(table, pk):
+def _live_schema():
+    """Where the live tables are: PostgreSQL's current schema, SQLite's main database."""
+    if connection.vendor != "postgresql":
+        return "main"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_schema()")
+        return cursor.fetchone()[0]
+
+
+def _shadow(table, pk, schema):
     # Table and column names come from the models (shadowed_tables), never from input.
     quoted = connection.ops.quote_name(table)
+    live = f"{connection.ops.quote_name(schema)}.{quoted}"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT current_schema()")
-            live = f"{connection.ops.quote_name(cursor.fetchone()[0])}.{quoted}"
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {quoted} (LIKE {live} INCLUDING ALL) ON COMMIT DROP"
             )
@@ -103,7 +112,7 @@ def _shadow(table, pk):
             (create,) = cursor.fetchone()
             create = SQLITE_REFERENCE.sub("", create)
             cursor.execute(create.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
-            cursor.execute(f"INSERT INTO temp.{quoted} SELECT * FROM main.{quoted}")  # noqa: S608
+            cursor.execute(f"INSERT INTO temp.{quoted} SELECT * FROM {live}")  # noqa: S608
             cursor.execute(
                 "SELECT sql FROM main.sqlite_master WHERE tbl_name = %s AND type = 'index' "
                 "AND sql IS NOT NULL",
