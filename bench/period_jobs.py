@@ -111,8 +111,9 @@ def populate(accounts):
     from django.db import connection
 
     from apps.accounts.models import Subscription
+    from apps.catalog.contracts import period_terms
     from apps.catalog.models import CreditPack, CreditType, Plan, PlanAllowance
-    from apps.periods.services import _period_grants
+    from apps.periods.services import period_grants
 
     now = datetime.now(UTC).replace(microsecond=0)
     start, end = periods(now)
@@ -133,7 +134,9 @@ def populate(accounts):
     # which names the subscription and is built per row below).
     model = Subscription(pk=0, plan=plan, billing_anchor=start, current_period_start=start,
                          current_period_end=end)  # fmt: skip
-    [(_, terms)] = _period_grants(model, plan, [allowance], start, end, start)
+    [(_, terms)], _ = period_grants(
+        model, period_terms(plan=plan, allowances=[allowance], at=start), start, end, start
+    )
     ref_suffix = terms.reference.removeprefix("period:0")  # ":<start>:credits"
     pack_expires = now - timedelta(minutes=30)
     pack_bought = pack_expires - timedelta(days=pack.expires_after_days)

@@ -55,7 +55,7 @@ def _bases(plan, allowances):
     ], fee
 
 
-def _period_grants(subscription, terms, start, end, now):
+def period_grants(subscription, terms, start, end, now):
     """The plan-period grants for one period, by `terms` (the plan's, its contract applied:
     apps/catalog/contracts.period_terms), with the plan's rollover terms snapshotted:
     whoever closes them at `end` rolls over by the terms of the period they belong to; and
@@ -179,7 +179,7 @@ def _write_fees(fees):
         RatableFee.objects.bulk_create(fees, ignore_conflicts=True)
 
 
-class _Pricing:
+class PeriodPricing:
     """What periods are granted by, read once for a set of accounts: the allowances of the
     plans involved and the accounts' contracts (their allowances with them)."""
 
@@ -265,7 +265,9 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
     `period.renewed`."""
     now = book.now
     until = max(until or now, now)
-    pricing = pricing or _Pricing(_plan_ids(subscriptions), {s.account_id for s in subscriptions})
+    pricing = pricing or PeriodPricing(
+        _plan_ids(subscriptions), {s.account_id for s in subscriptions}
+    )
     keys = set().union(
         *(pricing.wallet_keys(s.account_id, [s.plan_id, s.scheduled_plan_id])
           for s in subscriptions)
@@ -274,7 +276,7 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
     trials = {s.pk for s in subscriptions if s.status == Subscription.Status.TRIALING}
     schedule = [
         (s, [(start, pricing.ended(s, ended_plan, start),
-              _period_grants(s, pricing.terms(s, plan, start), start, end, now))
+              period_grants(s, pricing.terms(s, plan, start), start, end, now))
              for plan, start, end, ended_plan in _due_periods(s, until)])
         for s in subscriptions
     ]  # fmt: skip
@@ -299,7 +301,7 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
         for start, ended_terms, new in periods:
             for state in states:
                 state.expire_due(until=start)
-                grant = _settle_overage(subscription, ended_terms, state, start, granted)
+                grant = settle_overage(subscription, ended_terms, state, start, granted)
                 if grant is not None:
                     overage.append((subscription, grant))
                     counts.overage += grant.amount
@@ -317,7 +319,7 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
         book.after_flush.append(lambda: events.publish(events.OVERAGE_SETTLED, charges=overage))
 
 
-def _settle_overage(subscription, terms, state, start, granted):
+def settle_overage(subscription, terms, state, start, granted):
     """At a period's end, the debt its overage left (docs/ledger.md) is billed at the
     overage unit price of the period's terms (its plan's, or its contract's): an `overage`
     grant of exactly the debt settles it (so the next period's credits stay whole) and
@@ -449,7 +451,7 @@ def _catch_up(account, live, book, now, *, plan_ids=()):
     the job would renew, so that a plan change acts on the current period. A subscription
     the job would not renew (past due, or Stripe's within its grace) gets no new period:
     its ended period's credits are closed with the rest of what is past due."""
-    pricing = _Pricing(_plan_ids(live, plan_ids), {account.pk})
+    pricing = PeriodPricing(_plan_ids(live, plan_ids), {account.pk})
     book.lock(keys=pricing.wallet_keys(account.pk, pricing.allowances), create=True, expire=False)
     due = [s for s in live if _renewable(s, now)]
     if due:
@@ -542,7 +544,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None, with
         if trial_days:
             first = _trial_grants(subscription, plan, pricing.allowances[plan.pk], start, end, now)
         else:
-            first = _period_grants(subscription, pricing.terms(subscription, plan, start), start,
+            first = period_grants(subscription, pricing.terms(subscription, plan, start), start,
                                    end, now)  # fmt: skip
         fees = []
         _add_period(book, subscription, first, set(), fees)
@@ -624,7 +626,7 @@ def _set_cancel(account, cancel, acting_user, *, durable):
         subscription = _current(account)
         pricing = _catch_up(account, [subscription], book, now)
         start = subscription.current_period_start
-        terms, _ = _period_grants(
+        terms, _ = period_grants(
             subscription,
             pricing.terms(subscription, subscription.plan, start),
             start,

@@ -55,14 +55,18 @@ def shadowed_tables():
 @contextmanager
 def draft_catalog(*, raw, reason="simulation draft"):
     """Inside: this connection reads the catalog file `raw` (the `import_catalog` format,
-    parsed) as the catalog. Yields the import's result (what the draft changes). Nothing
-    is written anywhere else, and everything is rolled back on leaving."""
+    parsed) as the catalog; with `raw` None, the live catalog as it is (the simulator's own
+    check replays it). Yields the import's result (what the draft changes; None without a
+    draft). Nothing is written anywhere else, and everything is rolled back on leaving."""
     # Its own transaction (durable: never a part of a caller's, whose writes it would undo).
     with transaction.atomic(durable=True):
         try:
             live = _live_schema()
             for table, pk in shadowed_tables():
                 _shadow(table, pk, live)
+            if raw is None:
+                yield None
+                return
             result = import_catalog(raw=raw, in_caller_transaction=True, reason=reason)
             # What the pricing team asks is what the draft would have done to its customers:
             # every subscriber of a plan it changes on the draft's version, not grandfathered.

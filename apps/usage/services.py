@@ -210,7 +210,7 @@ def _consume_one(request, terms, book, counters, prior, seen):
                 return Outcome(error=IdempotencyKeyReused())
             return Outcome(usage_event=earlier, replayed=True)
     try:
-        event = _charge(request, terms, book, counters)
+        event = charge_request(request, terms, book, counters)
     except DomainError as error:
         return Outcome(error=error)
     if request.idempotency_key:
@@ -218,7 +218,11 @@ def _consume_one(request, terms, book, counters, prior, seen):
     return Outcome(usage_event=event)
 
 
-def _charge(request, terms, book, counters):
+def charge_request(request, terms, book, counters):
+    """One consume's rules, in order: the terms that apply, the cost, the quota, the funds,
+    then the charge into `book` (locked wallets, or the simulator's wallets in memory, which
+    replays past usage through exactly these rules). Raises the domain error that refuses
+    it, having changed nothing."""
     account = request.account
     t = resolve_terms(account, terms, request.feature)
     credits = cost_of(request.quantity, t.credits_per_unit)

@@ -179,9 +179,10 @@ def balances(*, account, overdraft_limit=Decimal(0), at=None):
 
 @dataclass
 class WalletAt:
-    """A wallet as it stood at a moment, rebuilt from the ledger: its balance and held
-    credits, and its grants with credits left then (their `remaining` set to that), in
-    burn-down order. Grants past their expiry at that moment are left out."""
+    """A wallet as it stood at a moment, rebuilt from the ledger: its balance, held credits
+    and debt, and its grants with credits left then (their `remaining` set to that), in
+    burn-down order. Grants past their expiry at that moment are left out unless asked for
+    (`with_past_due`: the simulator lets the engine close them, as a consume would)."""
 
     wallet_id: int
     account_id: int
@@ -189,17 +190,20 @@ class WalletAt:
     credit_type_code: str
     balance: Decimal
     held: Decimal
+    debt: Decimal
     grants: list
 
 
-def wallets_at(*, account_ids, at):
+def wallets_at(*, account_ids, at, with_past_due=False):
     """`{wallet_id: WalletAt}` for the accounts' wallets that had a ledger entry by `at`
     (included). A constant number of queries, whatever the number of accounts: the pricing
     simulator starts thousands of accounts from here."""
     entries = LedgerEntry.objects.filter(account_id__in=account_ids, created_at__lte=at)
+    overage = Sum("amount", filter=Q(kind=LedgerEntry.Kind.OVERAGE), default=Decimal(0))
     closing = {
         row["wallet_id"]: row
-        for row in entries.values("wallet_id").annotate(last=Max("id"), held=Sum("held_change"))
+        for row in entries.values("wallet_id")
+        .annotate(last=Max("id"), held=Sum("held_change"), overage=overage)
         .order_by()
     }  # fmt: skip
     moved = {
@@ -209,15 +213,16 @@ def wallets_at(*, account_ids, at):
         .annotate(moved=Sum("amount"))
         .order_by()
     }
-    grants_by_wallet = {}
+    grants_by_wallet, settled = {}, {}
     # By account, not by the grants' ids: those grow with the accounts' history.
     for grant in CreditGrant.objects.filter(account_id__in=account_ids).order_by(
         "wallet_id", *burn_down_ordering()
     ):
         if grant.pk not in moved:  # granted after `at`
             continue
+        settled[grant.wallet_id] = settled.get(grant.wallet_id, 0) + grant.debt_settled
         grant.remaining = moved[grant.pk] - grant.debt_settled
-        if grant.remaining > 0 and not grant.past_due(at):
+        if grant.remaining > 0 and (with_past_due or not grant.past_due(at)):
             grants_by_wallet.setdefault(grant.wallet_id, []).append(grant)
     last = LedgerEntry.objects.filter(pk__in=[row["last"] for row in closing.values()])
     return {
@@ -228,6 +233,8 @@ def wallets_at(*, account_ids, at):
             credit_type_code=entry.wallet.credit_type.code,
             balance=entry.balance_after,
             held=closing[entry.wallet_id]["held"],
+            # What overage drew and grants have not paid back (docs/ledger.md, "Rules").
+            debt=-closing[entry.wallet_id]["overage"] - settled.get(entry.wallet_id, 0),
             grants=grants_by_wallet.get(entry.wallet_id, []),
         )
         for entry in last.select_related("wallet__credit_type")

@@ -1,0 +1,414 @@
+"""The replay: accounts' real usage over a past range, through consume's own rules
+(`apps.usage.services.charge_request`) and the renewal's (`apps.periods.services`), on
+wallets held in memory by a `LedgerBook` that is never flushed. Run inside
+`sandbox.draft_catalog`, every term it reads is the draft's; the real side of the
+comparison is tallied from the ledger by the same `figures.Tally`.
+
+What is replayed, per account and in time order, from where its wallets stood at the range
+start (grants past due included, and debt: the engine closes them as a consume would):
+- each usage event, as a consume of its feature and quantity at its moment;
+- the grants that were not the renewal's (purchases, promotions, staff grants, trials),
+  voids and staff corrections, as they happened;
+- each period boundary of its subscription (the calendar of its billing anchor): the ended
+  period's grants closed (rollover by their terms), its overage billed and the next period
+  granted, by the draft's terms;
+- expiry at each grant's expiry moment.
+What is not: holds (a reservation's commit is replayed as its usage event), and requests
+that were refused in reality (they are not stored). Terms are the draft's as they stand
+for the whole range, subscriptions as they stand (a plan change within the range is not
+replayed), and a renewal happens at its boundary (the job runs within a minute of it).
+"""
+
+import copy
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from apps.accounts.models import Account, Subscription
+from apps.catalog.models import CreditType, Feature
+from apps.core.errors import DomainError, InsufficientCredits
+from apps.periods.calendar import boundary, index_of
+from apps.periods.services import (
+    PeriodPricing,
+    period_grants,
+    period_reference,
+    settle_overage,
+)
+from apps.usage.entitlement import Counters, usable
+from apps.usage.models import UsageCounter, UsageEvent
+from apps.usage.selectors import terms_for
+from apps.usage.services import ConsumeRequest, charge_request
+from apps.wallets.ledger import LedgerBook, WalletState
+from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
+from apps.wallets.selectors import wallets_at
+
+from .figures import Tally
+from .sandbox import draft_catalog
+
+ZERO = Decimal(0)
+MICROSECOND = timedelta(microseconds=1)
+Kind = LedgerEntry.Kind
+# Grants the replay makes itself, by the draft's terms: the periods, their overage bills and
+# the rollovers that closing a grant makes. Every other grant is replayed as it happened.
+REPLAYED_BY_RULES = (
+    CreditGrant.Source.PLAN_PERIOD,
+    CreditGrant.Source.OVERAGE,
+    CreditGrant.Source.ROLLOVER,
+)
+# At one moment: a renewal, then grants, then corrections, then usage.
+BOUNDARY, GRANT, VOID, ADJUST, USAGE = range(5)
+
+
+@dataclass
+class AccountResult:
+    account_id: int
+    real: object  # Figures
+    draft: object  # Figures
+
+
+class _Counters(Counters):
+    """Quota counters in memory: a period's row appears, at zero, when first used."""
+
+    class Rows(dict):
+        def __missing__(self, key):
+            account_id, feature_id, period_start = key
+            row = UsageCounter(account_id=account_id, feature_id=feature_id,
+                               period_start=period_start)  # fmt: skip
+            self[key] = row
+            return row
+
+    def __init__(self):
+        super().__init__(self.Rows())
+
+
+def replay_chunk(*, account_ids, start, end):
+    """`AccountResult` per account of `account_ids`, for usage in [start, end)."""
+    before = start - MICROSECOND
+    accounts = Account.objects.in_bulk(account_ids)
+    start_state = wallets_at(account_ids=account_ids, at=before, with_past_due=True)
+    features = {f.pk: f.code for f in Feature.objects.all()}
+    usage = defaultdict(list)
+    for row in (
+        UsageEvent.objects.filter(
+            account_id__in=account_ids, created_at__gte=start, created_at__lt=end
+        )  # fmt: skip
+        .order_by("account_id", "created_at", "pk")
+        .values_list("account_id", "created_at", "pk", "feature_id", "quantity", "credits")
+        .iterator(chunk_size=20000)
+    ):
+        usage[row[0]].append(row)
+    entries = defaultdict(list)
+    for entry in (
+        LedgerEntry.objects.filter(
+            account_id__in=account_ids, created_at__gte=start, created_at__lt=end
+        )  # fmt: skip
+        .exclude(kind__in=(Kind.RESERVE, Kind.RELEASE))
+        .order_by("pk")
+        .only("account_id", "wallet_id", "kind", "amount", "grant_id", "created_at")
+        .iterator(chunk_size=20000)
+    ):
+        entries[entry.account_id].append(entry)
+    grants = _grants_of(start_state, entries)
+    subscriptions = _subscriptions(account_ids, start, end)
+    pricing = PeriodPricing(
+        {s.plan_id for subs in subscriptions.values() for s in subs}, set(account_ids)
+    )
+    codes = {(a, features[row[3]]) for a, rows in usage.items() for row in rows}
+    terms = defaultdict(dict)
+    for (account_id, code), t in terms_for(pairs=codes).items():
+        terms[account_id][code] = t
+    used = _used_at_start(terms, subscriptions, start)
+
+    results = []
+    for account_id in account_ids:
+        wallets = [w for w in start_state.values() if w.account_id == account_id]
+        real = _real(account_id, wallets, usage[account_id], entries[account_id], grants)
+        draft = _Replay(
+            account=accounts[account_id],
+            wallets=wallets,
+            terms=terms[account_id],
+            subscriptions=subscriptions.get(account_id, []),
+            pricing=pricing,
+            used=used,
+            start=start,
+        ).run(usage[account_id], entries[account_id], grants, features, end)
+        results.append(AccountResult(account_id=account_id, real=real, draft=draft))
+    return results
+
+
+def _grants_of(start_state, entries):
+    """Every grant the range's entries name, by id: the start state's and those granted
+    within the range."""
+    found = {g.pk: g for w in start_state.values() for g in w.grants}
+    missing = {e.grant_id for rows in entries.values() for e in rows} - set(found) - {None}
+    found.update(CreditGrant.objects.select_related("wallet__credit_type").in_bulk(missing))
+    return found
+
+
+def _subscriptions(account_ids, start, end):
+    """The subscriptions with a period in [start, end), with their plans, by account."""
+    found = defaultdict(list)
+    for s in (
+        Subscription.objects.filter(account_id__in=account_ids, current_period_end__gt=start)
+        .select_related("plan")
+        .order_by("pk")
+    ):
+        found[s.account_id].append(s)
+    return found
+
+
+def boundaries(subscription, start, end):
+    """The period starts of `subscription` in [start, end): its calendar's boundaries from
+    its billing anchor up to its current period's start."""
+    anchor, interval = subscription.billing_anchor, subscription.plan.billing_interval
+    index = index_of(anchor=anchor, interval=interval, moment=start)
+    found = []
+    while True:
+        moment = boundary(anchor=anchor, interval=interval, index=index)
+        if moment >= end or moment > subscription.current_period_start:
+            return found
+        found.append(moment)
+        index += 1
+
+
+def period_start_at(subscription, moment):
+    """The start of the subscription's period holding `moment` (quotas count from there):
+    the calendar's boundary at or before it; before the anchor (a trial), the trial's start."""
+    anchor, interval = subscription.billing_anchor, subscription.plan.billing_interval
+    if moment < anchor:
+        trialing = subscription.current_period_end <= anchor
+        return subscription.current_period_start if trialing else None
+    index = index_of(anchor=anchor, interval=interval, moment=moment)
+    at = boundary(anchor=anchor, interval=interval, index=index)
+    return at if at <= moment else boundary(anchor=anchor, interval=interval, index=index - 1)
+
+
+def _live_at(subscriptions, moment):
+    """The subscription in force at `moment`, if any."""
+    for s in subscriptions:
+        if min(s.billing_anchor, s.current_period_start) <= moment < s.current_period_end:
+            return s
+    return None
+
+
+def _used_at_start(terms, subscriptions, start):
+    """Quota counters as they stood at the range start: the units used in the period that
+    held it, before it. `{(account_id, feature_id, period_start): used}`."""
+    match, starts = Q(), {}
+    for account_id, by_code in terms.items():
+        subscription = _live_at(subscriptions.get(account_id, []), start)
+        period = period_start_at(subscription, start) if subscription else None
+        features = [t.feature.pk for t in by_code.values() if t.limit_per_period is not None]
+        if period is None or not features:
+            continue
+        starts[account_id] = period
+        match |= Q(account_id=account_id, feature_id__in=features, created_at__gte=period)
+    if not match:
+        return {}
+    rows = (
+        UsageEvent.objects.filter(match, created_at__lt=start)
+        .values("account_id", "feature_id")
+        .annotate(used=Sum("quantity"))
+        .order_by()
+    )
+    return {(r["account_id"], r["feature_id"], starts[r["account_id"]]): r["used"] for r in rows}
+
+
+def _real(account_id, wallets, usage, entries, grants):
+    tally = Tally(key=lambda g: g.pk)
+    tally.starting(g for w in wallets for g in w.grants)
+    for row in usage:
+        tally.usage(row[5])
+    for entry in entries:
+        tally.entry(entry.kind, entry.amount, grants.get(entry.grant_id))
+    return tally.close()
+
+
+class _Replay:
+    def __init__(self, *, account, wallets, terms, subscriptions, pricing, used, start):
+        self.account = account
+        self.book = LedgerBook(now=start)
+        self.tally = Tally()
+        self.copies = {}  # real grant id -> the replay's grant
+        for w in wallets:
+            wallet = Wallet(pk=w.wallet_id, account_id=account.pk, credit_type_id=w.credit_type_id,
+                            balance=w.balance, held=ZERO, debt=w.debt)  # fmt: skip
+            wallet.credit_type = _credit_type(w)
+            grants = [copy.copy(g) for g in w.grants]
+            for real, replayed in zip(w.grants, grants, strict=True):
+                replayed.wallet = wallet
+                self.copies[real.pk] = replayed
+            self.book.states[(account.pk, w.credit_type_id)] = WalletState(
+                book=self.book, wallet=wallet, grants=grants
+            )
+            self.tally.starting(grants)
+        self.terms = terms
+        self.subscriptions = subscriptions
+        self.pricing = pricing
+        self.counters = _Counters()
+        for key, value in used.items():
+            if key[0] == account.pk:
+                self.counters.rows[key].used = value
+        subscription = _live_at(subscriptions, start)
+        self.period_start = period_start_at(subscription, start) if subscription else None
+        self._terms_now = self._terms_for_period()
+
+    def _terms_for_period(self):
+        return {code: replace(t, period_start=self.period_start) for code, t in self.terms.items()}
+
+    def run(self, usage, entries, grants, features, end):
+        start = self.book.now
+        moments = [(at, BOUNDARY, 0, (s, at)) for s in self.subscriptions
+                   for at in boundaries(s, start, end)]  # fmt: skip
+        moments += self._renewed_late(entries, grants, start)
+        adjustments = defaultdict(Decimal)
+        for entry in entries:
+            grant = grants.get(entry.grant_id)
+            if entry.amount > 0 and grant is not None and grant.source not in REPLAYED_BY_RULES:
+                if entry.kind in (Kind.GRANT, Kind.ADJUST):
+                    moments.append((entry.created_at, GRANT, entry.pk, (entry.kind, grant)))
+            elif entry.kind == Kind.VOID:
+                moments.append((entry.created_at, VOID, entry.pk, (grant, -entry.amount)))
+            elif entry.kind == Kind.ADJUST and entry.amount < 0:
+                adjustments[(entry.created_at, entry.wallet_id)] -= entry.amount
+        for (at, wallet_id), credits in adjustments.items():
+            moments.append((at, ADJUST, 0, (wallet_id, credits)))
+        moments += [(row[1], USAGE, row[2], row) for row in usage]
+        moments.sort(key=lambda m: m[:3])
+        for at, what, _, item in moments:
+            self.book.now = at
+            self._expire(at)
+            if what == USAGE:
+                self._use(item, features)
+            elif what == BOUNDARY:
+                self._renew(*item)
+            elif what == GRANT:
+                self._grant(*item)
+            elif what == VOID:
+                self._void(*item)
+            else:
+                self._adjust(*item)
+            self._tally()
+        self.book.now = end
+        self._expire(end)
+        self._tally()
+        return self.tally.close()
+
+    def _renewed_late(self, entries, grants, start):
+        """Periods due before the range that the renewal job reached only within it (the
+        real ledger's period grants say so): the replay renews them as the range starts."""
+        late = {}
+        for entry in entries:
+            grant = grants.get(entry.grant_id)
+            if (
+                entry.amount > 0
+                and grant is not None
+                and grant.source == CreditGrant.Source.PLAN_PERIOD
+                and grant.effective_at < start
+            ):
+                code = grant.wallet.credit_type.code
+                for s in self.subscriptions:
+                    if grant.reference == period_reference(s.pk, grant.effective_at, code):
+                        late[(s.pk, grant.effective_at)] = (start, BOUNDARY, 0,
+                                                            (s, grant.effective_at))  # fmt: skip
+        return list(late.values())
+
+    def _expire(self, at):
+        # As the expiry job and every consume's lock do: nothing past due is spent.
+        for state in self.book.states.values():
+            state.expire_due(until=at)
+
+    def _tally(self):
+        for entry in self.book.entries:
+            self.tally.entry(entry.kind, entry.amount, entry.grant)
+        for event in self.book.new_usage_events:
+            self.tally.usage(event.credits)
+        self.book.entries, self.book.new_usage_events = [], []
+
+    def _state(self, credit_type_id, credit_type=None):
+        key = (self.account.pk, credit_type_id)
+        state = self.book.states.get(key)
+        if state is None:
+            wallet = Wallet(account_id=self.account.pk, credit_type_id=credit_type_id,
+                            balance=ZERO, held=ZERO, debt=ZERO)  # fmt: skip
+            wallet.credit_type = credit_type
+            state = self.book.states[key] = WalletState(book=self.book, wallet=wallet)
+        return state
+
+    def _use(self, row, features):
+        _, at, _, feature_id, quantity, _ = row
+        request = ConsumeRequest(account=self.account, feature=features[feature_id],
+                                 quantity=quantity, occurred_at=at)  # fmt: skip
+        t = self._terms_now.get(request.feature)
+        if t is not None and usable(self.account, t) and t.overdraft_limit > 0:
+            self._state(t.credit_type_id, t.feature.credit_type)
+        try:
+            charge_request(request, self._terms_now, self.book, self.counters)
+        except DomainError as error:
+            status = 402 if isinstance(error, InsufficientCredits) else 403
+            self.tally.figures.refused(status=status, at=at)
+
+    def _renew(self, subscription, at):
+        """The renewal of the period starting at `at`, by the renewal's own rules."""
+        plan = subscription.plan
+        if at > subscription.billing_anchor:
+            ended = self.pricing.ended(subscription, plan, at)
+            for state in list(self.book.states.values()):
+                settle_overage(subscription, ended, state, at, set())
+        following = boundary(
+            anchor=subscription.billing_anchor,
+            interval=plan.billing_interval,
+            index=index_of(anchor=subscription.billing_anchor, interval=plan.billing_interval,
+                           moment=at) + 1,
+        )  # fmt: skip
+        grants, _fee = period_grants(
+            subscription, self.pricing.terms(subscription, plan, at), at, following,
+            self.book.now,
+        )  # fmt: skip
+        for credit_type_id, grant in grants:
+            credit_type = next(
+                a.credit_type for a in self.pricing.allowances[plan.pk]
+                if a.credit_type_id == credit_type_id
+            )  # fmt: skip
+            self._state(credit_type_id, credit_type).add_grant(grant, reason=grant.reason)
+        self.period_start = at
+        self._terms_now = self._terms_for_period()
+
+    def _grant(self, kind, real):
+        grant = copy.copy(real)
+        grant.pk = grant.voided_at = None
+        grant.debt_settled = ZERO
+        self.copies[real.pk] = grant
+        state = self._state(real.wallet.credit_type_id, real.wallet.credit_type)
+        state.add_grant(grant, kind=kind, reason=real.reason)
+
+    def _void(self, real, credits):
+        grant = self.copies.get(real.pk) if real is not None else None
+        if grant is None or grant.remaining <= 0:
+            return
+        state = self.book.states[(self.account.pk, grant.wallet.credit_type_id)]
+        state.claw_back(grant, min(credits, grant.remaining))
+
+    def _adjust(self, wallet_id, credits):
+        state = next((s for s in self.book.states.values() if s.wallet.pk == wallet_id), None)
+        if state is None:
+            return
+        taken = min(credits, max(state.available, ZERO))
+        if taken > 0:
+            state.charge(taken, kind=Kind.ADJUST)
+
+
+def _credit_type(w):
+    return CreditType(pk=w.credit_type_id, code=w.credit_type_code)
+
+
+def simulate(*, raw, account_ids, start, end, chunk_size=500):
+    """`AccountResult` per account, a chunk at a time, under the draft catalog file `raw`
+    (None: the live catalog as it is), all inside one sandbox that is rolled back."""
+    with draft_catalog(raw=raw):
+        for first in range(0, len(account_ids), chunk_size):
+            chunk = account_ids[first : first + chunk_size]
+            yield from replay_chunk(account_ids=chunk, start=start, end=end)
