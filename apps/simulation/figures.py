@@ -7,6 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from types import SimpleNamespace
 
+from django.utils.dateparse import parse_datetime
+
 from apps.revenue.models import RevenueLine
 from apps.revenue.posting import LINE_KIND, amounts_of
 from apps.wallets.models import CreditGrant, LedgerEntry
@@ -37,6 +39,35 @@ class Figures:
             self.refused_terms += 1
         if self.first_refused_at is None:
             self.first_refused_at = at
+
+    @classmethod
+    def from_dict(cls, values):
+        """Back from `as_dict`, also as stored in JSON (decimals and moments as text)."""
+        first = values.get("first_refused_at")
+        return cls(
+            events=values["events"],
+            charged=Decimal(values["charged"]),
+            refused_funds=values["refused_funds"],
+            refused_terms=values["refused_terms"],
+            first_refused_at=parse_datetime(first) if isinstance(first, str) else first,
+            overage=Decimal(values["overage"]),
+            breakage=Decimal(values["breakage"]),
+            overage_billed=_money(values["overage_billed"]),
+            revenue=_money(values["revenue"]),
+        )
+
+    def add(self, other):
+        """Add `other`'s figures to these (a run's totals)."""
+        for name in ("events", "charged", "refused_funds", "refused_terms", "overage",
+                     "breakage"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.first_refused_at and (
+            self.first_refused_at is None or other.first_refused_at < self.first_refused_at
+        ):
+            self.first_refused_at = other.first_refused_at
+        for name in ("overage_billed", "revenue"):
+            for currency, amount in getattr(other, name).items():
+                getattr(self, name)[currency] += amount
 
     def as_dict(self):
         """Plain values (the run's stored lines, JSON output); money by currency, sorted."""
@@ -111,3 +142,10 @@ class Tally:
                 if line.month == 1 and line.kind in RECOGNISED:
                     self.figures.revenue[grant.currency] += amount
         return self.figures
+
+
+def _money(values):
+    found = defaultdict(Decimal)
+    for currency, amount in values.items():
+        found[currency] = Decimal(amount)
+    return found

@@ -20,12 +20,12 @@ replayed), and a renewal happens at its boundary (the job runs within a minute o
 """
 
 import copy
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import CreditType, Feature
@@ -84,34 +84,34 @@ class _Counters(Counters):
         super().__init__(self.Rows())
 
 
+# A real ledger move the replay repeats: a grant, a void or a staff correction.
+Move = namedtuple("Move", "pk wallet_id kind amount grant_id created_at")
+REPEATED_KINDS = (Kind.GRANT, Kind.ADJUST, Kind.VOID)
+
+
 def replay_chunk(*, account_ids, start, end):
     """`AccountResult` per account of `account_ids`, for usage in [start, end)."""
-    before = start - MICROSECOND
     accounts = Account.objects.in_bulk(account_ids)
-    start_state = wallets_at(account_ids=account_ids, at=before, with_past_due=True)
+    start_state = wallets_at(account_ids=account_ids, at=start - MICROSECOND, with_past_due=True)
+    in_range = {"account_id__in": account_ids, "created_at__gte": start, "created_at__lt": end}
     features = {f.pk: f.code for f in Feature.objects.all()}
     usage = defaultdict(list)
     for row in (
-        UsageEvent.objects.filter(
-            account_id__in=account_ids, created_at__gte=start, created_at__lt=end
-        )  # fmt: skip
+        UsageEvent.objects.filter(**in_range)
         .order_by("account_id", "created_at", "pk")
-        .values_list("account_id", "created_at", "pk", "feature_id", "quantity", "credits")
+        .values_list("account_id", "created_at", "pk", "feature_id", "quantity")
         .iterator(chunk_size=20000)
     ):
         usage[row[0]].append(row)
-    entries = defaultdict(list)
-    for entry in (
-        LedgerEntry.objects.filter(
-            account_id__in=account_ids, created_at__gte=start, created_at__lt=end
-        )  # fmt: skip
-        .exclude(kind__in=(Kind.RESERVE, Kind.RELEASE))
+    moves = defaultdict(list)
+    for row in (
+        LedgerEntry.objects.filter(kind__in=REPEATED_KINDS, **in_range)
         .order_by("pk")
-        .only("account_id", "wallet_id", "kind", "amount", "grant_id", "created_at")
-        .iterator(chunk_size=20000)
+        .values_list("account_id", *Move._fields)
     ):
-        entries[entry.account_id].append(entry)
-    grants = _grants_of(start_state, entries)
+        moves[row[0]].append(Move(*row[1:]))
+    real = _RealLedger(in_range, start_state)
+    grants = _grants_of(start_state, real, moves)
     subscriptions = _subscriptions(account_ids, start, end)
     pricing = PeriodPricing(
         {s.plan_id for subs in subscriptions.values() for s in subs}, set(account_ids)
@@ -122,28 +122,74 @@ def replay_chunk(*, account_ids, start, end):
         terms[account_id][code] = t
     used = _used_at_start(terms, subscriptions, start)
 
+    wallets, used_by_account = defaultdict(list), defaultdict(dict)
+    for w in start_state.values():
+        wallets[w.account_id].append(w)
+    for key, value in used.items():
+        used_by_account[key[0]][key] = value
     results = []
     for account_id in account_ids:
-        wallets = [w for w in start_state.values() if w.account_id == account_id]
-        real = _real(account_id, wallets, usage[account_id], entries[account_id], grants)
         draft = _Replay(
             account=accounts[account_id],
-            wallets=wallets,
+            wallets=wallets[account_id],
             terms=terms[account_id],
             subscriptions=subscriptions.get(account_id, []),
             pricing=pricing,
-            used=used,
+            used=used_by_account[account_id],
             start=start,
-        ).run(usage[account_id], entries[account_id], grants, features, end)
-        results.append(AccountResult(account_id=account_id, real=real, draft=draft))
+        ).run(usage[account_id], moves[account_id], grants, features, end)
+        results.append(
+            AccountResult(account_id=account_id, real=real.figures(account_id, grants), draft=draft)
+        )
     return results
 
 
-def _grants_of(start_state, entries):
+class _RealLedger:
+    """What the ledger says the range did: its moves summed in SQL by account, grant, kind
+    and sign (all the tally needs), and the usage events counted."""
+
+    def __init__(self, in_range, start_state):
+        self.usage = {
+            row["account_id"]: row
+            for row in UsageEvent.objects.filter(**in_range)
+            .values("account_id")
+            .annotate(events=Count("pk"), credits=Sum("credits"))
+            .order_by()
+        }
+        self.moved = defaultdict(list)
+        for row in (
+            LedgerEntry.objects.filter(**in_range)
+            .exclude(kind__in=(Kind.RESERVE, Kind.RELEASE))
+            .values("account_id", "grant_id", "kind")
+            .annotate(gained=Sum("amount", filter=Q(amount__gt=0)),
+                      lost=Sum("amount", filter=Q(amount__lt=0)))
+            .order_by()
+        ):  # fmt: skip
+            self.moved[row["account_id"]].append(row)
+        self.grant_ids = {row["grant_id"] for rows in self.moved.values() for row in rows}
+        self.starting = defaultdict(list)
+        for w in start_state.values():
+            self.starting[w.account_id] += w.grants
+
+    def figures(self, account_id, grants):
+        tally = Tally(key=lambda g: g.pk)
+        tally.starting(self.starting[account_id])
+        if account_id in self.usage:
+            tally.figures.events = self.usage[account_id]["events"]
+            tally.figures.charged = self.usage[account_id]["credits"]
+        for row in self.moved[account_id]:
+            for amount in (row["gained"], row["lost"]):
+                if amount:
+                    tally.entry(row["kind"], amount, grants.get(row["grant_id"]))
+        return tally.close()
+
+
+def _grants_of(start_state, real, moves):
     """Every grant the range's entries name, by id: the start state's and those granted
     within the range."""
     found = {g.pk: g for w in start_state.values() for g in w.grants}
-    missing = {e.grant_id for rows in entries.values() for e in rows} - set(found) - {None}
+    named = real.grant_ids | {m.grant_id for rows in moves.values() for m in rows}
+    missing = named - set(found) - {None}
     found.update(CreditGrant.objects.select_related("wallet__credit_type").in_bulk(missing))
     return found
 
@@ -217,16 +263,6 @@ def _used_at_start(terms, subscriptions, start):
     return {(r["account_id"], r["feature_id"], starts[r["account_id"]]): r["used"] for r in rows}
 
 
-def _real(account_id, wallets, usage, entries, grants):
-    tally = Tally(key=lambda g: g.pk)
-    tally.starting(g for w in wallets for g in w.grants)
-    for row in usage:
-        tally.usage(row[5])
-    for entry in entries:
-        tally.entry(entry.kind, entry.amount, grants.get(entry.grant_id))
-    return tally.close()
-
-
 class _Replay:
     def __init__(self, *, account, wallets, terms, subscriptions, pricing, used, start):
         self.account = account
@@ -250,8 +286,7 @@ class _Replay:
         self.pricing = pricing
         self.counters = _Counters()
         for key, value in used.items():
-            if key[0] == account.pk:
-                self.counters.rows[key].used = value
+            self.counters.rows[key].used = value
         subscription = _live_at(subscriptions, start)
         self.period_start = period_start_at(subscription, start) if subscription else None
         self._terms_now = self._terms_for_period()
@@ -339,7 +374,7 @@ class _Replay:
         return state
 
     def _use(self, row, features):
-        _, at, _, feature_id, quantity, _ = row
+        _, at, _, feature_id, quantity = row
         request = ConsumeRequest(account=self.account, feature=features[feature_id],
                                  quantity=quantity, occurred_at=at)  # fmt: skip
         t = self._terms_now.get(request.feature)
@@ -405,10 +440,21 @@ def _credit_type(w):
     return CreditType(pk=w.credit_type_id, code=w.credit_type_code)
 
 
-def simulate(*, raw, account_ids, start, end, chunk_size=500):
-    """`AccountResult` per account, a chunk at a time, under the draft catalog file `raw`
-    (None: the live catalog as it is), all inside one sandbox that is rolled back."""
-    with draft_catalog(raw=raw):
-        for first in range(0, len(account_ids), chunk_size):
-            chunk = account_ids[first : first + chunk_size]
-            yield from replay_chunk(account_ids=chunk, start=start, end=end)
+def simulate_chunks(*, raw, account_ids, start, end, chunk_size=1000):
+    """`AccountResult`s a chunk of accounts at a time, under the draft catalog file `raw`
+    (None: the live catalog as it is). Each chunk has a sandbox of its own, rolled back
+    before its results are handed out: the caller may write between chunks (progress, the
+    results) on the same connection, no lock on the catalog outlives a chunk, and on SQLite
+    live writers wait for one chunk at most, not for the whole run. The range is in the
+    past, so every chunk reads the same history."""
+    for first in range(0, len(account_ids), chunk_size):
+        chunk = account_ids[first : first + chunk_size]
+        with draft_catalog(raw=raw):
+            results = replay_chunk(account_ids=chunk, start=start, end=end)
+        yield results
+
+
+def simulate(**kwargs):
+    """`AccountResult` per account: `simulate_chunks`, one account at a time."""
+    for results in simulate_chunks(**kwargs):
+        yield from results

@@ -1,0 +1,266 @@
+"""Simulation runs: started by staff (the admin) or a command, replayed by a Celery task a
+chunk of accounts at a time, with progress and a cancel that leaves nothing behind."""
+
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+
+from apps.accounts.models import Account, Subscription
+from apps.catalog.pricebook import CatalogFileError, read_document
+from apps.core import clock, outbox
+from apps.core.errors import InvalidInput, NotFound
+from apps.wallets.models import Wallet
+
+from .figures import Figures
+from .models import SimulationLine, SimulationRun
+from .replay import simulate_chunks
+from .sandbox import draft_catalog
+
+log = logging.getLogger(__name__)
+SIMULATE_TASK = "simulation.run"
+CHUNK_SIZE = 1000
+# A run whose worker has not reported for this long is taken for dead: cancelling it
+# finishes it at once instead of waiting for a worker that will never look at the flag.
+STALE_AFTER = timedelta(minutes=10)
+Status = SimulationRun.Status
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+def read_draft(*, text, filename="draft.yaml"):
+    """The draft catalog file, parsed; InvalidInput naming what is wrong with it."""
+    try:
+        raw = read_document(text, filename=filename)
+    except CatalogFileError as error:
+        raise InvalidInput(f"The draft is {error}.", details={"draft": [str(error)]}) from None
+    if not isinstance(raw, dict):
+        raise InvalidInput("The draft is not a catalog file.", details={"draft": ["not a mapping"]})
+    return raw
+
+
+def draft_changes(*, raw):
+    """What the draft changes in the live catalog, as the import describes it (the import
+    validates it on the way: InvalidInput with every problem)."""
+    with draft_catalog(raw=raw) as result:
+        return [change.describe() for change in result.changes]
+
+
+def last_full_month(now=None):
+    """[first day of last month, first day of this month), in UTC."""
+    now = (now or clock.now()).astimezone(UTC)
+    end = datetime(now.year, now.month, 1, tzinfo=UTC)
+    start = (end - timedelta(days=1)).replace(day=1)
+    return start, end
+
+
+def check_range(starts_at, ends_at):
+    if starts_at >= ends_at:
+        raise InvalidInput(
+            "The range must end after it starts.", details={"ends_at": ["before start"]}
+        )
+    if ends_at > clock.now():
+        raise InvalidInput(
+            "The range must be in the past: the simulator replays usage that happened.",
+            details={"ends_at": ["in the future"]},
+        )
+
+
+def select_accounts(*, starts_at, ends_at, plan=None, account_ids=None, sample=None, seed=None):
+    """The accounts a run replays, by id: `account_ids` as given, else the subscribers of
+    `plan` (a plan code, any version) in the range, else every account with credits or a
+    subscription then; `sample` of them drawn with `seed` (the same seed, the same draw)."""
+    if account_ids:
+        found = set(Account.objects.filter(pk__in=account_ids).values_list("pk", flat=True))
+        unknown = sorted(set(account_ids) - found)
+        if unknown:
+            raise InvalidInput(f"No account has id {unknown[0]}.", details={"accounts": unknown})
+        ids = sorted(found)
+    else:
+        subscribed = Subscription.objects.filter(
+            current_period_end__gt=starts_at, created_at__lt=ends_at
+        )
+        if plan:
+            subscribed = subscribed.filter(plan__code=plan)
+            if not subscribed.exists():
+                raise InvalidInput(f"Nobody was on plan {plan!r} in the range.",
+                                   details={"plan": ["no subscribers in the range"]})  # fmt: skip
+            match = Q(pk__in=subscribed.values("account_id"))
+        else:
+            with_credits = Wallet.objects.filter(created_at__lt=ends_at).values("account_id")
+            match = Q(pk__in=with_credits) | Q(pk__in=subscribed.values("account_id"))
+        ids = sorted(Account.objects.filter(match).values_list("pk", flat=True))
+    if sample is not None:
+        if sample < 1:
+            raise InvalidInput("A sample needs at least one account.", details={"sample": ["< 1"]})
+        ids = sorted(random.Random(seed).sample(ids, min(sample, len(ids))))
+    if not ids:
+        raise InvalidInput("No account to simulate.", details={"accounts": ["none selected"]})
+    return ids
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def start_run(*, title, draft_text, draft_filename="draft.yaml", starts_at=None, ends_at=None,
+              plan=None, account_ids=None, sample=None, seed=None, acting_user=None):  # fmt: skip
+    """Validate a what-if and queue it: the draft is read and tried on the sandbox now, so
+    a bad draft is refused here and not in a worker. Returns the queued run."""
+    default_start, default_end = last_full_month()
+    starts_at, ends_at = starts_at or default_start, ends_at or default_end
+    check_range(starts_at, ends_at)
+    raw = read_draft(text=draft_text, filename=draft_filename)
+    changes = draft_changes(raw=raw)
+    selection = {k: v for k, v in {"plan": plan, "accounts": account_ids, "sample": sample,
+                                   "seed": seed}.items() if v is not None}  # fmt: skip
+    ids = select_accounts(starts_at=starts_at, ends_at=ends_at, **_selection_args(selection))
+    with transaction.atomic(durable=True):
+        run = SimulationRun.objects.create(
+            title=title.strip() or draft_filename,
+            draft=draft_text,
+            draft_filename=draft_filename,
+            changes=changes,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            selection=selection,
+            account_ids=ids,
+            created_by=acting_user,
+            created_at=clock.now(),
+        )
+        outbox.publish(SIMULATE_TASK, run.pk)
+    return run
+
+
+def _selection_args(selection):
+    keys = {"plan": "plan", "accounts": "account_ids", "sample": "sample", "seed": "seed"}
+    return {keys[k]: v for k, v in selection.items()}
+
+
+def run_simulation(*, run_id, chunk_size=CHUNK_SIZE, on_chunk=None):
+    """Replay a queued run, a chunk of accounts at a time: each chunk's lines and the
+    progress commit together; the cancel flag is read before each. A run that fails or is
+    cancelled keeps no lines. `on_chunk(run_id)` after each chunk's commit. Returns the run
+    (None if it was not queued)."""
+    now = clock.now()
+    with transaction.atomic(durable=True):
+        claimed = SimulationRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=now, heartbeat_at=now
+        )
+    if not claimed:
+        return None  # cancelled before it started, or another worker has it
+    run = SimulationRun.objects.get(pk=run_id)
+    raw = read_draft(text=run.draft, filename=run.draft_filename)
+    try:
+        for results in simulate_chunks(raw=raw, account_ids=run.account_ids,
+                                       start=run.starts_at, end=run.ends_at,
+                                       chunk_size=chunk_size):  # fmt: skip
+            if not _save_chunk(run_id, results):
+                return SimulationRun.objects.get(pk=run_id)
+            if on_chunk is not None:
+                on_chunk(run_id)
+    except Exception as error:
+        log.exception("simulation run %s failed", run_id)
+        _finish(run_id, Status.FAILED, error=f"{type(error).__name__}: {error}")
+        return SimulationRun.objects.get(pk=run_id)
+    _finish(run_id, Status.DONE)
+    return SimulationRun.objects.get(pk=run_id)
+
+
+def _locked_run(run_id):
+    # Why the lock: a cancel sets the flag while the worker writes; whoever holds the row
+    # decides, so no chunk is written after a cancel's clean-up.
+    return SimulationRun.objects.select_for_update().get(pk=run_id)
+
+
+def _save_chunk(run_id, results):
+    """Write a chunk's lines and progress, unless the run was cancelled: then clean up."""
+    with transaction.atomic(durable=True):
+        run = _locked_run(run_id)
+        if run.cancel_requested or run.status != Status.RUNNING:
+            _clean_up(run, Status.CANCELED)
+            return False
+        SimulationLine.objects.bulk_create([line_of(run, r) for r in results])
+        run.accounts_done += len(results)
+        run.heartbeat_at = clock.now()
+        run.save(update_fields=["accounts_done", "heartbeat_at"])
+    return True
+
+
+def _finish(run_id, status, *, error=""):
+    with transaction.atomic(durable=True):
+        run = _locked_run(run_id)
+        if status == Status.DONE and run.cancel_requested:
+            status = Status.CANCELED
+        if status != Status.DONE:
+            _clean_up(run, status, error=error)
+            return
+        run.totals = totals_of(run.lines.all())
+        run.status, run.finished_at = status, clock.now()
+        run.save(update_fields=["totals", "status", "finished_at"])
+
+
+def _clean_up(run, status, *, error=""):
+    run.lines.all().delete()
+    run.status, run.error, run.finished_at = status, error, clock.now()
+    run.accounts_done, run.totals = 0, {}
+    run.save(update_fields=["status", "error", "finished_at", "accounts_done", "totals"])
+
+
+def cancel_run(*, run_id, acting_user=None):
+    """Stop a run: a queued one at once; a running one at its next chunk (its worker cleans
+    up), or at once when its worker has gone silent. Finished runs stay as they are."""
+    with transaction.atomic(durable=True):
+        run = SimulationRun.objects.filter(pk=run_id).select_for_update().first()
+        if run is None:
+            raise NotFound("No simulation has that id.")
+        if run.status in SimulationRun.FINISHED:
+            return run
+        stale = run.heartbeat_at is not None and run.heartbeat_at < clock.now() - STALE_AFTER
+        if run.status == Status.QUEUED or stale:
+            _clean_up(run, Status.CANCELED)
+        else:
+            run.cancel_requested = True
+            run.save(update_fields=["cancel_requested"])
+    log.info("simulation run %s cancelled by %s", run_id, acting_user)
+    return run
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def line_of(run, result):
+    real, draft = result.real, result.draft
+    currencies = sorted({*real.revenue, *draft.revenue} - {None})
+    currency = currencies[0] if currencies else ""
+    change = draft.charged - real.charged
+    percent = (change * 100 / real.charged).quantize(Decimal("0.1")) if real.charged else None
+    return SimulationLine(
+        run=run,
+        account_id=result.account_id,
+        real=real.as_dict(),
+        draft=draft.as_dict(),
+        charged_change=change,
+        change_percent=percent,
+        refused=draft.refused_funds + draft.refused_terms,
+        currency=currency,
+        revenue_change=draft.revenue.get(currency, 0) - real.revenue.get(currency, 0),
+    )
+
+
+def totals_of(lines):
+    """The run's totals, real and draft: every figure summed over the lines."""
+    sums = {"real": Figures(), "draft": Figures()}
+    changed = 0
+    for line in lines.iterator(chunk_size=2000):
+        for side in sums:
+            sums[side].add(Figures.from_dict(getattr(line, side)))
+        changed += bool(line.charged_change or line.refused or line.revenue_change)
+    return {
+        "accounts": lines.count(),
+        "accounts_changed": changed,
+        **{side: figures.as_dict() for side, figures in sums.items()},
+    }

@@ -1,0 +1,120 @@
+"""Simulation runs (apps/simulation/services.py): validated before they are queued, replayed
+chunk by chunk with progress, cancelled without a trace, run by a real Celery worker."""
+
+import time
+from datetime import timedelta
+from decimal import Decimal as D
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
+
+from apps.core.errors import InvalidInput
+from apps.simulation.models import SimulationLine, SimulationRun
+from apps.simulation.services import cancel_run, run_simulation, select_accounts, start_run
+from config.celery import app
+from tests.checksums import live_checksums
+
+from .conftest import APR_1, FEB_1, FEB_5, MAR_5
+
+DRAFT = """
+version: 1
+credit_types:
+- {code: credits, name: Credits}
+features:
+- {code: api_call, name: API call, credit_type: credits, credits_per_unit: "1"}
+- {code: export, name: Export, credit_type: credits, credits_per_unit: "10"}
+plans:
+- code: pro
+  name: Pro
+  price: 30
+  included_credits: {credits: 1000}
+  rollover: {percent: 50, cap: 300, expires_after_periods: 1}
+  overage: {policy: allow, limit: 500, unit_price: "0.05"}
+  features:
+  - {feature: api_call, credits_per_unit: "1.5"}
+  - {feature: export, credits_per_unit: "10", limit_per_period: 3}
+"""
+FEB_6, MAR_6 = FEB_5 + timedelta(days=1), MAR_5 + timedelta(days=1)
+
+
+def not_simulations(checksums):
+    return {t: v for t, v in checksums.items() if not t.startswith("simulation_")}
+
+
+def test_a_run_replays_its_accounts_and_keeps_the_figures(one_month):
+    run = start_run(title="API calls at 1.5", draft_text=DRAFT, starts_at=FEB_6, ends_at=MAR_6)
+    assert run.status == SimulationRun.Status.QUEUED
+    [change] = run.changes
+    assert change.startswith("~ plan pro: version 2")
+    assert change.endswith("features[api_call].credits_per_unit: '1' -> '1.5'")
+    before = not_simulations(live_checksums())
+    run = run_simulation(run_id=run.pk)
+    assert not_simulations(live_checksums()) == before
+    assert (run.status, run.accounts_done, run.error) == (SimulationRun.Status.DONE, 1, "")
+    [line] = run.lines.all()
+    assert (line.charged_change, line.change_percent, line.refused) == (D(450), D("48.4"), 0)
+    assert (run.totals["accounts"], run.totals["accounts_changed"]) == (1, 1)
+    assert D(run.totals["draft"]["charged"]) == D(1380)
+    assert run.totals["draft"]["overage_billed"] == {"USD": "4.00"}
+
+
+def test_a_bad_draft_or_range_is_refused_before_anything_is_queued(one_month):
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        start_run(title="x", draft_text="plans: [", starts_at=FEB_6, ends_at=MAR_6)
+    with pytest.raises(InvalidInput, match="problem"):
+        start_run(title="x", draft_text=DRAFT.replace("price: 30", "price: -3"),
+                  starts_at=FEB_6, ends_at=MAR_6)  # fmt: skip
+    with pytest.raises(InvalidInput, match="in the past"):
+        start_run(title="x", draft_text=DRAFT, starts_at=FEB_6, ends_at=APR_1 + timedelta(1))
+    with pytest.raises(InvalidInput, match="end after it starts"):
+        start_run(title="x", draft_text=DRAFT, starts_at=MAR_6, ends_at=FEB_6)
+    assert not SimulationRun.objects.exists()
+
+
+def test_accounts_by_plan_list_or_seeded_sample(lived):
+    everyone = sorted(a.pk for a in lived.accounts.values())
+    on_pro = sorted(a.pk for n, a in lived.accounts.items() if n != "packer")
+    assert select_accounts(starts_at=FEB_1, ends_at=APR_1) == everyone
+    assert select_accounts(starts_at=FEB_1, ends_at=APR_1, plan="pro") == on_pro
+    sample = select_accounts(starts_at=FEB_1, ends_at=APR_1, sample=2, seed=7)
+    assert len(sample) == 2 and set(sample) <= set(everyone)
+    assert select_accounts(starts_at=FEB_1, ends_at=APR_1, sample=2, seed=7) == sample
+    with pytest.raises(InvalidInput, match="No account has id"):
+        select_accounts(starts_at=FEB_1, ends_at=APR_1, account_ids=[everyone[0], 10**9])
+    with pytest.raises(InvalidInput, match="Nobody was on plan"):
+        select_accounts(starts_at=FEB_1, ends_at=APR_1, plan="enterprise")
+
+
+def test_a_cancelled_run_leaves_nothing_behind(lived):
+    run = start_run(title="cancel me", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1)
+    chunks = []
+
+    def cancel_after_the_first_chunk(run_id):
+        chunks.append(SimulationLine.objects.filter(run_id=run_id).count())
+        cancel_run(run_id=run_id)
+
+    run = run_simulation(run_id=run.pk, chunk_size=2, on_chunk=cancel_after_the_first_chunk)
+    assert chunks == [2]  # the first chunk was written, then the cancel came
+    assert (run.status, run.accounts_done, run.totals) == (SimulationRun.Status.CANCELED, 0, {})
+    assert not SimulationLine.objects.exists()
+    # A queued run is cancelled at once; no worker will start it afterwards.
+    queued = start_run(title="never", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1)
+    assert cancel_run(run_id=queued.pk).status == SimulationRun.Status.CANCELED
+    assert run_simulation(run_id=queued.pk) is None
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_started_run_is_replayed_by_a_real_worker(one_month):
+    app.control.purge()  # earlier tests' tasks on this queue are not this test's to run
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        run = start_run(title="worker", draft_text=DRAFT, starts_at=FEB_6, ends_at=MAR_6)
+        for _ in range(200):
+            run.refresh_from_db()
+            if run.status in SimulationRun.FINISHED:
+                break
+            time.sleep(0.1)
+    assert (run.status, run.accounts_done) == (SimulationRun.Status.DONE, 1)
+    connection.close()
