@@ -2,7 +2,7 @@
 replayed under a draft, wall time and peak memory.
 
     .venv/bin/python bench/simulation.py [--accounts 10000] [--events 1000000] [--chunk 1000]
-                                         [--profile] [--reseed]
+                                         [--workers 2] [--profile] [--reseed]
 
 Creates its own database, creditdesk_bench_simulation (seeded once per A and N; --reseed
 forces it), bulk-loaded in raw SQL: one monthly plan (10,000 credits a period, no rollover,
@@ -23,6 +23,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import time
@@ -157,7 +158,7 @@ def seed(accounts, events):
         c.execute(
             "INSERT INTO wallets_ledgerentry (account_id, wallet_id, kind, amount, "
             "balance_after, held_change, grant_id, usage_event_id, reason, created_at) "
-            f"SELECT e.account_id, w.id, 'consume', -e.credits, 0, 0, {grant}, e.id, '', "  # noqa: S608
+            f"SELECT e.account_id, w.id, 'consume', -e.credits, 0, 0, {grant}, e.id, '', "
             "e.created_at FROM usage_usageevent e JOIN wallets_wallet w ON w.account_id = "
             "e.account_id ORDER BY e.created_at",
             [RENEWED, ANCHOR, RENEWED],
@@ -166,7 +167,7 @@ def seed(accounts, events):
             "(SELECT COALESCE(sum(-l.amount), 0) FROM wallets_ledgerentry l WHERE l.grant_id = "
             "g.id AND l.kind = 'consume')"
         )
-        c.execute(f"UPDATE wallets_creditgrant g SET remaining = amount - {used}")  # noqa: S608
+        c.execute(f"UPDATE wallets_creditgrant g SET remaining = amount - {used}")
         c.execute(
             "INSERT INTO wallets_ledgerentry (account_id, wallet_id, kind, amount, "
             "balance_after, held_change, grant_id, reason, created_at) SELECT g.account_id, "
@@ -187,11 +188,17 @@ def peak_kib():
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
+def children_peak_kib():
+    """The largest peak RSS of the worker processes that have ended (ru_maxrss, KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=10000)
     parser.add_argument("--events", type=int, default=1000000)
     parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--reseed", action="store_true")
     args = parser.parse_args()
@@ -214,7 +221,7 @@ def main():
         if profiler:
             profiler.enable()
         results = list(simulate(raw=raw, account_ids=ids, start=START, end=END,
-                                chunk_size=args.chunk))  # fmt: skip
+                                chunk_size=args.chunk, workers=args.workers))  # fmt: skip
         if profiler:
             profiler.disable()
         seconds = time.monotonic() - started
@@ -222,7 +229,8 @@ def main():
         differ = sum(r.real.as_dict() != r.draft.as_dict() for r in results)
         print(
             f"{name}: {events:,} events over {len(results):,} accounts in {seconds:.1f} s "
-            f"({events / seconds:,.0f} events/s); peak RSS {peak_kib() / 1024:.0f} MiB; "
+            f"({events / seconds:,.0f} events/s); peak RSS {peak_kib() / 1024:.0f} MiB "
+            f"(workers: {children_peak_kib() / 1024:.0f} MiB each at most); "
             f"accounts whose figures differ from the ledger: {differ:,}",
             flush=True,
         )

@@ -20,16 +20,20 @@ replayed), and a renewal happens at its boundary (the job runs within a minute o
 """
 
 import copy
+import multiprocessing
 from collections import defaultdict, namedtuple
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
+from django.db import connections
 from django.db.models import Count, Q, Sum
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import CreditType, Feature
 from apps.core.errors import DomainError, InsufficientCredits
+from apps.core.rows import fetch_rows
 from apps.periods.calendar import boundary, index_of
 from apps.periods.services import (
     PeriodPricing,
@@ -96,11 +100,10 @@ def replay_chunk(*, account_ids, start, end):
     in_range = {"account_id__in": account_ids, "created_at__gte": start, "created_at__lt": end}
     features = {f.pk: f.code for f in Feature.objects.all()}
     usage = defaultdict(list)
-    for row in (
+    for row in fetch_rows(
         UsageEvent.objects.filter(**in_range)
         .order_by("account_id", "created_at", "pk")
         .values_list("account_id", "created_at", "pk", "feature_id", "quantity")
-        .iterator(chunk_size=20000)
     ):
         usage[row[0]].append(row)
     moves = defaultdict(list)
@@ -292,7 +295,12 @@ class _Replay:
         self._terms_now = self._terms_for_period()
 
     def _terms_for_period(self):
-        return {code: replace(t, period_start=self.period_start) for code, t in self.terms.items()}
+        terms = {code: replace(t, period_start=self.period_start) for code, t in self.terms.items()}
+        for t in terms.values():
+            if usable(self.account, t) and t.overdraft_limit > 0:
+                # As consume creates the wallet it may overdraw (an empty one changes nothing).
+                self._state(t.credit_type_id, t.feature.credit_type)
+        return terms
 
     def run(self, usage, entries, grants, features, end):
         start = self.book.now
@@ -313,12 +321,14 @@ class _Replay:
             moments.append((at, ADJUST, 0, (wallet_id, credits)))
         moments += [(row[1], USAGE, row[2], row) for row in usage]
         moments.sort(key=lambda m: m[:3])
+        self._next_expiry()
         for at, what, _, item in moments:
             self.book.now = at
             self._expire(at)
             if what == USAGE:
                 self._use(item, features)
-            elif what == BOUNDARY:
+                continue
+            if what == BOUNDARY:
                 self._renew(*item)
             elif what == GRANT:
                 self._grant(*item)
@@ -326,10 +336,13 @@ class _Replay:
                 self._void(*item)
             else:
                 self._adjust(*item)
-            self._tally()
+            self._next_expiry()
         self.book.now = end
         self._expire(end)
-        self._tally()
+        for entry in self.book.entries:
+            self.tally.entry(entry.kind, entry.amount, entry.grant)
+        for event in self.book.new_usage_events:
+            self.tally.usage(event.credits)
         return self.tally.close()
 
     def _renewed_late(self, entries, grants, start):
@@ -353,15 +366,18 @@ class _Replay:
 
     def _expire(self, at):
         # As the expiry job and every consume's lock do: nothing past due is spent.
+        if self._due_from is None or at < self._due_from:
+            return  # nothing expires yet: skip the look at every grant (a hot path)
         for state in self.book.states.values():
             state.expire_due(until=at)
+        self._next_expiry()
 
-    def _tally(self):
-        for entry in self.book.entries:
-            self.tally.entry(entry.kind, entry.amount, entry.grant)
-        for event in self.book.new_usage_events:
-            self.tally.usage(event.credits)
-        self.book.entries, self.book.new_usage_events = [], []
+    def _next_expiry(self):
+        """When the first grant expires, after a change to the grants."""
+        self._due_from = min(
+            (g.expires_at for s in self.book.states.values() for g in s.grants if g.expires_at),
+            default=None,
+        )
 
     def _state(self, credit_type_id, credit_type=None):
         key = (self.account.pk, credit_type_id)
@@ -377,9 +393,6 @@ class _Replay:
         _, at, _, feature_id, quantity = row
         request = ConsumeRequest(account=self.account, feature=features[feature_id],
                                  quantity=quantity, occurred_at=at)  # fmt: skip
-        t = self._terms_now.get(request.feature)
-        if t is not None and usable(self.account, t) and t.overdraft_limit > 0:
-            self._state(t.credit_type_id, t.feature.credit_type)
         try:
             charge_request(request, self._terms_now, self.book, self.counters)
         except DomainError as error:
@@ -440,18 +453,29 @@ def _credit_type(w):
     return CreditType(pk=w.credit_type_id, code=w.credit_type_code)
 
 
-def simulate_chunks(*, raw, account_ids, start, end, chunk_size=1000):
-    """`AccountResult`s a chunk of accounts at a time, under the draft catalog file `raw`
-    (None: the live catalog as it is). Each chunk has a sandbox of its own, rolled back
-    before its results are handed out: the caller may write between chunks (progress, the
-    results) on the same connection, no lock on the catalog outlives a chunk, and on SQLite
-    live writers wait for one chunk at most, not for the whole run. The range is in the
-    past, so every chunk reads the same history."""
-    for first in range(0, len(account_ids), chunk_size):
-        chunk = account_ids[first : first + chunk_size]
-        with draft_catalog(raw=raw):
-            results = replay_chunk(account_ids=chunk, start=start, end=end)
-        yield results
+def simulate_chunks(*, raw, account_ids, start, end, chunk_size=1000, workers=1):
+    """`AccountResult`s a chunk of accounts at a time, in order, under the draft catalog file
+    `raw` (None: the live catalog as it is). Each chunk has a sandbox of its own, rolled
+    back before its results are handed out: the caller may write between chunks (progress,
+    the results) on the same connection, no lock on the catalog outlives a chunk, and on
+    SQLite live writers wait for one chunk at most, not for the whole run. The range is in
+    the past, so every chunk reads the same history. `workers` > 1: chunks replayed by that
+    many processes at once, each on a connection of its own (PostgreSQL; not from a
+    daemonic process such as a Celery worker's child, which may not fork)."""
+    chunks = [account_ids[i : i + chunk_size] for i in range(0, len(account_ids), chunk_size)]
+    replay = partial(_replay_in_sandbox, raw=raw, start=start, end=end)
+    if workers <= 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
+        for chunk in chunks:
+            yield replay(chunk)
+        return
+    connections.close_all()  # a forked process must not share this process's connections
+    with multiprocessing.get_context("fork").Pool(min(workers, len(chunks))) as pool:
+        yield from pool.imap(replay, chunks)
+
+
+def _replay_in_sandbox(account_ids, *, raw, start, end):
+    with draft_catalog(raw=raw):
+        return replay_chunk(account_ids=account_ids, start=start, end=end)
 
 
 def simulate(**kwargs):

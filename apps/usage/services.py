@@ -223,27 +223,29 @@ def charge_request(request, terms, book, counters):
     then the charge into `book` (locked wallets, or the simulator's wallets in memory, which
     replays past usage through exactly these rules). Raises the domain error that refuses
     it, having changed nothing."""
-    account = request.account
+    account, quantity, now = request.account, request.quantity, book.now
+    account_id = account.pk  # a property lookup each time: read once (a hot path)
     t = resolve_terms(account, terms, request.feature)
-    credits = cost_of(request.quantity, t.credits_per_unit)
-    counters.check(account.pk, t, request.quantity)
-    state = book.states.get((account.pk, t.credit_type_id))
+    feature = t.feature
+    credit_type = feature.credit_type
+    credits = cost_of(quantity, t.credits_per_unit)
+    counters.check(account_id, t, quantity)
+    state = book.states.get((account_id, feature.credit_type_id))
     if state is None and credits > 0:
-        raise InsufficientCredits.of(
-            credit_type=t.feature.credit_type.code, required=credits, available=ZERO
-        )
+        raise InsufficientCredits.of(credit_type=credit_type.code, required=credits,
+                                     available=ZERO)  # fmt: skip
     event = PendingUsageEvent(
         account=account,
-        feature=t.feature,
-        credit_type=t.feature.credit_type,
-        quantity=request.quantity,
+        feature=feature,
+        credit_type=credit_type,
+        quantity=quantity,
         credits_per_unit=t.credits_per_unit,
         credits=credits,
         idempotency_key=request.idempotency_key,
         fingerprint=request.fingerprint if request.idempotency_key else "",
         metadata=request.metadata,
-        occurred_at=request.occurred_at or book.now,
-        created_at=book.now,
+        occurred_at=request.occurred_at or now,
+        created_at=now,
     )
     if state is not None:
         state.check_funds(credits, overdraft_limit=t.overdraft_limit)
@@ -252,7 +254,7 @@ def charge_request(request, terms, book, counters):
         event.balance_after, event.available_after = state.wallet.balance, state.available
     else:
         event.balance_after = event.available_after = ZERO
-    counters.add(account.pk, t, request.quantity)
+    counters.add(account_id, t, quantity)
     book.new_usage_events.append(event)
     return event
 
