@@ -4,7 +4,6 @@ chunk of accounts at a time, with progress and a cancel that leaves nothing behi
 import logging
 import random
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q
@@ -18,6 +17,7 @@ from apps.wallets.models import Wallet
 from .figures import Figures
 from .models import SimulationLine, SimulationRun
 from .replay import simulate_chunks
+from .report import Change, sum_figures
 from .sandbox import draft_catalog
 
 log = logging.getLogger(__name__)
@@ -233,34 +233,31 @@ def cancel_run(*, run_id, acting_user=None):
 
 
 def line_of(run, result):
-    real, draft = result.real, result.draft
-    currencies = sorted({*real.revenue, *draft.revenue} - {None})
-    currency = currencies[0] if currencies else ""
-    change = draft.charged - real.charged
-    percent = (change * 100 / real.charged).quantize(Decimal("0.1")) if real.charged else None
+    change = Change.of(result.real, result.draft)
     return SimulationLine(
         run=run,
         account_id=result.account_id,
-        real=real.as_dict(),
-        draft=draft.as_dict(),
-        charged_change=change,
-        change_percent=percent,
-        refused=draft.refused_funds + draft.refused_terms,
-        currency=currency,
-        revenue_change=draft.revenue.get(currency, 0) - real.revenue.get(currency, 0),
+        real=result.real.as_dict(),
+        draft=result.draft.as_dict(),
+        charged_change=change.credits,
+        change_percent=change.percent,
+        refused=change.refused,
+        currency=change.currency,
+        revenue_change=change.revenue,
     )
+
+
+def figures_of(line):
+    """A stored line's (real, draft) Figures."""
+    return Figures.from_dict(line.real), Figures.from_dict(line.draft)
 
 
 def totals_of(lines):
     """The run's totals, real and draft: every figure summed over the lines."""
-    sums = {"real": Figures(), "draft": Figures()}
-    changed = 0
-    for line in lines.iterator(chunk_size=2000):
-        for side in sums:
-            sums[side].add(Figures.from_dict(getattr(line, side)))
-        changed += bool(line.charged_change or line.refused or line.revenue_change)
+    real, draft, changed = sum_figures(figures_of(line) for line in lines.iterator(chunk_size=2000))
     return {
         "accounts": lines.count(),
         "accounts_changed": changed,
-        **{side: figures.as_dict() for side, figures in sums.items()},
+        "real": real.as_dict(),
+        "draft": draft.as_dict(),
     }
