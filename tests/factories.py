@@ -129,9 +129,12 @@ def admin_samples():
     from apps.accounts.services import create_api_key
     from apps.billing.models import AutoRecharge, OverageCharge, Purchase
     from apps.catalog.contracts import put_contract
+    from apps.catalog.pricebook import dump_document
+    from apps.catalog.selectors import catalog_document
     from apps.jobs.models import JobRun
     from apps.revenue.months import months_back
     from apps.revenue.services import close_month
+    from apps.simulation.services import run_simulation, start_run
     from apps.usage.services import consume, reserve
     from apps.wallets.services import grant_credits
     from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -180,4 +183,8 @@ def admin_samples():
         },
         reason="sample deal",
     )
+    # A what-if on that account, run to its results (last month: before any of its usage).
+    run = start_run(title="API calls at twice the price", account_ids=[account.pk],
+                    draft_text=dump_document(catalog_document()))  # fmt: skip
+    run_simulation(run_id=run.pk)
     return subscription
