@@ -254,9 +254,11 @@ def contract_state(contract, now):
 # --- writing ---------------------------------------------------------------------------------
 
 
-def put_contract(*, account, raw, acting_user=None, reason=""):
+def put_contract(*, account, raw, acting_user=None, reason="", in_caller_transaction=False):
     """Give `account` the contract `raw` describes (the body above), replacing the one it
-    has: returns `(contract, created)`. Raises InvalidInput listing every problem."""
+    has: returns `(contract, created)`. Raises InvalidInput listing every problem.
+    `in_caller_transaction`: for the pricing simulator, which writes a draft contract into
+    its own copies of the catalog inside a transaction that always rolls back."""
     reason = (reason or "").strip()[:REASON_MAX_LENGTH]
     now = clock.now()
     terms, problems = validate_contract(
@@ -274,8 +276,9 @@ def put_contract(*, account, raw, acting_user=None, reason=""):
         for f in Feature.objects.filter(code__in=[f["feature"] for f in terms.get("features", [])])
     }
     overage = terms.get("overage", {})
-    with transaction.atomic(durable=True):
-        _lock_account(account)
+    with transaction.atomic(durable=not in_caller_transaction):
+        if not in_caller_transaction:  # the simulator's copy is its own: nobody to wait for
+            _lock_account(account)
         contract = Contract.objects.filter(account=account).first()
         created = contract is None
         contract = contract or Contract(account=account)

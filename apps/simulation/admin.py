@@ -42,6 +42,13 @@ class SimulationForm(forms.Form):
         help_text="The draft catalog (import_catalog format). It starts as the live catalog: "
         "change what you want to try.",
     )
+    contracts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 100, "class": "vLargeTextField"}),
+        help_text="Draft contracts, if any: account external id → contract body, in YAML, "
+        'e.g. acme: {features: [{feature: api_call, credits_per_unit: "0.5"}]} '
+        "(docs/contracts.md). Live over the whole range unless they say otherwise.",
+    )
     first_day = forms.DateField(help_text="First day of the range replayed (UTC).")
     last_day = forms.DateField(help_text="Last day, included.")
     plan = forms.ChoiceField(required=False, help_text="Only the subscribers of this plan.")
@@ -154,7 +161,8 @@ class SimulationRunAdmin(admin.ModelAdmin):
         starts_at, ends_at = _range(data["first_day"], data["last_day"])
         try:
             return start_run(title=data["title"], draft_text=data["draft"],
-                             starts_at=starts_at, ends_at=ends_at, plan=data["plan"] or None,
+                             contracts_text=data["contracts"], starts_at=starts_at,
+                             ends_at=ends_at, plan=data["plan"] or None,
                              account_ids=data["account_ids"], sample=data["sample"],
                              seed=data["seed"], acting_user=request.user)  # fmt: skip
         except InvalidInput as error:

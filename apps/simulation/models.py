@@ -22,6 +22,11 @@ class SimulationRun(models.Model):
     title = models.CharField(max_length=200, help_text="What is being tried, in a few words.")
     draft = models.TextField(help_text="The draft catalog file (the import_catalog format).")
     draft_filename = models.CharField(max_length=200, default="draft.yaml")
+    contracts = models.TextField(
+        blank=True,
+        help_text="Draft contracts as they were sent: a mapping of account external id to a "
+        "contract body (docs/contracts.md).",
+    )
     changes = models.JSONField(default=list, help_text="What the draft changes, line by line.")
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()

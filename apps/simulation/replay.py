@@ -453,17 +453,20 @@ def _credit_type(w):
     return CreditType(pk=w.credit_type_id, code=w.credit_type_code)
 
 
-def simulate_chunks(*, raw, account_ids, start, end, chunk_size=1000, workers=1):
+def simulate_chunks(*, raw, account_ids, start, end, contracts=None, chunk_size=1000,
+                    workers=1):  # fmt: skip
     """`AccountResult`s a chunk of accounts at a time, in order, under the draft catalog file
-    `raw` (None: the live catalog as it is). Each chunk has a sandbox of its own, rolled
-    back before its results are handed out: the caller may write between chunks (progress,
+    `raw` (None: the live catalog as it is) and the draft `contracts` (`{account id: body}`,
+    `live_from` the range's start). Each chunk has a sandbox of its own, rolled back before
+    its results are handed out: the caller may write between chunks (progress,
     the results) on the same connection, no lock on the catalog outlives a chunk, and on
     SQLite live writers wait for one chunk at most, not for the whole run. The range is in
     the past, so every chunk reads the same history. `workers` > 1: chunks replayed by that
     many processes at once, each on a connection of its own (PostgreSQL; not from a
     daemonic process such as a Celery worker's child, which may not fork)."""
     chunks = [account_ids[i : i + chunk_size] for i in range(0, len(account_ids), chunk_size)]
-    replay = partial(_replay_in_sandbox, raw=raw, start=start, end=end)
+    contracts = live_from(contracts, start)
+    replay = partial(_replay_in_sandbox, raw=raw, contracts=contracts, start=start, end=end)
     if workers <= 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
         for chunk in chunks:
             yield replay(chunk)
@@ -473,8 +476,14 @@ def simulate_chunks(*, raw, account_ids, start, end, chunk_size=1000, workers=1)
         yield from pool.imap(replay, chunks)
 
 
-def _replay_in_sandbox(account_ids, *, raw, start, end):
-    with draft_catalog(raw=raw):
+def live_from(contracts, start):
+    """Draft contracts (`{account id: body}`) live over the whole range unless they say
+    otherwise: a draft is a question about the past, not a contract signed today."""
+    return {pk: {"starts_at": start.isoformat(), **body} for pk, body in (contracts or {}).items()}
+
+
+def _replay_in_sandbox(account_ids, *, raw, contracts, start, end):
+    with draft_catalog(raw=raw, contracts=contracts):
         return replay_chunk(account_ids=account_ids, start=start, end=end)
 
 

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from django.apps import apps
 from django.db import connection, transaction
 
-from apps.accounts.models import Subscription
+from apps.accounts.models import Account, Subscription
+from apps.catalog.contracts import put_contract
 from apps.catalog.models import Plan
 from apps.catalog.services import import_catalog
 
@@ -53,29 +54,35 @@ def shadowed_tables():
 
 
 @contextmanager
-def draft_catalog(*, raw, reason="simulation draft"):
+def draft_catalog(*, raw, contracts=None, reason="simulation draft"):
     """Inside: this connection reads the catalog file `raw` (the `import_catalog` format,
     parsed) as the catalog; with `raw` None, the live catalog as it is (the simulator's own
-    check replays it). Yields the import's result (what the draft changes; None without a
-    draft). Nothing is written anywhere else, and everything is rolled back on leaving."""
+    check replays it). `contracts`: `{account id: contract body}` (docs/contracts.md),
+    each put on its account over the draft. Yields the import's result (what the draft changes;
+    None without a draft catalog). Nothing is written anywhere else, and everything is
+    rolled back on leaving."""
     # Its own transaction (durable: never a part of a caller's, whose writes it would undo).
     with transaction.atomic(durable=True):
         try:
             live = _live_schema()
             for table, pk in shadowed_tables():
                 _shadow(table, pk, live)
-            if raw is None:
-                yield None
-                return
-            result = import_catalog(raw=raw, in_caller_transaction=True, reason=reason)
-            # What the pricing team asks is what the draft would have done to its customers:
-            # every subscriber of a plan it changes on the draft's version, not grandfathered.
-            # A plan it leaves alone keeps its subscribers where they are, as in reality.
-            changed = {c.code for c in result.changes if c.section == "plans"}
-            for plan in Plan.objects.filter(current=True, code__in=changed):
-                Subscription.objects.filter(plan__code=plan.code).exclude(plan=plan).update(
-                    plan=plan
-                )
+            result = None
+            if raw is not None:
+                result = import_catalog(raw=raw, in_caller_transaction=True, reason=reason)
+                # What the pricing team asks is what the draft would have done to its
+                # customers: every subscriber of a plan it changes on the draft's version,
+                # not grandfathered. A plan it leaves alone keeps its subscribers where they
+                # are, as in reality.
+                changed = {c.code for c in result.changes if c.section == "plans"}
+                for plan in Plan.objects.filter(current=True, code__in=changed):
+                    Subscription.objects.filter(plan__code=plan.code).exclude(plan=plan).update(
+                        plan=plan
+                    )
+            accounts = Account.objects.in_bulk(list(contracts or {}))
+            for account_id, body in (contracts or {}).items():
+                put_contract(account=accounts[account_id], raw=body, reason=reason,
+                             in_caller_transaction=True)  # fmt: skip
             yield result
         finally:
             transaction.set_rollback(True)

@@ -16,7 +16,7 @@ from apps.wallets.models import Wallet
 
 from .figures import Figures
 from .models import SimulationLine, SimulationRun
-from .replay import simulate_chunks
+from .replay import live_from, simulate_chunks
 from .report import Change, sum_figures
 from .sandbox import draft_catalog
 
@@ -43,11 +43,39 @@ def read_draft(*, text, filename="draft.yaml"):
     return raw
 
 
-def draft_changes(*, raw):
-    """What the draft changes in the live catalog, as the import describes it (the import
-    validates it on the way: InvalidInput with every problem)."""
-    with draft_catalog(raw=raw) as result:
-        return [change.describe() for change in result.changes]
+def read_contracts(*, text):
+    """Draft contracts, `{account id: contract body}`, from a YAML or JSON mapping of account
+    external id to contract body (docs/contracts.md); InvalidInput naming what is wrong."""
+    if not (text or "").strip():
+        return {}
+    try:
+        raw = read_document(text, filename="contracts.yaml")
+    except CatalogFileError as error:
+        raise InvalidInput(
+            f"The contracts are {error}.", details={"contracts": [str(error)]}
+        ) from None
+    if not isinstance(raw, dict) or not all(isinstance(b, dict) for b in raw.values()):
+        raise InvalidInput("The contracts must map account ids to contract bodies.",
+                           details={"contracts": ["not a mapping of contract bodies"]})  # fmt: skip
+    found = dict(Account.objects.filter(external_id__in=[str(k) for k in raw])
+                 .values_list("external_id", "pk"))  # fmt: skip
+    unknown = sorted(str(k) for k in raw if str(k) not in found)
+    if unknown:
+        problems = [f"unknown account {k!r}" for k in unknown]
+        raise InvalidInput(f"No account has the external id {unknown[0]!r}.",
+                           details={"contracts": problems})  # fmt: skip
+    return {found[str(k)]: body for k, body in raw.items()}
+
+
+def draft_changes(*, raw, contracts=None):
+    """What the draft changes in the live catalog, as the import describes it, and the
+    accounts it gives a contract (both validated on the way: InvalidInput with every
+    problem)."""
+    with draft_catalog(raw=raw, contracts=contracts) as result:
+        changes = [change.describe() for change in result.changes] if result else []
+    names = dict(Account.objects.filter(pk__in=list(contracts or {}))
+                 .values_list("pk", "external_id"))  # fmt: skip
+    return changes + [f"~ contract for account {names[pk]}" for pk in sorted(contracts or {})]
 
 
 def last_full_month(now=None):
@@ -106,15 +134,18 @@ def select_accounts(*, starts_at, ends_at, plan=None, account_ids=None, sample=N
 # --- runs -------------------------------------------------------------------------------------
 
 
-def start_run(*, title, draft_text, draft_filename="draft.yaml", starts_at=None, ends_at=None,
-              plan=None, account_ids=None, sample=None, seed=None, acting_user=None):  # fmt: skip
-    """Validate a what-if and queue it: the draft is read and tried on the sandbox now, so
-    a bad draft is refused here and not in a worker. Returns the queued run."""
+def start_run(*, title, draft_text, draft_filename="draft.yaml", contracts_text="",
+              starts_at=None, ends_at=None, plan=None, account_ids=None, sample=None, seed=None,
+              acting_user=None):  # fmt: skip
+    """Validate a what-if and queue it: the draft (and its contracts) are read and tried on
+    the sandbox now, so a bad draft is refused here and not in a worker. Returns the queued
+    run."""
     default_start, default_end = last_full_month()
     starts_at, ends_at = starts_at or default_start, ends_at or default_end
     check_range(starts_at, ends_at)
     raw = read_draft(text=draft_text, filename=draft_filename)
-    changes = draft_changes(raw=raw)
+    contracts = read_contracts(text=contracts_text)
+    changes = draft_changes(raw=raw, contracts=live_from(contracts, starts_at))
     selection = {k: v for k, v in {"plan": plan, "accounts": account_ids, "sample": sample,
                                    "seed": seed}.items() if v is not None}  # fmt: skip
     ids = select_accounts(starts_at=starts_at, ends_at=ends_at, **_selection_args(selection))
@@ -123,6 +154,7 @@ def start_run(*, title, draft_text, draft_filename="draft.yaml", starts_at=None,
             title=title.strip() or draft_filename,
             draft=draft_text,
             draft_filename=draft_filename,
+            contracts=contracts_text or "",
             changes=changes,
             starts_at=starts_at,
             ends_at=ends_at,
@@ -155,7 +187,8 @@ def run_simulation(*, run_id, chunk_size=CHUNK_SIZE, on_chunk=None):
     run = SimulationRun.objects.get(pk=run_id)
     raw = read_draft(text=run.draft, filename=run.draft_filename)
     try:
-        for results in simulate_chunks(raw=raw, account_ids=run.account_ids,
+        contracts = read_contracts(text=run.contracts)
+        for results in simulate_chunks(raw=raw, contracts=contracts, account_ids=run.account_ids,
                                        start=run.starts_at, end=run.ends_at,
                                        chunk_size=chunk_size):  # fmt: skip
             if not _save_chunk(run_id, results):

@@ -57,7 +57,7 @@ def test_bad_input_is_named(one_month, tmp_path):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_workers_replay_chunks_in_processes_of_their_own(lived, tmp_path):
     """Two processes, a chunk each (one account per chunk): the same lines as one."""
     draft = write(tmp_path, DRAFT)
@@ -66,3 +66,15 @@ def test_workers_replay_chunks_in_processes_of_their_own(lived, tmp_path):
     alone = run(*args)
     assert run(*args, "--workers", "2") == alone
     assert len(alone.splitlines()) == 1 + len(lived.accounts)
+
+
+def test_contracts_alone_are_tried_on_the_live_catalog(one_month, tmp_path):
+    contracts = write(tmp_path, 'a: {features: [{feature: api_call, credits_per_unit: "0.5"}]}',
+                      name="contracts.yaml")  # fmt: skip
+    out = run("simulate_pricing", "--contracts", contracts, *FEB)
+    assert "~ contract for account a" in out
+    assert "  a: -450 credits (-48.4%)" in out
+    with pytest.raises(CommandError, match="No account has the external id 'nobody'"):
+        run("simulate_pricing", "--contracts", write(tmp_path, "nobody: {}", name="c.yaml"), *FEB)
+    with pytest.raises(CommandError, match="Give a draft"):
+        run("simulate_pricing", *FEB)

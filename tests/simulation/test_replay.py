@@ -103,3 +103,14 @@ def test_a_renewal_that_ran_late_is_replayed_where_the_range_starts(db, time_mac
     assert result.draft.as_dict() == result.real.as_dict()
     # January's 700 that did not roll over; of February's 100 left, the 50 that did not.
     assert result.real.breakage == D(750)
+
+
+def test_a_contract(one_month):
+    """A contract at 0.5 credits an API call: 300 + 30 + 150 = 480 credits of the 1,300; of
+    the 820 left when the period ends, 300 roll over (the cap) and 520 expire."""
+    account = one_month.accounts["a"]
+    contract = {"features": [{"feature": "api_call", "credits_per_unit": "0.5"}]}
+    [result] = simulate(raw=None, contracts={account.pk: contract}, account_ids=[account.pk],
+                        start=FEB_6, end=MAR_6)  # fmt: skip
+    assert (result.real.charged, result.draft.charged) == (D(930), D(480))
+    assert (result.real.breakage, result.draft.breakage) == (D(185), D(520))

@@ -13,12 +13,13 @@ from apps.accounts.models import Account
 from apps.core import humanize
 from apps.core.errors import InvalidInput
 from apps.simulation import report
-from apps.simulation.replay import simulate_chunks
+from apps.simulation.replay import live_from, simulate_chunks
 from apps.simulation.services import (
     CHUNK_SIZE,
     check_range,
     draft_changes,
     last_full_month,
+    read_contracts,
     read_draft,
     select_accounts,
 )
@@ -43,8 +44,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--catalog",
-            required=True,
-            help="The draft catalog file (.yaml, .yml or .json); - for stdin.",
+            help="The draft catalog file (.yaml, .yml or .json); - for stdin. Default: the "
+            "live catalog (to try contracts alone).",
+        )
+        parser.add_argument(
+            "--contracts",
+            help="Draft contracts: a YAML or JSON file mapping account external ids to "
+            "contract bodies (docs/contracts.md).",
         )
         parser.add_argument(
             "--from",
@@ -71,14 +77,17 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
                             help="Accounts replayed together (memory grows with it).")  # fmt: skip
 
-    def handle(self, *args, catalog, first, last, plan, accounts, sample, seed, format,
-               workers, chunk_size, **options):  # fmt: skip
-        text, name = self._read(catalog)
+    def handle(self, *args, catalog, contracts, first, last, plan, accounts, sample, seed,
+               format, workers, chunk_size, **options):  # fmt: skip
+        if not catalog and not contracts:
+            raise CommandError("Give a draft: --catalog, --contracts or both.")
+        text, name = self._read(catalog) if catalog else (None, "the live catalog")
         starts_at, ends_at = self._range(first, last)
         try:
             check_range(starts_at, ends_at)
-            raw = read_draft(text=text, filename=name)
-            changes = draft_changes(raw=raw)
+            raw = read_draft(text=text, filename=name) if text is not None else None
+            contracts = read_contracts(text=self._read(contracts)[0]) if contracts else {}
+            changes = draft_changes(raw=raw, contracts=live_from(contracts, starts_at))
             ids = select_accounts(starts_at=starts_at, ends_at=ends_at, plan=plan,
                                   account_ids=self._ids(accounts), sample=sample,
                                   seed=seed)  # fmt: skip
@@ -87,18 +96,19 @@ class Command(BaseCommand):
             raise CommandError("\n".join([f"{name}: {exc.message}", *problems])) from None
         names = dict(Account.objects.filter(pk__in=ids).values_list("pk", "external_id"))
         lines = []
-        for results in simulate_chunks(raw=raw, account_ids=ids, start=starts_at, end=ends_at,
-                                       chunk_size=chunk_size, workers=workers):  # fmt: skip
+        for results in simulate_chunks(raw=raw, contracts=contracts, account_ids=ids,
+                                       start=starts_at, end=ends_at, chunk_size=chunk_size,
+                                       workers=workers):  # fmt: skip
             lines += [(names[r.account_id], r) for r in results]
         header = {"draft": name, "from": starts_at, "to": ends_at, "changes": changes}
         getattr(self, f"_{format}")(header, lines)
 
-    def _read(self, catalog):
-        if catalog == "-":
+    def _read(self, file):
+        if file == "-":
             return sys.stdin.read(), "stdin"
-        path = Path(catalog)
+        path = Path(file)
         if not path.is_file():
-            raise CommandError(f"{catalog}: no such file")
+            raise CommandError(f"{file}: no such file")
         return path.read_text(encoding="utf-8"), path.name
 
     def _range(self, first, last):
