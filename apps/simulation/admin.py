@@ -8,11 +8,11 @@ from datetime import UTC, datetime, time, timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import F
 from django.db.models.functions import Abs
-from django.http import HttpResponseRedirect, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -23,6 +23,7 @@ from apps.catalog.selectors import catalog_document
 from apps.core import humanize
 from apps.core.charts import Chart, Series
 from apps.core.errors import InvalidInput
+from apps.core.models import EXPORT_PERMISSION
 
 from . import report
 from .figures import Figures
@@ -175,10 +176,11 @@ class SimulationRunAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "POST" or not self.has_view_permission(request):
             raise PermissionDenied
-        run = get_object_or_404(SimulationRun, pk=object_id)
+        run = self._run(request, object_id)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "run": run, "title": run.title, "can_cancel": self.can_cancel(request),
                    "last_day": run.ends_at - timedelta(days=1),
+                   "can_export": request.user.has_perm(EXPORT_PERMISSION),
                    **self._results(run)}  # fmt: skip
         return TemplateResponse(request, "admin/simulation/simulationrun/results.html", context)
 
@@ -200,7 +202,7 @@ class SimulationRunAdmin(admin.ModelAdmin):
     def cancel_view(self, request, object_id):
         if not self.can_cancel(request):
             raise PermissionDenied
-        run = get_object_or_404(SimulationRun, pk=object_id)
+        run = self._run(request, object_id)
         if request.method == "POST":
             run = cancel_run(run_id=run.pk, acting_user=request.user)
             messages.info(request, "Cancelled." if run.status == SimulationRun.Status.CANCELED
@@ -208,9 +210,10 @@ class SimulationRunAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(self._url(run))
 
     def csv_view(self, request, object_id):
-        if not self.has_view_permission(request):
+        # Every account's figures in one file: a bulk export, with its own permission.
+        if not (self.has_view_permission(request) and request.user.has_perm(EXPORT_PERMISSION)):
             raise PermissionDenied
-        run = get_object_or_404(SimulationRun, pk=object_id)
+        run = self._run(request, object_id)
         lines = run.lines.select_related("account").order_by("account_id")
 
         class Echo:
@@ -229,6 +232,12 @@ class SimulationRunAdmin(admin.ModelAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="simulation-{run.pk}.csv"'
         return response
+
+    def _run(self, request, object_id):
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("No simulation run has that id.")
+        return run
 
     def _url(self, run):
         return reverse("admin:simulation_simulationrun_change", args=[run.pk])

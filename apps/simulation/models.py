@@ -32,6 +32,8 @@ class SimulationRun(models.Model):
     ends_at = models.DateTimeField()
     selection = models.JSONField(default=dict, help_text="How the accounts were chosen.")
     account_ids = models.JSONField(default=list)
+    chunk_size = models.PositiveIntegerField(default=1000, help_text="Accounts per chunk.")
+    chunks_done = models.JSONField(default=list, help_text="The chunks whose lines are in.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     accounts_done = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
@@ -62,6 +64,10 @@ class SimulationRun(models.Model):
     @property
     def accounts_total(self):
         return len(self.account_ids)
+
+    @property
+    def chunks(self):
+        return -(-len(self.account_ids) // self.chunk_size)
 
 
 class SimulationLine(models.Model):

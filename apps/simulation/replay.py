@@ -89,7 +89,7 @@ class _Counters(Counters):
 
 
 # A real ledger move the replay repeats: a grant, a void or a staff correction.
-Move = namedtuple("Move", "pk wallet_id kind amount grant_id created_at")
+Move = namedtuple("Move", "pk wallet__credit_type_id kind amount grant_id created_at")
 REPEATED_KINDS = (Kind.GRANT, Kind.ADJUST, Kind.VOID)
 
 
@@ -133,7 +133,7 @@ def replay_chunk(*, account_ids, start, end):
     results = []
     for account_id in account_ids:
         draft = _Replay(
-            account=accounts[account_id],
+            account=_active(accounts[account_id]),
             wallets=wallets[account_id],
             terms=terms[account_id],
             subscriptions=subscriptions.get(account_id, []),
@@ -201,7 +201,9 @@ def _subscriptions(account_ids, start, end):
     """The subscriptions with a period in [start, end), with their plans, by account."""
     found = defaultdict(list)
     for s in (
-        Subscription.objects.filter(account_id__in=account_ids, current_period_end__gt=start)
+        Subscription.objects.filter(
+            account_id__in=account_ids, current_period_end__gt=start, created_at__lt=end
+        )
         .select_related("plan")
         .order_by("pk")
     ):
@@ -288,6 +290,7 @@ class _Replay:
         self.subscriptions = subscriptions
         self.pricing = pricing
         self.counters = _Counters()
+        self._requests = {}
         for key, value in used.items():
             self.counters.rows[key].used = value
         subscription = _live_at(subscriptions, start)
@@ -316,9 +319,9 @@ class _Replay:
             elif entry.kind == Kind.VOID:
                 moments.append((entry.created_at, VOID, entry.pk, (grant, -entry.amount)))
             elif entry.kind == Kind.ADJUST and entry.amount < 0:
-                adjustments[(entry.created_at, entry.wallet_id)] -= entry.amount
-        for (at, wallet_id), credits in adjustments.items():
-            moments.append((at, ADJUST, 0, (wallet_id, credits)))
+                adjustments[(entry.created_at, entry.wallet__credit_type_id)] -= entry.amount
+        for (at, credit_type_id), credits in adjustments.items():
+            moments.append((at, ADJUST, 0, (credit_type_id, credits)))
         moments += [(row[1], USAGE, row[2], row) for row in usage]
         moments.sort(key=lambda m: m[:3])
         self._next_expiry()
@@ -337,8 +340,9 @@ class _Replay:
             else:
                 self._adjust(*item)
             self._next_expiry()
-        self.book.now = end
-        self._expire(end)
+        # What expires at the end itself is the next range's: its entries are written then.
+        self.book.now = end - MICROSECOND
+        self._expire(self.book.now)
         for entry in self.book.entries:
             self.tally.entry(entry.kind, entry.amount, entry.grant)
         for event in self.book.new_usage_events:
@@ -391,8 +395,12 @@ class _Replay:
 
     def _use(self, row, features):
         _, at, _, feature_id, quantity = row
-        request = ConsumeRequest(account=self.account, feature=features[feature_id],
-                                 quantity=quantity, occurred_at=at)  # fmt: skip
+        # One request per feature and quantity: the event's moment is the book's (a hot path).
+        request = self._requests.get((feature_id, quantity))
+        if request is None:
+            request = self._requests[(feature_id, quantity)] = ConsumeRequest(
+                account=self.account, feature=features[feature_id], quantity=quantity
+            )
         try:
             charge_request(request, self._terms_now, self.book, self.counters)
         except DomainError as error:
@@ -404,24 +412,24 @@ class _Replay:
         plan = subscription.plan
         if at > subscription.billing_anchor:
             ended = self.pricing.ended(subscription, plan, at)
-            for state in list(self.book.states.values()):
-                settle_overage(subscription, ended, state, at, set())
+            # Only the wallets the renewal locks: its plans' and contract's credit types.
+            keys = self.pricing.wallet_keys(self.account.pk, [plan.pk])
+            for key, state in list(self.book.states.items()):
+                if key in keys:
+                    settle_overage(subscription, ended, state, at, set())
         following = boundary(
             anchor=subscription.billing_anchor,
             interval=plan.billing_interval,
             index=index_of(anchor=subscription.billing_anchor, interval=plan.billing_interval,
                            moment=at) + 1,
         )  # fmt: skip
-        grants, _fee = period_grants(
-            subscription, self.pricing.terms(subscription, plan, at), at, following,
-            self.book.now,
-        )  # fmt: skip
+        terms = self.pricing.terms(subscription, plan, at)
+        grants, _fee = period_grants(subscription, terms, at, following, self.book.now)
+        # A contract may include credits of a type its plan does not: from the same terms.
+        credit_types = {a.credit_type_id: a.credit_type for a in terms.allowances}
         for credit_type_id, grant in grants:
-            credit_type = next(
-                a.credit_type for a in self.pricing.allowances[plan.pk]
-                if a.credit_type_id == credit_type_id
-            )  # fmt: skip
-            self._state(credit_type_id, credit_type).add_grant(grant, reason=grant.reason)
+            state = self._state(credit_type_id, credit_types[credit_type_id])
+            state.add_grant(grant, reason=grant.reason)
         self.period_start = at
         self._terms_now = self._terms_for_period()
 
@@ -440,13 +448,22 @@ class _Replay:
         state = self.book.states[(self.account.pk, grant.wallet.credit_type_id)]
         state.claw_back(grant, min(credits, grant.remaining))
 
-    def _adjust(self, wallet_id, credits):
-        state = next((s for s in self.book.states.values() if s.wallet.pk == wallet_id), None)
+    def _adjust(self, credit_type_id, credits):
+        """A staff debit: what is there of it (adjust never overdraws), in burn-down order."""
+        state = self.book.states.get((self.account.pk, credit_type_id))
         if state is None:
             return
         taken = min(credits, max(state.available, ZERO))
         if taken > 0:
             state.charge(taken, kind=Kind.ADJUST)
+
+
+def _active(account):
+    """The account as its stored usage proves it was: active (its status now, suspended or
+    not, is not what it was then)."""
+    replayed = copy.copy(account)
+    replayed.status = Account.Status.ACTIVE
+    return replayed
 
 
 def _credit_type(w):

@@ -25,7 +25,9 @@ from apps.catalog.services import import_catalog
 # import writes) and the subscriptions, which the simulator points at the draft's versions
 # (with `update()`, which writes no history).
 SHADOWED_APPS = ("catalog",)
-SHADOWED_MODELS = ("accounts.Subscription",)
+# The outbox too: a draft contract tells billing, which queues a task there (rolled back, but
+# a row in the live table would hold its unique key, and SQLite's write lock, for a chunk).
+SHADOWED_MODELS = ("accounts.Subscription", "core.OutboxTask")
 
 
 # A foreign key in SQLite's CREATE TABLE: a temporary table may not point at a table of

@@ -22,6 +22,7 @@ from .sandbox import draft_catalog
 
 log = logging.getLogger(__name__)
 SIMULATE_TASK = "simulation.run"
+CHUNK_TASK = "simulation.chunk"
 CHUNK_SIZE = 1000
 # A run whose worker has not reported for this long is taken for dead: cancelling it
 # finishes it at once instead of waiting for a worker that will never look at the flag.
@@ -136,7 +137,7 @@ def select_accounts(*, starts_at, ends_at, plan=None, account_ids=None, sample=N
 
 def start_run(*, title, draft_text, draft_filename="draft.yaml", contracts_text="",
               starts_at=None, ends_at=None, plan=None, account_ids=None, sample=None, seed=None,
-              acting_user=None):  # fmt: skip
+              chunk_size=CHUNK_SIZE, acting_user=None):  # fmt: skip
     """Validate a what-if and queue it: the draft (and its contracts) are read and tried on
     the sandbox now, so a bad draft is refused here and not in a worker. Returns the queued
     run."""
@@ -160,6 +161,7 @@ def start_run(*, title, draft_text, draft_filename="draft.yaml", contracts_text=
             ends_at=ends_at,
             selection=selection,
             account_ids=ids,
+            chunk_size=chunk_size,
             created_by=acting_user,
             created_at=clock.now(),
         )
@@ -172,75 +174,102 @@ def _selection_args(selection):
     return {keys[k]: v for k, v in selection.items()}
 
 
-def run_simulation(*, run_id, chunk_size=CHUNK_SIZE, on_chunk=None):
-    """Replay a queued run, a chunk of accounts at a time: each chunk's lines and the
-    progress commit together; the cancel flag is read before each. A run that fails or is
-    cancelled keeps no lines. `on_chunk(run_id)` after each chunk's commit. Returns the run
-    (None if it was not queued)."""
+def _claim(run_id):
     now = clock.now()
+    return SimulationRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+
+
+def start_chunks(*, run_id):
+    """The Celery task's way through a run: claim it, then queue one task per chunk of
+    accounts (`run_chunk`), so that a run uses every worker process. Returns whether it was
+    claimed (not if cancelled before it started, or claimed already)."""
     with transaction.atomic(durable=True):
-        claimed = SimulationRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-            status=Status.RUNNING, started_at=now, heartbeat_at=now
-        )
-    if not claimed:
-        return None  # cancelled before it started, or another worker has it
-    run = SimulationRun.objects.get(pk=run_id)
-    raw = read_draft(text=run.draft, filename=run.draft_filename)
-    try:
-        contracts = read_contracts(text=run.contracts)
-        for results in simulate_chunks(raw=raw, contracts=contracts, account_ids=run.account_ids,
-                                       start=run.starts_at, end=run.ends_at,
-                                       chunk_size=chunk_size):  # fmt: skip
-            if not _save_chunk(run_id, results):
-                return SimulationRun.objects.get(pk=run_id)
-            if on_chunk is not None:
-                on_chunk(run_id)
-    except Exception as error:
-        log.exception("simulation run %s failed", run_id)
-        _finish(run_id, Status.FAILED, error=f"{type(error).__name__}: {error}")
-        return SimulationRun.objects.get(pk=run_id)
-    _finish(run_id, Status.DONE)
-    return SimulationRun.objects.get(pk=run_id)
-
-
-def _locked_run(run_id):
-    # Why the lock: a cancel sets the flag while the worker writes; whoever holds the row
-    # decides, so no chunk is written after a cancel's clean-up.
-    return SimulationRun.objects.select_for_update().get(pk=run_id)
-
-
-def _save_chunk(run_id, results):
-    """Write a chunk's lines and progress, unless the run was cancelled: then clean up."""
-    with transaction.atomic(durable=True):
-        run = _locked_run(run_id)
-        if run.cancel_requested or run.status != Status.RUNNING:
-            _clean_up(run, Status.CANCELED)
+        if not _claim(run_id):
             return False
-        SimulationLine.objects.bulk_create([line_of(run, r) for r in results])
-        run.accounts_done += len(results)
-        run.heartbeat_at = clock.now()
-        run.save(update_fields=["accounts_done", "heartbeat_at"])
+        run = SimulationRun.objects.get(pk=run_id)
+        outbox.publish_many([(CHUNK_TASK, [run_id, index], {}) for index in range(run.chunks)])
     return True
 
 
-def _finish(run_id, status, *, error=""):
+def run_simulation(*, run_id, on_chunk=None):
+    """All of a queued run in this process, chunk after chunk (commands, tests, and the
+    task when there is one chunk). `on_chunk(run_id)` after each chunk's commit. Returns the
+    run (None if it was not queued)."""
+    with transaction.atomic(durable=True):
+        if not _claim(run_id):
+            return None
+    for index in range(SimulationRun.objects.get(pk=run_id).chunks):
+        if not run_chunk(run_id=run_id, index=index):
+            break
+        if on_chunk is not None:
+            on_chunk(run_id)
+    return SimulationRun.objects.get(pk=run_id)
+
+
+def run_chunk(*, run_id, index):
+    """Replay chunk `index` of a running run and write its lines and progress in one
+    transaction; the chunk that completes the run writes its totals. Does nothing for a run
+    that is no longer running or a chunk already written (a task delivered twice). A cancel
+    or a failure ends the run with no lines kept. Returns whether the run goes on."""
+    run = SimulationRun.objects.get(pk=run_id)
+    if run.status != Status.RUNNING or index in run.chunks_done:
+        return False
+    if run.cancel_requested:
+        return _save_chunk(run_id, index, None)
+    try:
+        accounts = run.account_ids[index * run.chunk_size : (index + 1) * run.chunk_size]
+        [results] = simulate_chunks(
+            raw=read_draft(text=run.draft, filename=run.draft_filename),
+            contracts=read_contracts(text=run.contracts),
+            account_ids=accounts, start=run.starts_at, end=run.ends_at,
+            chunk_size=len(accounts),
+        )  # fmt: skip
+    except Exception as error:
+        log.exception("simulation run %s failed", run_id)
+        with transaction.atomic(durable=True):
+            locked = _locked_run(run_id)
+            if locked.status == Status.RUNNING:
+                _clean_up(locked, Status.FAILED, error=f"{type(error).__name__}: {error}")
+        return False
+    return _save_chunk(run_id, index, results)
+
+
+def _locked_run(run_id):
+    # Why the lock: a cancel sets the flag while workers write, and chunks finish at once;
+    # whoever holds the row decides, so no chunk is written after a cancel's clean-up, none
+    # twice, and exactly one writes the totals.
+    return SimulationRun.objects.select_for_update().get(pk=run_id)
+
+
+def _save_chunk(run_id, index, results):
     with transaction.atomic(durable=True):
         run = _locked_run(run_id)
-        if status == Status.DONE and run.cancel_requested:
-            status = Status.CANCELED
-        if status != Status.DONE:
-            _clean_up(run, status, error=error)
-            return
-        run.totals = totals_of(run.lines.all())
-        run.status, run.finished_at = status, clock.now()
-        run.save(update_fields=["totals", "status", "finished_at"])
+        if run.status != Status.RUNNING or index in run.chunks_done:
+            return False
+        if run.cancel_requested or results is None:
+            _clean_up(run, Status.CANCELED)
+            return False
+        SimulationLine.objects.bulk_create([line_of(run, r) for r in results])
+        run.chunks_done.append(index)
+        run.accounts_done += len(results)
+        run.heartbeat_at = clock.now()
+        fields = ["chunks_done", "accounts_done", "heartbeat_at"]
+        if len(run.chunks_done) == run.chunks:
+            run.totals = totals_of(run.lines.all())
+            run.status, run.finished_at = Status.DONE, clock.now()
+            fields += ["totals", "status", "finished_at"]
+        run.save(update_fields=fields)
+    return run.status == Status.RUNNING
 
 
 def _clean_up(run, status, *, error=""):
     run.lines.all().delete()
     run.status, run.error, run.finished_at = status, error, clock.now()
-    run.accounts_done, run.totals = 0, {}
-    run.save(update_fields=["status", "error", "finished_at", "accounts_done", "totals"])
+    run.accounts_done, run.chunks_done, run.totals = 0, [], {}
+    run.save(update_fields=["status", "error", "finished_at", "accounts_done", "chunks_done",
+                            "totals"])  # fmt: skip
 
 
 def cancel_run(*, run_id, acting_user=None):

@@ -16,6 +16,7 @@ transaction already serialises writers.
 
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, localcontext
+from functools import lru_cache
 
 from django.db import IntegrityError, connection
 from django.db.models import Q
@@ -44,10 +45,13 @@ CREDITS_LIMIT = Decimal(10) ** (CREDIT_DIGITS - CREDIT_PLACES)
 Kind = LedgerEntry.Kind
 
 
+@lru_cache(maxsize=4096)  # the same few (quantity, price) pairs, a million times a replay
 def cost_of(quantity, credits_per_unit):
     """quantity × price, exactly: it must fit 6 decimal places and a credit column, else
     InvalidInput; never rounded. Multiplied with enough digits for any two credit values (the
-    default 28-digit context would round large products before the check)."""
+    default 28-digit context would round large products before the check). Equal decimals
+    give equal results whatever their exponent, so the cache cannot change an answer; an
+    InvalidInput is raised each time, never cached."""
     with localcontext(prec=2 * CREDIT_DIGITS + 2):
         value = quantity * credits_per_unit
         exact = value.quantize(CREDIT_QUANTUM)

@@ -114,3 +114,12 @@ def test_a_contract(one_month):
                         start=FEB_6, end=MAR_6)  # fmt: skip
     assert (result.real.charged, result.draft.charged) == (D(930), D(480))
     assert (result.real.breakage, result.draft.breakage) == (D(185), D(520))
+
+
+def test_what_expires_at_the_range_end_belongs_to_the_next_range(one_month):
+    """The range ends at the March 5 boundary: the February credits that expire then are
+    written off by the renewal at that moment, in the next range, and not replayed here."""
+    account = one_month.accounts["a"]
+    [result] = simulate(raw=None, account_ids=[account.pk], start=FEB_6, end=MAR_5)
+    assert result.draft.as_dict() == result.real.as_dict()
+    assert result.real.breakage == 0

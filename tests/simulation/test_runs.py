@@ -11,9 +11,17 @@ from django.db import connection
 
 from apps.core.errors import InvalidInput
 from apps.simulation.models import SimulationLine, SimulationRun
-from apps.simulation.services import cancel_run, run_simulation, select_accounts, start_run
+from apps.simulation.services import (
+    cancel_run,
+    run_chunk,
+    run_simulation,
+    select_accounts,
+    start_chunks,
+    start_run,
+)
 from config.celery import app
 from tests.checksums import live_checksums
+from tests.factories import AccountFactory
 
 from .conftest import APR_1, FEB_1, FEB_5, MAR_5
 
@@ -87,14 +95,15 @@ def test_accounts_by_plan_list_or_seeded_sample(lived):
 
 
 def test_a_cancelled_run_leaves_nothing_behind(lived):
-    run = start_run(title="cancel me", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1)
+    run = start_run(title="cancel me", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1,
+                    chunk_size=2)  # fmt: skip
     chunks = []
 
     def cancel_after_the_first_chunk(run_id):
         chunks.append(SimulationLine.objects.filter(run_id=run_id).count())
         cancel_run(run_id=run_id)
 
-    run = run_simulation(run_id=run.pk, chunk_size=2, on_chunk=cancel_after_the_first_chunk)
+    run = run_simulation(run_id=run.pk, on_chunk=cancel_after_the_first_chunk)
     assert chunks == [2]  # the first chunk was written, then the cancel came
     assert (run.status, run.accounts_done, run.totals) == (SimulationRun.Status.CANCELED, 0, {})
     assert not SimulationLine.objects.exists()
@@ -104,17 +113,34 @@ def test_a_cancelled_run_leaves_nothing_behind(lived):
     assert run_simulation(run_id=queued.pk) is None
 
 
+def test_chunks_are_written_once_and_the_last_one_writes_the_totals(lived):
+    """As the Celery tasks do it: a task per chunk, in any order, one delivered twice."""
+    run = start_run(title="chunks", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1,
+                    chunk_size=2)  # fmt: skip
+    assert start_chunks(run_id=run.pk) and not start_chunks(run_id=run.pk)
+    assert run_chunk(run_id=run.pk, index=2)
+    assert not run_chunk(run_id=run.pk, index=2)  # delivered again: nothing written twice
+    assert run_chunk(run_id=run.pk, index=0)
+    assert not run_chunk(run_id=run.pk, index=1)  # the last: the run is done
+    run.refresh_from_db()
+    assert (run.status, run.accounts_done, sorted(run.chunks_done)) == ("done", 5, [0, 1, 2])
+    assert run.lines.count() == 5 and run.totals["accounts"] == 5
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_started_run_is_replayed_by_a_real_worker(one_month):
+    """The run's task queues a task per chunk (two accounts, a chunk each) on the broker."""
     app.control.purge()  # earlier tests' tasks on this queue are not this test's to run
+    ids = [one_month.accounts["a"].pk, AccountFactory(external_id="b").pk]  # b: no usage
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        run = start_run(title="worker", draft_text=DRAFT, starts_at=FEB_6, ends_at=MAR_6)
+        run = start_run(title="worker", draft_text=DRAFT, starts_at=FEB_6, ends_at=MAR_6,
+                        account_ids=ids, chunk_size=1)  # fmt: skip
         for _ in range(200):
             run.refresh_from_db()
             if run.status in SimulationRun.FINISHED:
                 break
             time.sleep(0.1)
-    assert (run.status, run.accounts_done) == (SimulationRun.Status.DONE, 1)
+    assert (run.status, run.accounts_done, run.chunks) == (SimulationRun.Status.DONE, 2, 2)
     connection.close()

@@ -1,5 +1,6 @@
 """Pricing starts and cancels simulations (a cancel is the run's only change); Finance reads
-them. Support has no use for them."""
+them (and, holding the export permission, downloads a run's lines). Support has no use for
+them."""
 
 from django.db import migrations
 
@@ -12,9 +13,8 @@ class Migration(migrations.Migration):
     operations = [
         grant_to_groups(
             {
-                "Pricing": ["view_simulationrun", "add_simulationrun", "change_simulationrun",
-                            "view_simulationline"],
-                "Finance": ["view_simulationrun", "view_simulationline"],
+                "Pricing": ["view_simulationrun", "add_simulationrun", "change_simulationrun"],
+                "Finance": ["view_simulationrun"],
             },
             app_label="simulation",
         ),
