@@ -3,6 +3,7 @@ replayed under a draft, wall time and peak memory.
 
     .venv/bin/python bench/simulation.py [--accounts 10000] [--events 1000000] [--chunk 1000]
                                          [--workers 2] [--profile] [--reseed]
+    REDIS_URL=redis://127.0.0.1:6379/5 .venv/bin/python bench/simulation.py --celery
 
 Creates its own database, creditdesk_bench_simulation (seeded once per A and N; --reseed
 forces it), bulk-loaded in raw SQL: one monthly plan (10,000 credits a period, no rollover,
@@ -201,11 +202,19 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument(
+        "--celery",
+        action="store_true",
+        help="Time a run as the admin starts it: start_run, then two Celery "
+        "worker processes (a worker started here, on REDIS_URL) until done.",
+    )
     args = parser.parse_args()
     if args.reseed or not seeded(args.accounts, args.events):
         seed(args.accounts, args.events)
     else:
         setup_django()
+    if args.celery:
+        return time_celery_run()
     from apps.accounts.models import Account
     from apps.catalog.pricebook import read_document
     from apps.simulation.replay import simulate
@@ -236,6 +245,35 @@ def main():
         )
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+def time_celery_run():
+    """A run through the product's own path: queued by `start_run`, claimed by the run's task,
+    its chunks spread over a worker of two processes."""
+    from apps.simulation.models import SimulationRun
+    from apps.simulation.services import start_run
+
+    if not os.environ.get("REDIS_URL"):
+        raise SystemExit("--celery needs REDIS_URL (the broker the worker listens on)")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "2", "-l", "warning"],
+        cwd=ROOT, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        time.sleep(5)  # the worker's processes up
+        started = time.monotonic()
+        run = start_run(title="bench", draft_text=CATALOG.format(credits=CREDITS // 2, cost="1.5"),
+                        starts_at=START, ends_at=END)  # fmt: skip
+        while run.status not in SimulationRun.FINISHED:
+            time.sleep(0.2)
+            run.refresh_from_db()
+        seconds = time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    print(f"Celery run: {run.status}, {run.accounts_done:,} accounts, "
+          f"{int(run.totals['draft']['events']) if run.totals else 0:,} events in "
+          f"{seconds:.1f} s (start_run to done, 2 worker processes)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

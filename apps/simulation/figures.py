@@ -26,15 +26,22 @@ class Figures:
     charged: Decimal = ZERO  # their credits
     refused_funds: int = 0  # refused for credits (402)
     refused_terms: int = 0  # refused by the terms: quota, feature not enabled (403)
+    refused_input: int = 0  # the draft's cost not exact to 6 places for its quantity (400)
     first_refused_at: datetime | None = None
     overage: Decimal = ZERO  # credits drawn beyond the grants (debt)
     breakage: Decimal = ZERO  # credits expired
     overage_billed: dict = field(default_factory=lambda: defaultdict(Decimal))  # by currency
     revenue: dict = field(default_factory=lambda: defaultdict(Decimal))  # by currency
 
+    @property
+    def refusals(self):
+        return self.refused_funds + self.refused_terms + self.refused_input
+
     def refused(self, *, status, at):
         if status == 402:
             self.refused_funds += 1
+        elif status == 400:
+            self.refused_input += 1
         else:
             self.refused_terms += 1
         if self.first_refused_at is None:
@@ -49,6 +56,7 @@ class Figures:
             charged=Decimal(values["charged"]),
             refused_funds=values["refused_funds"],
             refused_terms=values["refused_terms"],
+            refused_input=values["refused_input"],
             first_refused_at=parse_datetime(first) if isinstance(first, str) else first,
             overage=Decimal(values["overage"]),
             breakage=Decimal(values["breakage"]),
@@ -58,8 +66,8 @@ class Figures:
 
     def add(self, other):
         """Add `other`'s figures to these (a run's totals)."""
-        for name in ("events", "charged", "refused_funds", "refused_terms", "overage",
-                     "breakage"):  # fmt: skip
+        for name in ("events", "charged", "refused_funds", "refused_terms", "refused_input",
+                     "overage", "breakage"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.first_refused_at and (
             self.first_refused_at is None or other.first_refused_at < self.first_refused_at
@@ -76,6 +84,7 @@ class Figures:
             "charged": self.charged,
             "refused_funds": self.refused_funds,
             "refused_terms": self.refused_terms,
+            "refused_input": self.refused_input,
             "first_refused_at": self.first_refused_at,
             "overage": self.overage,
             "breakage": self.breakage,

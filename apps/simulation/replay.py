@@ -32,7 +32,7 @@ from django.db.models import Count, Q, Sum
 
 from apps.accounts.models import Account, Subscription
 from apps.catalog.models import CreditType, Feature
-from apps.core.errors import DomainError, InsufficientCredits
+from apps.core.errors import DomainError, InsufficientCredits, InvalidInput
 from apps.core.rows import fetch_rows
 from apps.periods.calendar import boundary, index_of
 from apps.periods.services import (
@@ -404,7 +404,9 @@ class _Replay:
         try:
             charge_request(request, self._terms_now, self.book, self.counters)
         except DomainError as error:
-            status = 402 if isinstance(error, InsufficientCredits) else 403
+            # As the API would answer (apps/api/errors.py): credits, the input, the terms.
+            status = (402 if isinstance(error, InsufficientCredits)
+                      else 400 if isinstance(error, InvalidInput) else 403)  # fmt: skip
             self.tally.figures.refused(status=status, at=at)
 
     def _renew(self, subscription, at):

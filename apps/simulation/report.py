@@ -30,7 +30,7 @@ class Change:
         return cls(
             credits=credits,
             percent=percent,
-            refused=draft.refused_funds + draft.refused_terms,
+            refused=draft.refusals,
             currency=currency,
             revenue=draft.revenue.get(currency, ZERO) - real.revenue.get(currency, ZERO),
         )
@@ -58,6 +58,7 @@ COLUMNS = [
     ("events", lambda r, d, c: r.events),
     ("refused_402_draft", lambda r, d, c: d.refused_funds),
     ("refused_403_draft", lambda r, d, c: d.refused_terms),
+    ("refused_400_draft", lambda r, d, c: d.refused_input),
     ("first_refused_at_draft", lambda r, d, c: _moment(d.first_refused_at)),
     ("overage_credits_real", lambda r, d, c: r.overage),
     ("overage_credits_draft", lambda r, d, c: d.overage),
@@ -85,6 +86,7 @@ TOTALS = [
     ("Usage events charged", lambda f: f"{f.events:,}"),
     ("Refused for credits (402)", lambda f: f"{f.refused_funds:,}"),
     ("Refused by the terms (403)", lambda f: f"{f.refused_terms:,}"),
+    ("Refused: cost not exact (400)", lambda f: f"{f.refused_input:,}"),
     ("Overage", lambda f: humanize.credits(f.overage)),
     ("Overage billed", lambda f: _money_words(f.overage_billed)),
     ("Breakage (expired)", lambda f: humanize.credits(f.breakage)),

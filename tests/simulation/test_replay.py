@@ -123,3 +123,18 @@ def test_what_expires_at_the_range_end_belongs_to_the_next_range(one_month):
     [result] = simulate(raw=None, account_ids=[account.pk], start=FEB_6, end=MAR_5)
     assert result.draft.as_dict() == result.real.as_dict()
     assert result.real.breakage == 0
+
+
+def test_a_cost_that_is_not_exact_is_refused_as_the_api_would(db, time_machine):
+    """1.5 calls at 0.000001 credits cost 0.0000015: more than 6 decimal places, which
+    consume refuses (400) rather than round; the draft's refusal is counted as such."""
+    life = Life(time_machine).at(JAN_5)
+    import_catalog(raw=catalog_file())
+    account = life.accounts["a"] = AccountFactory(external_id="a")
+    put_account_on_plan(account=account, plan=Plan.objects.get(code="pro"))
+    life.at(FEB_10).use("a", "api_call", "1.5").use("a", "api_call", 2).at(MAR_5)
+    [result] = simulate(raw=catalog_file(api_call="0.000001"), account_ids=[account.pk],
+                        start=FEB_6, end=MAR_5)  # fmt: skip
+    draft = result.draft
+    assert (draft.refused_input, draft.refused_terms, draft.refused_funds) == (1, 0, 0)
+    assert (draft.events, draft.charged, draft.first_refused_at) == (1, D("0.000002"), FEB_10)
