@@ -213,6 +213,9 @@ def main():
         seed(args.accounts, args.events)
     else:
         setup_django()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)  # a database seeded by an earlier release
     if args.celery:
         return time_celery_run()
     from apps.accounts.models import Account
