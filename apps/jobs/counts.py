@@ -34,6 +34,7 @@ class JobCounts:
     stripe_prices: int = 0  # Stripe subscriptions moved onto or off a contract's price
     posted: int = 0  # ledger entries posted into revenue lines
     fees_posted: int = 0  # platform fees posted into fee lines (written or cut since)
+    stale_simulations: int = 0  # simulation runs ended as failed: their workers went silent
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)

@@ -12,6 +12,7 @@ from apps.accounts.models import Account, Subscription
 from apps.catalog.pricebook import CatalogFileError, read_document
 from apps.core import clock, outbox
 from apps.core.errors import InvalidInput, NotFound
+from apps.jobs.counts import JobCounts
 from apps.wallets.models import Wallet
 
 from .figures import Figures
@@ -270,6 +271,27 @@ def _clean_up(run, status, *, error=""):
     run.accounts_done, run.chunks_done, run.totals = 0, [], {}
     run.save(update_fields=["status", "error", "finished_at", "accounts_done", "chunks_done",
                             "totals"])  # fmt: skip
+
+
+def fail_stale_runs(*, now=None, on_chunk=None):
+    """The job: a running run whose workers have not reported for STALE_AFTER (a worker
+    died, was killed at its time limit, or lost its task) ends as failed, keeping no lines,
+    instead of showing "running" for ever. Returns JobCounts (`stale_simulations`)."""
+    now = now or clock.now()
+    counts = JobCounts()
+    silent = Q(status=Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+    for run_id in SimulationRun.objects.filter(silent).values_list("pk", flat=True):
+        with transaction.atomic(durable=True):
+            run = SimulationRun.objects.filter(silent, pk=run_id).select_for_update().first()
+            if run is None:
+                continue  # it reported (or finished) meanwhile
+            minutes = int(STALE_AFTER.total_seconds() // 60)
+            _clean_up(run, Status.FAILED, error=f"Its workers stopped reporting for {minutes} "
+                      "minutes (a worker died or hit its time limit). Start it again.")  # fmt: skip
+            counts.stale_simulations += 1
+        if on_chunk is not None:
+            on_chunk(counts)
+    return counts
 
 
 def cancel_run(*, run_id, acting_user=None):

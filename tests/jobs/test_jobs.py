@@ -31,6 +31,7 @@ IN_ORDER = [
     "bill_contracts_at_stripe",
     "run_auto_recharges",
     "post_revenue",
+    "fail_stale_simulations",
     "publish_outbox",
 ]
 
@@ -99,7 +100,7 @@ def test_run_period_jobs_runs_every_job_once_as_of_the_given_time(calendar):
     assert "renew_due_subscriptions: succeeded" in text and "renewed=2" in text
     assert "expire_grants: succeeded" in text
     assert "release_expired_reservations: succeeded" in text
-    assert JobRun.objects.filter(trigger="command").count() == len(JOBS) == 12
+    assert JobRun.objects.filter(trigger="command").count() == len(JOBS) == len(IN_ORDER)
 
 
 def test_run_period_jobs_refuses_a_time_without_a_zone_or_in_the_future(db):
@@ -127,6 +128,7 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.bill_contracts_at_stripe": 60,
         "periods.run_auto_recharges": 1,
         "periods.post_revenue": 1,
+        "periods.fail_stale_simulations": 5,
         "periods.publish_outbox": 1,
     }
     assert set(scheduled) <= set(app.tasks)
@@ -168,8 +170,10 @@ def test_the_other_jobs_run_through_a_real_worker():
         published = TASKS["publish_outbox"].delay().get(timeout=60)
         noticed = TASKS["notify_trials_ending"].delay().get(timeout=60)
         priced = TASKS["bill_contracts_at_stripe"].delay().get(timeout=60)
+        stale = TASKS["fail_stale_simulations"].delay().get(timeout=60)
     assert alerts.get("alerts", 0) == retried.get("deliveries", 0) == 0  # nothing due
     assert noticed.get("trial_notices", 0) == priced.get("stripe_prices", 0) == 0
+    assert stale.get("stale_simulations", 0) == 0
     assert published["published"] == 1 and not OutboxTask.objects.exists()
     runs = JobRun.objects.filter(trigger="beat", status="succeeded").exclude(task_id="")
     assert sorted(runs.values_list("job", flat=True)) == sorted(
@@ -179,6 +183,7 @@ def test_the_other_jobs_run_through_a_real_worker():
             "publish_outbox",
             "notify_trials_ending",
             "bill_contracts_at_stripe",
+            "fail_stale_simulations",
         ]
     )
     connection.close()

@@ -8,11 +8,14 @@ from decimal import Decimal as D
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
+from django.utils import timezone
 
 from apps.core.errors import InvalidInput
 from apps.simulation.models import SimulationLine, SimulationRun
 from apps.simulation.services import (
+    STALE_AFTER,
     cancel_run,
+    fail_stale_runs,
     run_chunk,
     run_simulation,
     select_accounts,
@@ -125,6 +128,23 @@ def test_chunks_are_written_once_and_the_last_one_writes_the_totals(lived):
     run.refresh_from_db()
     assert (run.status, run.accounts_done, sorted(run.chunks_done)) == ("done", 5, [0, 1, 2])
     assert run.lines.count() == 5 and run.totals["accounts"] == 5
+
+
+def test_a_run_whose_workers_went_silent_ends_as_failed_with_nothing_kept(lived):
+    """A worker died after the first chunk: the job ends the run; a run that reported
+    within the last ten minutes is left to its workers."""
+    dead = start_run(title="dead", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1,
+                     chunk_size=2)  # fmt: skip
+    alive = start_run(title="alive", draft_text=DRAFT, starts_at=FEB_1, ends_at=APR_1)
+    assert start_chunks(run_id=dead.pk) and start_chunks(run_id=alive.pk)
+    assert run_chunk(run_id=dead.pk, index=0)  # then its worker is gone
+    later = timezone.now() + STALE_AFTER + timedelta(seconds=1)
+    SimulationRun.objects.filter(pk=alive.pk).update(heartbeat_at=later - timedelta(minutes=1))
+    assert fail_stale_runs(now=later).stale_simulations == 1
+    dead.refresh_from_db()
+    assert (dead.status, dead.accounts_done, dead.lines.count()) == ("failed", 0, 0)
+    assert "stopped reporting for 10 minutes" in dead.error
+    assert SimulationRun.objects.get(pk=alive.pk).status == SimulationRun.Status.RUNNING
 
 
 @pytest.mark.redis
