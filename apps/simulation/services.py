@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 SIMULATE_TASK = "simulation.run"
 CHUNK_TASK = "simulation.chunk"
 CHUNK_SIZE = 1000
+# A chunk's ids are bound as parameters of one statement: PostgreSQL takes at most 65,535.
+MAX_CHUNK_SIZE = 50_000
 # A run whose worker has not reported for this long is taken for dead: cancelling it
 # finishes it at once instead of waiting for a worker that will never look at the flag.
 STALE_AFTER = timedelta(minutes=10)
@@ -88,6 +90,14 @@ def last_full_month(now=None):
     return start, end
 
 
+def check_chunk_size(chunk_size):
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise InvalidInput(
+            f"A chunk holds 1 to {MAX_CHUNK_SIZE:,} accounts.",
+            details={"chunk_size": [f"1-{MAX_CHUNK_SIZE}"]},
+        )
+
+
 def check_range(starts_at, ends_at):
     if starts_at >= ends_at:
         raise InvalidInput(
@@ -145,6 +155,7 @@ def start_run(*, title, draft_text, draft_filename="draft.yaml", contracts_text=
     default_start, default_end = last_full_month()
     starts_at, ends_at = starts_at or default_start, ends_at or default_end
     check_range(starts_at, ends_at)
+    check_chunk_size(chunk_size)
     raw = read_draft(text=draft_text, filename=draft_filename)
     contracts = read_contracts(text=contracts_text)
     changes = draft_changes(raw=raw, contracts=live_from(contracts, starts_at))

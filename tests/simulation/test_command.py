@@ -51,6 +51,8 @@ def test_bad_input_is_named(one_month, tmp_path):
         run("simulate_pricing", "--catalog", write(tmp_path, DRAFT.replace("30", "-3")), *FEB)
     with pytest.raises(CommandError, match="both --from and --to"):
         run("simulate_pricing", "--catalog", write(tmp_path, DRAFT), "--from", "2026-02-01")
+    with pytest.raises(CommandError, match="A chunk holds 1 to 50,000 accounts"):
+        run("simulate_pricing", "--catalog", write(tmp_path, DRAFT), *FEB, "--chunk-size", "0")
     with pytest.raises(CommandError, match="not a date"):
         run("simulate_pricing", "--catalog", write(tmp_path, DRAFT), "--from", "Feb 1",
             "--to", "2026-02-28")  # fmt: skip

@@ -16,6 +16,7 @@ from apps.simulation import report
 from apps.simulation.replay import live_from, simulate_chunks
 from apps.simulation.services import (
     CHUNK_SIZE,
+    check_chunk_size,
     check_range,
     draft_changes,
     last_full_month,
@@ -85,6 +86,7 @@ class Command(BaseCommand):
         starts_at, ends_at = self._range(first, last)
         try:
             check_range(starts_at, ends_at)
+            check_chunk_size(chunk_size)
             raw = read_draft(text=text, filename=name) if text is not None else None
             contracts = read_contracts(text=self._read(contracts)[0]) if contracts else {}
             changes = draft_changes(raw=raw, contracts=live_from(contracts, starts_at))
