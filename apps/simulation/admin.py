@@ -4,7 +4,7 @@ change, the most affected accounts and a CSV of every line). Thin: apps/simulati
 starts, runs and cancels; apps/simulation/report says what the figures are."""
 
 import csv
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,7 +28,7 @@ from apps.core.models import EXPORT_PERMISSION
 from . import report
 from .figures import Figures
 from .models import SimulationRun
-from .services import cancel_run, figures_of, last_full_month, start_run
+from .services import cancel_run, day_range, figures_of, last_full_month, start_run
 
 MOST_AFFECTED = 20
 # The distribution's buckets of the change in credits charged, in order.
@@ -78,11 +78,6 @@ class SimulationForm(forms.Form):
             return [int(part) for part in text.replace(" ", "").split(",") if part]
         except ValueError:
             raise forms.ValidationError("Account ids are numbers separated by commas.") from None
-
-
-def _range(first_day, last_day):
-    start = datetime.combine(first_day, time(), tzinfo=UTC)
-    return start, datetime.combine(last_day, time(), tzinfo=UTC) + timedelta(days=1)
 
 
 @admin.register(SimulationRun)
@@ -159,7 +154,7 @@ class SimulationRunAdmin(admin.ModelAdmin):
 
     def _start(self, request, form):
         data = form.cleaned_data
-        starts_at, ends_at = _range(data["first_day"], data["last_day"])
+        starts_at, ends_at = day_range(data["first_day"], data["last_day"])
         try:
             return start_run(title=data["title"], draft_text=data["draft"],
                              contracts_text=data["contracts"], starts_at=starts_at,

@@ -34,7 +34,7 @@ from apps.accounts.models import Account, Subscription
 from apps.catalog.models import CreditType, Feature
 from apps.core.errors import DomainError, InsufficientCredits, InvalidInput
 from apps.core.rows import fetch_rows
-from apps.periods.calendar import boundary, index_of
+from apps.periods.calendar import boundary, index_of, period_end_after
 from apps.periods.services import (
     PeriodPricing,
     period_grants,
@@ -232,9 +232,7 @@ def period_start_at(subscription, moment):
     if moment < anchor:
         trialing = subscription.current_period_end <= anchor
         return subscription.current_period_start if trialing else None
-    index = index_of(anchor=anchor, interval=interval, moment=moment)
-    at = boundary(anchor=anchor, interval=interval, index=index)
-    return at if at <= moment else boundary(anchor=anchor, interval=interval, index=index - 1)
+    return period_end_after(anchor=anchor, interval=interval, moment=moment, periods=0)
 
 
 def _live_at(subscriptions, moment):
@@ -419,12 +417,9 @@ class _Replay:
             for key, state in list(self.book.states.items()):
                 if key in keys:
                     settle_overage(subscription, ended, state, at, set())
-        following = boundary(
-            anchor=subscription.billing_anchor,
-            interval=plan.billing_interval,
-            index=index_of(anchor=subscription.billing_anchor, interval=plan.billing_interval,
-                           moment=at) + 1,
-        )  # fmt: skip
+        following = period_end_after(
+            anchor=subscription.billing_anchor, interval=plan.billing_interval, moment=at
+        )
         terms = self.pricing.terms(subscription, plan, at)
         grants, _fee = period_grants(subscription, terms, at, following, self.book.now)
         # A contract may include credits of a type its plan does not: from the same terms.

@@ -3,7 +3,7 @@ chunk of accounts at a time, with progress and a cancel that leaves nothing behi
 
 import logging
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -88,6 +88,12 @@ def last_full_month(now=None):
     end = datetime(now.year, now.month, 1, tzinfo=UTC)
     start = (end - timedelta(days=1)).replace(day=1)
     return start, end
+
+
+def day_range(first_day, last_day):
+    """[first day 00:00, the day after the last 00:00) in UTC: the days as people name them."""
+    start = datetime.combine(first_day, time(), tzinfo=UTC)
+    return start, datetime.combine(last_day, time(), tzinfo=UTC) + timedelta(days=1)
 
 
 def check_chunk_size(chunk_size):

@@ -4,7 +4,7 @@ or a CI job (docs/simulator.md). Writes nothing: not even a run to the database.
 import csv
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -18,6 +18,7 @@ from apps.simulation.services import (
     CHUNK_SIZE,
     check_chunk_size,
     check_range,
+    day_range,
     draft_changes,
     last_full_month,
     read_contracts,
@@ -30,7 +31,7 @@ MOST_AFFECTED = 10
 
 def _day(text):
     try:
-        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        return datetime.strptime(text, "%Y-%m-%d").date()
     except ValueError:
         raise CommandError(f"{text!r} is not a date (YYYY-MM-DD).") from None
 
@@ -118,7 +119,7 @@ class Command(BaseCommand):
             return last_full_month()
         if first is None or last is None:
             raise CommandError("Give both --from and --to, or neither (last full month).")
-        return first, last + timedelta(days=1)
+        return day_range(first, last)
 
     def _ids(self, accounts):
         if not accounts:
