@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, models
 
 from apps.usage.models import UsageEvent
 
@@ -159,17 +159,30 @@ def insert_grants(grants, *, now):
     fields = [f for f in CreditGrant._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(f.column for f in fields)
     arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    # A decimal field's default is the int 0; psycopg refuses an array mixing it with
+    # Decimals (a trial's grant, which has no price, written beside a rollover).
+    decimals = {f.attname for f in fields if isinstance(f, models.DecimalField)}
+    values = [
+        [_decimal(getattr(g, f.attname)) for g in grants]
+        if f.attname in decimals
+        else [getattr(g, f.attname) for g in grants]
+        for f in fields
+    ]
     with connection.cursor() as cursor:
         cursor.execute(
             # Only column names and types from the model are formatted in; values are bound.
             f"INSERT INTO wallets_creditgrant ({columns}) "  # noqa: S608
             f"SELECT * FROM unnest({arrays}) RETURNING id",
-            [[getattr(g, f.attname) for g in grants] for f in fields],
+            values,
         )
         ids = [row[0] for row in cursor.fetchall()]
     for grant, pk in zip(grants, ids, strict=True):
         grant.pk = pk
         grant._state.adding = False
+
+
+def _decimal(value):
+    return Decimal(value) if isinstance(value, int) else value
 
 
 def insert_ledger_entries(entries):

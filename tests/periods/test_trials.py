@@ -20,7 +20,7 @@ from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import AccountFactory
 from tests.ledger import assert_ledger_sound, wallet_of
 
-from .conftest import JAN_31, D, grants, monthly_plan, spend
+from .conftest import JAN_31, D, grants, monthly_plan, spend, subscribed
 
 TRIAL_END = JAN_31 + timedelta(days=14)
 
@@ -139,3 +139,12 @@ def test_a_trial_has_no_overdraft_even_on_a_plan_that_allows_overage(calendar):
     spend(account, 200)
     with pytest.raises(InsufficientCredits):
         spend(account, 1)
+
+
+def test_a_switch_to_a_trial_rolls_the_old_plans_credits_over_beside_the_trials(calendar):
+    """The old plan's rollover and the trial's free credits are written together (one
+    statement on PostgreSQL, where the trial's price, an int 0, once broke the write)."""
+    account, _ = subscribed(monthly_plan(credits=1000, percent=50, code="old"))
+    put_account_on_plan(account=account, plan=trial_plan())
+    assert [g.amount for g in grants(account, CreditGrant.Source.ROLLOVER)] == [D(500)]
+    assert [g.amount for g in grants(account, CreditGrant.Source.TRIAL)] == [D(200)]
