@@ -112,7 +112,7 @@ def period_grants(subscription, terms, start, end, now):
     )
 
 
-def _trial_grants(subscription, plan, allowances, start, end, now):
+def trial_grants(subscription, plan, allowances, start, end, now):
     """A trial's credits, free (no cost basis), expiring when the trial ends; as a period
     without a fee, for `_add_period`."""
     grants = [
@@ -299,13 +299,13 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
     for subscription, periods in schedule:
         states = states_of.get(subscription.account_id, [])
         for start, ended_terms, new in periods:
-            for state in states:
-                state.expire_due(until=start)
-                grant = settle_overage(subscription, ended_terms, state, start, granted)
-                if grant is not None:
-                    overage.append((subscription, grant))
-                    counts.overage += grant.amount
-            counts.granted += _add_period(book, subscription, new, granted, fees)
+            billed, credits = renew_period(
+                book=book, subscription=subscription, states=states, start=start,
+                ended_terms=ended_terms, period=new, granted=granted, fees=fees,
+            )  # fmt: skip
+            overage += [(subscription, grant) for grant in billed]
+            counts.overage += sum(grant.amount for grant in billed)
+            counts.granted += credits
             counts.periods += 1
         counts.renewed += 1
         counts.canceled += subscription.status == Subscription.Status.CANCELED
@@ -317,6 +317,21 @@ def _renew(subscriptions, book, counts, pricing=None, until=None):
     record_events(events=_renewed_events(schedule, trials), now=now)
     if overage:
         book.after_flush.append(lambda: events.publish(events.OVERAGE_SETTLED, charges=overage))
+
+
+def renew_period(*, book, subscription, states, start, ended_terms, period, granted, fees):
+    """One period boundary at `start`, in the order every renewal takes it (the renewal job
+    here, and the simulator's replay of a past range): in each of the account's wallets
+    `states`, what is past due closed (rollover by each grant's terms), the ended period's
+    overage billed by `ended_terms`; then the new `period` (from `period_grants`) granted by
+    `_add_period`. Returns (the overage grants, the credits granted)."""
+    billed = []
+    for state in states:
+        state.expire_due(until=start)
+        grant = settle_overage(subscription, ended_terms, state, start, granted)
+        if grant is not None:
+            billed.append(grant)
+    return billed, _add_period(book, subscription, period, granted, fees)
 
 
 def settle_overage(subscription, terms, state, start, granted):
@@ -542,7 +557,7 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None, with
         subscription.save()
         start, end = subscription.current_period_start, subscription.current_period_end
         if trial_days:
-            first = _trial_grants(subscription, plan, pricing.allowances[plan.pk], start, end, now)
+            first = trial_grants(subscription, plan, pricing.allowances[plan.pk], start, end, now)
         else:
             first = period_grants(subscription, pricing.terms(subscription, plan, start), start,
                                    end, now)  # fmt: skip

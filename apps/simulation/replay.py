@@ -9,14 +9,18 @@ start (grants past due included, and debt: the engine closes them as a consume w
 - each usage event, as a consume of its feature and quantity at its moment;
 - the grants that were not the renewal's (purchases, promotions, staff grants, trials),
   voids and staff corrections, as they happened;
-- each period boundary of its subscription (the calendar of its billing anchor): the ended
+- each period of its subscriptions (the calendar of the billing anchor), renewed at the
+  moment the renewal really ran (`renew_period`, the renewal job's own step): the ended
   period's grants closed (rollover by their terms), its overage billed and the next period
-  granted, by the draft's terms;
+  granted, by the draft's terms; a trial's credits by the draft's plan;
+- a subscription's end where it really ended: its period's and trial's credits closed then
+  (rolled over on a switch to another plan, not on a cancellation);
+- the terms as they stood at each moment (apps/simulation/history.py): a subscription's
+  start and end, a trial's conversion, a contract's start and end switch them;
 - expiry at each grant's expiry moment.
-What is not: holds (a reservation's commit is replayed as its usage event), and requests
-that were refused in reality (they are not stored). Terms are the draft's as they stand
-for the whole range, subscriptions as they stand (a plan change within the range is not
-replayed), and a renewal happens at its boundary (the job runs within a minute of it).
+What is not: holds (a reservation's commit is replayed as its usage event), requests that
+were refused in reality (they are not stored), and a plan change within one subscription
+(a change at period end or to another version: the subscription is replayed on its plan).
 """
 
 import copy
@@ -30,26 +34,21 @@ from functools import partial
 from django.db import connections
 from django.db.models import Count, Q, Sum
 
-from apps.accounts.models import Account, Subscription
+from apps.accounts.models import Account
 from apps.catalog.models import CreditType, Feature
 from apps.core.errors import DomainError, InsufficientCredits, InvalidInput
 from apps.core.rows import fetch_rows
-from apps.periods.calendar import boundary, index_of, period_end_after
-from apps.periods.services import (
-    PeriodPricing,
-    period_grants,
-    period_reference,
-    settle_overage,
-)
+from apps.periods.calendar import period_end_after
+from apps.periods.services import PeriodPricing, period_grants, renew_period, trial_grants
 from apps.usage.entitlement import Counters, usable
 from apps.usage.models import UsageCounter, UsageEvent
-from apps.usage.selectors import terms_for
 from apps.usage.services import ConsumeRequest, charge_request
 from apps.wallets.ledger import LedgerBook, WalletState
 from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
 from apps.wallets.selectors import wallets_at
 
 from .figures import Tally
+from .history import live_at, period_start_at, subscriptions_in, terms_over_range, used_at_start
 from .sandbox import draft_catalog
 
 ZERO = Decimal(0)
@@ -62,8 +61,9 @@ REPLAYED_BY_RULES = (
     CreditGrant.Source.OVERAGE,
     CreditGrant.Source.ROLLOVER,
 )
-# At one moment: a renewal, then grants, then corrections, then usage.
-BOUNDARY, GRANT, VOID, ADJUST, USAGE = range(5)
+# At one moment: a subscription's end, the terms that follow, a renewal, then grants, then
+# corrections, then usage (as put_account_on_plan ends one plan and starts the next).
+CLOSE, TERMS, BOUNDARY, GRANT, VOID, ADJUST, USAGE = range(7)
 
 
 @dataclass
@@ -115,15 +115,13 @@ def replay_chunk(*, account_ids, start, end):
         moves[row[0]].append(Move(*row[1:]))
     real = _RealLedger(in_range, start_state)
     grants = _grants_of(start_state, real, moves)
-    subscriptions = _subscriptions(account_ids, start, end)
+    subscriptions = subscriptions_in(account_ids=account_ids, start=start, end=end, grants=grants)
     pricing = PeriodPricing(
         {s.plan_id for subs in subscriptions.values() for s in subs}, set(account_ids)
     )
     codes = {(a, features[row[3]]) for a, rows in usage.items() for row in rows}
-    terms = defaultdict(dict)
-    for (account_id, code), t in terms_for(pairs=codes).items():
-        terms[account_id][code] = t
-    used = _used_at_start(terms, subscriptions, start)
+    terms = terms_over_range(codes=codes, subscriptions=subscriptions, start=start, end=end)
+    used = used_at_start(terms=terms, subscriptions=subscriptions, start=start)
 
     wallets, used_by_account = defaultdict(list), defaultdict(dict)
     for w in start_state.values():
@@ -135,7 +133,7 @@ def replay_chunk(*, account_ids, start, end):
         draft = _Replay(
             account=_active(accounts[account_id]),
             wallets=wallets[account_id],
-            terms=terms[account_id],
+            terms=terms.get(account_id) or [(start, {})],
             subscriptions=subscriptions.get(account_id, []),
             pricing=pricing,
             used=used_by_account[account_id],
@@ -197,75 +195,6 @@ def _grants_of(start_state, real, moves):
     return found
 
 
-def _subscriptions(account_ids, start, end):
-    """The subscriptions with a period in [start, end), with their plans, by account."""
-    found = defaultdict(list)
-    for s in (
-        Subscription.objects.filter(
-            account_id__in=account_ids, current_period_end__gt=start, created_at__lt=end
-        )
-        .select_related("plan")
-        .order_by("pk")
-    ):
-        found[s.account_id].append(s)
-    return found
-
-
-def boundaries(subscription, start, end):
-    """The period starts of `subscription` in [start, end): its calendar's boundaries from
-    its billing anchor up to its current period's start."""
-    anchor, interval = subscription.billing_anchor, subscription.plan.billing_interval
-    index = index_of(anchor=anchor, interval=interval, moment=start)
-    found = []
-    while True:
-        moment = boundary(anchor=anchor, interval=interval, index=index)
-        if moment >= end or moment > subscription.current_period_start:
-            return found
-        found.append(moment)
-        index += 1
-
-
-def period_start_at(subscription, moment):
-    """The start of the subscription's period holding `moment` (quotas count from there):
-    the calendar's boundary at or before it; before the anchor (a trial), the trial's start."""
-    anchor, interval = subscription.billing_anchor, subscription.plan.billing_interval
-    if moment < anchor:
-        trialing = subscription.current_period_end <= anchor
-        return subscription.current_period_start if trialing else None
-    return period_end_after(anchor=anchor, interval=interval, moment=moment, periods=0)
-
-
-def _live_at(subscriptions, moment):
-    """The subscription in force at `moment`, if any."""
-    for s in subscriptions:
-        if min(s.billing_anchor, s.current_period_start) <= moment < s.current_period_end:
-            return s
-    return None
-
-
-def _used_at_start(terms, subscriptions, start):
-    """Quota counters as they stood at the range start: the units used in the period that
-    held it, before it. `{(account_id, feature_id, period_start): used}`."""
-    match, starts = Q(), {}
-    for account_id, by_code in terms.items():
-        subscription = _live_at(subscriptions.get(account_id, []), start)
-        period = period_start_at(subscription, start) if subscription else None
-        features = [t.feature.pk for t in by_code.values() if t.limit_per_period is not None]
-        if period is None or not features:
-            continue
-        starts[account_id] = period
-        match |= Q(account_id=account_id, feature_id__in=features, created_at__gte=period)
-    if not match:
-        return {}
-    rows = (
-        UsageEvent.objects.filter(match, created_at__lt=start)
-        .values("account_id", "feature_id")
-        .annotate(used=Sum("quantity"))
-        .order_by()
-    )
-    return {(r["account_id"], r["feature_id"], starts[r["account_id"]]): r["used"] for r in rows}
-
-
 class _Replay:
     def __init__(self, *, account, wallets, terms, subscriptions, pricing, used, start):
         self.account = account
@@ -284,14 +213,14 @@ class _Replay:
                 book=self.book, wallet=wallet, grants=grants
             )
             self.tally.starting(grants)
-        self.terms = terms
+        (_, self.terms), *self.later_terms = terms
         self.subscriptions = subscriptions
         self.pricing = pricing
         self.counters = _Counters()
         self._requests = {}
         for key, value in used.items():
             self.counters.rows[key].used = value
-        subscription = _live_at(subscriptions, start)
+        subscription = live_at(subscriptions, start)
         self.period_start = period_start_at(subscription, start) if subscription else None
         self._terms_now = self._terms_for_period()
 
@@ -305,9 +234,11 @@ class _Replay:
 
     def run(self, usage, entries, grants, features, end):
         start = self.book.now
-        moments = [(at, BOUNDARY, 0, (s, at)) for s in self.subscriptions
-                   for at in boundaries(s, start, end)]  # fmt: skip
-        moments += self._renewed_late(entries, grants, start)
+        moments = [(at, TERMS, 0, terms) for at, terms in self.later_terms]
+        for s in self.subscriptions:
+            moments += [(at, BOUNDARY, 0, (s, period)) for at, period in s.renewals]
+            if s.live_until is not None and start <= s.live_until < end:
+                moments.append((s.live_until, CLOSE, s.pk, s))
         adjustments = defaultdict(Decimal)
         for entry in entries:
             grant = grants.get(entry.grant_id)
@@ -325,11 +256,17 @@ class _Replay:
         self._next_expiry()
         for at, what, _, item in moments:
             self.book.now = at
+            if what == CLOSE:
+                self._end(item)  # before what expires then: a cancellation rolls nothing over
             self._expire(at)
             if what == USAGE:
                 self._use(item, features)
                 continue
-            if what == BOUNDARY:
+            if what == CLOSE:
+                continue
+            if what == TERMS:
+                self._switch_terms(item)
+            elif what == BOUNDARY:
                 self._renew(*item)
             elif what == GRANT:
                 self._grant(*item)
@@ -346,25 +283,6 @@ class _Replay:
         for event in self.book.new_usage_events:
             self.tally.usage(event.credits)
         return self.tally.close()
-
-    def _renewed_late(self, entries, grants, start):
-        """Periods due before the range that the renewal job reached only within it (the
-        real ledger's period grants say so): the replay renews them as the range starts."""
-        late = {}
-        for entry in entries:
-            grant = grants.get(entry.grant_id)
-            if (
-                entry.amount > 0
-                and grant is not None
-                and grant.source == CreditGrant.Source.PLAN_PERIOD
-                and grant.effective_at < start
-            ):
-                code = grant.wallet.credit_type.code
-                for s in self.subscriptions:
-                    if grant.reference == period_reference(s.pk, grant.effective_at, code):
-                        late[(s.pk, grant.effective_at)] = (start, BOUNDARY, 0,
-                                                            (s, grant.effective_at))  # fmt: skip
-        return list(late.values())
 
     def _expire(self, at):
         # As the expiry job and every consume's lock do: nothing past due is spent.
@@ -407,36 +325,86 @@ class _Replay:
                       else 400 if isinstance(error, InvalidInput) else 403)  # fmt: skip
             self.tally.figures.refused(status=status, at=at)
 
-    def _renew(self, subscription, at):
-        """The renewal of the period starting at `at`, by the renewal's own rules."""
-        plan = subscription.plan
-        if at > subscription.billing_anchor:
-            ended = self.pricing.ended(subscription, plan, at)
-            # Only the wallets the renewal locks: its plans' and contract's credit types.
-            keys = self.pricing.wallet_keys(self.account.pk, [plan.pk])
-            for key, state in list(self.book.states.items()):
-                if key in keys:
-                    settle_overage(subscription, ended, state, at, set())
-        following = period_end_after(
-            anchor=subscription.billing_anchor, interval=plan.billing_interval, moment=at
-        )
-        terms = self.pricing.terms(subscription, plan, at)
-        grants, _fee = period_grants(subscription, terms, at, following, self.book.now)
-        # A contract may include credits of a type its plan does not: from the same terms.
-        credit_types = {a.credit_type_id: a.credit_type for a in terms.allowances}
-        for credit_type_id, grant in grants:
-            state = self._state(credit_type_id, credit_types[credit_type_id])
-            state.add_grant(grant, reason=grant.reason)
-        self.period_start = at
+    def _switch_terms(self, terms):
+        """The terms change (a subscription began or ended, a trial converted, a contract
+        began or ended): from now on, usage meets `terms`, its quotas the period it is in."""
+        self.terms = terms
+        subscription = live_at(self.subscriptions, self.book.now)
+        self.period_start = period_start_at(subscription, self.book.now) if subscription else None
         self._terms_now = self._terms_for_period()
 
+    def _renew(self, subscription, period):
+        """The renewal of the period starting at `period`, by the renewal's own step."""
+        plan = subscription.plan
+        following = period_end_after(
+            anchor=subscription.billing_anchor, interval=plan.billing_interval, moment=period
+        )
+        terms = self.pricing.terms(subscription, plan, period)
+        new = period_grants(subscription, terms, period, following, self.book.now)
+        # A contract may include credits of a type its plan does not: from the same terms.
+        for allowance in terms.allowances:
+            self._state(allowance.credit_type_id, allowance.credit_type)
+        # Only the wallets the renewal locks: its plans' and contract's credit types. The
+        # first period of a subscription (no trial before it) ends nothing.
+        states = []
+        if period != subscription.billing_anchor or subscription.trial_start is not None:
+            keys = self.pricing.wallet_keys(self.account.pk, [plan.pk])
+            states = [state for key, state in self.book.states.items() if key in keys]
+        renew_period(
+            book=self.book, subscription=subscription, states=states, start=period,
+            ended_terms=self.pricing.ended(subscription, plan, period), period=new,
+            granted=set(), fees=[],
+        )  # fmt: skip
+        self.period_start = period
+        self._terms_now = self._terms_for_period()
+
+    def _end(self, subscription):
+        """The subscription ended here: what is left of its period's and trial's credits
+        closes, as put_account_on_plan and end_subscription close it. A switch to another
+        plan (the next subscription starts at this moment) rolls over by the ended
+        period's terms; a cancellation carries nothing over."""
+        switched = any(s.live_from == subscription.live_until for s in self.subscriptions)
+        prefixes = {
+            CreditGrant.Source.PLAN_PERIOD: f"period:{subscription.pk}:",
+            CreditGrant.Source.TRIAL: f"trial:{subscription.pk}:",
+        }
+        for state in self.book.states.values():
+            for grant in list(state.grants):
+                prefix = prefixes.get(grant.source)
+                if prefix and (grant.reference or "").startswith(prefix):
+                    if not switched:
+                        grant.rollover_percent = None
+                    state.close(grant)
+        self._next_expiry()
+
     def _grant(self, kind, real):
+        trial = self._draft_trial(real)
+        if trial is not None:
+            if trial:
+                state = self._state(real.wallet.credit_type_id, real.wallet.credit_type)
+                state.add_grant(trial, reason=trial.reason)
+                self.copies[real.pk] = trial
+            return
         grant = copy.copy(real)
         grant.pk = grant.voided_at = None
         grant.debt_settled = ZERO
         self.copies[real.pk] = grant
         state = self._state(real.wallet.credit_type_id, real.wallet.credit_type)
         state.add_grant(grant, kind=kind, reason=real.reason)
+
+    def _draft_trial(self, real):
+        """A trial's credits by the draft's plan, for the real trial grant `real`: the
+        draft's grant of its credit type (False when the draft grants none of it); None
+        when `real` is not a trial of a subscription replayed here."""
+        if real.source != CreditGrant.Source.TRIAL:
+            return None
+        for s in self.subscriptions:
+            if (real.reference or "").startswith(f"trial:{s.pk}:"):
+                allowances = self.pricing.allowances[s.plan_id]
+                grants, _ = trial_grants(s, s.plan, allowances, real.effective_at,
+                                         real.expires_at, self.book.now)  # fmt: skip
+                return next((g for _, g in grants if g.reference == real.reference), False)
+        return None
 
     def _void(self, real, credits):
         grant = self.copies.get(real.pk) if real is not None else None

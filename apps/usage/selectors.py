@@ -40,21 +40,21 @@ class FeatureTerms:
         return self.feature.credit_type_id
 
 
-def _terms_query(pairs):
-    """The terms function's query for `pairs` at the clock's now, with its parameters: a call
-    of the installed function on PostgreSQL, its body on SQLite (rendered from the same file,
-    each request row carrying the moment). Only our own constants and placeholders are
-    formatted into the text."""
+def _terms_query(pairs, at=None):
+    """The terms function's query for `pairs` at `at` (default: the clock's now), with its
+    parameters: a call of the installed function on PostgreSQL, its body on SQLite (rendered
+    from the same file, each request row carrying the moment). Only our own constants and
+    placeholders are formatted into the text."""
     accounts, codes = [a for a, _ in pairs], [c for _, c in pairs]
-    now = clock.now()
+    now = at or clock.now()
     if connection.vendor == "postgresql":
         call = f"SELECT * FROM {TERMS.sql_name}(%s::bigint[], %s::text[], %s)"  # noqa: S608
         return call, [accounts, codes, now]
     values = ", ".join(["(%s, %s, %s, %s)"] * len(pairs))
     columns = "column1 AS account_id, column2 AS feature_code, column3 AS ord, column4 AS now_at"
     requests = f"(SELECT {columns} FROM (VALUES {values})) AS r"  # noqa: S608
-    at = connection.ops.adapt_datetimefield_value(now)  # as SQLite stores datetimes
-    params = [v for n, (a, c) in enumerate(pairs, 1) for v in (a, c, n, at)]
+    stored = connection.ops.adapt_datetimefield_value(now)  # as SQLite stores datetimes
+    params = [v for n, (a, c) in enumerate(pairs, 1) for v in (a, c, n, stored)]
     return TERMS.body({"requests": requests, "now": "r.now_at"}), params
 
 
@@ -75,14 +75,15 @@ def _moment(value):
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def terms_for(*, pairs):
+def terms_for(*, pairs, at=None):
     """Terms for each `(account_id, feature_code)` pair whose feature is active, in one query
-    however many pairs: `{(account_id, code): FeatureTerms}`. The rules are the terms
-    function's (apps/usage/sql/terms.sql); this only maps its columns."""
+    however many pairs: `{(account_id, code): FeatureTerms}`; at `at` (contracts live then;
+    default now). The rules are the terms function's (apps/usage/sql/terms.sql); this only
+    maps its columns."""
     pairs = sorted(pairs)
     if not pairs:
         return {}
-    sql, params = _terms_query(pairs)
+    sql, params = _terms_query(pairs, at)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

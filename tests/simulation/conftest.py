@@ -27,9 +27,9 @@ APR_1 = datetime(2026, 4, 1, tzinfo=UTC)
 
 
 def catalog_file(*, api_call="1", export="10", credits="1000", quota="3", overage_price="0.05",
-                 overage_limit="500", percent="50", price="30"):  # fmt: skip
+                 overage_limit="500", percent="50", price="30", more_plans=""):  # fmt: skip
     """The live catalog, and any draft of it, in the import format (`overage_limit` None:
-    overage blocked)."""
+    overage blocked; `more_plans`: further plans, as YAML list items)."""
     overage = (
         f'{{policy: allow, limit: {overage_limit}, unit_price: "{overage_price}"}}'
         if overage_limit is not None
@@ -53,7 +53,7 @@ plans:
   features:
   - {{feature: api_call, credits_per_unit: "{api_call}"}}
   - {{feature: export, credits_per_unit: "{export}", limit_per_period: {quota}}}
-""",
+{more_plans}""",
         filename="catalog.yaml",
     )
 
