@@ -5,8 +5,9 @@ first history row (how it began), its end (canceled: its last period's end, cut 
 switch or an end at Stripe), the real period grants (when each renewal ran) and contracts.
 """
 
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from datetime import timedelta
+from itertools import pairwise
 
 from django.db.models import Q, Sum
 
@@ -26,76 +27,114 @@ def subscriptions_in(*, account_ids, start, end, grants):
     """The subscriptions live at some moment of [start, end), by account, oldest first, each
     with what the replay needs of its life:
     - `live_from`: when it began (its first period's or its trial's start, as created);
-    - `live_until`: when it ended (canceled), else None;
+    - `live_until`: when it ended (canceled: its period's end, or the moment it was ended
+      after its period had ended, past due), else None;
+    - `granted_at`: the moments its period and trial grants were made (`grants`: the real
+      grants by id), which tell a switch from a cancellation;
     - `trial_start`: when its trial began (it was created trialing), else None, and
-      `trial_until`: when the trial converted (the renewal that did it) or is due to;
-    - `renewals`: `(moment, period start)` per period renewed within the range, at the moment
-      the renewal really ran where its period grant says so (`grants`: the real grants by
-      id), else at the period's start; a period renewed before the range is left out (the
-      wallets at the range start hold it).
+      `trial_until`: when the renewal converted it (None: not yet);
+    - `periods`: `{period start: (when it was renewed, its end)}` from its real period
+      grants, those renewed after the range included;
+    - `renewals`: `(moment, period start)` per period renewed within the range: every real
+      period grant made in it, and the calendar's boundaries up to its last period that
+      have none (a draft may grant where reality did not), each at its boundary;
+    - `cancel_flags`: `(moment, cancel at period end)` each time staff or Stripe set or
+      cleared it (its history).
     """
+    history = defaultdict(list)
+    rows = Subscription.history.filter(account_id__in=account_ids).order_by(
+        "id", "history_date", "history_id"
+    )
+    for pk, *row in rows.values_list("id", *Change._fields):
+        history[pk].append(Change(*row))
+    periods, granted_at = _real_grants(grants, account_ids, end)
     found = defaultdict(list)
-    subscriptions = list(
-        Subscription.objects.filter(
-            account_id__in=account_ids, current_period_end__gt=start, created_at__lt=end
-        )
+    for s in (
+        Subscription.objects.filter(account_id__in=account_ids, created_at__lt=end)
         .select_related("plan")
         .order_by("pk")
-    )
-    created = {
-        pk: (status, began)
-        for pk, status, began in Subscription.history.filter(
-            id__in=[s.pk for s in subscriptions], history_type="+"
-        ).values_list("id", "status", "current_period_start")
-    }
-    renewed = _renewed_at(grants)
-    for s in subscriptions:
-        status, began = created.get(s.pk, (None, None))
-        s.live_from = began or min(s.billing_anchor, s.current_period_start)
-        s.live_until = s.current_period_end if s.status == Subscription.Status.CANCELED else None
-        s.trial_start = s.live_from if status == Subscription.Status.TRIALING else None
-        s.renewals = _renewals(s, start, end, renewed)
-        s.trial_until = next(
-            (at for at, period in s.renewals if period == s.billing_anchor), s.billing_anchor
-        )
+    ):
+        rows = history.get(s.pk, [])
+        created = rows[0] if rows and rows[0].history_type == "+" else None
+        s.live_from = (created.current_period_start if created
+                       else min(s.billing_anchor, s.current_period_start))  # fmt: skip
+        s.live_until = _ended_at(s, rows)
+        if s.live_from >= end or (s.live_until is not None and s.live_until <= start):
+            continue
+        s.granted_at = granted_at.get(s.pk, set())
+        s.periods = periods.get(s.pk, {})
+        trialed = created is not None and created.status == Subscription.Status.TRIALING
+        s.trial_start = s.live_from if trialed else None
+        converted = s.periods.get(s.billing_anchor)
+        s.trial_until = (converted[0] if converted
+                         else None if s.status == Subscription.Status.TRIALING
+                         else s.billing_anchor)  # fmt: skip
+        s.renewals = _renewals(s, start, end)
+        s.cancel_flags = [
+            (after.history_date, after.cancel_at_period_end)
+            for before, after in pairwise(rows)
+            if after.cancel_at_period_end != before.cancel_at_period_end
+            and start <= after.history_date < end
+        ]
         found[s.account_id].append(s)
     return found
 
 
-def _renewed_at(grants):
-    """`{subscription id: {period start: when the renewal granted it}}`, from the real period
-    grants (their reference names the subscription: `period_reference`)."""
-    found = defaultdict(dict)
-    for g in grants.values():
+# A subscription's history row: what the replay reads of it.
+Change = namedtuple(
+    "Change", "history_type history_date status cancel_at_period_end current_period_start"
+)
+# A history row is written a moment after the change it records: one written more than this
+# after a period's end records an end that came later (a past-due subscription ended).
+HISTORY_LAG = timedelta(seconds=1)
+
+
+def _ended_at(subscription, rows):
+    if subscription.status != Subscription.Status.CANCELED:
+        return None
+    end = subscription.current_period_end
+    canceled = [r.history_date for r in rows if r.status == Subscription.Status.CANCELED]
+    if canceled and canceled[0] > end + HISTORY_LAG:
+        return canceled[0]
+    return end
+
+
+def _real_grants(grants, account_ids, end):
+    """From the real period and trial grants (their references name the subscription:
+    `period_reference`): `{subscription id: {period start: (granted at, period end)}}` and
+    `{subscription id: {granted at}}`. Period grants of the range's periods made after it
+    are read too: until they were made, the ended period was the current one."""
+    later = CreditGrant.objects.filter(
+        account_id__in=account_ids,
+        source=CreditGrant.Source.PLAN_PERIOD,
+        effective_at__lt=end,
+        created_at__gte=end,
+    ).only("source", "reference", "effective_at", "expires_at", "created_at")
+    periods, granted_at = defaultdict(dict), defaultdict(set)
+    for g in [*grants.values(), *later]:
         kind, _, rest = (g.reference or "").partition(":")
         subscription_id = rest.partition(":")[0]
-        if (
-            g.source == CreditGrant.Source.PLAN_PERIOD
-            and kind == "period"
-            and (subscription_id.isdigit())
-        ):
-            found[int(subscription_id)][g.effective_at] = g.created_at
-    return found
+        if not subscription_id.isdigit():
+            continue
+        if g.source == CreditGrant.Source.PLAN_PERIOD and kind == "period":
+            periods[int(subscription_id)][g.effective_at] = (g.created_at, g.expires_at)
+            granted_at[int(subscription_id)].add(g.created_at)
+        elif g.source == CreditGrant.Source.TRIAL and kind == "trial":
+            granted_at[int(subscription_id)].add(g.created_at)
+    return periods, granted_at
 
 
-def _renewals(subscription, start, end, renewed):
-    renewed = renewed.get(subscription.pk, {})
+def _renewals(subscription, start, end):
     anchor, interval = subscription.billing_anchor, subscription.plan.billing_interval
-    # The calendar's boundaries in the range, up to its last period; and the periods due
-    # before the range that the renewal job reached only within it.
-    periods = {period for period, at in renewed.items() if period < start <= at < end}
+    found = {period: at for period, (at, _) in subscription.periods.items() if start <= at < end}
     index = index_of(anchor=anchor, interval=interval, moment=start)
     while (moment := boundary(anchor=anchor, interval=interval, index=index)) < end:
         if moment > subscription.current_period_start:
             break
-        periods.add(moment)
+        if moment not in subscription.periods:
+            found[moment] = moment
         index += 1
-    found = []
-    for period in sorted(periods):
-        at = renewed.get(period, period)
-        if start <= at < end:
-            found.append((at, period))
-    return found
+    return sorted((at, period) for period, at in found.items())
 
 
 def live_at(subscriptions, moment):
@@ -107,7 +146,8 @@ def live_at(subscriptions, moment):
 
 
 def trialing(subscription, moment):
-    return subscription.trial_start is not None and moment < subscription.trial_until
+    until = subscription.trial_until
+    return subscription.trial_start is not None and (until is None or moment < until)
 
 
 def period_start_at(subscription, moment):
@@ -116,16 +156,19 @@ def period_start_at(subscription, moment):
     (a renewal that ran late leaves the ended period current until it runs)."""
     if trialing(subscription, moment):
         return subscription.trial_start
-    if moment < subscription.billing_anchor:
-        return subscription.live_from
-    done = [period for at, period in subscription.renewals if at <= moment]
-    if done:
+    renewed = subscription.periods.items()
+    if done := [period for period, (at, _) in renewed if at <= moment]:
         return max(done)
-    due = [period for at, period in subscription.renewals if period <= moment < at]
-    before = min(due) - MICROSECOND if due else moment
     anchor, interval = subscription.billing_anchor, subscription.plan.billing_interval
-    return max(period_end_after(anchor=anchor, interval=interval, moment=before, periods=0),
-               subscription.live_from)  # fmt: skip
+    if later := [period for period, (at, _) in renewed if at > moment]:
+        # The period before the first renewed after `moment`.
+        current = period_end_after(anchor=anchor, interval=interval,
+                                   moment=min(later) - MICROSECOND, periods=0)  # fmt: skip
+    else:
+        # No renewal known: the calendar's, but never past the last renewed (past due).
+        current = min(period_end_after(anchor=anchor, interval=interval, moment=moment,
+                                       periods=0), subscription.current_period_start)  # fmt: skip
+    return max(current, subscription.live_from)
 
 
 def terms_over_range(*, codes, subscriptions, start, end):

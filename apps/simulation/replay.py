@@ -61,9 +61,11 @@ REPLAYED_BY_RULES = (
     CreditGrant.Source.OVERAGE,
     CreditGrant.Source.ROLLOVER,
 )
-# At one moment: a subscription's end, the terms that follow, a renewal, then grants, then
-# corrections, then usage (as put_account_on_plan ends one plan and starts the next).
-CLOSE, TERMS, BOUNDARY, GRANT, VOID, ADJUST, USAGE = range(7)
+# At one moment, in the order the services take them: a subscription's overdue period renewed
+# before it ends (their catch-up), its end, the terms that follow, a renewal (the next
+# subscription's first period), cancel at period end set or cleared, then grants, then
+# corrections, then usage.
+CATCH_UP, CLOSE, TERMS, BOUNDARY, FLAG, GRANT, VOID, ADJUST, USAGE = range(9)
 
 
 @dataclass
@@ -236,7 +238,9 @@ class _Replay:
         start = self.book.now
         moments = [(at, TERMS, 0, terms) for at, terms in self.later_terms]
         for s in self.subscriptions:
-            moments += [(at, BOUNDARY, 0, (s, period)) for at, period in s.renewals]
+            moments += [(at, CATCH_UP if at == s.live_until else BOUNDARY, s.pk, (s, period))
+                        for at, period in s.renewals]  # fmt: skip
+            moments += [(at, FLAG, s.pk, (s, flag)) for at, flag in s.cancel_flags]
             if s.live_until is not None and start <= s.live_until < end:
                 moments.append((s.live_until, CLOSE, s.pk, s))
         adjustments = defaultdict(Decimal)
@@ -256,18 +260,18 @@ class _Replay:
         self._next_expiry()
         for at, what, _, item in moments:
             self.book.now = at
-            if what == CLOSE:
-                self._end(item)  # before what expires then: a cancellation rolls nothing over
             self._expire(at)
             if what == USAGE:
                 self._use(item, features)
                 continue
             if what == CLOSE:
-                continue
-            if what == TERMS:
+                self._end(item)
+            elif what == TERMS:
                 self._switch_terms(item)
-            elif what == BOUNDARY:
+            elif what in (CATCH_UP, BOUNDARY):
                 self._renew(*item)
+            elif what == FLAG:
+                self._cancel_flag(*item)
             elif what == GRANT:
                 self._grant(*item)
             elif what == VOID:
@@ -336,7 +340,10 @@ class _Replay:
     def _renew(self, subscription, period):
         """The renewal of the period starting at `period`, by the renewal's own step."""
         plan = subscription.plan
-        following = period_end_after(
+        # The period's end: as the real period grant had it (an interval changed since, or
+        # Stripe's anchor), else the calendar's.
+        _, following = subscription.periods.get(period, (None, None))
+        following = following or period_end_after(
             anchor=subscription.billing_anchor, interval=plan.billing_interval, moment=period
         )
         terms = self.pricing.terms(subscription, plan, period)
@@ -347,7 +354,7 @@ class _Replay:
         # Only the wallets the renewal locks: its plans' and contract's credit types. The
         # first period of a subscription (no trial before it) ends nothing.
         states = []
-        if period != subscription.billing_anchor or subscription.trial_start is not None:
+        if period != subscription.live_from or subscription.trial_start is not None:
             keys = self.pricing.wallet_keys(self.account.pk, [plan.pk])
             states = [state for key, state in self.book.states.items() if key in keys]
         renew_period(
@@ -363,19 +370,43 @@ class _Replay:
         closes, as put_account_on_plan and end_subscription close it. A switch to another
         plan (the next subscription starts at this moment) rolls over by the ended
         period's terms; a cancellation carries nothing over."""
-        switched = any(s.live_from == subscription.live_until for s in self.subscriptions)
-        prefixes = {
-            CreditGrant.Source.PLAN_PERIOD: f"period:{subscription.pk}:",
-            CreditGrant.Source.TRIAL: f"trial:{subscription.pk}:",
-        }
-        for state in self.book.states.values():
-            for grant in list(state.grants):
-                prefix = prefixes.get(grant.source)
-                if prefix and (grant.reference or "").startswith(prefix):
-                    if not switched:
-                        grant.rollover_percent = None
-                    state.close(grant)
+        ended = subscription.live_until
+        switched = any(
+            s is not subscription and (s.live_from == ended or ended in s.granted_at)
+            for s in self.subscriptions
+        )
+        for state, grant in self._grants_of(subscription, CreditGrant.Source.TRIAL):
+            state.close(grant)
+        for state, grant in self._grants_of(subscription, CreditGrant.Source.PLAN_PERIOD):
+            if not switched:
+                grant.rollover_percent = None
+            state.close(grant)
         self._next_expiry()
+
+    def _grants_of(self, subscription, source):
+        """The subscription's period (or trial) grants with credits left, and their wallets."""
+        kind = "trial" if source == CreditGrant.Source.TRIAL else "period"
+        prefix = f"{kind}:{subscription.pk}:"
+        return [
+            (state, grant)
+            for state in self.book.states.values()
+            for grant in list(state.grants)
+            if grant.source == source and (grant.reference or "").startswith(prefix)
+        ]
+
+    def _cancel_flag(self, subscription, cancel):
+        """Cancel at period end set (the period's credits will roll nothing over) or cleared
+        (they roll over by their period's terms again), as `_set_cancel` does."""
+        for _, grant in self._grants_of(subscription, CreditGrant.Source.PLAN_PERIOD):
+            like = None
+            if not cancel:
+                terms = self.pricing.terms(subscription, subscription.plan, grant.effective_at)
+                new, _ = period_grants(subscription, terms, grant.effective_at, grant.expires_at,
+                                       self.book.now)  # fmt: skip
+                like = next((g for _, g in new if g.reference == grant.reference), None)
+            grant.rollover_percent = like.rollover_percent if like else None
+            grant.rollover_cap = like.rollover_cap if like else None
+            grant.rollover_expires_at = like.rollover_expires_at if like else None
 
     def _grant(self, kind, real):
         trial = self._draft_trial(real)

@@ -65,7 +65,7 @@ def draft_catalog(*, raw, contracts=None, reason="simulation draft"):
     rolled back on leaving."""
     # Its own transaction (durable: never a part of a caller's, whose writes it would undo).
     with transaction.atomic(durable=True):
-        _open.add(connection.alias)
+        connection.in_draft_catalog = True
         try:
             live = _live_schema()
             for table, pk in shadowed_tables():
@@ -88,12 +88,8 @@ def draft_catalog(*, raw, contracts=None, reason="simulation draft"):
                              in_caller_transaction=True)  # fmt: skip
             yield result
         finally:
-            _open.discard(connection.alias)
+            connection.in_draft_catalog = False
             transaction.set_rollback(True)
-
-
-# The connections inside `draft_catalog` now: the only ones `subscriptions_as_of` may touch.
-_open = set()
 
 
 def subscriptions_as_of(*, account_ids, live):
@@ -101,7 +97,8 @@ def subscriptions_as_of(*, account_ids, live):
     so that the terms function reads the terms of then. `live`: `{subscription id: status}`
     of those live then (at most one per account); every other subscription of the accounts
     ended. Only the sandbox's copy is written."""
-    if connection.alias not in _open:
+    # Marked on this thread's connection itself: the only one whose subscriptions are copies.
+    if not getattr(connection, "in_draft_catalog", False):
         raise RuntimeError("subscriptions_as_of outside draft_catalog would write live rows")
     # Ended first: one live subscription per account holds at every step (a unique index).
     Subscription.objects.filter(account_id__in=account_ids).exclude(
