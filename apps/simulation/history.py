@@ -47,7 +47,7 @@ def subscriptions_in(*, account_ids, start, end, grants):
     )
     for pk, *row in rows.values_list("id", *Change._fields):
         history[pk].append(Change(*row))
-    periods, granted_at = _real_grants(grants, account_ids, end)
+    periods, granted_at = _real_grants(grants, account_ids, start, end)
     found = defaultdict(list)
     for s in (
         Subscription.objects.filter(account_id__in=account_ids, created_at__lt=end)
@@ -58,17 +58,19 @@ def subscriptions_in(*, account_ids, start, end, grants):
         created = rows[0] if rows and rows[0].history_type == "+" else None
         s.live_from = (created.current_period_start if created
                        else min(s.billing_anchor, s.current_period_start))  # fmt: skip
+        s.periods = periods.get(s.pk, {})
         s.live_until = _ended_at(s, rows)
         if s.live_from >= end or (s.live_until is not None and s.live_until <= start):
             continue
         s.granted_at = granted_at.get(s.pk, set())
-        s.periods = periods.get(s.pk, {})
         trialed = created is not None and created.status == Subscription.Status.TRIALING
         s.trial_start = s.live_from if trialed else None
-        converted = s.periods.get(s.billing_anchor)
+        # The trial's end as created (a later change of interval moves the anchor).
+        trial_end = created.current_period_end if trialed else None
+        converted = s.periods.get(trial_end)
         s.trial_until = (converted[0] if converted
                          else None if s.status == Subscription.Status.TRIALING
-                         else s.billing_anchor)  # fmt: skip
+                         else trial_end)  # fmt: skip
         s.renewals = _renewals(s, start, end)
         s.cancel_flags = [
             (after.history_date, after.cancel_at_period_end)
@@ -82,36 +84,51 @@ def subscriptions_in(*, account_ids, start, end, grants):
 
 # A subscription's history row: what the replay reads of it.
 Change = namedtuple(
-    "Change", "history_type history_date status cancel_at_period_end current_period_start"
+    "Change",
+    "history_type history_date status cancel_at_period_end current_period_start current_period_end",
 )
-# A history row is written a moment after the change it records: one written more than this
-# after a period's end records an end that came later (a past-due subscription ended).
-HISTORY_LAG = timedelta(seconds=1)
 
 
 def _ended_at(subscription, rows):
+    """A canceled subscription's last moment: its period's end when that was cut short (a
+    switch, or an end at Stripe within the period: the services cut it to the moment);
+    else the moment its history says it was canceled, if later (past due, ended after its
+    period), or its period's natural end (cancelled at period end)."""
     if subscription.status != Subscription.Status.CANCELED:
         return None
     end = subscription.current_period_end
+    if end < _natural_end(subscription):
+        return end
     canceled = [r.history_date for r in rows if r.status == Subscription.Status.CANCELED]
-    if canceled and canceled[0] > end + HISTORY_LAG:
-        return canceled[0]
-    return end
+    return max(end, canceled[0]) if canceled else end
 
 
-def _real_grants(grants, account_ids, end):
+def _natural_end(subscription):
+    """When the subscription's current period would have ended: its trial's end (the
+    anchor) in a trial, else its real period grant's end or the calendar's."""
+    start, anchor = subscription.current_period_start, subscription.billing_anchor
+    if start < anchor:
+        return anchor
+    _, end = subscription.periods.get(start, (None, None))
+    return end or period_end_after(
+        anchor=anchor, interval=subscription.plan.billing_interval, moment=start
+    )
+
+
+def _real_grants(grants, account_ids, start, end):
     """From the real period and trial grants (their references name the subscription:
     `period_reference`): `{subscription id: {period start: (granted at, period end)}}` and
-    `{subscription id: {granted at}}`. Period grants of the range's periods made after it
-    are read too: until they were made, the ended period was the current one."""
-    later = CreditGrant.objects.filter(
+    `{subscription id: {granted at}}`. Every period grant of a period overlapping the range
+    is read, those spent before it and those made after it included: until it was made, the
+    ended period was the current one."""
+    overlapping = CreditGrant.objects.filter(
         account_id__in=account_ids,
         source=CreditGrant.Source.PLAN_PERIOD,
         effective_at__lt=end,
-        created_at__gte=end,
+        expires_at__gt=start,
     ).only("source", "reference", "effective_at", "expires_at", "created_at")
     periods, granted_at = defaultdict(dict), defaultdict(set)
-    for g in [*grants.values(), *later]:
+    for g in [*grants.values(), *overlapping]:
         kind, _, rest = (g.reference or "").partition(":")
         subscription_id = rest.partition(":")[0]
         if not subscription_id.isdigit():

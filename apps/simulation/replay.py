@@ -13,8 +13,10 @@ start (grants past due included, and debt: the engine closes them as a consume w
   moment the renewal really ran (`renew_period`, the renewal job's own step): the ended
   period's grants closed (rollover by their terms), its overage billed and the next period
   granted, by the draft's terms; a trial's credits by the draft's plan;
-- a subscription's end where it really ended: its period's and trial's credits closed then
-  (rolled over on a switch to another plan, not on a cancellation);
+- a subscription's end where it really ended (cut short, or later when it was past due): an
+  overdue period caught up first, then its period's and trial's credits closed (rolled over
+  on a switch to another plan, not on a cancellation); cancel at period end set or cleared
+  where its history says;
 - the terms as they stood at each moment (apps/simulation/history.py): a subscription's
   start and end, a trial's conversion, a contract's start and end switch them;
 - expiry at each grant's expiry moment.
