@@ -26,7 +26,8 @@ CODES = {
     403: "permission_denied, feature_not_enabled, quota_exceeded, account_suspended",
     404: "account_not_found, feature_not_found, contract_not_found, not_found",
     409: (
-        "idempotency_key_reused, reservation_not_held, subscription_managed_by_stripe, "
+        "idempotency_key_reused, idempotency_keys_differ, reservation_not_held, "
+        "subscription_managed_by_stripe, "
         "already_subscribed, checkout_already_open"
     ),
     413: "batch_too_large",

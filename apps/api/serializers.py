@@ -1,3 +1,4 @@
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -215,11 +216,42 @@ class LedgerPageOut(serializers.Serializer):
     next = serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page.")
 
 
+# A usage page's cursor: when the previous page's last event occurred (microseconds since
+# 1970, UTC) and its id (events are newest first by occurrence, then id).
+USAGE_CURSOR_PATTERN = r"^u[0-9]{1,18}\.[1-9][0-9]{0,17}$"
+
+
 class UsageQuery(QuerySerializer):
     feature = serializers.CharField(required=False, trim_whitespace=False)
     since = StrictDateTimeField(required=False)
     until = StrictDateTimeField(required=False)
     group_by = serializers.ChoiceField(choices=["day", "feature"], required=False)
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=1000, help_text="Events per page (not totals)."
+    )
+    cursor = serializers.RegexField(
+        USAGE_CURSOR_PATTERN.removesuffix("$") + r"\Z",
+        required=False,
+        error_messages={"invalid": "unknown: pass `next` of the previous page"},
+        help_text="`next` of the previous page of events.",
+    )
+
+    def validate_cursor(self, value):
+        """The (occurred_at, id) the cursor names."""
+        micros, pk = value[1:].split(".")
+        try:
+            return EPOCH + timedelta(microseconds=int(micros)), int(pk)
+        except OverflowError:
+            raise serializers.ValidationError("unknown: pass `next` of the previous page") from None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def usage_cursor(event):
+    """The cursor of the page after `event` (see USAGE_CURSOR_PATTERN)."""
+    micros = (event.occurred_at - EPOCH) // timedelta(microseconds=1)
+    return f"u{micros}.{event.pk}"
 
 
 class UsageEventOut(serializers.Serializer):
@@ -243,6 +275,11 @@ class UsageOut(serializers.Serializer):
     group_by = serializers.CharField(allow_null=True)
     events = UsageEventOut(many=True, required=False)
     totals = UsageTotalOut(many=True, required=False)
+    next = serializers.CharField(
+        allow_null=True,
+        help_text="Pass as `cursor` for the next page of events; null on the last page and "
+        "for totals.",
+    )
 
 
 # --- checking and consuming ------------------------------------------------------------------

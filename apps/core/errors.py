@@ -115,6 +115,13 @@ class IdempotencyKeyReused(Conflict):
     default_message = "This idempotency key was already used with a different request."
 
 
+class IdempotencyKeysDiffer(Conflict):
+    """The request names two keys: the `Idempotency-Key` header and another in its body."""
+
+    code = "idempotency_keys_differ"
+    default_message = "The Idempotency-Key header and the body's idempotency_key differ."
+
+
 class ReservationNotHeld(Conflict):
     code = "reservation_not_held"
     default_message = "The reservation is no longer held."

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import DecimalField, F, Sum
+from django.db.models import DecimalField, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils.dateparse import parse_datetime
 
@@ -217,12 +217,20 @@ def entitlements(*, account):
     return rows
 
 
-def usage_events(*, account, feature=None, since=None, until=None, limit=1000):
-
+def usage_page(*, account, feature=None, since=None, until=None, after=None, limit=1000):
+    """Usage events, newest first (by when they occurred, then id); `after`: the
+    (occurred_at, id) of the previous page's last event, to continue after it (a keyset: a
+    page stays right while new events arrive). Returns `(events, more)`."""
     events = _usage(UsageEvent.objects.filter(account=account), feature, since, until)
-    return list(
-        events.select_related("feature", "credit_type").order_by("-occurred_at", "-id")[:limit]
+    if after is not None:
+        occurred_at, pk = after
+        events = events.filter(
+            Q(occurred_at__lt=occurred_at) | Q(occurred_at=occurred_at, pk__lt=pk)
+        )
+    page = list(
+        events.select_related("feature", "credit_type").order_by("-occurred_at", "-id")[: limit + 1]
     )
+    return page[:limit], len(page) > limit
 
 
 def usage_totals(*, account, group_by, feature=None, since=None, until=None):

@@ -115,6 +115,33 @@ def test_usage_lists_events_or_totals(authed_client):
     assert by_day["totals"][0]["group"] == timezone.now().date().isoformat()
 
 
+def test_usage_events_come_a_page_at_a_time(authed_client, time_machine):
+    """Newest first, `limit` a page, `next` as the cursor of the next: five events at one
+    moment (the id orders them) and one a second later; an event arriving between pages
+    does not shift the next page."""
+    account, _ = priced_account(credits=100, external_id="acme")
+    time_machine.move_to(timezone.now(), tick=False)
+    for quantity in range(1, 6):
+        consume(account=account, feature="api_call", quantity=quantity)
+    time_machine.shift(1)
+    consume(account=account, feature="api_call", quantity=6)
+
+    def page(**query):
+        body = authed_client.get("/api/v1/accounts/acme/usage", {"limit": 2, **query}).json()
+        return [int(D(e["quantity"])) for e in body["events"]], body["next"]
+
+    first, cursor = page()
+    assert first == [6, 5]
+    consume(account=account, feature="api_call", quantity=7)
+    second, cursor = page(cursor=cursor)
+    assert second == [4, 3]
+    assert page(cursor=cursor) == ([2, 1], None)
+    assert authed_client.get("/api/v1/accounts/acme/usage").json()["next"] is None
+    for bad in ("b12", "u1.0", "u999999999999999999.1"):
+        answer = authed_client.get("/api/v1/accounts/acme/usage", {"cursor": bad})
+        assert (answer.status_code, error_code(answer)) == (400, "validation_error"), bad
+
+
 def test_grants_over_the_api_are_idempotent_by_key(authed_client):
     priced_account(external_id="acme")
     body = {"amount": "25", "source": "promo", "reason": "launch", "idempotency_key": "g1"}

@@ -45,6 +45,32 @@ def test_a_repeat_with_the_same_key_replays_status_and_body(authed_client, accou
     assert UsageEvent.objects.count() == 1
 
 
+def test_the_idempotency_key_header_is_the_body_field(authed_client, account):
+    """Stripe's convention: `Idempotency-Key` says what `idempotency_key` says; both may be
+    sent when they agree (409 when not); a header longer than a key is 400."""
+    body = {"account": "acme-1", "feature": "api_call"}
+    first = authed_client.post("/api/v1/consume", body, format="json", HTTP_IDEMPOTENCY_KEY="h1")
+    by_field = authed_client.post("/api/v1/consume", {**body, "idempotency_key": "h1"},
+                                  format="json")  # fmt: skip
+    both = authed_client.post("/api/v1/consume", {**body, "idempotency_key": "h1"},
+                              format="json", HTTP_IDEMPOTENCY_KEY="h1")  # fmt: skip
+    assert [a.status_code for a in (first, by_field, both)] == [201, 201, 201]
+    assert by_field.json() == both.json() == first.json()
+    assert by_field.headers["Idempotent-Replayed"] == both.headers["Idempotent-Replayed"] == "true"
+    assert UsageEvent.objects.count() == 1
+    reused = authed_client.post("/api/v1/consume", {**body, "quantity": 2}, format="json",
+                                HTTP_IDEMPOTENCY_KEY="h1")  # fmt: skip
+    assert (reused.status_code, error_code(reused)) == (409, "idempotency_key_reused")
+    two = authed_client.post("/api/v1/consume", {**body, "idempotency_key": "h2"},
+                             format="json", HTTP_IDEMPOTENCY_KEY="h1")  # fmt: skip
+    assert (two.status_code, error_code(two)) == (409, "idempotency_keys_differ")
+    long = authed_client.post("/api/v1/consume", body, format="json",
+                              HTTP_IDEMPOTENCY_KEY="x" * 256)  # fmt: skip
+    assert (long.status_code, error_code(long)) == (400, "validation_error")
+    assert "idempotency_key" in long.json()["error"]["details"]
+    assert UsageEvent.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

@@ -104,8 +104,11 @@ def test_the_callers_request_id_comes_back_from_the_lane(account, key):
          "unauthenticated"),
         ({"account": "acme", "feature": "api_call"}, {"HTTP_ACCEPT": "text/html"}, 406,
          "not_acceptable"),
+        ({"account": "acme", "feature": "api_call", "idempotency_key": "a"},
+         {"HTTP_IDEMPOTENCY_KEY": "b"}, 409, "idempotency_keys_differ"),
     ],
-    ids=["invalid", "unknown account", "unknown feature", "refused", "bad key", "accept html"],
+    ids=["invalid", "unknown account", "unknown feature", "refused", "bad key", "accept html",
+         "two keys"],
 )  # fmt: skip
 def test_what_the_lane_cannot_answer_django_answers_unchanged(account, key, body, extra, status,
                                                               code):  # fmt: skip

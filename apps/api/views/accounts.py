@@ -150,17 +150,21 @@ class UsageView(ApiView):
     @extend_schema(
         parameters=[serializers.UsageQuery],
         responses=serializers.UsageOut,
-        summary="Usage events (newest 1,000), or totals per day or feature",
+        summary="Usage events, newest first, a page at a time; or totals per day or feature",
     )
     def get(self, request, external_id):
         account = self.account_for(external_id)
         query = self.valid(serializers.UsageQuery, request.query_params)
         filters = {k: query.get(k) for k in ("feature", "since", "until")}
-        body = {"account": account.external_id, "group_by": query.get("group_by")}
+        body = {"account": account.external_id, "group_by": query.get("group_by"), "next": None}
         if query.get("group_by"):
             body["totals"] = usage_selectors.usage_totals(
                 account=account, group_by=query["group_by"], **filters
             )
         else:
-            body["events"] = usage_selectors.usage_events(account=account, **filters)
+            events, more = usage_selectors.usage_page(
+                account=account, after=query.get("cursor"), limit=query["limit"], **filters
+            )  # fmt: skip
+            body["events"] = events
+            body["next"] = serializers.usage_cursor(events[-1]) if more else None
         return Response(serializers.UsageOut(body).data)

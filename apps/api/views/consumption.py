@@ -12,7 +12,7 @@ from apps.wallets.models import Reservation
 from .. import serializers
 from ..errors import BatchTooLarge, domain_status, error_body
 from ..fields import format_credits
-from .base import REPLAYED, ApiView
+from .base import IDEMPOTENCY_PARAMETER, REPLAYED, ApiView
 
 WRITE = ("usage:write",)
 BATCH_MAX = serializers.BATCH_MAX
@@ -54,6 +54,7 @@ class ConsumeView(ApiView):
 
     @extend_schema(
         request=serializers.ConsumeIn,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: serializers.ConsumeOut},
         summary="Charge a feature's use; all or nothing, idempotent by key",
         examples=[
@@ -210,6 +211,7 @@ class ReservationCreateView(ApiView):
 
     @extend_schema(
         request=serializers.ReserveIn,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: serializers.ReservationOut},
         summary="Hold credits for a use whose size is known later",
     )

@@ -7,7 +7,7 @@ from apps.core.errors import InvalidInput
 from apps.wallets.services import grant_credits
 
 from .. import serializers
-from .base import REPLAYED, ApiView
+from .base import IDEMPOTENCY_PARAMETER, REPLAYED, ApiView
 
 
 class GrantCreateView(ApiView):
@@ -15,6 +15,7 @@ class GrantCreateView(ApiView):
 
     @extend_schema(
         request=serializers.GrantIn,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: serializers.GrantOut},
         summary="Grant credits (service keys); idempotent by key",
     )
