@@ -152,6 +152,7 @@ class ApiKey(models.Model):
         USAGE_READ = "usage:read", "usage:read — balances, entitlements, ledger, usage"
         ACCOUNTS_WRITE = "accounts:write", "accounts:write — accounts, checkout, billing links"
         GRANTS_WRITE = "grants:write", "grants:write — grant credits (service keys only)"
+        WEBHOOKS_WRITE = "webhooks:write", "webhooks:write — webhook endpoints"
 
     name = models.CharField(max_length=100, help_text="Which app or person uses this key.")
     prefix = models.CharField(

@@ -23,7 +23,10 @@ CODES = {
     400: "validation_error, malformed_json",
     401: "unauthenticated",
     402: "insufficient_credits (details: credit_type, credits_required, available)",
-    403: "permission_denied, feature_not_enabled, quota_exceeded, account_suspended",
+    403: (
+        "permission_denied, feature_not_enabled, quota_exceeded, account_suspended, "
+        "destination_refused"
+    ),
     404: "account_not_found, feature_not_found, contract_not_found, not_found",
     409: (
         "idempotency_key_reused, idempotency_keys_differ, reservation_not_held, "
@@ -54,6 +57,11 @@ OPERATION_ERRORS = {
     ("/api/v1/reservations/{reservation_id}", "get"): [404],
     ("/api/v1/reservations/{reservation_id}/commit", "post"): [400, 402, 403, 404, 409],
     ("/api/v1/reservations/{reservation_id}/release", "post"): [404, 409],
+    ("/api/v1/webhook-endpoints", "get"): [],
+    ("/api/v1/webhook-endpoints", "post"): [400, 404],
+    ("/api/v1/webhook-endpoints/{endpoint_id}", "get"): [404],
+    ("/api/v1/webhook-endpoints/{endpoint_id}", "delete"): [404],
+    ("/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret", "post"): [400, 404],
 }
 ERROR_SCHEMA = {
     "type": "object",
@@ -212,7 +220,8 @@ key answers 401 `unauthenticated`; a key without the operation's scope answers 4
 `permission_denied`. Scopes: `usage:read` (balances, ledger, usage, reservations),
 `usage:write` (check, consume, batch, reservations), `accounts:write` (accounts, contracts,
 checkout, billing links), `grants:write` (service keys only: a key bound to an account cannot
-have it; nor can it set a contract).
+have it; nor can it set a contract), `webhooks:write` (webhook endpoints: a key bound to an
+account manages its own account's).
 A key bound to an account sees only that account: any other id answers 404, never 403.
 Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`.
 

@@ -6,6 +6,7 @@ from rest_framework import serializers
 from apps.accounts.models import Subscription
 from apps.catalog.models import CreditPack, Feature, Plan
 from apps.wallets.models import LedgerEntry
+from apps.webhooks.models import EVENT_TYPES
 
 from .fields import (
     CreditsField,
@@ -517,3 +518,60 @@ class ContractOut(ContractTerms):
     )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+# --- webhook endpoints -------------------------------------------------------------------------
+
+
+class WebhookEndpointIn(serializers.Serializer):
+    # The shape only (a host name in ASCII: an international one in its xn-- form): whether
+    # its host may be sent to is the server's to say (403 destination_refused,
+    # docs/webhooks.md "Where endpoints may point").
+    url = WebUrlField(max_length=500, help_text="HTTPS URL that receives POSTed events.")
+    account = ExternalIdField(
+        required=False,
+        allow_null=True,
+        help_text="The account whose events it receives; null or absent: every account's "
+        "(service keys only). A key bound to an account: its own.",
+    )
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=[code for code, _ in EVENT_TYPES]),
+        default=list,
+        max_length=len(EVENT_TYPES),
+        help_text="The events it wants; empty: every event.",
+    )
+    description = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
+
+
+class WebhookEndpointOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    account = serializers.CharField(source="account.external_id", allow_null=True,
+                                    default=None)  # fmt: skip
+    event_types = serializers.ListField(child=serializers.CharField())
+    description = serializers.CharField()
+    active = serializers.BooleanField()
+    previous_secret_expires_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Until then the secret before the last rotation signs deliveries too.",
+    )
+    created_at = serializers.DateTimeField()
+
+
+class WebhookEndpointSecretOut(WebhookEndpointOut):
+    secret = serializers.CharField(
+        help_text="Signs every delivery (docs/webhooks.md). Shown only in this answer: keep it."
+    )
+
+
+class WebhookEndpointListOut(serializers.Serializer):
+    results = WebhookEndpointOut(many=True)
+
+
+class RotateSecretIn(serializers.Serializer):
+    overlap_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=168,
+        default=24,
+        help_text="How long the old secret still signs deliveries beside the new one.",
+    )

@@ -58,4 +58,9 @@ urlpatterns = [
     path("plans", views.PlanListView.as_view(), name="plans"),
     path("credit-packs", views.CreditPackListView.as_view(), name="credit-packs"),
     path("features", views.FeatureListView.as_view(), name="features"),
+    path("webhook-endpoints", views.WebhookEndpointListView.as_view(), name="webhook-endpoints"),
+    path("webhook-endpoints/<int:endpoint_id>", views.WebhookEndpointView.as_view(),
+         name="webhook-endpoint"),  # fmt: skip
+    path("webhook-endpoints/<int:endpoint_id>/rotate-secret",
+         views.WebhookEndpointRotateView.as_view(), name="webhook-endpoint-rotate"),  # fmt: skip
 ]  # fmt: skip

@@ -94,6 +94,13 @@ class QuotaExceeded(Forbidden):
         )
 
 
+class DestinationRefused(Forbidden):
+    """A webhook URL the server may not send to (apps/webhooks/destinations.py)."""
+
+    code = "destination_refused"
+    default_message = "Webhooks may not be sent to this URL."
+
+
 class AccountSuspended(Forbidden):
     code = "account_suspended"
     default_message = "The account is suspended."

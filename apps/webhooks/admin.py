@@ -14,8 +14,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["account__external_id", "url"]
     autocomplete_fields = ["account"]
-    readonly_fields = ["secret", "created_at"]
-    fields = ["account", "url", "event_types", "active", "description", "secret", "created_at"]
+    readonly_fields = ["secret", "previous_secret_expires_at", "created_at"]
+    fields = ["account", "url", "event_types", "active", "description", "secret",
+              "previous_secret_expires_at", "created_at"]  # fmt: skip
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(description="Events")

@@ -59,10 +59,14 @@ def _wallets(after, limit):
         account=OuterRef("account_id"), status__in=Subscription.LIVE_STATUSES
     ).values("plan__low_balance_threshold")[:1]
     level = BalanceAlert.objects.filter(wallet=OuterRef("pk")).values("level")[:1]
+    wallets = Wallet.objects.filter(pk__gt=after)
+    if not WebhookEndpoint.objects.filter(account__isnull=True, active=True).exists():
+        # Without an endpoint for every account, only accounts with one of their own.
+        wallets = wallets.filter(
+            Exists(WebhookEndpoint.objects.filter(account=OuterRef("account_id"), active=True))
+        )
     return list(
-        Wallet.objects.filter(pk__gt=after)
-        .filter(Exists(WebhookEndpoint.objects.filter(account=OuterRef("account_id"), active=True)))
-        .annotate(
+        wallets.annotate(
             _threshold=Coalesce(F("account__low_balance_threshold"), Subquery(plan_threshold)),
             _level=Subquery(level),
         )

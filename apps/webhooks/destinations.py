@@ -79,6 +79,9 @@ def check_url(url, *, resolve=True):
     addresses = _known_addresses(host)
     try:
         addresses += _resolve(host, port)
+    except UnicodeError:
+        # A name no DNS can carry (not IDNA): getaddrinfo's codec refuses it.
+        raise RefusedDestination(f"A webhook URL needs a valid host name, not {host!r}.") from None
     except OSError as error:
         if resolve:
             raise RefusedDestination(f"The host {host} does not resolve ({error}).") from None

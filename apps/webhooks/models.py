@@ -1,6 +1,6 @@
-"""Outgoing webhooks: endpoints the company registers per account, the events CreditDesk
-sends them (signed; docs/webhooks.md), each delivery's log, and the low-balance alert state
-that makes `balance.low` fire once per crossing."""
+"""Outgoing webhooks: endpoints the company registers (for one account, or for every
+account), the events CreditDesk sends them (signed; docs/webhooks.md), each delivery's log,
+and the low-balance alert state that makes `balance.low` fire once per crossing."""
 
 import secrets
 
@@ -34,7 +34,12 @@ def new_event_id():
 
 class WebhookEndpoint(models.Model):
     account = models.ForeignKey(
-        "accounts.Account", on_delete=models.CASCADE, related_name="webhook_endpoints"
+        "accounts.Account",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="webhook_endpoints",
+        help_text="The account whose events it receives; empty: every account's.",
     )
     url = models.URLField(max_length=500, help_text="HTTPS URL that receives POSTed events.")
     secret = models.CharField(
@@ -42,6 +47,14 @@ class WebhookEndpoint(models.Model):
         default=new_secret,
         help_text="Signs every delivery (HMAC-SHA256); give it to the receiver.",
     )
+    previous_secret = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="The secret before the last rotation: deliveries are signed with it too "
+        "until previous_secret_expires_at, so the receiver can switch without a gap.",
+    )
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     event_types = models.JSONField(
         default=list, blank=True, help_text="Events to send; empty for every event."
     )
@@ -53,7 +66,15 @@ class WebhookEndpoint(models.Model):
         ordering = ["account", "url"]
 
     def __str__(self):
-        return f"{self.account} → {self.url}"
+        return f"{self.account or 'every account'} → {self.url}"
+
+    def signing_secrets(self, now):
+        """The secrets a delivery is signed with now: the current one, and the one before the
+        last rotation while its overlap lasts."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and now < expires:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     def clean(self):
         """Refuse a URL webhooks may not be sent to (destinations.py); delivery checks it

@@ -12,16 +12,21 @@ import json
 import logging
 import time
 from datetime import timedelta
+from itertools import chain
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
+from apps.accounts.models import Account
 from apps.core import clock
 from apps.core.decimals import format_decimal
+from apps.core.errors import DestinationRefused, InvalidInput
 from apps.core.outbox import publish_many
 from apps.jobs.counts import JobCounts
 
 from .destinations import RefusedDestination, check_url, post
-from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from .models import WebhookDelivery, WebhookEndpoint, WebhookEvent, new_secret
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +50,13 @@ def sign(*, secret, timestamp, body):
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signature_header(*, secret, timestamp, body):
-    return f"t={timestamp},v1={sign(secret=secret, timestamp=timestamp, body=body)}"
+def signature_header(*, secrets, timestamp, body):
+    """`t=<timestamp>,v1=<signature>`, one `v1` per secret (two while a rotation's overlap
+    lasts: the receiver accepts the delivery if any matches)."""
+    signatures = ",".join(
+        f"v1={sign(secret=secret, timestamp=timestamp, body=body)}" for secret in secrets
+    )
+    return f"t={timestamp},{signatures}"
 
 
 # --- recording --------------------------------------------------------------------------
@@ -65,14 +75,15 @@ def record_events(*, events, now=None, endpoints=None):
     if not endpoints:
         return []
     new_events, deliveries = [], []
+    every, external_ids = endpoints.get(None, ()), _external_ids(events, endpoints)
     for account_id, event_type, data in events:
-        targets = [e for e in endpoints.get(account_id, ()) if e.wants(event_type)]
+        targets = [e for e in (*endpoints.get(account_id, ()), *every) if e.wants(event_type)]
         if not targets:
             continue
         event = WebhookEvent(
             account_id=account_id,
             type=event_type,
-            data={"account": targets[0].account.external_id, **data},
+            data={"account": external_ids[account_id], **data},
             created_at=now,
         )
         new_events.append(event)
@@ -87,12 +98,23 @@ def record_events(*, events, now=None, endpoints=None):
 
 
 def _endpoints(account_ids):
-    """Active endpoints by account, for the given accounts."""
+    """Active endpoints by account, for the given accounts; those for every account under
+    None."""
     found = {}
     for endpoint in WebhookEndpoint.objects.filter(
-        active=True, account_id__in=account_ids
+        Q(account_id__in=account_ids) | Q(account__isnull=True), active=True
     ).select_related("account"):
         found.setdefault(endpoint.account_id, []).append(endpoint)
+    return found
+
+
+def _external_ids(events, endpoints):
+    """The events' accounts' external ids: from their own endpoints where they have one (read
+    with them), else in one more statement (only for endpoints for every account)."""
+    found = {e.account_id: e.account.external_id for e in chain(*endpoints.values()) if e.account}
+    missing = {account_id for account_id, _, _ in events} - set(found)
+    if missing and None in endpoints:
+        found.update(Account.objects.filter(pk__in=missing).values_list("pk", "external_id"))
     return found
 
 
@@ -105,8 +127,9 @@ def record_ledger_events(*, new_grants, expire_entries, now):
     )
     if not watched:
         return
-    new_grants = [g for g in new_grants if g.account_id in watched]
-    expire_entries = [e for e in expire_entries if e.account_id in watched]
+    if None not in watched:  # no endpoint for every account: only accounts with their own
+        new_grants = [g for g in new_grants if g.account_id in watched]
+        expire_entries = [e for e in expire_entries if e.account_id in watched]
     events = [
         (
             grant.account_id,
@@ -217,7 +240,9 @@ def _post(endpoint, event):
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "CreditDesk-Webhooks/1",
-        SIGNATURE_HEADER: signature_header(secret=endpoint.secret, timestamp=timestamp, body=body),
+        SIGNATURE_HEADER: signature_header(
+            secrets=endpoint.signing_secrets(clock.now()), timestamp=timestamp, body=body
+        ),
         EVENT_ID_HEADER: event.id,
     }
     try:
@@ -257,3 +282,48 @@ def resend(*, delivery, acting_user=None):
             last_error=f"resent by {acting_user}" if acting_user else "resent",
         )
         queue_deliveries([delivery.pk])
+
+
+# --- endpoints (the API's webhook-endpoints; the admin edits the model itself) -------------
+
+# How long a rotated secret still signs deliveries beside the new one, unless asked.
+DEFAULT_OVERLAP = timedelta(hours=24)
+LONGEST_OVERLAP = timedelta(days=7)
+
+
+def create_endpoint(*, account, url, event_types=(), description=""):
+    """A new active endpoint for `account` (None: every account), with a fresh secret the
+    caller shows once. A URL webhooks may not be sent to (destinations.py; not a valid URL)
+    is DestinationRefused."""
+    endpoint = WebhookEndpoint(account=account, url=url, event_types=list(event_types),
+                               description=description)  # fmt: skip
+    try:
+        endpoint.full_clean()
+    except ValidationError as error:
+        problems = error.message_dict
+        if set(problems) == {"url"}:
+            # Not a shape problem (the API checks that): a host webhooks may not reach.
+            raise DestinationRefused(" ".join(problems["url"]), details=problems) from None
+        raise InvalidInput("The endpoint is not valid.", details=problems) from None
+    endpoint.save()
+    return endpoint
+
+
+def rotate_secret(*, endpoint, overlap=DEFAULT_OVERLAP):
+    """A new secret from now; the old one still signs deliveries (a second `v1`) for
+    `overlap`, so the receiver can switch without dropping one."""
+    if not timedelta(0) <= overlap <= LONGEST_OVERLAP:
+        raise InvalidInput("The overlap is 0 to 7 days.", details={"overlap_hours": ["0 to 168"]})
+    with transaction.atomic(durable=True):
+        # Why the lock: two rotations at once would each keep a secret the other replaced.
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = clock.now() + overlap
+        endpoint.secret = new_secret()
+        endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
+    return endpoint
+
+
+def delete_endpoint(*, endpoint):
+    """Remove the endpoint, its deliveries' log with it (the events stay)."""
+    endpoint.delete()

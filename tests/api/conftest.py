@@ -87,4 +87,8 @@ API_OPERATIONS = {
     ("/api/v1/accounts/{external_id}/contract", "get"),
     ("/api/v1/accounts/{external_id}/contract", "put"),
     ("/api/v1/accounts/{external_id}/contract", "delete"),
+    ("/api/v1/webhook-endpoints", "get"), ("/api/v1/webhook-endpoints", "post"),
+    ("/api/v1/webhook-endpoints/{endpoint_id}", "get"),
+    ("/api/v1/webhook-endpoints/{endpoint_id}", "delete"),
+    ("/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret", "post"),
 }  # fmt: skip

@@ -150,6 +150,10 @@ def test_grants_over_the_api_are_idempotent_by_key(authed_client):
     assert (first.json()["amount"], first.json()["remaining"]) == ("25.000000", "25.000000")
     again = authed_client.post("/api/v1/accounts/acme/grants", body, format="json")
     assert (again.status_code, again.json()) == (201, first.json())
+    by_header = {k: v for k, v in body.items() if k != "idempotency_key"}
+    header = authed_client.post("/api/v1/accounts/acme/grants", by_header, format="json",
+                                HTTP_IDEMPOTENCY_KEY="g1")  # fmt: skip
+    assert (header.status_code, header.json()) == (201, first.json())
     assert again.headers["Idempotent-Replayed"] == "true"
     other = authed_client.post("/api/v1/accounts/acme/grants", {**body, "amount": "26"},
                                format="json")  # fmt: skip

@@ -9,6 +9,7 @@ from django.utils import timezone
 from apps.accounts.models import ApiKey
 from apps.accounts.services import create_api_key, revoke_api_key
 from apps.usage.services import reserve
+from apps.webhooks.models import WebhookEndpoint
 from tests.factories import AccountFactory
 from tests.ledger import priced_account
 
@@ -40,22 +41,28 @@ ENDPOINTS = [
     ("get", "/api/v1/plans", None, None),
     ("get", "/api/v1/credit-packs", None, None),
     ("get", "/api/v1/features", None, None),
+    ("post", "/api/v1/webhook-endpoints", {"account": "acme", "url": "https://h.example.com/in"},
+     "webhooks:write"),
+    ("get", "/api/v1/webhook-endpoints/{wid}", None, "webhooks:write"),
+    ("delete", "/api/v1/webhook-endpoints/{wid}", None, "webhooks:write"),
+    ("post", "/api/v1/webhook-endpoints/{wid}/rotate-secret", {}, "webhooks:write"),
 ]  # fmt: skip
 IDS = [f"{m.upper()} {p}" for m, p, _, _ in ENDPOINTS]
-ALL = ["usage:read", "usage:write", "accounts:write", "grants:write"]
+ALL = ["usage:read", "usage:write", "accounts:write", "grants:write", "webhooks:write"]
 
 
 @pytest.fixture
 def world():
     account, _ = priced_account(credits=10, external_id="acme")
     reservation, _ = reserve(account=account, feature="api_call", quantity=1)
-    return account, reservation
+    endpoint = WebhookEndpoint.objects.create(account=account, url="https://h.example.com/in")
+    return account, reservation, endpoint
 
 
 def call(client, method, path, body, world, key=None):
     if key is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    path = path.format(rid=world[1].pk)
+    path = path.format(rid=world[1].pk, wid=world[2].pk)
     return (
         getattr(client, method)(path, body, format="json")
         if body is not None

@@ -65,7 +65,7 @@ def fuzz_key(in_test_transaction, stripe_stand_in, monkeypatch):
     give(account, 1000)
     _, raw = create_api_key(
         name="fuzz",
-        scopes=["usage:read", "usage:write", "accounts:write", "grants:write"],
+        scopes=["usage:read", "usage:write", "accounts:write", "grants:write", "webhooks:write"],
         rate_limit_per_minute=10**6,
     )
     return raw

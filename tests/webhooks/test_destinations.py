@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from apps.webhooks.destinations import Destination, post
+from apps.webhooks.destinations import Destination, RefusedDestination, check_url, post
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from apps.webhooks.services import deliver
 from tests.factories import AccountFactory
@@ -82,6 +82,12 @@ def test_a_network_listed_in_the_setting_is_allowed(nothing_allowed):
     endpoint("http://metadata.google.internal/computeMetadata/v1/").full_clean()
     with pytest.raises(ValidationError):
         endpoint("http://192.168.1.20/hooks").full_clean()
+
+
+def test_a_host_name_no_dns_could_carry_is_refused_not_a_crash():
+    """Not IDNA: the resolver's codec refuses it (it used to escape as a server error)."""
+    with pytest.raises(RefusedDestination, match="valid host name"):
+        check_url("https://bad\x98host.example/in", resolve=False)
 
 
 def test_only_http_and_https_urls_are_ever_accepted(settings):

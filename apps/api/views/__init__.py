@@ -12,11 +12,13 @@ from .consumption import (
 )
 from .contracts import ContractView
 from .grants import GrantCreateView
+from .webhooks import WebhookEndpointListView, WebhookEndpointRotateView, WebhookEndpointView
 
 __all__ = [
     "AccountView", "BalanceView", "BillingLinkView", "CheckView", "CheckoutView",
     "ConsumeBatchView", "ConsumeView", "ContractView", "CreditPackListView", "EntitlementsView",
     "FeatureListView", "GrantCreateView", "LedgerView", "PlanListView",
     "ReservationCommitView", "ReservationCreateView", "ReservationReleaseView",
-    "ReservationView", "UsageView",
+    "ReservationView", "UsageView", "WebhookEndpointListView", "WebhookEndpointRotateView",
+    "WebhookEndpointView",
 ]  # fmt: skip

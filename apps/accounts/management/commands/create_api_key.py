@@ -17,7 +17,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--scopes",
             required=True,
-            help="Comma-separated: usage:write, usage:read, accounts:write, grants:write.",
+            help="Comma-separated: usage:write, usage:read, accounts:write, grants:write, "
+            "webhooks:write.",
         )
         parser.add_argument("--account", help="Bind the key to this account (external id).")
         parser.add_argument("--expires-in-days", type=int, help="Expire after this many days.")
