@@ -22,7 +22,9 @@ class WebhookEndpointListView(ApiView):
     required_scopes = SCOPES
 
     @extend_schema(
-        responses=serializers.WebhookEndpointListOut, summary="The webhook endpoints this key sees"
+        operation_id="webhook_endpoints_list",
+        responses=serializers.WebhookEndpointListOut,
+        summary="The webhook endpoints this key sees",
     )
     def get(self, request):
         return Response(serializers.WebhookEndpointListOut({"results": self.endpoints()}).data)
