@@ -184,6 +184,7 @@ class EntitlementsOut(serializers.Serializer):
 
 # A ledger cursor: "b" and an entry id (at most 18 digits, so always a valid bigint).
 CURSOR_PATTERN = r"^b[1-9][0-9]{0,17}$"
+UNKNOWN_CURSOR = "unknown: pass `next` of the previous page"
 
 
 class LedgerQuery(QuerySerializer):
@@ -195,7 +196,7 @@ class LedgerQuery(QuerySerializer):
     cursor = serializers.RegexField(
         CURSOR_PATTERN.removesuffix("$") + r"\Z",
         required=False,
-        error_messages={"invalid": "unknown: pass `next` of the previous page"},
+        error_messages={"invalid": UNKNOWN_CURSOR},
         help_text="`next` of the previous page.",
     )
 
@@ -233,7 +234,7 @@ class UsageQuery(QuerySerializer):
     cursor = serializers.RegexField(
         USAGE_CURSOR_PATTERN.removesuffix("$") + r"\Z",
         required=False,
-        error_messages={"invalid": "unknown: pass `next` of the previous page"},
+        error_messages={"invalid": UNKNOWN_CURSOR},
         help_text="`next` of the previous page of events.",
     )
 
@@ -243,7 +244,7 @@ class UsageQuery(QuerySerializer):
         try:
             return EPOCH + timedelta(microseconds=int(micros)), int(pk)
         except OverflowError:
-            raise serializers.ValidationError("unknown: pass `next` of the previous page") from None
+            raise serializers.ValidationError(UNKNOWN_CURSOR) from None
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

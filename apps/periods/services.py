@@ -43,6 +43,41 @@ def period_reference(subscription_id, start, credit_type_code, *, kind="period")
     return f"{kind}:{subscription_id}:{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}:{credit_type_code}"
 
 
+# The grants whose references name their subscription (`period_reference`), by source.
+SUBSCRIPTION_KINDS = {CreditGrant.Source.PLAN_PERIOD: "period", CreditGrant.Source.TRIAL: "trial"}
+
+
+def subscription_of(grant):
+    """The id of the subscription a period or trial grant was made for (its reference says),
+    else None."""
+    kind, _, rest = (grant.reference or "").partition(":")
+    subscription_id = rest.partition(":")[0]
+    if SUBSCRIPTION_KINDS.get(grant.source) != kind or not subscription_id.isdigit():
+        return None
+    return int(subscription_id)
+
+
+def subscription_grants(subscription, book, source):
+    """The subscription's period (or trial: `source`) grants with credits left in `book`,
+    with their wallets."""
+    prefix = f"{SUBSCRIPTION_KINDS[source]}:{subscription.pk}:"
+    return [
+        (state, grant)
+        for state in book.states.values()
+        if state.wallet.account_id == subscription.account_id
+        for grant in state.grants
+        if grant.source == source and (grant.reference or "").startswith(prefix)
+    ]
+
+
+def carry_rollover_terms(grant, like):
+    """`grant` rolls over as `like` (a grant of its period by the terms that apply) would;
+    with `like` None, nothing of it rolls over (a cancellation)."""
+    grant.rollover_percent = like.rollover_percent if like else None
+    grant.rollover_cap = like.rollover_cap if like else None
+    grant.rollover_expires_at = like.rollover_expires_at if like else None
+
+
 def _bases(plan, allowances):
     """What each allowance's credits were paid, as (basis, unit price) per allowance, and
     the platform fee's part of the price: the plan's price split by apps/catalog/pricing.py
@@ -474,32 +509,13 @@ def _catch_up(account, live, book, now, *, plan_ids=()):
     return pricing
 
 
-def _period_grants_left(subscription, book):
-    prefix = f"period:{subscription.pk}:"
-    return [
-        (state, grant)
-        for state in book.states.values()
-        if state.wallet.account_id == subscription.account_id
-        for grant in state.grants
-        if grant.source == CreditGrant.Source.PLAN_PERIOD
-        and (grant.reference or "").startswith(prefix)
-    ]
-
-
 def _close_trial_now(subscription, book):
     """A trialing subscription ended before its trial did (replaced, or ended at Stripe):
     its trial credits expire now, and `trial.ended` (not converted) is returned to record."""
     if subscription.status != Subscription.Status.TRIALING:
         return []
-    prefix = f"trial:{subscription.pk}:"
-    for state in book.states.values():
-        for grant in list(state.grants):
-            if (
-                state.wallet.account_id == subscription.account_id
-                and grant.source == CreditGrant.Source.TRIAL
-                and (grant.reference or "").startswith(prefix)
-            ):
-                state.close(grant)
+    for state, grant in subscription_grants(subscription, book, CreditGrant.Source.TRIAL):
+        state.close(grant)
     return [_trial_ended(subscription, converted=False, trial_end=subscription.current_period_end)]
 
 
@@ -533,7 +549,8 @@ def put_account_on_plan(*, account, plan, starts_at=None, acting_user=None, with
         pricing = _catch_up(account, live, book, now, plan_ids=[plan.pk])
         ended_trials = []
         for subscription in live:
-            for state, grant in _period_grants_left(subscription, book):
+            left = subscription_grants(subscription, book, CreditGrant.Source.PLAN_PERIOD)
+            for state, grant in left:
                 state.close(grant)
             ended_trials += _close_trial_now(subscription, book)
             subscription.status = Subscription.Status.CANCELED
@@ -649,11 +666,8 @@ def _set_cancel(account, cancel, acting_user, *, durable):
             now,
         )
         terms = {grant.reference: grant for _, grant in terms}
-        for _, grant in _period_grants_left(subscription, book):
-            like = terms.get(grant.reference)
-            grant.rollover_percent = None if cancel or like is None else like.rollover_percent
-            grant.rollover_cap = None if cancel or like is None else like.rollover_cap
-            grant.rollover_expires_at = None if cancel or like is None else like.rollover_expires_at
+        for _, grant in subscription_grants(subscription, book, CreditGrant.Source.PLAN_PERIOD):
+            carry_rollover_terms(grant, None if cancel else terms.get(grant.reference))
             if grant.pk:  # one granted just now by the catch-up above is written by flush
                 grant.save(
                     update_fields=["rollover_percent", "rollover_cap", "rollover_expires_at"]
@@ -690,7 +704,7 @@ def end_subscription(*, subscription, acting_user=None):
     now = clock.now()
     book = LedgerBook(now=now)
     _catch_up(subscription.account, [subscription], book, now)
-    for state, grant in _period_grants_left(subscription, book):
+    for state, grant in subscription_grants(subscription, book, CreditGrant.Source.PLAN_PERIOD):
         grant.rollover_percent = None  # a canceled plan carries nothing over
         state.close(grant)
     ended_trial = _close_trial_now(subscription, book)

@@ -14,6 +14,7 @@ from django.db.models import Q, Sum
 from apps.accounts.models import Subscription
 from apps.catalog.models import Contract
 from apps.periods.calendar import boundary, index_of, period_end_after
+from apps.periods.services import subscription_of
 from apps.usage.models import UsageEvent
 from apps.usage.selectors import terms_for
 from apps.wallets.models import CreditGrant
@@ -129,15 +130,12 @@ def _real_grants(grants, account_ids, start, end):
     ).only("source", "reference", "effective_at", "expires_at", "created_at")
     periods, granted_at = defaultdict(dict), defaultdict(set)
     for g in [*grants.values(), *overlapping]:
-        kind, _, rest = (g.reference or "").partition(":")
-        subscription_id = rest.partition(":")[0]
-        if not subscription_id.isdigit():
+        subscription_id = subscription_of(g)
+        if subscription_id is None:
             continue
-        if g.source == CreditGrant.Source.PLAN_PERIOD and kind == "period":
-            periods[int(subscription_id)][g.effective_at] = (g.created_at, g.expires_at)
-            granted_at[int(subscription_id)].add(g.created_at)
-        elif g.source == CreditGrant.Source.TRIAL and kind == "trial":
-            granted_at[int(subscription_id)].add(g.created_at)
+        if g.source == CreditGrant.Source.PLAN_PERIOD:
+            periods[subscription_id][g.effective_at] = (g.created_at, g.expires_at)
+        granted_at[subscription_id].add(g.created_at)
     return periods, granted_at
 
 

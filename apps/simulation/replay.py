@@ -41,7 +41,15 @@ from apps.catalog.models import CreditType, Feature
 from apps.core.errors import DomainError, InsufficientCredits, InvalidInput
 from apps.core.rows import fetch_rows
 from apps.periods.calendar import period_end_after
-from apps.periods.services import PeriodPricing, period_grants, renew_period, trial_grants
+from apps.periods.services import (
+    PeriodPricing,
+    carry_rollover_terms,
+    period_grants,
+    renew_period,
+    subscription_grants,
+    subscription_of,
+    trial_grants,
+)
 from apps.usage.entitlement import Counters, usable
 from apps.usage.models import UsageCounter, UsageEvent
 from apps.usage.services import ConsumeRequest, charge_request
@@ -56,12 +64,13 @@ from .sandbox import draft_catalog
 ZERO = Decimal(0)
 MICROSECOND = timedelta(microseconds=1)
 Kind = LedgerEntry.Kind
+Source = CreditGrant.Source
 # Grants the replay makes itself, by the draft's terms: the periods, their overage bills and
 # the rollovers that closing a grant makes. Every other grant is replayed as it happened.
 REPLAYED_BY_RULES = (
-    CreditGrant.Source.PLAN_PERIOD,
-    CreditGrant.Source.OVERAGE,
-    CreditGrant.Source.ROLLOVER,
+    Source.PLAN_PERIOD,
+    Source.OVERAGE,
+    Source.ROLLOVER,
 )
 # At one moment, in the order the services take them: a subscription's overdue period renewed
 # before it ends (their catch-up), its end, the terms that follow, a renewal (the next
@@ -377,38 +386,25 @@ class _Replay:
             s is not subscription and (s.live_from == ended or ended in s.granted_at)
             for s in self.subscriptions
         )
-        for state, grant in self._grants_of(subscription, CreditGrant.Source.TRIAL):
+        for state, grant in subscription_grants(subscription, self.book, Source.TRIAL):
             state.close(grant)
-        for state, grant in self._grants_of(subscription, CreditGrant.Source.PLAN_PERIOD):
+        for state, grant in subscription_grants(subscription, self.book, Source.PLAN_PERIOD):
             if not switched:
                 grant.rollover_percent = None
             state.close(grant)
         self._next_expiry()
 
-    def _grants_of(self, subscription, source):
-        """The subscription's period (or trial) grants with credits left, and their wallets."""
-        kind = "trial" if source == CreditGrant.Source.TRIAL else "period"
-        prefix = f"{kind}:{subscription.pk}:"
-        return [
-            (state, grant)
-            for state in self.book.states.values()
-            for grant in list(state.grants)
-            if grant.source == source and (grant.reference or "").startswith(prefix)
-        ]
-
     def _cancel_flag(self, subscription, cancel):
         """Cancel at period end set (the period's credits will roll nothing over) or cleared
         (they roll over by their period's terms again), as `_set_cancel` does."""
-        for _, grant in self._grants_of(subscription, CreditGrant.Source.PLAN_PERIOD):
+        for _, grant in subscription_grants(subscription, self.book, Source.PLAN_PERIOD):
             like = None
             if not cancel:
                 terms = self.pricing.terms(subscription, subscription.plan, grant.effective_at)
                 new, _ = period_grants(subscription, terms, grant.effective_at, grant.expires_at,
                                        self.book.now)  # fmt: skip
                 like = next((g for _, g in new if g.reference == grant.reference), None)
-            grant.rollover_percent = like.rollover_percent if like else None
-            grant.rollover_cap = like.rollover_cap if like else None
-            grant.rollover_expires_at = like.rollover_expires_at if like else None
+            carry_rollover_terms(grant, like)
 
     def _grant(self, kind, real):
         trial = self._draft_trial(real)
@@ -429,10 +425,10 @@ class _Replay:
         """A trial's credits by the draft's plan, for the real trial grant `real`: the
         draft's grant of its credit type (False when the draft grants none of it); None
         when `real` is not a trial of a subscription replayed here."""
-        if real.source != CreditGrant.Source.TRIAL:
+        if real.source != Source.TRIAL:
             return None
         for s in self.subscriptions:
-            if (real.reference or "").startswith(f"trial:{s.pk}:"):
+            if subscription_of(real) == s.pk:
                 allowances = self.pricing.allowances[s.plan_id]
                 grants, _ = trial_grants(s, s.plan, allowances, real.effective_at,
                                          real.expires_at, self.book.now)  # fmt: skip

@@ -57,8 +57,7 @@ class WebhookEndpointMixin:
     def endpoint(self, endpoint_id):
         """The endpoint, if this key may see it (a bound key: its account's); else 404."""
         endpoint = WebhookEndpoint.objects.select_related("account").filter(pk=endpoint_id).first()
-        key = self.request.auth
-        if endpoint is None or (key.account_id and endpoint.account_id != key.account_id):
+        if endpoint is None or not self.may_see(endpoint.account_id):
             raise NotFound("No such webhook endpoint.")
         return endpoint
 
