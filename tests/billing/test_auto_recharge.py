@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.utils import timezone
 
@@ -19,9 +18,9 @@ from apps.jobs.tasks import TASKS
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
-from config.celery import app
 from tests.factories import AccountFactory, CreditPackFactory, FeatureFactory
 from tests.ledger import assert_ledger_sound, give, wallet_of
+from tests.workers import real_worker
 
 from .conftest import checkout, pay
 
@@ -221,7 +220,7 @@ def test_an_auto_recharge_is_bought_by_a_real_worker(recharging, account, pack):
     recharging()
     spend(account, 850)
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         counts = TASKS["run_auto_recharges"].delay().get(timeout=60)
 
     assert counts["recharges"] == 1

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
 from apps.billing.catalog_sync import sync_stripe_catalog
@@ -18,8 +17,8 @@ from apps.catalog.pricebook import read_document
 from apps.catalog.services import import_catalog
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
-from config.celery import app
 from tests.factories import AccountFactory
+from tests.workers import real_worker
 
 from .conftest import control, ours, subscribe
 
@@ -192,8 +191,7 @@ def test_signing_a_contract_queues_the_job_which_a_real_worker_runs(
     starter, subscriber, offline_stripe
 ):
     account, stripe_id = subscriber
-    app.control.purge()  # earlier tests' tasks on this queue are not this test's to run
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         contract, _ = put_contract(account=account, raw=deal())  # the job is queued on commit
         for _ in range(100):
             if stripe_price_of(offline_stripe, stripe_id)["id"] != starter.stripe_price_id:

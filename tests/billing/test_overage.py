@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 import stripe
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
 from apps.billing.catalog_sync import sync_stripe_catalog
@@ -17,7 +16,6 @@ from apps.jobs.tasks import TASKS
 from apps.periods.services import put_account_on_plan, renew_due_subscriptions
 from apps.usage.services import consume
 from apps.wallets.models import CreditGrant
-from config.celery import app
 from tests.factories import (
     AccountFactory,
     CreditTypeFactory,
@@ -27,6 +25,7 @@ from tests.factories import (
     PlanFeatureFactory,
 )
 from tests.ledger import assert_ledger_sound, wallet_of
+from tests.workers import empty_queue, real_worker
 
 from .conftest import FEB_28, JAN_31, KEY, MAR_31, control, ours, subscribe
 
@@ -140,13 +139,14 @@ def test_free_overage_is_paid_back_by_the_next_grant(plan, time_machine):
 def test_overage_is_sent_to_stripe_by_a_real_worker(
     authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
 ):
+    empty_queue()
     account = AccountFactory(external_id="worker-overage")
     into_overage_then_renew(
         authed_client, account, plan, offline_stripe, stripe_events, webhook, time_machine
     )
 
     # The renewal queued a send on commit; beat's run comes after it and finds nothing left.
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker(purge=False):
         counts = TASKS["send_overage_charges"].delay().get(timeout=60)
 
     assert counts.get("invoice_items", 0) == 0

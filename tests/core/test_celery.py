@@ -1,15 +1,15 @@
 """A real worker on the real broker (Redis in CI): the plumbing later jobs stand on."""
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
 from config.celery import app, ping
+from tests.workers import real_worker
 
 
 @pytest.mark.redis
 @pytest.mark.django_db  # the worker's Django fixup checks this thread's connection per task
 def test_a_task_round_trips_through_a_real_worker():
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         assert ping.delay().get(timeout=20) == "pong"
 
 

@@ -5,7 +5,6 @@ from dataclasses import replace
 from io import StringIO
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.management import call_command
 from django.db import connection
 
@@ -18,6 +17,7 @@ from apps.revenue.verify import verify_revenue
 from config.celery import app
 from tests.ledger import assert_ledger_sound
 from tests.periods.conftest import FEB_28, MAR_31, Kill, killed_after, world
+from tests.workers import real_worker
 
 IN_ORDER = [
     "renew_due_subscriptions",
@@ -139,8 +139,7 @@ def test_beat_schedules_exist_in_the_database(db):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_each_job_runs_through_a_real_worker(calendar):
     world("beat-", accounts=2, calendar=calendar)
-    app.control.purge()  # tasks earlier tests queued on this queue are not this test's to run
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         renewed = TASKS["renew_due_subscriptions"].delay(now=MAR_31.isoformat()).get(timeout=60)
         expired = TASKS["expire_grants"].delay(now=MAR_31.isoformat()).get(timeout=60)
         released = TASKS["release_expired_reservations"].delay().get(timeout=60)
@@ -163,8 +162,7 @@ def test_each_job_runs_through_a_real_worker(calendar):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_other_jobs_run_through_a_real_worker():
     OutboxTask.objects.create(key="ping", task="creditdesk.ping", args=[], kwargs={})
-    app.control.purge()  # tasks earlier tests queued on this queue are not this test's to run
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         alerts = TASKS["check_balance_alerts"].delay().get(timeout=60)
         retried = TASKS["retry_webhook_deliveries"].delay().get(timeout=60)
         published = TASKS["publish_outbox"].delay().get(timeout=60)

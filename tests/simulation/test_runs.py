@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.utils import timezone
 
@@ -22,9 +21,9 @@ from apps.simulation.services import (
     start_chunks,
     start_run,
 )
-from config.celery import app
 from tests.checksums import live_checksums
 from tests.factories import AccountFactory
+from tests.workers import real_worker
 
 from .conftest import APR_1, FEB_1, FEB_5, MAR_5
 
@@ -152,9 +151,8 @@ def test_a_run_whose_workers_went_silent_ends_as_failed_with_nothing_kept(lived)
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_started_run_is_replayed_by_a_real_worker(one_month):
     """The run's task queues a task per chunk (two accounts, a chunk each) on the broker."""
-    app.control.purge()  # earlier tests' tasks on this queue are not this test's to run
     ids = [one_month.accounts["a"].pk, AccountFactory(external_id="b").pk]  # b: no usage
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         run = start_run(title="worker", draft_text=DRAFT, starts_at=FEB_6, ends_at=MAR_6,
                         account_ids=ids, chunk_size=1)  # fmt: skip
         for _ in range(200):

@@ -5,7 +5,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.utils import timezone
 
@@ -13,10 +12,10 @@ from apps.periods.services import renew_due_subscriptions
 from apps.wallets.services import expire_grants
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from apps.webhooks.services import MAX_ATTEMPTS, backoff, deliver, resend
-from config.celery import app
 from tests.factories import AccountFactory
 from tests.ledger import give
 from tests.periods.conftest import FEB_28, monthly_plan, subscribed
+from tests.workers import real_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +136,7 @@ def test_expiry_and_renewal_send_credits_expired_and_period_renewed(receiver, ca
 def test_a_delivery_goes_out_through_a_real_worker_after_commit(receiver):
     account = AccountFactory()
     endpoint = endpoint_for(account, receiver)
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    with real_worker():
         give(account, 7)  # commits; on_commit queues the delivery
         deadline = time.monotonic() + 20
         while not receiver.received and time.monotonic() < deadline:
