@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: run test lint venv lock clean bench browser
+.PHONY: run test lint venv lock clean bench browser sdk
 
 venv: $(VENV)/.installed
 
@@ -39,9 +39,11 @@ browser:
 	  $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
 
-# lint-imports: the layer order and no import cycles (.importlinter).
+# lint-imports: the layer order and no import cycles (.importlinter); mypy: the Python
+# client is typed (strict).
 test: lint browser
 	$(BIN)/lint-imports
+	$(BIN)/mypy --strict --no-incremental clients/python/src
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py sqlfunctions --check
 	# Two workers, one per core: each has its own test database, Celery queue and demo clock.
@@ -52,5 +54,9 @@ lock: venv
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements/base.txt requirements/base.in
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements/dev.txt requirements/dev.in
 
+# The Python client's wheel and sdist, into clients/python/dist/ (docs/sdk.md).
+sdk: venv
+	$(BIN)/python -m build --no-isolation --outdir clients/python/dist clients/python
+
 clean:
-	rm -rf $(VENV) var db.sqlite3 db.sqlite3-* staticfiles
+	rm -rf $(VENV) var db.sqlite3 db.sqlite3-* staticfiles clients/python/dist

@@ -1,7 +1,9 @@
 import os
 import shutil
+import threading
 
 import pytest
+import stripe
 from django.conf import settings
 from rest_framework.test import APIClient
 
@@ -9,6 +11,8 @@ from apps.accounts.services import create_api_key
 from apps.core import clock
 from apps.revenue.posting import post_revenue
 from apps.revenue.verify import verify_revenue
+from devtools.offline_stripe.server import serve
+from devtools.offline_stripe.stand_in import OfflineStripe
 
 IS_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -113,3 +117,86 @@ def revenue_agrees_with_the_ledger(request, real_clock):
     yield
     post_revenue()
     assert verify_revenue() == []
+
+
+@pytest.fixture
+def wsgi_server(monkeypatch):
+    """The project's WSGI application (config/wsgi.py: the fast lane in front of Django), as
+    gunicorn serves it, on a threaded server of its own. Yields its URL and the list of the
+    answers the fast lane gave itself."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+
+    from apps.api import fast_lane
+    from config.wsgi import application
+
+    answered, answer_request = [], fast_lane.answer_request
+
+    def counted(environ):
+        answer = answer_request(environ)
+        if answer is not None:
+            answered.append(answer[0])
+        return answer
+
+    monkeypatch.setattr(fast_lane, "answer_request", counted)
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Server(ThreadedWSGIServer):
+        # Room for all 32 clients' connections at once: with the default backlog (10) a
+        # loaded machine reset some before the accepting thread got to them.
+        request_queue_size = 64
+
+    server = Server(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+    server.set_app(application)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", answered
+    server.shutdown()
+    server.server_close()
+
+
+# The offline Stripe: served over HTTP on a free port, the real `stripe` client pointed at it.
+
+
+class HeldEvents:
+    """Events the offline Stripe sent, waiting to be delivered by the test."""
+
+    def __init__(self):
+        self.held = []
+
+    def __call__(self, event):
+        self.held.append(event)
+
+    def of_type(self, event_type):
+        return [e for e in self.held if e["type"] == event_type]
+
+    def take(self):
+        taken, self.held = self.held, []
+        return taken
+
+
+@pytest.fixture(scope="session")
+def _offline_stripe_server():
+    held = HeldEvents()
+    stand_in = OfflineStripe(deliver=held)
+    server = serve(stand_in)
+    yield stand_in, held, server
+    server.shutdown()
+
+
+@pytest.fixture
+def offline_stripe(_offline_stripe_server, monkeypatch):
+    """The stand-in, emptied, with the Stripe client pointed at it."""
+    stand_in, held, server = _offline_stripe_server
+    stand_in.reset()
+    held.take()
+    monkeypatch.setattr(stripe, "api_base", server.url)
+    stand_in.url = server.url
+    return stand_in
+
+
+@pytest.fixture
+def stripe_events(_offline_stripe_server, offline_stripe):
+    return _offline_stripe_server[1]

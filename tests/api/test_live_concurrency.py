@@ -1,7 +1,6 @@
 """HTTP-level concurrency against a live server on PostgreSQL."""
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,44 +29,6 @@ def post(url, key, body):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-@pytest.fixture
-def wsgi_server(monkeypatch):
-    """The project's WSGI application (config/wsgi.py: the fast lane in front of Django), as
-    gunicorn serves it, on a threaded server of its own. Yields its URL and the list of the
-    answers the fast lane gave itself."""
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-
-    from apps.api import fast_lane
-    from config.wsgi import application
-
-    answered, answer_request = [], fast_lane.answer_request
-
-    def counted(environ):
-        answer = answer_request(environ)
-        if answer is not None:
-            answered.append(answer[0])
-        return answer
-
-    monkeypatch.setattr(fast_lane, "answer_request", counted)
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    class Server(ThreadedWSGIServer):
-        # Room for all 32 clients' connections at once: with the default backlog (10) a
-        # loaded machine reset some before the accepting thread got to them.
-        request_queue_size = 64
-
-    server = Server(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
-    server.set_app(application)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", answered
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(params=["django live server", "project WSGI application"])

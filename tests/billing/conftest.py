@@ -1,7 +1,6 @@
-"""The offline Stripe for the billing tests: served over HTTP on a free port, the real `stripe`
-client pointed at it. Its events are held back (`stripe_events`) so each test delivers them
-through dj-stripe's real webhook view, signed as Stripe signs them, in the order and as
-often as it wants."""
+"""The billing tests' helpers around the offline Stripe (tests/conftest.py serves it): its
+held events (`stripe_events`) are delivered through dj-stripe's real webhook view, signed as
+Stripe signs them, in the order and as often as each test wants."""
 
 import json
 from datetime import UTC, datetime
@@ -13,52 +12,8 @@ import stripe
 from apps.accounts.models import Subscription
 from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.gateway import connect_stripe_webhook
-from devtools.offline_stripe.server import serve
-from devtools.offline_stripe.stand_in import OfflineStripe
 from devtools.offline_stripe.wire import sign
 from tests.factories import AccountFactory, CreditPackFactory, CreditTypeFactory
-
-
-class HeldEvents:
-    """Events the offline Stripe sent, waiting to be delivered by the test."""
-
-    def __init__(self):
-        self.held = []
-
-    def __call__(self, event):
-        self.held.append(event)
-
-    def of_type(self, event_type):
-        return [e for e in self.held if e["type"] == event_type]
-
-    def take(self):
-        taken, self.held = self.held, []
-        return taken
-
-
-@pytest.fixture(scope="session")
-def _offline_stripe_server():
-    held = HeldEvents()
-    stand_in = OfflineStripe(deliver=held)
-    server = serve(stand_in)
-    yield stand_in, held, server
-    server.shutdown()
-
-
-@pytest.fixture
-def offline_stripe(_offline_stripe_server, monkeypatch):
-    """The stand-in, emptied, with the Stripe client pointed at it."""
-    stand_in, held, server = _offline_stripe_server
-    stand_in.reset()
-    held.take()
-    monkeypatch.setattr(stripe, "api_base", server.url)
-    stand_in.url = server.url
-    return stand_in
-
-
-@pytest.fixture
-def stripe_events(_offline_stripe_server, offline_stripe):
-    return _offline_stripe_server[1]
 
 
 @pytest.fixture
