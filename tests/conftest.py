@@ -5,14 +5,17 @@ import threading
 import pytest
 import stripe
 from django.conf import settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.accounts.services import create_api_key
 from apps.core import clock
 from apps.revenue.posting import post_revenue
 from apps.revenue.verify import verify_revenue
+from apps.webhooks.models import WebhookEvent
 from devtools.offline_stripe.server import serve
 from devtools.offline_stripe.stand_in import OfflineStripe
+from tests.webhook_schemas import event_problems
 
 IS_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -117,6 +120,21 @@ def revenue_agrees_with_the_ledger(request, real_clock):
     yield
     post_revenue()
     assert verify_revenue() == []
+
+
+@pytest.fixture(autouse=True)
+def sent_events_match_the_api_schema(request):
+    """Every webhook event a test records matches what the OpenAPI document's `webhooks` say
+    of its type: the suite's grants, expiries, renewals, trials, alerts, recharges and
+    purchases produce every type, so the document cannot drift from what is sent."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        yield
+        return
+    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+    yield
+    if connection.is_usable():  # a real worker's Django fixup may have closed it
+        assert event_problems(WebhookEvent.objects.all()) == []
 
 
 @pytest.fixture

@@ -160,8 +160,14 @@ def admin_samples():
     )
     JobRun.objects.create(job="expire_grants", as_of=timezone.now())
     endpoint = WebhookEndpoint.objects.create(account=account, url="https://example.com/hook")
+    granted = {"id": grant.pk, "source": "promo", "amount": "100", "expires_at": None,
+               "reference": None}  # fmt: skip
     event = WebhookEvent.objects.create(
-        account=account, type="credits.granted", data={}, created_at=timezone.now()
+        account=account,
+        type="credits.granted",
+        data={"account": "acme", "credit_type": grant.wallet.credit_type.code,
+              "grant": granted, "balance_after": "100"},  # fmt: skip
+        created_at=timezone.now(),
     )
     WebhookDelivery.objects.create(
         event=event, endpoint=endpoint, created_at=timezone.now() - timedelta(minutes=1)

@@ -38,10 +38,8 @@ _CREDITS_STRING = re.compile(CREDITS_PATTERN.removeprefix("^").removesuffix("$")
             {"type": "string", "pattern": CREDITS_PATTERN, "example": "12.5"},
             {
                 "type": "number",
-                "minimum": 0,
-                "exclusiveMinimum": True,
-                "maximum": 10**CREDITS_INTEGER_DIGITS,
-                "exclusiveMaximum": True,
+                "exclusiveMinimum": 0,
+                "exclusiveMaximum": 10**CREDITS_INTEGER_DIGITS,
                 "multipleOf": float(SIX_PLACES),
             },
         ],

@@ -251,6 +251,13 @@ Keys are rate-limited per minute: over it, 429 `rate_limited` with `Retry-After`
 """
 
 
+WEBHOOKS_INTRO = """\
+The events CreditDesk POSTs to webhook endpoints (`/api/schema/` describes them as OpenAPI
+3.1 `webhooks`). Each body is `{"id", "type", "created_at", "data"}`, signed in the
+`CreditDesk-Signature` header; `id` (`evt_…`) is the same on every retry. Receiving,
+verifying and retrying: [webhooks.md](webhooks.md)."""
+
+
 def reference_markdown(schema):
     """docs/api-reference.md from the OpenAPI document `schema` (a dict)."""
     components = schema.get("components", {}).get("schemas", {})
@@ -263,6 +270,7 @@ def reference_markdown(schema):
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             lines += _operation_lines(method, path, operation, components, referenced)
+    lines += _webhook_lines(schema.get("webhooks", {}), components, referenced)
     seen = set()
     while referenced - seen:  # the objects the operations name, and the objects they name
         for name in referenced - seen:
@@ -273,6 +281,23 @@ def reference_markdown(schema):
         table = _field_table(components[name], referenced, answer=True)
         lines += [f"### {name}", "", *table, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _webhook_lines(webhooks, components, referenced):
+    """The events sent to webhook endpoints: the `data` of each (the envelope is the same)."""
+    lines = ["## Webhooks", "", WEBHOOKS_INTRO, ""] if webhooks else []
+    for event_type, item in webhooks.items():
+        operation = item["post"]
+        envelope = components[_ref_name(operation["requestBody"]["content"]["application/json"])]
+        summary = operation["summary"]
+        lines += [f"### {event_type}", "", summary[0].upper() + summary[1:] + ".", "",
+                  "`data`:", "", *_field_table(components[_ref_name(
+                      envelope["properties"]["data"])], referenced, answer=True)]  # fmt: skip
+    return lines
+
+
+def _ref_name(schema):
+    return (schema.get("schema") or schema)["$ref"].rsplit("/", 1)[-1]
 
 
 def _operation_lines(method, path, operation, components, referenced):
@@ -338,7 +363,10 @@ def _type(schema, referenced, *, answer=False):
         return " or ".join(_type(option, referenced, answer=answer) for option in schema["oneOf"])
     if "allOf" in schema:
         return " and ".join(_type(option, referenced, answer=answer) for option in schema["allOf"])
-    kind = schema.get("type", "any")
+    kind, nullable = schema.get("type", "any"), schema.get("nullable", False)
+    if isinstance(kind, list):  # OpenAPI 3.1: ["string", "null"]
+        nullable = "null" in kind
+        kind = next((name for name in kind if name != "null"), "null")
     words = []
     if kind == "array":
         words.append(f"array of {_type(schema.get('items', {}), referenced, answer=answer)}")
@@ -356,11 +384,13 @@ def _type(schema, referenced, *, answer=False):
                       ("multipleOf", "a multiple of {}"), ("default", "default `{}`")):  # fmt: skip
         if key in schema and not (key == "pattern" and schema.get("x-catalog-codes")):
             words.append(text.format(_cell(str(schema[key]))))
-    if "minimum" in schema and schema["minimum"] not in limits:
-        words.append(("> " if schema.get("exclusiveMinimum") else "≥ ") + str(schema["minimum"]))
-    if "maximum" in schema and schema["maximum"] not in limits:
-        words.append(("< " if schema.get("exclusiveMaximum") else "≤ ") + str(schema["maximum"]))
-    if schema.get("nullable"):
+    for bound, exclusive, sign in (("minimum", "exclusiveMinimum", ">"), ("maximum",
+                                   "exclusiveMaximum", "<")):  # fmt: skip
+        if exclusive in schema:  # OpenAPI 3.1: the bound itself, excluded
+            words.append(f"{sign} {schema[exclusive]}")
+        elif bound in schema and schema[bound] not in limits:
+            words.append(("≥ " if sign == ">" else "≤ ") + str(schema[bound]))
+    if nullable:
         words.append("or null")
     if schema.get("readOnly"):
         words.append("read-only")
