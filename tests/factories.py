@@ -165,8 +165,12 @@ def admin_samples():
     event = WebhookEvent.objects.create(
         account=account,
         type="credits.granted",
-        data={"account": "acme", "credit_type": grant.wallet.credit_type.code,
-              "grant": granted, "balance_after": "100"},  # fmt: skip
+        data={
+            "account": "acme",
+            "credit_type": grant.wallet.credit_type.code,
+            "grant": granted,
+            "balance_after": "100",
+        },  # fmt: skip
         created_at=timezone.now(),
     )
     WebhookDelivery.objects.create(
