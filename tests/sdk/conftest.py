@@ -51,7 +51,8 @@ class Faults(httpx.BaseTransport):
 
     - "refuse": the connection fails before the request is sent (ConnectError);
     - "lose": the request reaches the server and runs, and its answer is lost (ReadError);
-    - an int status (with `retry_after`): that answer, the server never asked."""
+    - an int status (with `retry_after`): that answer, the server never asked;
+    - None: passed through."""
 
     def __init__(self, *script, retry_after=None):
         self.script = list(script)
@@ -71,6 +72,9 @@ class Faults(httpx.BaseTransport):
             headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
             return httpx.Response(fault, headers=headers, json=_error_body(fault))
         return self.real.handle_request(request)
+
+    def close(self):  # the client closes its transport: this one's connections end with it
+        self.real.close()
 
 
 def _error_body(status):

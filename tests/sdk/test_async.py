@@ -31,3 +31,15 @@ async def test_the_async_client_consumes_reserves_and_pages(async_cd, acme):
         assert (wallet["balance"], wallet["held"]) == ("91.000000", "0.000000")
         with pytest.raises(creditdesk.InsufficientCredits):
             await cd.consume(account="acme", feature="api_call", quantity=1000)
+
+
+async def test_a_hold_whose_block_is_cancelled_is_still_released(async_cd, acme):
+    import anyio
+
+    async with async_cd as cd:
+        with anyio.move_on_after(0.5):
+            async with cd.reserve("acme", "api_call", 25) as hold:
+                await anyio.sleep(30)  # cancelled here: the release is shielded
+        assert (await cd.get_reservation(hold.id))["status"] == "released"
+        [wallet] = (await cd.balance(account="acme"))["wallets"]
+        assert wallet["held"] == "0.000000"

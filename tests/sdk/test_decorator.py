@@ -1,10 +1,12 @@
 """`requires_credits` on real Django views (creditdesk.django) and on plain functions:
 charged before the work, refused the app's way, reserved and committed for what was used."""
 
+import gc
 import json
 
 import creditdesk
 import pytest
+from asgiref.sync import async_to_sync
 from creditdesk.django import requires_credits
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -20,12 +22,15 @@ pytestmark = [
 @pytest.fixture
 def from_settings(settings, server, key):
     """The decorator's client comes from settings, built once: rebuilt for this server."""
-    from creditdesk.django import default_async_client, default_client
+    from creditdesk.django import _async_clients, default_client
 
     settings.CREDITDESK_API_KEY, settings.CREDITDESK_BASE_URL = key, server
-    default_client.cache_clear(), default_async_client.cache_clear()
+    default_client.cache_clear(), _async_clients.clear()
     yield
-    default_client.cache_clear(), default_async_client.cache_clear()
+    if default_client.cache_info().currsize:
+        default_client().close()
+    default_client.cache_clear(), _async_clients.clear()
+    gc.collect()  # the async clients of loops that are gone: their connections close
 
 
 def org(request, *args, **kwargs):
@@ -100,9 +105,42 @@ async def test_an_async_view_is_charged_through_the_async_client(from_settings, 
 
     assert (await view(get())).content == b"async"
     assert (await refused_view(get())).status_code == 402
+
+    @requires_credits("api_call", account=org, quantity=10, reserve=True,
+                      actual=lambda response, request: response["X-Used"])  # fmt: skip
+    async def reserving_view(request):
+        response = HttpResponse("rendered")
+        response["X-Used"] = "3"
+        return response
+
+    assert (await reserving_view(get())).content == b"rendered"
     from creditdesk.django import default_async_client
 
-    await default_async_client().aclose()  # its connections belong to this event loop
+    await default_async_client().aclose()  # this loop's client: its connections end here
+
+
+def test_async_views_run_by_django_under_wsgi_each_get_a_client_of_their_loop(from_settings, acme):
+    @requires_credits("api_call", account=org, quantity=2)
+    async def view(request):
+        return HttpResponse("async")
+
+    for _ in range(3):  # as Django runs an async view under WSGI: each call in a new loop
+        assert async_to_sync(view)(get()).content == b"async"
+    assert wallet_of(acme).balance == D(94)
+
+
+def test_a_reserving_view_that_used_nothing_or_more_than_it_held(from_settings, acme):
+    @requires_credits("api_call", account=org, quantity=20, reserve=True,
+                      actual=lambda response, request: response["X-Used"])  # fmt: skip
+    def render(request):
+        response = HttpResponse("rendered")
+        response["X-Used"] = request.GET["used"]
+        return response
+
+    render(RequestFactory().get("/r?used=0", headers={"X-Org": "acme"}))
+    assert wallet_of(acme).balance == D(100) and wallet_of(acme).held == D(0)
+    render(RequestFactory().get("/r?used=500", headers={"X-Org": "acme"}))  # 480 more: refused
+    assert wallet_of(acme).balance == D(80) and wallet_of(acme).held == D(0)  # the 20 held
 
 
 def test_the_plain_form_raises_without_on_refused_and_needs_the_right_client(cd, acme):

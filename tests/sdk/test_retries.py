@@ -59,14 +59,14 @@ def test_rate_limited_waits_for_retry_after(faulty, acme):
 
 def test_a_real_rate_limit_longer_than_the_client_waits_is_raised_at_once(server, acme):
     _, key = create_api_key(name="slow", scopes=["usage:read"], rate_limit_per_minute=1)
-    with creditdesk.CreditDesk(key, base_url=server,
-                               retries=RetryPolicy(max_retry_after=5)) as cd:  # fmt: skip
-        cd.balance(account="acme")
+    policy = RetryPolicy(max_retry_after=0.5)  # the server asks for 1 s at least
+    with creditdesk.CreditDesk(key, base_url=server, retries=policy) as cd:
         started = time.monotonic()
         with pytest.raises(creditdesk.RateLimited) as limited:
-            cd.balance(account="acme")
-    assert time.monotonic() - started < 1
-    assert limited.value.status == 429 and 5 < limited.value.retry_after <= 60
+            for _ in range(3):  # one a minute: the second or, across a window's end, the third
+                cd.balance(account="acme")
+    assert time.monotonic() - started < 5  # refused at once, not waited out
+    assert limited.value.status == 429 and 1 <= limited.value.retry_after <= 60
 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
@@ -117,3 +117,30 @@ def test_backoff_doubles_up_to_its_cap_with_half_of_it_random():
     for retry, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
         waits = [policy.backoff(retry) for _ in range(200)]
         assert ceiling / 2 <= min(waits) < max(waits) <= ceiling
+
+
+def test_a_delete_whose_answer_was_lost_is_done_when_its_retry_finds_nothing(faulty, cd, acme):
+    cd.put_contract(account="acme", features=[{"feature": "api_call", "credits_per_unit": "2"}])
+    retrying, faults = faulty("lose")
+    assert retrying.delete_contract(account="acme", reason="over") is None
+    assert [method for method, _, _ in faults.seen] == ["DELETE", "DELETE"]  # the second: 404
+    with pytest.raises(creditdesk.ContractNotFound):
+        cd.get_contract(account="acme")
+
+
+def test_a_batch_interrupted_between_requests_says_what_was_answered_and_what_to_send_again(
+    faulty, acme
+):
+    events = [{"account": "acme", "feature": "api_call", "quantity": "0.01"}] * 1500
+    cd, faults = faulty(None, 503, retries=creditdesk.NO_RETRIES)
+    with pytest.raises(creditdesk.BatchInterrupted) as stopped:
+        cd.consume_batch(events)
+    assert isinstance(stopped.value.__cause__, creditdesk.ServerError)
+    assert len(stopped.value.results) == 1000 and len(stopped.value.remaining) == 500
+    keys = [event["idempotency_key"] for event in stopped.value.remaining]
+    assert keys == [
+        event["idempotency_key"] for event in bodies(faults, "/api/v1/consume/batch")[1]["events"]
+    ]
+    again = cd.consume_batch(stopped.value.remaining)
+    assert [r["status"] for r in again] == [201] * 500
+    assert UsageEvent.objects.count() == 1500 and wallet_of(acme).balance == D(85)

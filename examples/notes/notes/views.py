@@ -67,6 +67,8 @@ def credits(request):
 @csrf_exempt
 @require_POST
 def creditdesk_hook(request):
+    if not settings.CREDITDESK_WEBHOOK_SECRET:
+        return HttpResponse("CREDITDESK_WEBHOOK_SECRET is not set", status=503)
     try:
         event = verify_webhook(request.body, request.headers, settings.CREDITDESK_WEBHOOK_SECRET)
     except InvalidSignature as problem:

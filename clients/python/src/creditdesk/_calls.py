@@ -28,11 +28,11 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     body: Any = None
     keyed: bool = False  # carries an idempotency key: the server runs it once per key
-    reads_only: bool = False  # a POST that writes nothing (check)
+    repeatable: bool = False  # a POST that does nothing more when repeated (check, release)
 
     @property
     def replayable(self) -> bool:
-        return self.method in REPLAYABLE_METHODS or self.keyed or self.reads_only
+        return self.method in REPLAYABLE_METHODS or self.keyed or self.repeatable
 
 
 def new_key() -> str:
@@ -58,7 +58,12 @@ def moment(value: datetime | str) -> str:
 
 
 def account_path(account: str, tail: str = "") -> str:
-    return f"{API}/accounts/{quote(account, safe='')}{tail}"
+    """The account's path: its id one segment, even `.` or `..` (which a URL would resolve
+    to the parent: its dots are sent encoded)."""
+    segment = quote(account, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return f"{API}/accounts/{segment}{tail}"
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -85,7 +90,9 @@ def put_account(
     metadata: Mapping[str, Any] | None,
     plan: str | None,
 ) -> Call:
-    body = fields(name=name, email=email, metadata=dict(metadata) if metadata else None, plan=plan)
+    body = fields(
+        name=name, email=email, metadata=dict(metadata) if metadata is not None else None, plan=plan
+    )
     return Call("PUT", account_path(account), body=body)
 
 
@@ -99,7 +106,7 @@ def entitlements(account: str) -> Call:
 
 def check(*, account: str, feature: str, quantity: Quantity | None) -> Call:
     body = fields(account=account, feature=feature, quantity=_opt_quantity(quantity))
-    return Call("POST", f"{API}/check", body=body, reads_only=True)
+    return Call("POST", f"{API}/check", body=body, repeatable=True)
 
 
 def consume(
@@ -182,12 +189,15 @@ def get_reservation(reservation_id: int) -> Call:
 def commit_reservation(
     reservation_id: int, *, quantity: Quantity, metadata: Mapping[str, Any] | None
 ) -> Call:
-    body = fields(quantity=decimal_text(quantity), metadata=dict(metadata) if metadata else None)
+    body = fields(
+        quantity=decimal_text(quantity), metadata=dict(metadata) if metadata is not None else None
+    )
     return Call("POST", f"{API}/reservations/{int(reservation_id)}/commit", body=body)
 
 
 def release_reservation(reservation_id: int) -> Call:
-    return Call("POST", f"{API}/reservations/{int(reservation_id)}/release", body={})
+    path = f"{API}/reservations/{int(reservation_id)}/release"
+    return Call("POST", path, body={}, repeatable=True)  # a second release: 409, nothing more
 
 
 def grant(

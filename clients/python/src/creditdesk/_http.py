@@ -10,8 +10,16 @@ import httpx
 
 from ._calls import Call
 from ._version import __version__
-from .errors import APIConnectionError, APIError, error_class
-from .retries import RetryPolicy
+from .errors import (
+    APIConnectionError,
+    APIError,
+    BatchInterrupted,
+    CreditDeskError,
+    ReservationNotHeld,
+    error_class,
+)
+from .retries import NOT_SENT, RetryPolicy
+from .types import Reservation
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 10.0
@@ -70,14 +78,21 @@ class Attempts:
         self.call = call
         self.policy = policy
         self.retry = 0
+        self.maybe_ran = False  # an earlier try reached the server and its answer was lost
+
+    def done_before(self, response: httpx.Response) -> bool:
+        """A DELETE answered 404 after a try that may have run: that try deleted it."""
+        return self.maybe_ran and self.call.method == "DELETE" and response.status_code == 404
 
     def after_error(self, error: httpx.TransportError) -> float:
+        self.maybe_ran = self.maybe_ran or not isinstance(error, NOT_SENT)
         wait = self._delay(error=error)
         if wait is None:
             raise APIConnectionError(f"{self.call.method} {self.call.path}: {error!r}") from error
         return wait
 
     def after_answer(self, response: httpx.Response) -> float:
+        self.maybe_ran = self.maybe_ran or response.status_code >= 500
         wait = self._delay(response=response)
         if wait is None:
             raise api_error(response)
@@ -102,3 +117,30 @@ def request_args(call: Call) -> dict[str, Any]:
     if call.body is not None:
         args["json"] = call.body
     return args
+
+
+def held(reservation: Reservation) -> Reservation:
+    """A reservation to work under: one replayed by its idempotency key may have been
+    committed or released since, and then nothing is held for the work."""
+    if reservation["status"] != "held":
+        raise ReservationNotHeld(
+            f"reservation {reservation['id']} is {reservation['status']}, not held",
+            status=409,
+            code="reservation_not_held",
+        )
+    return reservation
+
+
+def add_results(results: list[Any], answered: list[Any]) -> None:
+    """A batch request's results after those of the earlier ones: `index` into all events."""
+    start = len(results)
+    results.extend({**result, "index": start + n} for n, result in enumerate(answered))
+
+
+def interrupted(error: CreditDeskError, results: list[Any], unsent: list[Call]) -> BatchInterrupted:
+    remaining = [event for call in unsent for event in call.body["events"]]
+    return BatchInterrupted(
+        f"{len(results)} events answered, {len(remaining)} not: {error}",
+        results=results,
+        remaining=remaining,
+    )

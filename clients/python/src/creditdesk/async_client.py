@@ -13,7 +13,17 @@ import anyio
 import httpx
 
 from . import _calls as calls
-from ._http import DEFAULT_TIMEOUT, Attempts, answer, headers, request_args, settings
+from ._http import (
+    DEFAULT_TIMEOUT,
+    Attempts,
+    add_results,
+    answer,
+    headers,
+    held,
+    interrupted,
+    request_args,
+    settings,
+)
 from .errors import CreditDeskError, ReservationNotHeld
 from .retries import RetryPolicy
 from .types import (
@@ -37,6 +47,7 @@ from .types import (
 )
 
 JSON = dict[str, Any]
+RELEASE_WAIT = 10.0  # seconds a cancelled block's release may take
 
 
 class AsyncCreditDesk:
@@ -87,6 +98,8 @@ class AsyncCreditDesk:
             else:
                 if response.is_success:
                     return answer(response)
+                if attempts.done_before(response):
+                    return None
                 wait = attempts.after_answer(response)
             await anyio.sleep(wait)
 
@@ -155,11 +168,16 @@ class AsyncCreditDesk:
 
     async def consume_batch(self, events: Iterable[Mapping[str, Any]]) -> list[BatchResult]:
         """Consume many events (each a dict of consume's keyword arguments), 1,000 to a
-        request; each stands alone. The results in the order given, `index` into `events`."""
+        request; each stands alone. The results in the order given, `index` into `events`.
+        A request that fails raises BatchInterrupted with what was answered and the rest."""
         results: list[BatchResult] = []
-        for call in calls.consume_batches(events):
-            for result in (await self._send(call))["results"]:
-                results.append(cast(BatchResult, {**result, "index": len(results)}))
+        batches = calls.consume_batches(events)
+        for number, call in enumerate(batches):
+            try:
+                answered = (await self._send(call))["results"]
+            except CreditDeskError as error:
+                raise interrupted(error, results, batches[number:]) from error
+            add_results(cast(list[Any], results), answered)
         return results
 
     # Reservations
@@ -210,12 +228,14 @@ class AsyncCreditDesk:
     ) -> AsyncIterator[AsyncHold]:
         """Hold credits for the block; `hold.commit(actual)` charges what was used. Released
         when the block raises or ends without a commit."""
-        reservation = await self.create_reservation(
-            account=account,
-            feature=feature,
-            quantity=quantity,
-            ttl_seconds=ttl_seconds,
-            idempotency_key=idempotency_key,
+        reservation = held(
+            await self.create_reservation(
+                account=account,
+                feature=feature,
+                quantity=quantity,
+                ttl_seconds=ttl_seconds,
+                idempotency_key=idempotency_key,
+            )
         )
         hold = AsyncHold(self, reservation)
         try:
@@ -413,7 +433,9 @@ class AsyncHold:
 
     async def release(self) -> None:
         """Give the held credits back now (a hold that expired or was released already is
-        fine: there is nothing left to give back)."""
-        with suppress(ReservationNotHeld):
-            self.reservation = await self._client.release_reservation(self.id)
-        self.released = True
+        fine: there is nothing left to give back). Shielded from cancellation, so a request
+        cancelled mid-block still gives its hold back; waits at most RELEASE_WAIT seconds."""
+        with anyio.move_on_after(RELEASE_WAIT, shield=True):
+            with suppress(ReservationNotHeld):
+                self.reservation = await self._client.release_reservation(self.id)
+            self.released = True

@@ -13,7 +13,17 @@ from typing import Any, cast
 import httpx
 
 from . import _calls as calls
-from ._http import DEFAULT_TIMEOUT, Attempts, answer, headers, request_args, settings
+from ._http import (
+    DEFAULT_TIMEOUT,
+    Attempts,
+    add_results,
+    answer,
+    headers,
+    held,
+    interrupted,
+    request_args,
+    settings,
+)
 from .errors import CreditDeskError, ReservationNotHeld
 from .retries import RetryPolicy
 from .types import (
@@ -87,6 +97,8 @@ class CreditDesk:
             else:
                 if response.is_success:
                     return answer(response)
+                if attempts.done_before(response):
+                    return None
                 wait = attempts.after_answer(response)
             time.sleep(wait)
 
@@ -154,11 +166,16 @@ class CreditDesk:
 
     def consume_batch(self, events: Iterable[Mapping[str, Any]]) -> list[BatchResult]:
         """Consume many events (each a dict of consume's keyword arguments), 1,000 to a
-        request; each stands alone. The results in the order given, `index` into `events`."""
+        request; each stands alone. The results in the order given, `index` into `events`.
+        A request that fails raises BatchInterrupted with what was answered and the rest."""
         results: list[BatchResult] = []
-        for call in calls.consume_batches(events):
-            for result in self._send(call)["results"]:
-                results.append(cast(BatchResult, {**result, "index": len(results)}))
+        batches = calls.consume_batches(events)
+        for number, call in enumerate(batches):
+            try:
+                answered = (self._send(call))["results"]
+            except CreditDeskError as error:
+                raise interrupted(error, results, batches[number:]) from error
+            add_results(cast(list[Any], results), answered)
         return results
 
     # Reservations
@@ -209,12 +226,14 @@ class CreditDesk:
     ) -> Iterator[Hold]:
         """Hold credits for the block; `hold.commit(actual)` charges what was used. Released
         when the block raises or ends without a commit."""
-        reservation = self.create_reservation(
-            account=account,
-            feature=feature,
-            quantity=quantity,
-            ttl_seconds=ttl_seconds,
-            idempotency_key=idempotency_key,
+        reservation = held(
+            self.create_reservation(
+                account=account,
+                feature=feature,
+                quantity=quantity,
+                ttl_seconds=ttl_seconds,
+                idempotency_key=idempotency_key,
+            )
         )
         hold = Hold(self, reservation)
         try:

@@ -4,9 +4,10 @@
                       client=cd, on_refused=lambda error, *args, **kwargs: refuse(error))
     def export(request): ...
 
-The function runs only when the consume succeeded. With `reserve=True` the credits are held
-before it runs and the actual use (`actual(result, *args, **kwargs)`, by default the quantity
-held) committed after; if it raises, the hold is released and nothing is charged. A coroutine
+The function runs only when the consume succeeded (once charged, a use that then raises is
+not refunded). With `reserve=True` the credits are held before it runs and the actual use
+(`actual(result, *args, **kwargs)`, by default the quantity held) committed after; if it
+raises, or used nothing, the hold is released and nothing is charged. A coroutine
 function gets an async wrapper and needs an AsyncCreditDesk. creditdesk.django has the same
 decorator with Django's defaults (a JSON 402/403, the client from settings).
 """
@@ -16,8 +17,10 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
+from ._calls import decimal_text
 from .async_client import AsyncCreditDesk
 from .client import CreditDesk
 from .errors import (
@@ -81,7 +84,12 @@ def requires_credits(
                     async with cd.reserve(who, feature, amount) as hold:
                         ran = True
                         result = await function(*args, **kwargs)
-                        await hold.commit(used(result, amount, args, kwargs))
+                        actual = used(result, amount, args, kwargs)
+                        if _positive(actual):  # else nothing used: the block releases it all
+                            try:
+                                await hold.commit(actual)
+                            except InsufficientCredits:
+                                await hold.commit(amount)  # see _positive
                         return result
                 except REFUSALS as error:
                     if ran:
@@ -103,7 +111,12 @@ def requires_credits(
                 with cd.reserve(who, feature, amount) as hold:
                     ran = True
                     result = function(*args, **kwargs)
-                    hold.commit(used(result, amount, args, kwargs))
+                    actual = used(result, amount, args, kwargs)
+                    if _positive(actual):  # else nothing used: the block releases it all
+                        try:
+                            hold.commit(actual)
+                        except InsufficientCredits:
+                            hold.commit(amount)  # see _positive
                     return result
             except REFUSALS as error:
                 if ran:
@@ -113,6 +126,13 @@ def requires_credits(
         return cast(F, wrapper)
 
     return decorate
+
+
+def _positive(actual: Quantity) -> bool:
+    """Whether the work used anything. When it used more than was held and the balance
+    cannot cover the excess, the work is done all the same: what was held is charged (the
+    `quantity` given is the most a call may take)."""
+    return Decimal(decimal_text(actual)) > 0
 
 
 C = TypeVar("C", CreditDesk, AsyncCreditDesk)

@@ -13,7 +13,9 @@ in the app's way (a template, a redirect to the pricing page). Async views work 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -36,12 +38,21 @@ def default_client() -> CreditDesk:
     )
 
 
-@functools.cache
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncCreditDesk] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def default_async_client() -> AsyncCreditDesk:
-    return AsyncCreditDesk(
-        getattr(settings, "CREDITDESK_API_KEY", None),
-        base_url=getattr(settings, "CREDITDESK_BASE_URL", None),
-    )
+    """One per event loop: its connections belong to the loop that opened them, and Django
+    under WSGI runs each async view in a loop of its own (under ASGI there is one)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _async_clients:
+        _async_clients[loop] = AsyncCreditDesk(
+            getattr(settings, "CREDITDESK_API_KEY", None),
+            base_url=getattr(settings, "CREDITDESK_BASE_URL", None),
+        )
+    return _async_clients[loop]
 
 
 def refusal_response(error: APIError, *args: Any, **kwargs: Any) -> Any:

@@ -17,6 +17,18 @@ class APIConnectionError(CreditDeskError):
     """No answer came back (connection refused, reset, timed out), after the retries allowed."""
 
 
+class BatchInterrupted(CreditDeskError):
+    """consume_batch stopped at a request that failed (its error is `__cause__`). `results`:
+    the events answered before it, `index` into the events given; `remaining`: the events
+    from the failed request on, each with the idempotency key it was sent with, so
+    `consume_batch(error.remaining)` charges none of them twice."""
+
+    def __init__(self, message: str, *, results: list[Any], remaining: list[Any]) -> None:
+        super().__init__(message)
+        self.results = results
+        self.remaining = remaining
+
+
 class APIError(CreditDeskError):
     """The API answered with an error: `{"error": {"code", "message", "details"}}`."""
 

@@ -1,8 +1,9 @@
 """When a request is tried again, and how long the client waits first.
 
 A request is *replayable* when sending it twice does what sending it once does: a read
-(GET, `check`), a PUT or DELETE (they set a state), or a POST that carries an idempotency
-key (the server answers the first result again for the same key and body). The client gives
+(GET, `check`), a PUT or DELETE (they set a state), a reservation's release (a second one
+changes nothing), or a POST that carries an idempotency key (the server answers the first
+result again for the same key and body). The client gives
 consume, batch consumes, reservations and grants a key of its own when the caller gives none,
 and sends that same key on every retry.
 
