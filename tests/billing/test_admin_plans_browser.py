@@ -8,8 +8,8 @@ import pytest
 
 from apps.accounts.models import Subscription
 from apps.periods.services import put_account_on_plan
-from tests.core.test_admin_browser import OUTPUT, PASSWORD, log_in, staff
 from tests.factories import AccountFactory, CreditTypeFactory, PlanAllowanceFactory, PlanFactory
+from tests.staff import OUTPUT, PASSWORD, log_in, staff
 
 pytestmark = [
     pytest.mark.postgres,  # a live server shares the database (see tests/billing/test_browser.py)

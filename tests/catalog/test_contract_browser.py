@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from apps.catalog.models import Contract
 from apps.periods.services import put_account_on_plan
-from tests.core.test_admin_browser import OUTPUT, PASSWORD, log_in, staff
 from tests.factories import AccountFactory, CreditTypeFactory, FeatureFactory, PlanFactory
+from tests.staff import OUTPUT, PASSWORD, log_in, staff
 
 pytestmark = [
     pytest.mark.postgres,  # a live server shares the database (see tests/billing/test_browser.py)

@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from apps.catalog.models import CreditPack, Plan
 from apps.core.currencies import price_problem
-from tests.catalog.test_pricebook import MINIMAL, run, write
+from tests.catalog.conftest import MINIMAL
+from tests.commands import run, write
 from tests.factories import CreditPackFactory, PlanFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

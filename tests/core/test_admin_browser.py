@@ -3,19 +3,14 @@ through the login form and opens every list and object page it may see, as the R
 permission table says; a wrong password five times shows the lockout page. Screenshots go to
 test-output/admin/, one per screen, for a person to look at."""
 
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from tests.factories import admin_samples
+from tests.staff import OUTPUT, PASSWORD, log_in, staff
 
-OUTPUT = Path(settings.BASE_DIR) / "test-output" / "admin"
-PASSWORD = "a-long-staff-password"
 # Who opens which screens: the catalog as Pricing, everything else as Finance, the index as
 # each group (what Support sees is a subset of Finance's pages).
 GROUPS = ["Pricing", "Finance", "Support"]
@@ -25,30 +20,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.browser,
 ]
-
-
-def staff(group):
-    user = get_user_model().objects.create_user(group.lower(), password=PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    return user
-
-
-def log_in(browser, live_server, username, password):
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(f"{live_server.url}/admin/login/")
-    browser.find_element(By.ID, "id_username").send_keys(username)
-    browser.find_element(By.ID, "id_password").send_keys(password)
-    browser.execute_script("window.creditdeskOldPage = true")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    # The answer has loaded: a new document, without the old page's mark.
-    WebDriverWait(browser, 30, ignored_exceptions=[WebDriverException]).until(
-        lambda b: b.execute_script(
-            "return !window.creditdeskOldPage && document.readyState === 'complete'"
-        )
-    )
 
 
 def screens_of(user):

@@ -15,13 +15,13 @@ from apps.revenue.models import RatableFee
 from apps.revenue.posting import post_revenue
 from apps.usage.services import consume
 from apps.wallets.services import grant_credits
-from tests.core.test_admin_browser import PASSWORD, log_in, staff
 from tests.factories import (
     AccountFactory,
     CreditTypeFactory,
     FeatureFactory,
     SubscriptionFactory,
 )
+from tests.staff import PASSWORD, log_in, staff
 
 OUTPUT = Path(settings.BASE_DIR) / "test-output" / "revenue"
 

@@ -8,7 +8,7 @@ import pytest
 
 from apps.simulation.models import SimulationRun
 from apps.simulation.services import run_simulation
-from tests.core.test_admin_browser import OUTPUT, PASSWORD, log_in, staff
+from tests.staff import OUTPUT, PASSWORD, log_in, staff
 
 from .test_runs import DRAFT
 

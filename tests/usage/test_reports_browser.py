@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from apps.usage.report_admin import REPORTS
 from apps.usage.services import consume
-from tests.core.test_admin_browser import PASSWORD, log_in, staff
 from tests.factories import (
     CreditTypeFactory,
     FeatureFactory,
@@ -22,6 +21,7 @@ from tests.factories import (
     SubscriptionFactory,
 )
 from tests.ledger import give
+from tests.staff import PASSWORD, log_in, staff
 
 OUTPUT = settings.BASE_DIR / "test-output" / "reports"
 
