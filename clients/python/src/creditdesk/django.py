@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -24,18 +25,22 @@ from django.http import JsonResponse  # type: ignore[import-untyped]
 
 from .async_client import AsyncCreditDesk
 from .client import CreditDesk
-from .decorators import F
+from .decorators import C, F
 from .decorators import requires_credits as plain_requires_credits
 from .errors import APIError
 from .types import Quantity
 
 
-@functools.cache
-def default_client() -> CreditDesk:
-    return CreditDesk(
+def _from_settings(kind: type[C]) -> C:
+    return kind(
         getattr(settings, "CREDITDESK_API_KEY", None),
         base_url=getattr(settings, "CREDITDESK_BASE_URL", None),
     )
+
+
+@functools.cache
+def default_client() -> CreditDesk:
+    return _from_settings(CreditDesk)
 
 
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncCreditDesk] = (
@@ -48,10 +53,7 @@ def default_async_client() -> AsyncCreditDesk:
     under WSGI runs each async view in a loop of its own (under ASGI there is one)."""
     loop = asyncio.get_running_loop()
     if loop not in _async_clients:
-        _async_clients[loop] = AsyncCreditDesk(
-            getattr(settings, "CREDITDESK_API_KEY", None),
-            base_url=getattr(settings, "CREDITDESK_BASE_URL", None),
-        )
+        _async_clients[loop] = _from_settings(AsyncCreditDesk)
     return _async_clients[loop]
 
 
@@ -75,8 +77,6 @@ def requires_credits(
     refusal by default; `account(request, *args, **kwargs)` names the account."""
 
     def decorate(view: F) -> F:
-        import inspect
-
         source = client or (
             default_async_client if inspect.iscoroutinefunction(view) else default_client
         )
