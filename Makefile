@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: run test lint venv lock clean bench browser sdk
+.PHONY: run test lint venv lock clean bench browser pooler sdk
 
 venv: $(VENV)/.installed
 
@@ -39,9 +39,17 @@ browser:
 	  $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
 
+# Debian's PgBouncer for the pooler test (tests/core/test_pooler.py), installed the same way.
+pooler:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  echo "Installing Debian's pgbouncer for the pooler test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -qq pgbouncer >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq pgbouncer >/dev/null; }; }
+
 # lint-imports: the layer order and no import cycles (.importlinter); mypy: the Python
 # client is typed (strict).
-test: lint browser
+test: lint browser pooler
 	$(BIN)/lint-imports
 	$(BIN)/mypy --strict --no-incremental clients/python/src
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run

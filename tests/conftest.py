@@ -20,6 +20,7 @@ from tests.webhook_schemas import event_problems
 IS_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
 
 
 def pytest_configure(config):
@@ -32,6 +33,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
     skip_redis = pytest.mark.skip(reason="needs Redis (set REDIS_URL)")
+    skip_pooler = pytest.mark.skip(reason="needs Debian's pgbouncer (make test installs it)")
     skip_browser = pytest.mark.skip(
         reason="needs Debian's chromium and chromium-driver (make test installs them)"
     )
@@ -42,6 +44,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_redis)
         if "browser" in item.keywords and not (CHROMIUM and CHROMEDRIVER or os.environ.get("CI")):
             item.add_marker(skip_browser)
+        if "pooler" in item.keywords and not (PGBOUNCER or os.environ.get("CI")):
+            item.add_marker(skip_pooler)
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ back above it. A job rather than a check in every consume: the hot path stays on
 statement, at the price of up to a minute's delay (a dip that recovers within the minute
 fires nothing)."""
 
-from contextlib import contextmanager
-
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -24,6 +22,9 @@ LOW, DEPLETED = BalanceAlert.Level.LOW, BalanceAlert.Level.DEPLETED
 SEVERITY = {None: 0, LOW: 1, DEPLETED: 2}
 
 
+ALERTS_LOCK = "creditdesk.check_balance_alerts"  # the advisory lock's name
+
+
 def level_of(available, threshold):
     if available <= 0:
         return DEPLETED
@@ -34,24 +35,24 @@ def level_of(available, threshold):
 
 def check_balance_alerts(*, now=None, chunk_size=1000, on_chunk=None):
     """Fire balance.low / balance.depleted for wallets that entered a level since the last
-    run, for accounts with an active endpoint; re-arm those that left it. One copy at a
-    time (a second finds the first running and returns)."""
+    run, for accounts with an active endpoint; re-arm those that left it. Never two copies
+    on a chunk at once: a copy that finds another working returns, and the other does the
+    run's work."""
     now = now or clock.now()
     counts = JobCounts()
-    with _one_copy("creditdesk.check_balance_alerts") as alone:
-        if not alone:
-            return counts
-        after = 0
-        while True:
-            with transaction.atomic(durable=True):
-                rows = _wallets(after, chunk_size)
-                if not rows:
-                    return counts
-                after = rows[-1][0]
-                _apply(rows, now, counts)
-            counts.chunks += 1
-            if on_chunk is not None:
-                on_chunk(counts)
+    after = 0
+    while True:
+        with transaction.atomic(durable=True):
+            if not _alone(ALERTS_LOCK):
+                return counts
+            rows = _wallets(after, chunk_size)
+            if not rows:
+                return counts
+            after = rows[-1][0]
+            _apply(rows, now, counts)
+        counts.chunks += 1
+        if on_chunk is not None:
+            on_chunk(counts)
 
 
 def _wallets(after, limit):
@@ -112,18 +113,15 @@ def _apply(rows, now, counts):
     counts.alerts += len(events)
 
 
-@contextmanager
-def _one_copy(name):
-    """A session advisory lock on PostgreSQL; SQLite's writers are serialised anyway."""
+def _alone(name):
+    """Whether this transaction is the only one checking alerts: a transaction-scoped
+    advisory lock on PostgreSQL, released by the chunk's commit. (A session lock would stay
+    with the server connection behind a transaction-mode pooler, which hands it to other
+    clients: the next run would find it held forever.) A copy that starts between another's
+    chunks takes over from the start; it writes nothing twice, since each wallet's level is
+    recorded (BalanceAlert) in the chunk that fires its event. SQLite's writers queue."""
     if connection.vendor != "postgresql":
-        yield True
-        return
+        return True
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [name])
-        alone = cursor.fetchone()[0]
-    try:
-        yield alone
-    finally:
-        if alone:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [name])
+        return cursor.fetchone()[0]

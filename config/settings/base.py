@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -120,6 +121,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# "transaction": DATABASE_URL is a pooler in transaction mode (PgBouncer's pool_mode =
+# transaction), where each transaction may get another server connection: nothing may live
+# on one between transactions. So no server-side cursor (QuerySet.iterator() would declare
+# one WITH HOLD and fetch from it in later transactions) and no prepared statement (Django's
+# cursors bind on the client and prepare nothing; this keeps psycopg from it all the same).
+# Jobs and services keep no session state: their locks are transaction-scoped.
+DATABASE_POOLER = env("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured('DATABASE_POOLER is "transaction" or unset.')
+if DATABASE_POOLER and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # On PostgreSQL, consume and consume_batch run as one database function call each

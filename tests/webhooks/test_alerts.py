@@ -1,10 +1,12 @@
 """balance.low and balance.depleted fire once per crossing, not once per consume."""
 
+import threading
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
-from apps.webhooks.alerts import check_balance_alerts
+from apps.webhooks.alerts import ALERTS_LOCK, check_balance_alerts
 from apps.webhooks.models import BalanceAlert, WebhookEndpoint, WebhookEvent
 from tests.ledger import give, priced_account
 from tests.periods.conftest import monthly_plan, spend, subscribed
@@ -78,3 +80,28 @@ def test_without_a_threshold_only_depleted_fires(db):
     spend(account, 10)
     check_balance_alerts()
     assert fired() == [("balance.depleted", "0")]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_run_that_finds_another_at_work_returns_and_the_lock_ends_with_that_transaction():
+    account, _ = priced_account(credits=150, low_balance_threshold=D(100))
+    watched(account)
+    spend(account, 60)
+    holding, done = threading.Event(), threading.Event()
+
+    def another_copy():  # holds the job's lock the way a chunk does: for its transaction
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [ALERTS_LOCK])
+            holding.set()
+            done.wait(10)
+        connection.close()
+
+    other = threading.Thread(target=another_copy)
+    other.start()
+    assert holding.wait(10)
+    assert check_balance_alerts().chunks == 0 and fired() == []
+    done.set()
+    other.join()
+    check_balance_alerts()  # the lock went with the other transaction: nothing held over
+    assert fired() == [("balance.low", "90")]
