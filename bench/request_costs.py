@@ -1,0 +1,162 @@
+"""Benchmark: what one consume and one check cost on each side, beside the yardstick.
+
+    .venv/bin/python bench/request_costs.py [--seconds 15] [--connections 16]
+
+The API under gunicorn (production settings, gthread, WORKERS x THREADS as
+bench/http_consume.sh: 8 x 2 by default) on PostgreSQL and Redis, loaded by wrk; for each
+shape, what the run cost divided by the requests it answered:
+
+- web CPU: the gunicorn processes' user + system CPU time (/proc), ms per request;
+- database: `pg_stat_database.active_time` (time the backends spent executing statements)
+  and the transactions committed, per request. pg_stat_statements would split the time by
+  statement but must be preloaded (a restart of the server); active_time is always there;
+- Redis: commands processed (`INFO stats`), per request;
+
+and the yardstick (bench/yardstick.sh: pgbench, the fewest writes of a durable charge) in
+the same run, its database time per transaction read the same way. Not a test: results go in
+bench/RESULTS.md by hand, with the machine and the date.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAq", "-c"]
+TICKS = os.sysconf("SC_CLK_TCK")
+REDIS_DB = 13
+
+
+def cpu_seconds(root_pid):
+    """User + system CPU of a process and its children (gunicorn's master and workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if root_pid in (pid, ppid):
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def database(name_pattern):
+    """(active ms, commits) of the databases whose names match a LIKE pattern."""
+    row = subprocess.run(
+        [*PG, "SELECT coalesce(sum(active_time), 0), coalesce(sum(xact_commit), 0) "
+              f"FROM pg_stat_database WHERE datname LIKE '{name_pattern}'"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    active, commits = row.split("|")
+    return float(active), int(commits)
+
+
+def redis_commands():
+    info = subprocess.run(["redis-cli", "-n", str(REDIS_DB), "info", "stats"],
+                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return int(re.search(r"total_commands_processed:(\d+)", info).group(1))
+
+
+def wrk(port, seconds, connections, key, lua="consume.lua", **env):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+         str(ROOT / "bench/wrk" / lua), f"http://127.0.0.1:{port}"],
+        env={**os.environ, "KEY": key, **env}, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return requests, p99, int(non2xx.group(1)) if non2xx else 0
+
+
+def measure(name, gunicorn, db, run):
+    cpu0, (active0, commits0), redis0 = cpu_seconds(gunicorn.pid), database(db), redis_commands()
+    started = time.monotonic()
+    requests, p99, non2xx = run()
+    elapsed = time.monotonic() - started
+    time.sleep(1.5)  # the backends report their statistics within a second of going idle
+    cpu1, (active1, commits1), redis1 = cpu_seconds(gunicorn.pid), database(db), redis_commands()
+    print(
+        f"{name}: {requests / elapsed:,.0f} req/s, p99 {p99}, non-2xx {non2xx}; per request: "
+        f"web CPU {(cpu1 - cpu0) * 1000 / requests:.2f} ms, database "
+        f"{(active1 - active0) / requests:.3f} ms in {(commits1 - commits0) / requests:.2f} "
+        f"transactions, Redis {(redis1 - redis0) / requests:.2f} commands",
+        flush=True,
+    )
+
+
+def yardstick(connections, seconds, accounts):
+    """bench/yardstick.sh, its tps, and its database time per transaction: sampled while it
+    runs (it drops its database at the end), from its first thousand commits on."""
+    samples, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(database("yardstick\\_%"))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out = subprocess.run(["bash", str(ROOT / "bench/yardstick.sh"), str(connections),
+                          str(seconds), str(accounts)], check=True, capture_output=True,
+                         text=True).stdout.strip()  # fmt: skip
+    done.set()
+    sampler.join()
+    running = [s for s in samples if s[1] > samples[0][1] + 1000]  # past the setup's commits
+    first, last = running[0], running[-1]
+    per = (last[0] - first[0]) / max(1, last[1] - first[1])
+    print(f"{out}; database {per:.3f} ms per transaction", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8125)))
+    options = parser.parse_args()
+    db = f"creditdesk_costs_{os.getpid()}"
+    python = str(ROOT / ".venv/bin/python")
+    created = subprocess.run([python, "bench/http_setup.py", "create", db], cwd=ROOT,
+                             check=True, capture_output=True, text=True)  # fmt: skip
+    key = created.stdout.strip().splitlines()[-1]
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": "bench-only-not-secret", "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false", "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+    }  # fmt: skip
+    gunicorn = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{options.port}",
+         "-k", "gthread", "--workers", os.environ.get("WORKERS", "8"), "--threads",
+         os.environ.get("THREADS", "2"), "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if subprocess.run(["curl", "-sf", f"http://127.0.0.1:{options.port}/healthz"],
+                              capture_output=True).returncode == 0:  # fmt: skip
+                break
+            time.sleep(0.2)
+        load = {"port": options.port, "seconds": options.seconds,
+                "connections": options.connections, "key": key}  # fmt: skip
+        wrk(**{**load, "seconds": 3})  # warm up: connections, caches
+        measure("consume, 10,000 accounts", gunicorn, db, lambda: wrk(**load, ACCOUNTS="10000"))
+        measure("consume, one hot account", gunicorn, db, lambda: wrk(**load, ACCOUNTS="1"))
+        measure("check, 10,000 accounts", gunicorn, db,
+                lambda: wrk(**load, ACCOUNTS="10000", ENDPOINT="/api/v1/check"))  # fmt: skip
+    finally:
+        gunicorn.terminate()
+        gunicorn.wait()
+        subprocess.run([python, "bench/http_setup.py", "drop", db], cwd=ROOT, check=True)
+    yardstick(options.connections, options.seconds, 10000)
+    yardstick(options.connections, options.seconds, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
