@@ -20,6 +20,7 @@ bench/RESULTS.md by hand, with the machine and the date.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -120,6 +121,8 @@ def main():
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8125)))
     options = parser.parse_args()
+    if not shutil.which("wrk"):  # as bench/http_consume.sh does
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
     db = f"creditdesk_costs_{os.getpid()}"
     python = str(ROOT / ".venv/bin/python")
     created = subprocess.run([python, "bench/http_setup.py", "create", db], cwd=ROOT,
