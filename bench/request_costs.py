@@ -7,6 +7,7 @@ bench/http_consume.sh: 8 x 2 by default) on PostgreSQL and Redis, loaded by wrk;
 shape, what the run cost divided by the requests it answered:
 
 - web CPU: the gunicorn processes' user + system CPU time (/proc), ms per request;
+- database CPU: every PostgreSQL process's CPU time (/proc; the bench runs alone);
 - database: `pg_stat_database.active_time` (time the backends spent executing statements)
   and the transactions committed, per request. pg_stat_statements would split the time by
   statement but must be preloaded (a restart of the server); active_time is always there;
@@ -47,6 +48,20 @@ def cpu_seconds(root_pid):
     return total / TICKS
 
 
+def postgres_cpu_seconds():
+    """User + system CPU of every PostgreSQL process on the machine (the bench runs alone)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
 def database(name_pattern):
     """(active ms, commits) of the databases whose names match a LIKE pattern."""
     row = subprocess.run(
@@ -78,14 +93,17 @@ def wrk(port, seconds, connections, key, lua="consume.lua", **env):
 
 def measure(name, gunicorn, db, run):
     cpu0, (active0, commits0), redis0 = cpu_seconds(gunicorn.pid), database(db), redis_commands()
+    pg0 = postgres_cpu_seconds()
     started = time.monotonic()
     requests, p99, non2xx = run()
     elapsed = time.monotonic() - started
+    pg1 = postgres_cpu_seconds()
     time.sleep(1.5)  # the backends report their statistics within a second of going idle
     cpu1, (active1, commits1), redis1 = cpu_seconds(gunicorn.pid), database(db), redis_commands()
     print(
         f"{name}: {requests / elapsed:,.0f} req/s, p99 {p99}, non-2xx {non2xx}; per request: "
-        f"web CPU {(cpu1 - cpu0) * 1000 / requests:.2f} ms, database "
+        f"web CPU {(cpu1 - cpu0) * 1000 / requests:.2f} ms, database CPU "
+        f"{(pg1 - pg0) * 1000 / requests:.2f} ms, database time "
         f"{(active1 - active0) / requests:.3f} ms in {(commits1 - commits0) / requests:.2f} "
         f"transactions, Redis {(redis1 - redis0) / requests:.2f} commands",
         flush=True,
@@ -99,7 +117,7 @@ def yardstick(connections, seconds, accounts):
 
     def sample():
         while not done.is_set():
-            samples.append(database("yardstick\\_%"))
+            samples.append((*database("yardstick\\_%"), postgres_cpu_seconds()))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample)
@@ -111,8 +129,9 @@ def yardstick(connections, seconds, accounts):
     sampler.join()
     running = [s for s in samples if s[1] > samples[0][1] + 1000]  # past the setup's commits
     first, last = running[0], running[-1]
-    per = (last[0] - first[0]) / max(1, last[1] - first[1])
-    print(f"{out}; database {per:.3f} ms per transaction", flush=True)
+    transactions = max(1, last[1] - first[1])
+    cpu, spent = (last[2] - first[2]) * 1000 / transactions, (last[0] - first[0]) / transactions
+    print(f"{out}; per transaction: database CPU {cpu:.2f} ms, database time {spent:.3f} ms")
 
 
 def main():
