@@ -34,32 +34,28 @@ TICKS = os.sysconf("SC_CLK_TCK")
 REDIS_DB = 13
 
 
-def cpu_seconds(root_pid):
-    """User + system CPU of a process and its children (gunicorn's master and workers)."""
+def cpu_seconds(wanted):
+    """User + system CPU of the processes `wanted(pid, ppid, name)` picks (/proc)."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
             continue
-        pid, ppid = int(stat.parent.name), int(fields[1])
-        if root_pid in (pid, ppid):
+        fields = tail.split()
+        if wanted(int(stat.parent.name), int(fields[1]), head.split("(", 1)[-1]):
             total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+def web_cpu_seconds(root_pid):
+    """gunicorn's master and its workers."""
+    return cpu_seconds(lambda pid, ppid, name: root_pid in (pid, ppid))
 
 
 def postgres_cpu_seconds():
-    """User + system CPU of every PostgreSQL process on the machine (the bench runs alone)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if "(postgres)" in text:
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    """Every PostgreSQL process on the machine (the bench runs alone)."""
+    return cpu_seconds(lambda pid, ppid, name: name == "postgres")
 
 
 def database(name_pattern):
@@ -92,14 +88,22 @@ def wrk(port, seconds, connections, key, lua="consume.lua", **env):
 
 
 def measure(name, gunicorn, db, run):
-    cpu0, (active0, commits0), redis0 = cpu_seconds(gunicorn.pid), database(db), redis_commands()
+    cpu0, (active0, commits0), redis0 = (
+        web_cpu_seconds(gunicorn.pid),
+        database(db),
+        redis_commands(),
+    )
     pg0 = postgres_cpu_seconds()
     started = time.monotonic()
     requests, p99, non2xx = run()
     elapsed = time.monotonic() - started
     pg1 = postgres_cpu_seconds()
     time.sleep(1.5)  # the backends report their statistics within a second of going idle
-    cpu1, (active1, commits1), redis1 = cpu_seconds(gunicorn.pid), database(db), redis_commands()
+    cpu1, (active1, commits1), redis1 = (
+        web_cpu_seconds(gunicorn.pid),
+        database(db),
+        redis_commands(),
+    )
     print(
         f"{name}: {requests / elapsed:,.0f} req/s, p99 {p99}, non-2xx {non2xx}; per request: "
         f"web CPU {(cpu1 - cpu0) * 1000 / requests:.2f} ms, database CPU "
