@@ -29,23 +29,23 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Debian's Chromium and ChromeDriver for the browser test (tests/billing/test_browser.py):
-# installed from Debian's packages when missing (as root, or through sudo).
+# Debian packages a test needs, installed when missing (as root, or through sudo):
+# $(call apt_install,WHAT FOR,PACKAGES).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+apt_install = echo "Installing Debian's $(2) for $(1)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -qq $(2) >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(2) >/dev/null; }
+
+# Chromium and ChromeDriver for the browser tests (tests/billing/test_browser.py and others).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-	  echo "Installing Debian's chromium and chromium-driver for the browser test"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
+	  $(call apt_install,the browser test,chromium chromium-driver); }
 
-# Debian's PgBouncer for the pooler test (tests/core/test_pooler.py), installed the same way.
+# PgBouncer for the pooler test (tests/core/test_pooler.py).
 pooler:
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
-	  echo "Installing Debian's pgbouncer for the pooler test"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y -qq pgbouncer >/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq pgbouncer >/dev/null; }; }
+	  $(call apt_install,the pooler test,pgbouncer); }
 
 # lint-imports: the layer order and no import cycles (.importlinter); mypy: the Python
 # client is typed (strict).
