@@ -297,6 +297,7 @@ def _webhook_lines(webhooks, components, referenced):
 
 
 def _ref_name(schema):
+    """The component a `$ref` names (of a schema, or of a media type's `schema`)."""
     return (schema.get("schema") or schema)["$ref"].rsplit("/", 1)[-1]
 
 
@@ -314,7 +315,7 @@ def _operation_lines(method, path, operation, components, referenced):
         lines.append("")
     body = operation.get("requestBody", {}).get("content", {}).get("application/json")
     if body:
-        name = body["schema"]["$ref"].rsplit("/", 1)[-1]
+        name = _ref_name(body)
         lines += ["Body:", ""] + _field_table(components[name], referenced)
         if "oneOf" in components[name]:
             required = [" or ".join(f"`{f}`" for f in o["required"]) for o in
@@ -356,7 +357,7 @@ def _type(schema, referenced, *, answer=False):
     limits of the database's columns, which differ between PostgreSQL and SQLite)."""
     limits = DATABASE_LIMITS if answer else set()
     if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[-1]
+        name = _ref_name(schema)
         referenced.add(name)
         return f"[{name}](#{name.lower()})"
     if "oneOf" in schema:
