@@ -5,7 +5,6 @@ import base64
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -14,6 +13,7 @@ import redis
 from django.conf import settings
 
 from config.celery import app as celery_app
+from tests.processes import spare_port
 
 
 class RedisServer:
@@ -63,12 +63,6 @@ class RedisServer:
         ]
 
 
-def _spare_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _drop_pooled_connections():
     """What Celery does in a forked child: forget the connection and producer pools, so the
     next publish connects to the broker URL now configured."""
@@ -81,7 +75,7 @@ def redis_broker():
     settings give a Redis broker); yields the server, to stop and start again."""
     if shutil.which("redis-server") is None:
         pytest.skip("needs the redis-server binary")
-    server = RedisServer(_spare_port())
+    server = RedisServer(spare_port())
     server.start()
     saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
     celery_app.conf.broker_url = server.url

@@ -5,10 +5,8 @@ run in processes of their own whose DATABASE_URL is a real PgBouncer in front of
 test's database."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import creditdesk
@@ -21,6 +19,7 @@ from apps.jobs.models import JobRun
 from apps.usage.models import UsageEvent
 from tests.conftest import PGBOUNCER
 from tests.ledger import D, assert_ledger_sound, priced_account, wallet_of
+from tests.processes import spare_port, wait_until_listening
 
 pytestmark = [
     pytest.mark.postgres,
@@ -29,30 +28,12 @@ pytestmark = [
 ]
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(port, process, log):
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
-            time.sleep(0.1)
-
-
 @pytest.fixture
 def pgbouncer(tmp_path):
     """A PgBouncer in transaction mode with two server connections for this database (so
     that consecutive transactions of one client do land on different ones)."""
     tmp_path.chmod(0o755)  # pgbouncer drops root for postgres: it reads these files as that
-    port, db = free_port(), settings.DATABASES["default"]
+    port, db = spare_port(), settings.DATABASES["default"]
     (tmp_path / "users.txt").write_text(f'"{db["USER"]}" ""\n')
     (tmp_path / "pgbouncer.ini").write_text(f"""
 [databases]
@@ -74,7 +55,7 @@ ignore_startup_parameters = extra_float_digits,options
         command[1:1] = ["-u", "postgres"]  # it refuses to run as root
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    wait_for(port, process, log)
+    wait_until_listening(port, process, log)
     yield f"postgres://{db['USER']}@127.0.0.1:{port}/{db['NAME']}"
     process.terminate()
     process.wait(timeout=10)
@@ -89,14 +70,14 @@ def pooled_env(url):
 def pooled_server(pgbouncer, tmp_path):
     """CreditDesk's WSGI application (the fast lane in front of Django) on a threaded
     server in a process of its own, its database through the pooler."""
-    port, log = free_port(), tmp_path / "server.log"
+    port, log = spare_port(), tmp_path / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
             cwd=settings.BASE_DIR, env=pooled_env(pgbouncer), stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    wait_for(port, process, log)
+    wait_until_listening(port, process, log)
     yield f"http://127.0.0.1:{port}", log
     process.terminate()
     process.wait(timeout=10)

@@ -2,10 +2,8 @@
 inside it, a live CreditDesk behind it, driven over HTTP as its users would."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from apps.accounts.services import create_api_key
 from apps.webhooks.services import signature_header
 from tests.factories import AccountFactory, FeatureFactory
 from tests.ledger import D, give, wallet_of
+from tests.processes import spare_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_notes_example"
@@ -26,17 +25,11 @@ pytestmark = [
 ]
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def notes(wsgi_server, transactional_db, tmp_path):
     """The notes app on a port of its own, pointed at the live CreditDesk."""
     _, key = create_api_key(name="notes", scopes=["usage:read", "usage:write"])
-    port = free_port()
+    port = spare_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "clients/python/src"),
@@ -51,18 +44,10 @@ def notes(wsgi_server, transactional_db, tmp_path):
         cwd=ROOT / "examples/notes", env=env,
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/credits", headers={"X-Team": "nobody"}, timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (tmp_path / "notes.log").read_text()
-                assert time.monotonic() < deadline, "the notes app did not start"
-                time.sleep(0.2)
-        with httpx.Client(base_url=url, headers={"X-Team": "acme"}, timeout=30) as client:
+        wait_until_listening(port, process, tmp_path / "notes.log")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Team": "acme"},
+                          timeout=30) as client:  # fmt: skip
             yield client
     finally:
         process.terminate()
