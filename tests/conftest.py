@@ -112,15 +112,23 @@ def real_clock():
 REVENUE_CHECKED = {"billing", "periods", "revenue"}
 
 
+def with_its_database(request):
+    """Whether the test uses the database; if so its database fixture is requested now, so
+    that it is torn down after the calling fixture's checks have run."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        return False
+    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
+    return True
+
+
 @pytest.fixture(autouse=True)
 def revenue_agrees_with_the_ledger(request, real_clock):
-    marker = request.node.get_closest_marker("django_db")
     tampered = request.node.get_closest_marker("revenue_tampered") is not None
-    if marker is None or tampered or request.node.path.parent.name not in REVENUE_CHECKED:
+    checked = request.node.path.parent.name in REVENUE_CHECKED
+    if tampered or not checked or not with_its_database(request):
         yield
         return
-    transactional = marker.kwargs.get("transaction", False)
-    request.getfixturevalue("transactional_db" if transactional else "db")  # torn down after
     yield
     post_revenue()
     assert verify_revenue() == []
@@ -131,11 +139,9 @@ def sent_events_match_the_api_schema(request):
     """Every webhook event a test records matches what the OpenAPI document's `webhooks` say
     of its type: the suite's grants, expiries, renewals, trials, alerts, recharges and
     purchases produce every type, so the document cannot drift from what is sent."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker is None:
+    if not with_its_database(request):
         yield
         return
-    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
     yield
     if connection.is_usable():  # a real worker's Django fixup may have closed it
         assert event_problems(WebhookEvent.objects.all()) == []
