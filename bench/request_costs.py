@@ -1,9 +1,9 @@
 """Benchmark: what one consume and one check cost on each side, beside the yardstick.
 
-    .venv/bin/python bench/request_costs.py [--seconds 15] [--connections 16]
+    .venv/bin/python bench/request_costs.py [--seconds 15] [--connections 16] [--server NAME]
 
-The API under gunicorn (production settings, gthread, WORKERS x THREADS as
-bench/http_consume.sh: 8 x 2 by default) on PostgreSQL and Redis, loaded by wrk; for each
+The API under a server (production settings; gunicorn gthread 8 x 2 by default, or another of
+SERVERS) on PostgreSQL and Redis, loaded by wrk; for each
 shape, what the run cost divided by the requests it answered:
 
 - web CPU: the gunicorn processes' user + system CPU time (/proc), ms per request;
@@ -22,6 +22,7 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAq", "-c"]
 TICKS = os.sysconf("SC_CLK_TCK")
 REDIS_DB = 13
+PYTHON = str(ROOT / ".venv/bin/python")
 
 
 def cpu_seconds(wanted):
@@ -87,9 +89,71 @@ def wrk(port, seconds, connections, key, lua="consume.lua", **env):
     return requests, p99, int(non2xx.group(1)) if non2xx else 0
 
 
-def measure(name, gunicorn, db, run):
+# How to serve a WSGI application: gunicorn with threads or with one request per process,
+# granian's WSGI interface (a Rust HTTP server; Python runs on its blocking threads).
+SERVERS = {
+    "gunicorn gthread 8x2": ["{bin}/gunicorn", "{app}", "-b", "127.0.0.1:{port}", "-k", "gthread",
+                             "--workers", "8", "--threads", "2", "--log-level", "warning"],
+    "gunicorn sync 16": ["{bin}/gunicorn", "{app}", "-b", "127.0.0.1:{port}", "-k", "sync",
+                         "--workers", "16", "--log-level", "warning"],
+    "granian 2x8": ["{bin}/granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+                    "{port}", "--workers", "2", "--blocking-threads", "8", "--log-level",
+                    "warning", "--no-ws", "{app}"],
+    "granian 4x4": ["{bin}/granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+                    "{port}", "--workers", "4", "--blocking-threads", "4", "--log-level",
+                    "warning", "--no-ws", "{app}"],
+}  # fmt: skip
+CREDITDESK = "config.wsgi:application"
+
+
+def serve(server, app, port, env, cwd=ROOT):
+    """Start `app` under `server` (a SERVERS name) and wait until it accepts connections."""
+    command = [part.format(bin=ROOT / ".venv/bin", app=app, port=port) for part in SERVERS[server]]
+    process = subprocess.Popen(command, cwd=cwd, env=env)
+    for _ in range(150):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{server} did not start")
+
+
+def stop(process):
+    process.terminate()
+    process.wait()
+
+
+def app_env(db):
+    """The environment CreditDesk runs in for a bench: production settings."""
+    return {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": "bench-only-not-secret", "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false", "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+    }  # fmt: skip
+
+
+def bench_database():
+    """A database filled as bench/http_consume.sh's: `(name, raw API key)`."""
+    if not shutil.which("wrk"):  # as bench/http_consume.sh does
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+    db = f"creditdesk_costs_{os.getpid()}"
+    created = subprocess.run([PYTHON, "bench/http_setup.py", "create", db], cwd=ROOT,
+                             check=True, capture_output=True, text=True)  # fmt: skip
+    return db, created.stdout.strip().splitlines()[-1]
+
+
+def drop_database(db):
+    subprocess.run([PYTHON, "bench/http_setup.py", "drop", db], cwd=ROOT, check=True)
+
+
+def measure(name, server, db, run):
+    """Run the load `run`; print what it cost per request. Returns (req/s, p99, web CPU ms
+    per request)."""
     cpu0, (active0, commits0), redis0 = (
-        web_cpu_seconds(gunicorn.pid),
+        web_cpu_seconds(server.pid),
         database(db),
         redis_commands(),
     )
@@ -100,7 +164,7 @@ def measure(name, gunicorn, db, run):
     pg1 = postgres_cpu_seconds()
     time.sleep(1.5)  # the backends report their statistics within a second of going idle
     cpu1, (active1, commits1), redis1 = (
-        web_cpu_seconds(gunicorn.pid),
+        web_cpu_seconds(server.pid),
         database(db),
         redis_commands(),
     )
@@ -112,6 +176,7 @@ def measure(name, gunicorn, db, run):
         f"transactions, Redis {(redis1 - redis0) / requests:.2f} commands",
         flush=True,
     )
+    return requests / elapsed, p99, (cpu1 - cpu0) * 1000 / requests
 
 
 def yardstick(connections, seconds, accounts):
@@ -136,6 +201,7 @@ def yardstick(connections, seconds, accounts):
     transactions = max(1, last[1] - first[1])
     cpu, spent = (last[2] - first[2]) * 1000 / transactions, (last[0] - first[0]) / transactions
     print(f"{out}; per transaction: database CPU {cpu:.2f} ms, database time {spent:.3f} ms")
+    return float(re.search(r"([\d.]+) tps", out).group(1))
 
 
 def main():
@@ -143,43 +209,21 @@ def main():
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8125)))
+    parser.add_argument("--server", choices=SERVERS, default="gunicorn gthread 8x2")
     options = parser.parse_args()
-    if not shutil.which("wrk"):  # as bench/http_consume.sh does
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
-    db = f"creditdesk_costs_{os.getpid()}"
-    python = str(ROOT / ".venv/bin/python")
-    created = subprocess.run([python, "bench/http_setup.py", "create", db], cwd=ROOT,
-                             check=True, capture_output=True, text=True)  # fmt: skip
-    key = created.stdout.strip().splitlines()[-1]
-    env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "SECRET_KEY": "bench-only-not-secret", "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "false", "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{db}",
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-    }  # fmt: skip
-    gunicorn = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{options.port}",
-         "-k", "gthread", "--workers", os.environ.get("WORKERS", "8"), "--threads",
-         os.environ.get("THREADS", "2"), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    db, key = bench_database()
+    server = serve(options.server, CREDITDESK, options.port, app_env(db))
     try:
-        for _ in range(100):
-            if subprocess.run(["curl", "-sf", f"http://127.0.0.1:{options.port}/healthz"],
-                              capture_output=True).returncode == 0:  # fmt: skip
-                break
-            time.sleep(0.2)
         load = {"port": options.port, "seconds": options.seconds,
                 "connections": options.connections, "key": key}  # fmt: skip
         wrk(**{**load, "seconds": 3})  # warm up: connections, caches
-        measure("consume, 10,000 accounts", gunicorn, db, lambda: wrk(**load, ACCOUNTS="10000"))
-        measure("consume, one hot account", gunicorn, db, lambda: wrk(**load, ACCOUNTS="1"))
-        measure("check, 10,000 accounts", gunicorn, db,
+        measure("consume, 10,000 accounts", server, db, lambda: wrk(**load, ACCOUNTS="10000"))
+        measure("consume, one hot account", server, db, lambda: wrk(**load, ACCOUNTS="1"))
+        measure("check, 10,000 accounts", server, db,
                 lambda: wrk(**load, ACCOUNTS="10000", ENDPOINT="/api/v1/check"))  # fmt: skip
     finally:
-        gunicorn.terminate()
-        gunicorn.wait()
-        subprocess.run([python, "bench/http_setup.py", "drop", db], cwd=ROOT, check=True)
+        stop(server)
+        drop_database(db)
     yardstick(options.connections, options.seconds, 10000)
     yardstick(options.connections, options.seconds, 1)
 

@@ -3,9 +3,10 @@ on every request of its own, answered without Django's request cycle.
 
 Django's handler, its middleware and DRF's request wrapper cost more CPU per request than the
 consume itself (bench/RESULTS.md). The lane is WSGI middleware in front of Django
-(config/wsgi.py) that takes only requests it can answer whole, with the pieces the views use:
-their input and output serializers, the same key lookup and scope rule, rate count, account
-rule and service call. It answers a consume that charges or replays, and every check. Any
+(config/wsgi.py) that takes only requests it can answer whole, with the views' input and
+output serializers, and makes one database call for the whole request: key, scope, rate,
+account and the consume or check (apps/usage/api_calls.py; the rate counted in Redis first).
+It answers a consume that charges or replays, and every check. Any
 other request, and every error, goes on to Django untouched (the body put back, the rate
 already counted), which answers as if the lane did not exist: nothing has been written then,
 because a refused consume writes nothing. So every error body still comes from one handler.
@@ -15,6 +16,7 @@ import io
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.signals import request_started
@@ -23,57 +25,74 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
-from apps.accounts.selectors import usable_api_key_and_account
-from apps.accounts.services import note_api_key_use
+from apps.accounts.services import hash_api_key
 from apps.core.errors import DomainError
 from apps.core.middleware import request_id_for
-from apps.usage import selectors as usage_selectors
-from apps.usage import services as usage_services
+from apps.usage import api_calls
+from apps.usage.api_calls import Caller
+from apps.usage.services import ConsumeRequest
 
-from . import serializers
 from .errors import INTERNAL_ERROR, error_body
 from .parsers import parse_exact_json
 from .throttling import COUNTED, count_request
 from .views.base import REPLAYED
+from .views.consumption import CheckView, ConsumeView
 
 logger = logging.getLogger(__name__)
 
 # Larger bodies (metadata is at most 4 KiB) take Django's path, with its 1 MiB limit.
 MAX_BODY = 8 * 1024
-SCOPE = "usage:write"
 JSON_TYPES = {"application/json", "application/json; charset=utf-8"}
 ACCEPTED = {"*/*", "application/json"}
 
 
+def _consume(caller, data):
+    request = ConsumeRequest.build(account=None, **data)
+    outcome = api_calls.consume(caller=caller, request=request)
+    if outcome is None or outcome.error:
+        return None  # a refusal writes nothing: Django answers it in the API's words
+    return outcome.usage_event, REPLAYED if outcome.replayed else {}
+
+
+def _check(caller, data):
+    answer = api_calls.check(caller=caller, **data)
+    return None if answer is None else (answer[1], {})
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One path the lane answers: the view whose requests it takes (its scope and
+    serializers), the service call, the success status."""
+
+    view: type
+    act: object  # (caller, valid input) -> (result, extra headers) | None: Django answers
+    status: str
+
+    @property
+    def scope(self):
+        [scope] = self.view.required_scopes  # the database call judges one scope
+        return scope
+
+
+LANES = {
+    "/api/v1/consume": Lane(ConsumeView, _consume, "201 Created"),
+    "/api/v1/check": Lane(CheckView, _check, "200 OK"),
+}
+
+
 class _Serializers(threading.local):
-    """The views' serializers, one set per thread (a serializer copies its fields when first
-    used; building one per request costs more than validating with it)."""
+    """The views' serializers, one pair per path and thread (a serializer copies its fields
+    when first used; building one per request costs more than validating with it)."""
 
     def __init__(self):
-        self.consume_in = serializers.ConsumeIn()
-        self.consume_out = serializers.ConsumeOut()
-        self.check_in = serializers.CheckIn()
-        self.check_out = serializers.CheckOut()
+        self.by_path = {
+            path: (lane.view.input_serializer(), lane.view.output_serializer())
+            for path, lane in LANES.items()
+        }
 
 
 _serializers = _Serializers()
 _renderer = JSONRenderer()
-
-
-def _consume(account, data):
-    outcome = usage_services.consume(account=account, **data)
-    return outcome.usage_event, REPLAYED if outcome.replayed else {}
-
-
-def _check(account, data):
-    return usage_selectors.check(account=account, **data), {}
-
-
-# path -> (input serializer, service call, output serializer, status line)
-LANES = {
-    "/api/v1/consume": ("consume_in", _consume, "consume_out", "201 Created"),
-    "/api/v1/check": ("check_in", _check, "check_out", "200 OK"),
-}
 
 
 class FastLane:
@@ -108,9 +127,10 @@ def answer_request(environ):
         return None
     body = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(body)
-    input_name, act, output_name, status = LANES[environ["PATH_INFO"]]
+    lane = LANES[environ["PATH_INFO"]]
+    serializer_in, serializer_out = _serializers.by_path[environ["PATH_INFO"]]
     try:
-        prepared = _prepare(environ, body, input_name)
+        prepared = _prepare(environ, body, serializer_in, lane.scope)
     except Exception:
         # Nothing is written yet (a connection that died since the last request fails here,
         # on the first read): Django answers, reconnecting, and logs whatever else this was.
@@ -119,9 +139,13 @@ def answer_request(environ):
     if prepared is None:
         return None
     request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
+    status = lane.status
     try:
-        result, extra_headers = act(*prepared)
-        output = getattr(_serializers, output_name).to_representation(result)
+        answer = lane.act(*prepared)
+        if answer is None:
+            return None
+        result, extra_headers = answer
+        output = serializer_out.to_representation(result)
     except DomainError:
         return None  # a refusal writes nothing: Django answers it in the API's words
     except Exception:
@@ -134,8 +158,8 @@ def answer_request(environ):
     return status, _headers(environ, extra_headers, request_id, len(content)), content
 
 
-def _prepare(environ, body, input_name):
-    """`(account, valid input)` if the lane can take this request, else None."""
+def _prepare(environ, body, serializer_in, scope):
+    """`(caller, valid input)` if the lane can take this request, else None."""
     if environ.get("CONTENT_TYPE", "").lower() not in JSON_TYPES or not _host_allowed(environ):
         return None
     if environ.get("HTTP_ACCEPT", "*/*") not in ACCEPTED:
@@ -154,21 +178,20 @@ def _prepare(environ, body, input_name):
     if not isinstance(payload, dict):
         return None
     try:
-        data = getattr(_serializers, input_name).run_validation(payload)
+        data = serializer_in.run_validation(payload)
     except ValidationError:
         return None
+    raw_key = raw_key.strip()
+    key_hash = hash_api_key(raw_key)
+    # Counted before the key is known: the database call that authenticates also judges the
+    # count against the key's limit (DRF's order: key, scope, rate, then the view).
+    environ[COUNTED] = count, _ = count_request(key_hash)
+    caller = Caller.of(raw_key=raw_key, key_hash=key_hash, scope=scope, rate_count=count,
+                       external_id=data.pop("account"))  # fmt: skip
+    if caller is None:
+        return None
     _recycle_connection(environ)
-    # The order of DRF's request cycle: key, scope, rate, then the view.
-    api_key, account = usable_api_key_and_account(
-        raw_key=raw_key.strip(), external_id=data.pop("account")
-    )
-    if api_key is None or SCOPE not in api_key.scopes:
-        return None
-    note_api_key_use(api_key=api_key)
-    environ[COUNTED] = counted = count_request(api_key)
-    if not counted[0] or account is None:
-        return None
-    return account, data
+    return caller, data
 
 
 def _recycle_connection(environ):

@@ -24,28 +24,30 @@ class ApiKeyRateThrottle(BaseThrottle):
         if api_key is None:
             return True
         # The fast lane (fast_lane.py) counts the requests it hands on to Django: count once.
-        counted = request.META.get(COUNTED) or count_request(api_key)
-        allowed, self.retry_after = counted
-        return allowed
+        count, self.retry_after = request.META.get(COUNTED) or count_request(api_key.secret_hash)
+        limit = api_key.rate_limit_per_minute
+        # The same rule as the API's database functions (apps/usage/sql/api_caller.sql).
+        return count <= (settings.API_RATE_LIMIT if limit is None else limit)
 
     def wait(self):
         return self.retry_after
 
 
-def count_request(api_key):
-    """Count one request of `api_key`: `(allowed, seconds until the window ends)`."""
-    limit = api_key.rate_limit_per_minute
-    if limit is None:
-        limit = settings.API_RATE_LIMIT
+def count_request(key_hash):
+    """Count one request of the key whose SHA-256 is `key_hash`: `(this request's number in
+    the window, seconds until the window ends)`. The fast lane counts before it knows the key
+    is valid (it authenticates and consumes in one database call): counted by the whole key's
+    hash, not its visible prefix, a request with a forged secret counts against nobody's
+    window."""
     now = time.time()
-    key = f"creditdesk:rate:{api_key.prefix}:{int(now // WINDOW)}"
+    key = f"creditdesk:rate:{key_hash}:{int(now // WINDOW)}"
     try:
         count = _count_redis(key) if settings.REDIS_URL else _count_local(key)
     except redis.RedisError:
         # Counting is a guard, not the product: with Redis down, serve and say so.
         logger.warning("Rate limit not counted: Redis unavailable", exc_info=True)
         count = 0
-    return count <= limit, WINDOW - (now % WINDOW)
+    return count, WINDOW - (now % WINDOW)
 
 
 def _count_redis(key):

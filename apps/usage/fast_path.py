@@ -48,13 +48,32 @@ def enabled():
 def consume(requests):
     """One Outcome per request, in order, from one durable transaction; None when the
     requests must take the portable path (a grant is due to be closed)."""
+    rows = run(*_call(requests))
+    if rows is None:
+        return None
+    return [outcome(request, row) for request, row in zip(requests, rows, strict=True)]
+
+
+def run(sql, args):
+    """The rows of one call of a consume function, in a durable transaction of its own; None
+    when a grant is due to be closed (then nothing is written). A call that lost an
+    idempotency race is made again (it then finds the winner's event)."""
+
+    def call():
+        # One statement outside any transaction is a transaction of its own: all of it
+        # commits or none, without the BEGIN and COMMIT round trips of atomic(). Inside one:
+        # a durable atomic.
+        scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
+        with scope, connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+
     try:
-        rows = retry_on_idempotency_race(lambda: _call(requests))
+        return retry_on_idempotency_race(call)
     except DatabaseError as error:
         if getattr(error.__cause__, "sqlstate", None) == CLOSING_SQLSTATE:
             return None
         raise
-    return [_outcome(request, row) for request, row in zip(requests, rows, strict=True)]
 
 
 def _call(requests):
@@ -72,15 +91,11 @@ def _call(requests):
     else:
         sql = BATCH
     args.append(clock.now())
-    # One statement outside any transaction is a transaction of its own: all of it commits or
-    # none, without the BEGIN and COMMIT round trips of atomic(). Inside one: a durable atomic.
-    scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
-    with scope, connection.cursor() as cursor:
-        cursor.execute(sql, args)
-        return cursor.fetchall()
+    return sql, args
 
 
-def _outcome(request, row):
+def outcome(request, row):
+    """The Outcome of a consume function's row (its 13 columns) for `request`."""
     (outcome, event_id, credit_type, credits_per_unit, credits, balance_after, available_after,
      occurred_at, created_at, required, available, limit, used) = row  # fmt: skip
     if outcome in (CREATED, REPLAYED):

@@ -13,6 +13,14 @@ CREATED = "created"
 REPLAYED = "replayed"
 FEATURE_IS_BOOLEAN = "feature_is_boolean"  # an InvalidInput, worded by `boolean_feature`
 INVALID_COST = "invalid_cost"  # an InvalidInput, worded by `cost_of`
+ALLOWED = "allowed"  # a check's yes
+# Why the API's one-statement calls (apps/usage/sql/api_caller.sql) refused a caller, in the
+# order Django REST framework checks them; Django then answers the request in the API's words.
+REFUSED_KEY = "not_authenticated"
+REFUSED_SCOPE = "permission_denied"
+REFUSED_RATE = "throttled"
+REFUSED_ACCOUNT = "not_found"
+REFUSALS = (REFUSED_KEY, REFUSED_SCOPE, REFUSED_RATE, REFUSED_ACCOUNT)
 # Where an account's terms for a feature come from (entitlements' `source`): its contract
 # (where it sets any term of the feature), its plan version ("plan:pro@v3") or, without a
 # plan, the feature's own.

@@ -10,12 +10,21 @@ from django.utils.dateparse import parse_datetime
 from apps.catalog.models import CreditType, Feature
 from apps.core import clock
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
-from apps.core.errors import DomainError, FeatureNotFound
+from apps.core.errors import (
+    AccountSuspended,
+    DomainError,
+    FeatureNotEnabled,
+    FeatureNotFound,
+    InsufficientCredits,
+    QuotaExceeded,
+)
 from apps.wallets.ledger import cost_of
 
+from . import fast_path
 from .entitlement import Counters, parse_quantity, resolve_terms
 from .models import UsageEvent
-from .sql import TERMS
+from .outcomes import ALLOWED, INVALID_COST
+from .sql import CHECK, TERMS
 
 CREDITS = DecimalField(max_digits=CREDIT_DIGITS, decimal_places=CREDIT_PLACES)
 CREDIT_QUANTUM = Decimal("0.000001")
@@ -159,11 +168,20 @@ def spendable_credits(*, account_id, credit_type_id):
     return balance - expired - held
 
 
+CHECK_CALL = f"SELECT * FROM {CHECK.sql_name}(%s, %s, %s, %s)"  # noqa: S608 (our constant)
+
+
 def check(*, account, feature, quantity=1):
     """Would `consume` succeed now? Writes nothing and takes no locks: the answer can be
     overtaken by a concurrent consume, which is why consume checks again. For an on/off
-    feature, whether the account may use it (nothing is charged: no cost, no balance)."""
+    feature, whether the account may use it (nothing is charged: no cost, no balance). On
+    PostgreSQL one call of the check function (apps/usage/sql/check.sql); elsewhere the same
+    rules here."""
     quantity = parse_quantity(quantity)
+    if fast_path.enabled():
+        with connection.cursor() as cursor:
+            cursor.execute(CHECK_CALL, [account.pk, feature, quantity, clock.now()])
+            return check_answer(feature, quantity, *cursor.fetchone())
     terms = feature_terms(account=account, feature_codes=[feature])
     t = terms.get(feature)
     if t is None:
@@ -187,16 +205,41 @@ def check(*, account, feature, quantity=1):
             raise
         return CheckResult(False, error.code, None, credit_type, None, error.details)
     available = spendable_credits(account_id=account.pk, credit_type_id=t.credit_type_id)
-    if credits > available + t.overdraft_limit:
-        return CheckResult(
-            False,
-            "insufficient_credits",
-            credits,
-            credit_type,
-            available,
-            {"credits_required": credits, "available": available, "credit_type": credit_type},
-        )
-    return CheckResult(True, None, credits, credit_type, available, {})
+    enough = credits <= available + t.overdraft_limit
+    return _funds_answer(enough, credits, credit_type, available)
+
+
+def _funds_answer(enough, credits, credit_type, available):
+    if enough:
+        return CheckResult(True, None, credits, credit_type, available, {})
+    details = {"credits_required": credits, "available": available, "credit_type": credit_type}
+    return CheckResult(False, InsufficientCredits.code, credits, credit_type, available, details)
+
+
+def check_answer(feature, quantity, outcome, kind, credit_type, credits_per_unit, credits,
+                 available, limit, used):  # fmt: skip
+    """The CheckResult (or the error) for a row of the check function: the same as the
+    Python rules above give."""
+    if outcome == FeatureNotFound.code:
+        raise FeatureNotFound.of(feature)
+    if outcome == INVALID_COST:
+        cost_of(quantity, _credits(credits_per_unit))  # words the error as the Python path
+        raise AssertionError("the database and Python disagree on a cost")
+    allowed = outcome == ALLOWED
+    if kind != Feature.Kind.METERED:
+        return CheckResult(allowed, None if allowed else outcome, None, None, None, {})
+    if outcome in (ALLOWED, InsufficientCredits.code):
+        return _funds_answer(allowed, _credits(credits), credit_type, _credits(available))
+    errors = {
+        AccountSuspended.code: lambda: AccountSuspended(),
+        FeatureNotEnabled.code: lambda: FeatureNotEnabled.of(feature),
+        QuotaExceeded.code: lambda: QuotaExceeded.of(
+            feature=feature, limit=_credits(limit), used=_credits(used)
+        ),
+    }
+    if outcome not in errors:
+        raise AssertionError(f"the check function returned {outcome!r}")
+    return CheckResult(False, outcome, None, credit_type, None, errors[outcome]().details)
 
 
 def entitlements(*, account):

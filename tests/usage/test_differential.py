@@ -1,5 +1,5 @@
 """Differential: the three consume engines must agree exactly (issue 15). The same random
-script of grants, consumes, batches, reservations, time passing, expiries, plan changes,
+script of grants, consumes, checks, batches, reservations, time passing, expiries, plan changes,
 contracts and suspensions runs on three fresh accounts, step by step:
 
 - python: the reference engine (CONSUME_FAST_PATH off; the only one that closes grants);
@@ -7,7 +7,8 @@ contracts and suspensions runs on three fresh accounts, step by step:
 - batch: the fast path, each consume sent as a batch too, so that it reaches the set-based
   batch function (with a bystander's inert event: a one-event batch is a single consume).
 
-Each step's answer (outcome, replay, error code, message and details) and, at the end, every
+A check is answered by the Python rules on the python engine and by the check function on the
+others. Each step's answer (outcome, replay, error code, message and details) and, at the end, every
 usage event, ledger entry, grant, reservation, wallet and usage counter must be the same,
 ids compared by their order within the account."""
 
@@ -32,6 +33,7 @@ from apps.core.decimals import format_decimal
 from apps.core.errors import DomainError
 from apps.periods.services import end_subscription, locked_subscription, put_account_on_plan
 from apps.usage.models import UsageCounter, UsageEvent
+from apps.usage.selectors import check
 from apps.usage.services import (
     ConsumeRequest,
     commit_reservation,
@@ -175,6 +177,20 @@ class Consume(Event):
             occurred_at=request.occurred_at,
         )  # fmt: skip
         return charged(outcome)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Would a consume succeed? The python engine answers with the Python rules, the others
+    with the check function."""
+
+    feature: str
+    quantity: Decimal
+
+    def run(self, world, engine):
+        answer = check(account=engine.account, feature=self.feature, quantity=self.quantity)
+        return ("checked", answer.allowed, answer.reason, answer.credits_required,
+                answer.credit_type, answer.available, answer.details)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -354,6 +370,7 @@ grants = st.builds(
     reference=st.none() | st.sampled_from(["ref-1", "ref-2"]),
 )
 consumes = events.map(lambda e: Consume(**vars(e)))
+checks = st.builds(Check, feature=st.sampled_from(FEATURES), quantity=quantities)
 plans = st.builds(ChangePlan, plan=st.sampled_from(["basic", "basic_v2", "overage", None]))
 contracts = st.one_of(
     st.builds(SignContract, terms=st.sampled_from(sorted(CONTRACTS)),
@@ -367,6 +384,8 @@ steps = st.one_of(
     consumes,
     consumes,
     consumes,
+    checks,
+    checks,
     batches(),
     st.builds(
         Reserve,
@@ -643,6 +662,32 @@ def listed(things):
         Commit(1, D(1)),
         Release(1),
         ExpiryJobs(),
+    ]
+)
+# A check answers as the consume would: every refusal, an expiry not yet written, a hold, the
+# overdraft, an on/off feature, a cost a credit's places cannot hold.
+@example(
+    script=[
+        ChangePlan("basic"),
+        Grant("credits", D(4), 100, 1, "promo", None),
+        Check("metered", D(30)),
+        Check("quota", D(6)),
+        Check("sso", D(1)),
+        Check("disabled", D(1)),
+        Check("nope", D(1)),
+        Check("priced", D("0.000001")),
+        Reserve("metered", D(5), 7200, None),
+        Check("metered", D(20)),
+        Consume("quota", D(4)),
+        Check("quota", D(2)),
+        TimePasses(48),
+        Check("metered", D(1)),
+        ChangePlan("overage"),
+        Check("metered", D(10)),
+        Check("metered", D(40)),
+        Suspend(True),
+        Check("metered", D(1)),
+        Check("sso", D(1)),
     ]
 )
 def test_the_three_consume_engines_agree_on_any_script(catalog, script):

@@ -19,11 +19,14 @@ BATCH_MAX = serializers.BATCH_MAX
 
 
 class CheckView(ApiView):
+    # Read by the fast lane too (apps/api/fast_lane.py), which answers this view's requests.
     required_scopes = WRITE
+    input_serializer = serializers.CheckIn
+    output_serializer = serializers.CheckOut
 
     @extend_schema(
-        request=serializers.CheckIn,
-        responses=serializers.CheckOut,
+        request=input_serializer,
+        responses=output_serializer,
         summary="Would a consume succeed now? Writes nothing",
         examples=[
             OpenApiExample(
@@ -40,22 +43,25 @@ class CheckView(ApiView):
         ],
     )
     def post(self, request):
-        data = self.valid(serializers.CheckIn, request.data)
+        data = self.valid(self.input_serializer, request.data)
         result = usage_selectors.check(
             account=self.account_for(data["account"]),
             feature=data["feature"],
             quantity=data["quantity"],
         )
-        return Response(serializers.CheckOut(result).data)
+        return Response(self.output_serializer(result).data)
 
 
 class ConsumeView(ApiView):
+    # Read by the fast lane too (apps/api/fast_lane.py), which answers this view's requests.
     required_scopes = WRITE
+    input_serializer = serializers.ConsumeIn
+    output_serializer = serializers.ConsumeOut
 
     @extend_schema(
-        request=serializers.ConsumeIn,
+        request=input_serializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: serializers.ConsumeOut},
+        responses={201: output_serializer},
         summary="Charge a feature's use; all or nothing, idempotent by key",
         examples=[
             OpenApiExample(
@@ -104,10 +110,10 @@ class ConsumeView(ApiView):
         ],
     )
     def post(self, request):
-        data = self.valid(serializers.ConsumeIn, request.data)
+        data = self.valid(self.input_serializer, request.data)
         outcome = usage_services.consume(account=self.account_for(data.pop("account")), **data)
         return Response(
-            serializers.ConsumeOut(outcome.usage_event).data,
+            self.output_serializer(outcome.usage_event).data,
             status=status.HTTP_201_CREATED,
             headers=REPLAYED if outcome.replayed else None,
         )

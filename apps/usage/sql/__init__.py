@@ -9,6 +9,7 @@ version here: old app processes keep calling the old name during a rolling deplo
 from pathlib import Path
 
 from apps.accounts.models import Account, Subscription
+from apps.accounts.services import LAST_USED_PRECISION
 from apps.catalog.models import VERSION_MARK, Feature, Plan
 from apps.core import errors
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES
@@ -32,17 +33,31 @@ def literal(text):
     return f"'{text}'"
 
 
+# The API functions' second step: record the key's use when it is due (the caller function
+# says so). Another request recording it at the same moment holds its row: skip it rather
+# than wait, since that request records the same minute.
+RECORD_KEY_USE = """IF c.use_unrecorded AND c.refusal IS DISTINCT FROM {refused_key} THEN
+        UPDATE accounts_apikey SET last_used_at = p_now
+        WHERE id = (SELECT k.id FROM accounts_apikey k WHERE k.id = c.api_key_id
+                    AND (k.last_used_at IS NULL OR k.last_used_at <= p_now - {precision})
+                    FOR UPDATE SKIP LOCKED);
+    END IF;"""
+
+
 def context():
     """Every placeholder's value, from the constants as they stand now."""
     codes = [
         errors.AccountSuspended, errors.FeatureNotFound, errors.FeatureNotEnabled,
         errors.QuotaExceeded, errors.InsufficientCredits, errors.IdempotencyKeyReused,
     ]  # fmt: skip
+    precision = f"interval {literal(f'{LAST_USED_PRECISION.total_seconds():g} seconds')}"
     outcome_names = [
         outcomes.CREATED,
         outcomes.REPLAYED,
         outcomes.FEATURE_IS_BOOLEAN,
         outcomes.INVALID_COST,
+        outcomes.ALLOWED,
+        *outcomes.REFUSALS,
     ]
     return {
         **{error.code: literal(error.code) for error in codes},
@@ -63,6 +78,13 @@ def context():
         "credits_limit": 10 ** (CREDIT_DIGITS - CREDIT_PLACES),
         "closing_sqlstate": literal(CLOSING_SQLSTATE),
         "terms_function": TERMS.sql_name,
+        "consume_function": CONSUME.sql_name,
+        "check_function": CHECK.sql_name,
+        "caller_function": CALLER.sql_name,
+        "last_used_precision": precision,
+        "record_key_use": RECORD_KEY_USE.format(
+            refused_key=literal(outcomes.REFUSED_KEY), precision=precision
+        ),
         "now": "p_now",  # the moment the terms are for (the demo clock's, apps/core/clock.py)
         "requests": (
             "unnest(p_account_ids, p_feature_codes) WITH ORDINALITY AS r(account_id, "
@@ -85,4 +107,23 @@ CONSUME = SQLFunction(
     app_label="usage", name="creditdesk_consume", version=2, template=HERE / "consume.sql",
     context=context,
 )  # fmt: skip
-FUNCTIONS = [TERMS, CONSUME_BATCH, CONSUME]
+# Would a consume succeed (selectors.check on PostgreSQL).
+CHECK = SQLFunction(
+    app_label="usage", name="creditdesk_check", version=1, template=HERE / "check.sql",
+    context=context,
+)  # fmt: skip
+# The API's calls, each one statement with its authentication (apps/api/fast_lane.py).
+CALLER = SQLFunction(
+    app_label="usage", name="creditdesk_api_caller", version=1,
+    template=HERE / "api_caller.sql", context=context,
+)  # fmt: skip
+API_CONSUME = SQLFunction(
+    app_label="usage", name="creditdesk_api_consume", version=1,
+    template=HERE / "api_consume.sql", context=context,
+)  # fmt: skip
+API_CHECK = SQLFunction(
+    app_label="usage", name="creditdesk_api_check", version=1,
+    template=HERE / "api_check.sql", context=context,
+)  # fmt: skip
+# In the order they are installed: each after those it calls.
+FUNCTIONS = [TERMS, CONSUME_BATCH, CONSUME, CHECK, CALLER, API_CONSUME, API_CHECK]

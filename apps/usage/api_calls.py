@@ -1,0 +1,88 @@
+"""The API's consume and check as one statement each, authentication included: one call of
+`creditdesk_api_consume` or `creditdesk_api_check` (apps/usage/sql/) finds the key, judges
+its scope and rate, finds the account it may see, records the key's use and consumes or
+checks. For the fast lane (apps/api/fast_lane.py), where each round trip shows; PostgreSQL
+only. Anything but an answer (a refused caller, a grant due to be closed) is `None`: Django's
+path then answers the request whole, in the API's words."""
+
+import json
+from dataclasses import dataclass, replace
+
+from django.conf import settings
+from django.db import connection
+
+from apps.accounts.models import Account
+from apps.accounts.services import split_api_key
+from apps.core import clock
+
+from . import fast_path
+from .selectors import check_answer
+from .sql import API_CHECK, API_CONSUME
+
+# Our constants' names, not input.
+CONSUME_CALL = (
+    f"SELECT * FROM {API_CONSUME.sql_name}(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, "  # noqa: S608
+    "%s, %s)"
+)
+CHECK_CALL = f"SELECT * FROM {API_CHECK.sql_name}(%s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
+ACCOUNT_FIELDS = ["id", "external_id", "status"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What an API request presents: its key, the scope the call needs, the request's count
+    in the key's rate window, and the account it names."""
+
+    prefix: str
+    key_hash: str
+    scope: str
+    rate_count: int
+    external_id: str
+
+    @classmethod
+    def of(cls, *, raw_key, key_hash, scope, rate_count, external_id):
+        """None for a key that is not even of the right form."""
+        prefix = split_api_key(raw_key)
+        if prefix is None:
+            return None
+        return cls(prefix, key_hash, scope, rate_count, external_id)
+
+    def arguments(self):
+        return [self.prefix, self.key_hash, self.scope, self.rate_count,
+                settings.API_RATE_LIMIT, self.external_id]  # fmt: skip
+
+
+def consume(*, caller, request):
+    """The Outcome of `request` (a ConsumeRequest without its account) for `caller`, or None."""
+    args = [
+        *caller.arguments(), request.feature, request.quantity, request.idempotency_key,
+        request.fingerprint if request.idempotency_key else "", json.dumps(request.metadata),
+        request.occurred_at, clock.now(),
+    ]  # fmt: skip
+    row = _first(fast_path.run(CONSUME_CALL, args))
+    if row is None or row[0] is not None:
+        return None
+    return fast_path.outcome(replace(request, account=_account(caller, row)), row[3:])
+
+
+def check(*, caller, feature, quantity):
+    """`(account, CheckResult)` for `caller`, or None; raises the domain error as
+    `selectors.check` does."""
+    with connection.cursor() as cursor:
+        cursor.execute(CHECK_CALL, [*caller.arguments(), feature, quantity, clock.now()])
+        row = cursor.fetchone()
+    if row[0] is not None:
+        return None
+    return _account(caller, row), check_answer(feature, quantity, *row[3:])
+
+
+def _first(rows):
+    return rows[0] if rows else None
+
+
+def _account(caller, row):
+    """The account, with the fields the function read (others load on first use)."""
+    _, account_id, status = row[:3]
+    return Account.from_db(
+        connection.alias, ACCOUNT_FIELDS, [account_id, caller.external_id, status]
+    )
