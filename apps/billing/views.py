@@ -2,6 +2,7 @@
 page's reads and the Checkout services. Every answer is private to the link's holder: not
 cached, not indexed, and no Referer carries the token to Stripe or any other site."""
 
+from contextlib import nullcontext
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ from apps.accounts.selectors import live_subscription
 from apps.catalog.models import CreditPack, Plan
 from apps.catalog.selectors import on_sale
 from apps.core.errors import DomainError, PaymentProviderError
+from apps.core.replicas import replica_reads
 
 from . import billing_page as page
 from .checkout import start_checkout, switch_stripe_plan
@@ -60,8 +62,15 @@ def _render(request, token, account, *, notice=None, error=None, status=200):
 @require_GET
 @_private
 def billing_page(request, token, account):
-    notice, poll = None, None
     checkout = request.GET.get("checkout", "")
+    # Back from a checkout, the customer expects to see what they just paid for: the primary.
+    # Otherwise the page decides no money and may come from a replica.
+    with nullcontext() if checkout else replica_reads():
+        return _billing_page(request, token, account, checkout)
+
+
+def _billing_page(request, token, account, checkout):
+    notice, poll = None, None
     if checkout == "canceled":
         notice = {"kind": "info", "text": "Checkout was canceled; nothing was charged."}
     elif checkout == "switch":

@@ -29,6 +29,7 @@ from .decimals import (
 )
 from .exports import FORMATS, content_type, export_chunks, export_filename
 from .models import EXPORT_PERMISSION
+from .replicas import replica_reads, streamed_from_replica
 
 COUNT_CAP = 10_000
 
@@ -151,7 +152,18 @@ class LargeTablePaginator(Paginator):
         return self.object_list.order_by()[:COUNT_CAP].count()
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ListsFromReplica:
+    """A changelist's page (GET) may be read from a replica (apps/core/replicas.py): a list
+    decides no money. Its actions (POST) stay on the primary."""
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method != "GET":
+            return super().changelist_view(request, extra_context)
+        with replica_reads():
+            return super().changelist_view(request, extra_context)
+
+
+class ReadOnlyAdmin(ListsFromReplica, admin.ModelAdmin):
     """For append-only records: viewable by those with the view permission, never edited."""
 
     def has_add_permission(self, request, obj=None):
@@ -173,7 +185,7 @@ class LargeTableAdmin(HumanNumbers, ReadOnlyAdmin):
     show_facets = admin.ShowFacets.NEVER
 
 
-class HistoryAdmin(HumanNumbers, SimpleHistoryAdmin):
+class HistoryAdmin(ListsFromReplica, HumanNumbers, SimpleHistoryAdmin):
     """The one base of every history-tracked admin.
 
     django-simple-history's "revert" form (`.../history/<id>/`) checks only the *view*
@@ -219,8 +231,9 @@ def may_export(model_admin, request):
 
 def export_response(chunks, *, name, fmt):
     """An export streamed as a download named after the list and the day (UTC):
-    `ledger-entries-2026-12-02.csv`."""
-    response = StreamingHttpResponse(chunks, content_type=content_type(fmt))
+    `ledger-entries-2026-12-02.csv`. Its rows may come from a replica: they are written out
+    after the view has returned, as the server sends them."""
+    response = StreamingHttpResponse(streamed_from_replica(chunks), content_type=content_type(fmt))
     filename = export_filename(name, fmt, day=clock.now().date())
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -23,6 +23,7 @@ from apps.core.charts import Chart, Series
 from apps.core.errors import DomainError
 from apps.core.exports import FORMATS
 from apps.core.humanize import credits, money
+from apps.core.replicas import reads_from_replica
 
 from .exports import schedule_chunks
 from .models import RevenueMonth
@@ -149,6 +150,7 @@ class RevenueMonthAdmin(HistoryAdmin):
 
     # --- the pages ---------------------------------------------------------------------
 
+    @reads_from_replica
     def changelist_view(self, request, extra_context=None):
         self._may_view(request)
         try:
@@ -180,6 +182,7 @@ class RevenueMonthAdmin(HistoryAdmin):
             "rows": rows,
         })  # fmt: skip
 
+    @reads_from_replica
     def month_view(self, request, month):
         self._may_view(request)
         try:
@@ -219,6 +222,7 @@ class RevenueMonthAdmin(HistoryAdmin):
             "month": month, "currency": currency, "tables": tables,
         })  # fmt: skip
 
+    @reads_from_replica
     def drill_down_view(self, request, month, figure):
         self._may_view(request)
         try:
@@ -256,6 +260,7 @@ class RevenueMonthAdmin(HistoryAdmin):
             "page_query": self._query(currency, request, keep=("credit_type", "plan"), sep="&"),
         })  # fmt: skip
 
+    @reads_from_replica
     def grants_view(self, request, month, figure, account_id):
         self._may_view(request)
         try:
@@ -285,6 +290,7 @@ class RevenueMonthAdmin(HistoryAdmin):
             "total": show(figure, total, currency),
         })  # fmt: skip
 
+    @reads_from_replica
     def statement_view(self, request, account_id):
         self._may_view(request)
         try:

@@ -21,6 +21,7 @@ from apps.core import clock
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.charts import Chart, Series
 from apps.core.humanize import credits, group_digits
+from apps.core.replicas import reads_from_replica
 
 from . import reports
 from .models import (
@@ -111,6 +112,7 @@ class ReportAdmin(ReadOnlyAdmin):
         """`(filter form, [Chart])` for the page."""
         raise NotImplementedError
 
+    @reads_from_replica
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -133,6 +133,29 @@ if DATABASE_POOLER not in ("", "transaction"):
 if DATABASE_POOLER and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+# Read replicas (docs/scaling.md): streaming replicas of DATABASE_URL, comma-separated. Reads
+# that decide no money (history, reports, exports, the billing page, admin lists) go to the
+# first one whose replay lag is within DATABASE_REPLICA_MAX_LAG seconds (checked at most every
+# DATABASE_REPLICA_CHECK_INTERVAL seconds per process); none within it: the primary. Check,
+# consume, every write and everything inside a transaction stay on the primary
+# (apps/core/replicas.py).
+DATABASE_REPLICAS = []
+for _n, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), 1):
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs PostgreSQL as DATABASE_URL.")
+    _replica = env.db_url_config(_url)
+    _replica.update({key: value for key, value in DATABASES["default"].items()
+                     if key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS",
+                                "DISABLE_SERVER_SIDE_CURSORS")})  # fmt: skip
+    # A replica that does not answer is skipped; do not wait long to find out.
+    _replica["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "connect_timeout": 2}
+    # Under test, a replica is the test database itself (no second test database to make).
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica_{_n}"] = _replica
+    DATABASE_REPLICAS.append(f"replica_{_n}")
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=5.0)
+DATABASE_REPLICA_CHECK_INTERVAL = env.float("DATABASE_REPLICA_CHECK_INTERVAL", default=1.0)
+DATABASE_ROUTERS = ["apps.core.replicas.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # On PostgreSQL, consume and consume_batch run as one database function call each

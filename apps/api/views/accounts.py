@@ -3,6 +3,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from apps.accounts.selectors import live_subscription
+from apps.core.replicas import reads_from_replica
 from apps.usage import selectors as usage_selectors
 from apps.wallets import selectors as wallet_selectors
 
@@ -122,6 +123,7 @@ class LedgerView(ApiView):
         responses=serializers.LedgerPageOut,
         summary="Ledger entries, newest first, a page at a time",
     )
+    @reads_from_replica
     def get(self, request, external_id):
         account = self.account_for(external_id)
         query = self.valid(serializers.LedgerQuery, request.query_params)
@@ -152,6 +154,7 @@ class UsageView(ApiView):
         responses=serializers.UsageOut,
         summary="Usage events, newest first, a page at a time; or totals per day or feature",
     )
+    @reads_from_replica
     def get(self, request, external_id):
         account = self.account_for(external_id)
         query = self.valid(serializers.UsageQuery, request.query_params)
