@@ -1,6 +1,8 @@
-"""Benchmark: the HTTP API of two releases, side by side, under the same server.
+"""Benchmark: the HTTP API of two releases (or of Django's path and the fast lane), side by
+side, under the same server.
 
     .venv/bin/python bench/http_ab.py --old-checkout ../old [--rounds 3] [--seconds 10]
+    .venv/bin/python bench/http_ab.py --without-lane      # API_FAST_LANE=false against true
 
 `--old-checkout` is a checkout of the earlier release (`git worktree add ../old <commit>` with
 this .venv linked in). One database, migrated and filled by this checkout (bench/http_setup.py;
@@ -35,19 +37,25 @@ SERVER = "gunicorn gthread 8x2"
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old-checkout", required=True, type=Path)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--old-checkout", type=Path)
+    which.add_argument("--without-lane", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8141)))
     options = parser.parse_args()
     db, key = bench_database()
+    if options.without_lane:
+        pair = [("Django", ROOT, {"API_FAST_LANE": "false"}), ("lane", ROOT, {})]
+    else:
+        pair = [("old", options.old_checkout.resolve(), {}), ("new", ROOT, {})]
     servers = {}
     try:
-        for n, (name, checkout) in enumerate((("old", options.old_checkout.resolve()),
-                                              ("new", ROOT))):  # fmt: skip
-            servers[name] = (serve(SERVER, CREDITDESK, options.port + n, app_env(db),
-                                   cwd=checkout), options.port + n)  # fmt: skip
+        for n, (name, checkout, extra) in enumerate(pair):
+            port = options.port + n
+            env = {**app_env(db), **extra}
+            servers[name] = (serve(SERVER, CREDITDESK, port, env, cwd=checkout), port)
         load = {"seconds": options.seconds, "connections": options.connections, "key": key}
         for _, port in servers.values():
             wrk(port=port, **{**load, "seconds": 3})  # warm up: connections, caches

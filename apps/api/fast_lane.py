@@ -28,7 +28,7 @@ from rest_framework.renderers import JSONRenderer
 from apps.accounts.services import hash_api_key
 from apps.core.errors import DomainError
 from apps.core.middleware import request_id_for
-from apps.usage import api_calls
+from apps.usage import api_calls, fast_path
 from apps.usage.api_calls import Caller
 from apps.usage.services import ConsumeRequest
 
@@ -114,6 +114,7 @@ def answer_request(environ):
     """`(status line, headers, body)`, or None: Django answers (the body is put back)."""
     if not (
         settings.API_FAST_LANE
+        and fast_path.enabled()  # its one statement is a PostgreSQL function
         and environ["REQUEST_METHOD"] == "POST"
         and environ.get("PATH_INFO") in LANES
         and not environ.get("SCRIPT_NAME")
@@ -132,8 +133,8 @@ def answer_request(environ):
     try:
         prepared = _prepare(environ, body, serializer_in, lane.scope)
     except Exception:
-        # Nothing is written yet (a connection that died since the last request fails here,
-        # on the first read): Django answers, reconnecting, and logs whatever else this was.
+        # Nothing is written yet (the lane's one statement comes later): Django answers, and
+        # logs whatever this was.
         logger.warning("The fast lane handed a request on after an error", exc_info=True)
         return None
     if prepared is None:
@@ -150,7 +151,9 @@ def answer_request(environ):
         return None  # a refusal writes nothing: Django answers it in the API's words
     except Exception:
         # Perhaps written, perhaps not (a connection lost during the commit): answering again
-        # through Django could charge twice. What Django's error handler would answer:
+        # through Django could charge twice. What Django's error handler would answer. (A
+        # connection that died since this thread's last request fails here too, once: the
+        # error marks it, and the next request's _recycle_connection replaces it.)
         logger.exception("Unhandled error in the fast lane (request %s)", request_id)
         status, extra_headers = "500 Internal Server Error", {}  # a 500 is no replay
         output = error_body("internal_error", INTERNAL_ERROR, {"request_id": request_id})

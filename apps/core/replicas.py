@@ -2,8 +2,8 @@
 primary (DATABASE_REPLICA_URLS), so that history, reports, exports, the billing page and admin
 lists do not compete with consumes for the primary's cores.
 
-Nothing goes to a replica unless its caller says so (`replica_reads()`, or the `reads_from_
-replica` view attribute): a replica lags, and a read that decides money (check, consume, a
+Nothing goes to a replica unless its caller says so (`replica_reads()`, or a view decorated
+with `reads_from_replica`): a replica lags, and a read that decides money (check, consume, a
 balance before a charge, anything before a write) must see the last commit. Inside a
 transaction on the primary every read stays there too. A replica whose replay lags more than
 DATABASE_REPLICA_MAX_LAG seconds, or that cannot be reached, is skipped until it catches up;

@@ -161,7 +161,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # On PostgreSQL, consume and consume_batch run as one database function call each
 # (apps/usage/fast_path.py). False forces the portable Python path everywhere.
 CONSUME_FAST_PATH = env.bool("CONSUME_FAST_PATH", default=True)
-# Answer consume and check in front of Django's request cycle (apps/api/fast_lane.py).
+# Answer consume and check in front of Django's request cycle (apps/api/fast_lane.py), on
+# PostgreSQL with CONSUME_FAST_PATH (the lane's one statement is a database function).
 API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 # Stripe-backed subscriptions renew on Stripe's invoice.paid; the renewal job catches up the
 # ones whose event has not come this long after their period ended (docs/periods.md).

@@ -33,10 +33,13 @@ def literal(text):
     return f"'{text}'"
 
 
-# The API functions' second step: record the key's use when it is due (the caller function
-# says so). Another request recording it at the same moment holds its row: skip it rather
-# than wait, since that request records the same minute.
-RECORD_KEY_USE = """IF c.use_unrecorded AND c.refusal IS DISTINCT FROM {refused_key} THEN
+# The API functions' first steps: the caller function's row into `c`, then the key's use
+# recorded when it is due (the caller function says so). Another request recording it at the
+# same moment holds its row: skip it rather than wait, since that request records the same
+# minute.
+FIND_CALLER = """SELECT * INTO c FROM {caller}(
+        p_prefix, p_key_hash, p_scope, p_rate_count, p_rate_default, p_external_id, p_now);
+    IF c.use_unrecorded AND c.refusal IS DISTINCT FROM {refused_key} THEN
         UPDATE accounts_apikey SET last_used_at = p_now
         WHERE id = (SELECT k.id FROM accounts_apikey k WHERE k.id = c.api_key_id
                     AND (k.last_used_at IS NULL OR k.last_used_at <= p_now - {precision})
@@ -80,10 +83,9 @@ def context():
         "terms_function": TERMS.sql_name,
         "consume_function": CONSUME.sql_name,
         "check_function": CHECK.sql_name,
-        "caller_function": CALLER.sql_name,
         "last_used_precision": precision,
-        "record_key_use": RECORD_KEY_USE.format(
-            refused_key=literal(outcomes.REFUSED_KEY), precision=precision
+        "find_caller": FIND_CALLER.format(
+            caller=CALLER.sql_name, refused_key=literal(outcomes.REFUSED_KEY), precision=precision
         ),
         "now": "p_now",  # the moment the terms are for (the demo clock's, apps/core/clock.py)
         "requests": (

@@ -21,9 +21,7 @@ CREATE OR REPLACE FUNCTION {{name}}(
 DECLARE
     c record;
 BEGIN
-    SELECT * INTO c FROM {{caller_function}}(p_prefix, p_key_hash, p_scope, p_rate_count,
-                                             p_rate_default, p_external_id, p_now);
-    {{record_key_use}}
+    {{find_caller}}
     IF c.refusal IS NOT NULL THEN
         RETURN QUERY SELECT c.refusal, c.account_id, c.account_status, NULL::text,
             NULL::bigint, NULL::text, NULL::numeric, NULL::numeric, NULL::numeric,
