@@ -27,6 +27,9 @@ _reading = ContextVar("creditdesk_replica_reads", default=False)
 # lag). A server that is not in recovery is a primary: no lag.
 LAG_SQL = """
 SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0
+            -- Cut off from the primary, a replica has replayed all it received and is stale.
+            WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
+            THEN 'Infinity'
             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 'Infinity')
        END
@@ -105,11 +108,13 @@ class ReplicaRouter:
     on the primary; everything else to the primary."""
 
     def db_for_read(self, model, **hints):
+        # The primary by name, never None: None would let Django read a related object from
+        # the database its instance came from (a replica) even inside a transaction.
         if not (_reading.get() and settings.DATABASE_REPLICAS):
-            return None
+            return DEFAULT_DB_ALIAS
         if connections[DEFAULT_DB_ALIAS].in_atomic_block:
-            return None
-        return usable_replica()
+            return DEFAULT_DB_ALIAS
+        return usable_replica() or DEFAULT_DB_ALIAS
 
     def db_for_write(self, model, **hints):
         return DEFAULT_DB_ALIAS

@@ -148,7 +148,8 @@ for _n, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), 1):
                      if key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS",
                                 "DISABLE_SERVER_SIDE_CURSORS")})  # fmt: skip
     # A replica that does not answer is skipped; do not wait long to find out.
-    _replica["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "connect_timeout": 2}
+    _replica["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}),
+                           **_replica.get("OPTIONS", {}), "connect_timeout": 2}  # fmt: skip
     # Under test, a replica is the test database itself (no second test database to make).
     _replica["TEST"] = {"MIRROR": "default"}
     DATABASES[f"replica_{_n}"] = _replica

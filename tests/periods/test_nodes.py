@@ -42,7 +42,7 @@ def waiting_on_the_gate(url):
     with psycopg.connect(url, autocommit=True) as probe:
         return probe.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE 'INSERT INTO \"jobs_jobrun\"%'"
+            "AND datname = current_database() AND query LIKE 'INSERT INTO \"jobs_jobrun\"%'"
         ).fetchone()[0]
 
 
@@ -52,17 +52,23 @@ def test_two_nodes_split_a_renewal_run_without_overlap(calendar):
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     # The gate: while this transaction holds the run table, each node's run waits to record
     # itself; released once both wait, they start together.
-    with psycopg.connect(url) as gate:
-        gate.execute("LOCK TABLE jobs_jobrun IN SHARE MODE")
-        nodes = [node(url), node(url)]
-        for _ in range(300):
-            if waiting_on_the_gate(url) == 2:
-                break
-            assert all(n.poll() is None for n in nodes), [n.communicate() for n in nodes]
-            time.sleep(0.1)  # real time: the test's clock stands still, the nodes' does not
-        else:
-            raise AssertionError("the nodes never reached the gate")
-    outputs = [n.communicate(timeout=120) for n in nodes]
+    nodes = []
+    try:
+        with psycopg.connect(url) as gate:
+            gate.execute("LOCK TABLE jobs_jobrun IN SHARE MODE")
+            nodes = [node(url), node(url)]
+            for _ in range(300):
+                if waiting_on_the_gate(url) == 2:
+                    break
+                assert all(n.poll() is None for n in nodes), "a node ended before the gate"
+                time.sleep(0.1)  # real time: the test's clock stands still, the nodes' not
+            else:
+                raise AssertionError("the nodes never reached the gate")
+        outputs = [n.communicate(timeout=120) for n in nodes]
+    finally:
+        for n in nodes:  # a failed test leaves no node running against its database
+            n.kill()
+            n.wait()
     assert [n.returncode for n in nodes] == [0, 0], outputs
     renewed = [int(re.search(r"renewed=(\d+)", out).group(1)) for out, _ in outputs]
     assert sum(renewed) == ACCOUNTS and min(renewed) > 0, renewed
