@@ -3,8 +3,10 @@
 
 import logging
 import math
+import sys
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -40,6 +42,25 @@ class BatchTooLarge(exceptions.APIException):
 
 
 INTERNAL_ERROR = "Something went wrong on our side; it has been logged."
+# The database could not be reached, or the connection was lost mid-request (a restart, a
+# failover). Where it was lost mid-request the request may have run: only a retry with the
+# same idempotency key is sure to charge once.
+DATABASE_UNAVAILABLE = (
+    "The database is unavailable; try again after Retry-After seconds, with the same "
+    "Idempotency-Key."
+)
+DATABASE_RETRY_AFTER = 1  # seconds: a restart or failover takes a few
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_unavailable(request_id, error):
+    """`(status, headers, body)` of a request cut short by the database."""
+    logger.warning("Database unavailable (request %s): %s", request_id, error)
+    return (
+        503,
+        {"Retry-After": str(DATABASE_RETRY_AFTER)},
+        error_body("service_unavailable", DATABASE_UNAVAILABLE, {"request_id": request_id}),
+    )
 
 
 def error_body(code, message, details=None):
@@ -60,6 +81,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, DATABASE_ERRORS):
+        request_id = getattr(context.get("request"), "request_id", None)
+        status_code, headers, body = database_unavailable(request_id, exc)
+        return Response(body, status=status_code, headers=headers)
     if not isinstance(exc, exceptions.APIException):
         # A bug. Logged with the request's id, which the response carries; no traceback leaks.
         request = context.get("request")
@@ -110,6 +135,10 @@ def server_error(request):
     Django's own error log and sent back."""
     if request.path.startswith("/api/"):
         request_id = getattr(request, "request_id", None)
+        error = sys.exc_info()[1]  # Django calls this while handling the error
+        if isinstance(error, DATABASE_ERRORS):
+            status_code, headers, body = database_unavailable(request_id, error)
+            return JsonResponse(body, status=status_code, headers=headers)
         return JsonResponse(
             error_body(
                 "internal_error",

@@ -14,10 +14,12 @@ because a refused consume writes nothing. So every error body still comes from o
 
 import io
 import logging
+import select
 import threading
 import time
 from dataclasses import dataclass
 
+import psycopg
 from django.conf import settings
 from django.core.signals import request_started
 from django.db import connection
@@ -29,12 +31,12 @@ from apps.accounts.services import hash_api_key
 from apps.core.errors import DomainError
 from apps.core.middleware import request_id_for
 from apps.usage import api_calls, fast_path
-from apps.usage.api_calls import Caller
+from apps.usage.api_calls import Caller, Refused
 from apps.usage.services import ConsumeRequest
 
-from .errors import INTERNAL_ERROR, error_body
+from .errors import DATABASE_ERRORS, INTERNAL_ERROR, database_unavailable, error_body
 from .parsers import parse_exact_json
-from .throttling import COUNTED, count_request
+from .throttling import COUNTED, count_request, uncount_request
 from .views.base import REPLAYED
 from .views.consumption import CheckView, ConsumeView
 
@@ -49,14 +51,16 @@ ACCEPTED = {"*/*", "application/json"}
 def _consume(caller, data):
     request = ConsumeRequest.build(account=None, **data)
     outcome = api_calls.consume(caller=caller, request=request)
-    if outcome is None or outcome.error:
+    if outcome is None or isinstance(outcome, Refused):
+        return outcome
+    if outcome.error:
         return None  # a refusal writes nothing: Django answers it in the API's words
     return outcome.usage_event, REPLAYED if outcome.replayed else {}
 
 
 def _check(caller, data):
     answer = api_calls.check(caller=caller, **data)
-    return None if answer is None else (answer[1], {})
+    return answer if isinstance(answer, Refused) else (answer[1], {})
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ class Lane:
     serializers), the service call, the success status."""
 
     view: type
-    act: object  # (caller, valid input) -> (result, extra headers) | None: Django answers
+    # (caller, valid input) -> (result, extra headers), or Refused or None: Django answers
+    act: object
     status: str
 
     @property
@@ -143,17 +148,21 @@ def answer_request(environ):
     status = lane.status
     try:
         answer = lane.act(*prepared)
-        if answer is None:
+        if isinstance(answer, Refused) and answer.before_the_rate:
+            uncount_request(environ.pop(COUNTED))
+        if answer is None or isinstance(answer, Refused):
             return None
         result, extra_headers = answer
         output = serializer_out.to_representation(result)
     except DomainError:
         return None  # a refusal writes nothing: Django answers it in the API's words
+    except DATABASE_ERRORS as error:
+        # Unreachable, or lost mid-statement (perhaps committed): not handed on to Django,
+        # which could charge again. The connection is marked; the next request replaces it.
+        code, extra_headers, output = database_unavailable(request_id, error)
+        status = f"{code} Service Unavailable"
     except Exception:
-        # Perhaps written, perhaps not (a connection lost during the commit): answering again
-        # through Django could charge twice. What Django's error handler would answer. (A
-        # connection that died since this thread's last request fails here too, once: the
-        # error marks it, and the next request's _recycle_connection replaces it.)
+        # A bug: what Django's error handler would answer.
         logger.exception("Unhandled error in the fast lane (request %s)", request_id)
         status, extra_headers = "500 Internal Server Error", {}  # a 500 is no replay
         output = error_body("internal_error", INTERNAL_ERROR, {"request_id": request_id})
@@ -188,10 +197,11 @@ def _prepare(environ, body, serializer_in, scope):
     key_hash = hash_api_key(raw_key)
     # Counted before the key is known: the database call that authenticates also judges the
     # count against the key's limit (DRF's order: key, scope, rate, then the view).
-    environ[COUNTED] = count, _ = count_request(key_hash)
-    caller = Caller.of(raw_key=raw_key, key_hash=key_hash, scope=scope, rate_count=count,
+    environ[COUNTED] = counted = count_request(key_hash)
+    caller = Caller.of(raw_key=raw_key, key_hash=key_hash, scope=scope, rate_count=counted.number,
                        external_id=data.pop("account"))  # fmt: skip
-    if caller is None:
+    if caller is None:  # not even of a key's form: DRF counts only a known key's requests
+        uncount_request(environ.pop(COUNTED))
         return None
     _recycle_connection(environ)
     return caller, data
@@ -200,12 +210,24 @@ def _prepare(environ, body, serializer_in, scope):
 def _recycle_connection(environ):
     """Django's request_started handler (close_old_connections), sent only when it has work:
     sent on every request, it also schedules a health check (`SELECT 1`, CONN_HEALTH_CHECKS)
-    before the next query, a round trip as long as the key lookup. A connection that died
-    unnoticed fails the lane's first query, a read, and Django then answers that request."""
+    before the next query, a round trip as long as the lane's whole statement. Instead, an
+    idle connection the server has closed (a restart, an idle timeout) is found without a
+    round trip: its socket has something to read (the server's goodbye, or the end)."""
     if connection.errors_occurred or (
         connection.close_at is not None and time.monotonic() >= connection.close_at
     ):
         request_started.send(sender=FastLane, environ=environ)
+    elif connection.connection is not None and _closed_by_server(connection.connection):
+        connection.close()  # the statement below opens a new one
+
+
+def _closed_by_server(psycopg_connection):
+    """Between requests nothing may arrive on an idle connection (nothing here LISTENs)."""
+    try:
+        readable, _, _ = select.select([psycopg_connection.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):  # no socket any more
+        return True
+    return bool(readable)
 
 
 def _headers(environ, extra, request_id, length):

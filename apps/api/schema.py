@@ -17,8 +17,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 # The error responses of each operation (docs/api-reference.md), beyond 401, 403
-# permission_denied and 429, which every operation can give, and 400 malformed_json / 413 for
-# every request body.
+# permission_denied, 429 and 503, which every operation can give, and 400 malformed_json / 413
+# for every request body.
 CODES = {
     400: "validation_error, malformed_json",
     401: "unauthenticated",
@@ -36,6 +36,10 @@ CODES = {
     413: "batch_too_large",
     429: "rate_limited (with Retry-After)",
     502: "payment_provider_error (Stripe could not be reached or refused; nothing charged)",
+    503: (
+        "service_unavailable (with Retry-After: the database could not be reached, or the "
+        "connection was lost mid-request; retry with the same Idempotency-Key)"
+    ),
 }
 OPERATION_ERRORS = {
     ("/api/v1/accounts/{external_id}", "get"): [404],
@@ -86,7 +90,7 @@ def add_error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
-            statuses = {401, 403, 429, *OPERATION_ERRORS.get((path, method), [])}
+            statuses = {401, 403, 429, 503, *OPERATION_ERRORS.get((path, method), [])}
             if "requestBody" in operation or method in ("post", "put"):
                 statuses |= {400, 413}
             for status in sorted(statuses):

@@ -1,6 +1,7 @@
 import logging
 import threading
 import time
+from typing import NamedTuple
 
 import redis
 from django.conf import settings
@@ -24,21 +25,27 @@ class ApiKeyRateThrottle(BaseThrottle):
         if api_key is None:
             return True
         # The fast lane (fast_lane.py) counts the requests it hands on to Django: count once.
-        count, self.retry_after = request.META.get(COUNTED) or count_request(api_key.secret_hash)
+        counted = request.META.get(COUNTED) or count_request(api_key.secret_hash)
+        self.retry_after = counted.retry_after
         limit = api_key.rate_limit_per_minute
         # The same rule as the API's database functions (apps/usage/sql/api_caller.sql).
-        return count <= (settings.API_RATE_LIMIT if limit is None else limit)
+        return counted.number <= (settings.API_RATE_LIMIT if limit is None else limit)
 
     def wait(self):
         return self.retry_after
 
 
+class Counted(NamedTuple):
+    number: int  # this request's number in the window
+    retry_after: float  # seconds until the window ends
+    window: str  # the counter's name
+
+
 def count_request(key_hash):
-    """Count one request of the key whose SHA-256 is `key_hash`: `(this request's number in
-    the window, seconds until the window ends)`. The fast lane counts before it knows the key
-    is valid (it authenticates and consumes in one database call): counted by the whole key's
-    hash, not its visible prefix, a request with a forged secret counts against nobody's
-    window."""
+    """Count one request of the key whose SHA-256 is `key_hash`. The fast lane counts before
+    it knows the key is valid (it authenticates and consumes in one database call): counted by
+    the whole key's hash, not its visible prefix, a request with a forged secret counts against
+    nobody's window."""
     now = time.time()
     key = f"creditdesk:rate:{key_hash}:{int(now // WINDOW)}"
     try:
@@ -47,15 +54,34 @@ def count_request(key_hash):
         # Counting is a guard, not the product: with Redis down, serve and say so.
         logger.warning("Rate limit not counted: Redis unavailable", exc_info=True)
         count = 0
-    return count, WINDOW - (now % WINDOW)
+    return Counted(count, WINDOW - (now % WINDOW), key)
 
 
-def _count_redis(key):
+def uncount_request(counted):
+    """Take back a request the fast lane counted that Django REST framework would not have
+    (the key unknown or without the scope): it counts only once the key and scope pass."""
+    if counted.number == 0:
+        return  # never counted (Redis was down)
+    try:
+        if settings.REDIS_URL:
+            _redis().decr(counted.window)
+        else:
+            cache.decr(counted.window)
+    except (redis.RedisError, ValueError):  # not counted (Redis down), or the window expired
+        pass
+
+
+def _redis():
     client = getattr(_local, "client", None)
     if client is None:
         client = _local.client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
         )
+    return client
+
+
+def _count_redis(key):
+    client = _redis()
     count = client.incr(key)
     if count == 1:
         # The window's first request sets its expiry. Were that lost, the key would only

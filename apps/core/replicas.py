@@ -6,8 +6,8 @@ Nothing goes to a replica unless its caller says so (`replica_reads()`, or a vie
 with `reads_from_replica`): a replica lags, and a read that decides money (check, consume, a
 balance before a charge, anything before a write) must see the last commit. Inside a
 transaction on the primary every read stays there too. A replica whose replay lags more than
-DATABASE_REPLICA_MAX_LAG seconds, or that cannot be reached, is skipped until it catches up;
-with none left, the primary serves."""
+DATABASE_REPLICA_MAX_LAG seconds is skipped until it catches up, one that cannot be reached
+for UNREACHABLE_RETRY seconds; with none left, the primary serves."""
 
 import logging
 import threading
@@ -64,43 +64,52 @@ def streamed_from_replica(chunks):
         yield from chunks
 
 
-class _Health(threading.local):
-    """Per thread (connections are per thread): alias -> (checked at, usable)."""
-
-    def __init__(self):
-        self.checked = {}
-
-
-_health = _Health()
+# Per process, shared by its threads: alias -> (next check due at, usable). One thread checks
+# a replica when its check is due (on its own connection: the lag is the server's); the others
+# go on with the last answer meanwhile.
+_health = {}
+_claims = threading.Lock()
+# An unreachable replica is tried again after this many seconds, not every check interval: a
+# host that does not answer costs the connect timeout on every try.
+UNREACHABLE_RETRY = 30.0
 
 
 def usable_replica():
     """The first replica within the allowed lag, or None (read from the primary)."""
-    now = time.monotonic()
     for alias in settings.DATABASE_REPLICAS:
-        checked_at, usable = _health.checked.get(alias, (None, False))
-        if checked_at is None or now - checked_at >= settings.DATABASE_REPLICA_CHECK_INTERVAL:
-            usable = _within_lag(alias)
-            _health.checked[alias] = (now, usable)
+        due, usable = _health.get(alias, (0.0, False))
+        if time.monotonic() >= due and _claim(alias, due, usable):
+            usable, wait = _within_lag(alias)
+            _health[alias] = (time.monotonic() + wait, usable)
         if usable:
             return alias
     return None
 
 
+def _claim(alias, due, usable):
+    """True for the one thread that checks the replica now."""
+    with _claims:
+        if _health.get(alias, (0.0, False))[0] != due:
+            return False  # another thread took this check
+        _health[alias] = (time.monotonic() + settings.DATABASE_REPLICA_CHECK_INTERVAL, usable)
+        return True
+
+
 def _within_lag(alias):
+    """`(usable, seconds until the next check)`."""
     try:
         with connections[alias].cursor() as cursor:
             cursor.execute(LAG_SQL)
             (lag,) = cursor.fetchone()
     except DatabaseError:
-        logger.warning("Replica %s is unreachable; reading from the primary", alias,
-                       exc_info=True)  # fmt: skip
+        logger.warning("Replica %s is unreachable; reading from the primary for %d s", alias,
+                       UNREACHABLE_RETRY, exc_info=True)  # fmt: skip
         connections[alias].close()
-        return False
+        return False, UNREACHABLE_RETRY
     if lag > settings.DATABASE_REPLICA_MAX_LAG:
         logger.warning("Replica %s lags %.1f s; reading from the primary", alias, lag)
-        return False
-    return True
+        return False, settings.DATABASE_REPLICA_CHECK_INTERVAL
+    return True, settings.DATABASE_REPLICA_CHECK_INTERVAL
 
 
 class ReplicaRouter:

@@ -2,8 +2,8 @@
 `creditdesk_api_consume` or `creditdesk_api_check` (apps/usage/sql/) finds the key, judges
 its scope and rate, finds the account it may see, records the key's use and consumes or
 checks. For the fast lane (apps/api/fast_lane.py), where each round trip shows; PostgreSQL
-only. Anything but an answer (a refused caller, a grant due to be closed) is `None`: Django's
-path then answers the request whole, in the API's words."""
+only. Anything but an answer (a refused caller, a grant due to be closed) is `Refused` or
+`None`: Django's path then answers the request whole, in the API's words."""
 
 import json
 from dataclasses import dataclass, replace
@@ -16,6 +16,7 @@ from apps.accounts.services import split_api_key
 from apps.core import clock
 
 from . import fast_path
+from .outcomes import REFUSED_KEY, REFUSED_SCOPE
 from .selectors import check_answer
 from .sql import API_CHECK, API_CONSUME
 
@@ -52,27 +53,43 @@ class Caller:
                 settings.API_RATE_LIMIT, self.external_id]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Refused:
+    """The database refused the caller (`reason`: one of outcomes.REFUSALS)."""
+
+    reason: str
+
+    @property
+    def before_the_rate(self):
+        """Django REST framework judges the key and its scope before the rate: a request
+        refused for either does not count against the key's limit."""
+        return self.reason in (REFUSED_KEY, REFUSED_SCOPE)
+
+
 def consume(*, caller, request):
-    """The Outcome of `request` (a ConsumeRequest without its account) for `caller`, or None."""
+    """The Outcome of `request` (a ConsumeRequest without its account) for `caller`, Refused,
+    or None (a grant is due to be closed)."""
     args = [
         *caller.arguments(), request.feature, request.quantity, request.idempotency_key,
         request.fingerprint if request.idempotency_key else "", json.dumps(request.metadata),
         request.occurred_at, clock.now(),
     ]  # fmt: skip
     row = _first(fast_path.run(CONSUME_CALL, args))
-    if row is None or row[0] is not None:
+    if row is None:
         return None
+    if row[0] is not None:
+        return Refused(row[0])
     return fast_path.outcome(replace(request, account=_account(caller, row)), row[3:])
 
 
 def check(*, caller, feature, quantity):
-    """`(account, CheckResult)` for `caller`, or None; raises the domain error as
+    """`(account, CheckResult)` for `caller`, or Refused; raises the domain error as
     `selectors.check` does."""
     with connection.cursor() as cursor:
         cursor.execute(CHECK_CALL, [*caller.arguments(), feature, quantity, clock.now()])
         row = cursor.fetchone()
     if row[0] is not None:
-        return None
+        return Refused(row[0])
     return _account(caller, row), check_answer(feature, quantity, *row[3:])
 
 

@@ -212,6 +212,17 @@ def test_a_forged_secret_does_not_spend_the_real_keys_rate(account):
     assert clients(raw)[0].post("/api/v1/consume", body, format="json").status_code == 201
 
 
+def test_a_request_refused_for_its_scope_does_not_spend_the_keys_rate(account):
+    """DRF judges the scope before the rate; the lane counts first and takes the count back."""
+    _, raw = create_api_key(name="reader", scopes=["usage:read"], rate_limit_per_minute=1)
+    lane, _ = clients(raw)
+    body = {"account": "acme", "feature": "api_call"}
+    for path in ("/api/v1/consume", "/api/v1/check", "/api/v1/consume"):
+        assert lane.post(path, body, format="json").status_code == 403
+    assert lane.get("/api/v1/accounts/acme/balance").status_code == 200
+    assert lane.get("/api/v1/accounts/acme/balance").status_code == 429
+
+
 def test_the_lane_records_a_keys_use_at_most_once_a_minute(account):
     api_key, raw = create_api_key(name="used", scopes=SCOPES)
     lane, _ = clients(raw)

@@ -5,79 +5,33 @@ pg_basebackup, two postmasters on spare ports), the schema copied from the test 
 
 import json
 import os
-import pwd
-import shutil
 import subprocess
 import sys
 import tempfile
-from glob import glob
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.clusters import BIN, as_postgres, cluster_root, copy_schema
 from tests.processes import spare_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
-BIN = max(glob("/usr/lib/postgresql/*/bin"), default=None)
-
-
-def as_postgres(command):
-    """PostgreSQL's server tools refuse to run as root: as the postgres user, if root."""
-    if os.geteuid() == 0:
-        command = ["runuser", "-u", "postgres", "--", *command]
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
-
-
-class Cluster:
-    def __init__(self, root, name, port):
-        self.data, self.port, self.log = root / name, port, root / f"{name}.log"
-
-    def start(self):
-        as_postgres([f"{BIN}/pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "start"])
-
-    def stop(self):
-        as_postgres([f"{BIN}/pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"])
-
-    def url(self, db):
-        return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
 
 
 @pytest.fixture(scope="module")
 def primary_and_replica(django_db_setup, django_db_blocker):
     """A primary holding a copy of the test database's schema and its streaming replica."""
-    if BIN is None:
-        pytest.skip("needs PostgreSQL's server binaries (/usr/lib/postgresql/*/bin)")
-    # Outside pytest's own temporary directory, which only root may enter.
-    root = Path(tempfile.mkdtemp(prefix="creditdesk-replication-"))
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root needs a postgres user for the server tools")
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-    primary = Cluster(root, "primary", spare_port())
-    replica = Cluster(root, "replica", spare_port())
-    as_postgres([f"{BIN}/initdb", "-D", str(primary.data), "-U", "postgres", "-A", "trust"])
-    with (primary.data / "postgresql.conf").open("a") as conf:
-        conf.write(f"port = {primary.port}\nlisten_addresses = '127.0.0.1'\n"
-                   f"unix_socket_directories = '{root}'\nfsync = off\nwal_level = replica\n"
-                   "max_wal_senders = 4\nhot_standby = on\n")  # fmt: skip
-    with (primary.data / "pg_hba.conf").open("a") as hba:
-        hba.write("host replication all 127.0.0.1/32 trust\n")
-    primary.start()
-    try:
+    with cluster_root() as new_cluster:
+        primary, replica = new_cluster("primary"), new_cluster("replica")
+        primary.initdb("wal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n")
+        with (primary.data / "pg_hba.conf").open("a") as hba:
+            hba.write("host replication all 127.0.0.1/32 trust\n")
+        primary.start()
         with django_db_blocker.unblock():
             test_db = connection.settings_dict["NAME"]
         source = f"postgres://postgres@127.0.0.1:{connection.settings_dict['PORT'] or 5432}"
-        subprocess.run(["psql", "-q", primary.url("postgres"), "-c", "CREATE DATABASE creditdesk"],
-                       check=True, capture_output=True)  # fmt: skip
-        schema = subprocess.run(["pg_dump", "--no-owner", f"{source}/{test_db}"], check=True,
-                                capture_output=True, text=True).stdout  # fmt: skip
-        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", primary.url("creditdesk")],
-                       input=schema, check=True, capture_output=True, text=True)  # fmt: skip
+        copy_schema(source_url=f"{source}/{test_db}", cluster=primary)
         as_postgres([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
                      "-U", "postgres", "-D", str(replica.data), "-R", "-X", "stream",
                      "-c", "fast"])  # fmt: skip
@@ -85,11 +39,6 @@ def primary_and_replica(django_db_setup, django_db_blocker):
             conf.write(f"port = {replica.port}\n")
         replica.start()
         yield primary, replica
-    finally:
-        for cluster in (replica, primary):
-            if (cluster.data / "postmaster.pid").exists():
-                cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_history_reads_come_from_the_replica_and_money_is_decided_on_the_primary(
@@ -143,3 +92,32 @@ def test_history_reads_come_from_the_replica_and_money_is_decided_on_the_primary
         "replica stopped: history reads go to": "default",
         "replica stopped: usage listed": 1,
     }
+
+
+UNREACHABLE = """
+import logging, threading, django
+django.setup()
+from apps.core import replicas
+tries = []
+logging.getLogger("apps.core.replicas").addFilter(lambda record: tries.append(1))
+answers = []
+def reader():
+    for _ in range(20):
+        answers.append(replicas.usable_replica())
+threads = [threading.Thread(target=reader) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(tries), len(answers), set(answers))
+"""
+
+
+def test_an_unreachable_replica_is_tried_once_per_process_until_its_retry():
+    """Four threads read 80 times, checking every 10 ms: one connection attempt, not one per
+    thread per check (a host that does not answer costs the connect timeout each time)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+           "DATABASE_REPLICA_URLS": f"postgres://postgres@127.0.0.1:{spare_port()}/none",
+           "DATABASE_REPLICA_CHECK_INTERVAL": "0.01"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", UNREACHABLE], cwd=settings.BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "1 80 {None}"
