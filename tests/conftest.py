@@ -15,6 +15,7 @@ from apps.revenue.verify import verify_revenue
 from apps.webhooks.models import WebhookEvent
 from devtools.offline_stripe.server import serve
 from devtools.offline_stripe.stand_in import OfflineStripe
+from tests.brokers import redis_broker  # noqa: F401 - a Redis server of the test's own
 from tests.webhook_schemas import event_problems
 
 IS_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"

@@ -12,6 +12,8 @@ WINDOW = 60
 COUNTED = "creditdesk.rate_counted"  # WSGI environ key
 logger = logging.getLogger(__name__)
 _local = threading.local()
+REDIS_RETRY = 2  # seconds without counting after Redis failed
+_redis_down_until = [0.0]  # per process, shared by its threads
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -48,12 +50,18 @@ def count_request(key_hash):
     nobody's window."""
     now = time.time()
     key = f"creditdesk:rate:{key_hash}:{int(now // WINDOW)}"
-    try:
-        count = _count_redis(key) if settings.REDIS_URL else _count_local(key)
-    except redis.RedisError:
-        # Counting is a guard, not the product: with Redis down, serve and say so.
-        logger.warning("Rate limit not counted: Redis unavailable", exc_info=True)
-        count = 0
+    if not settings.REDIS_URL:
+        return Counted(_count_local(key), WINDOW - (now % WINDOW), key)
+    count = 0  # counting is a guard, not the product: with Redis down, serve uncounted
+    if time.monotonic() >= _redis_down_until[0]:
+        try:
+            count = _count_redis(key)
+        except redis.RedisError as error:
+            # Not tried again for a while: a Redis that hangs would otherwise cost every
+            # request its socket timeout, and every request a line in the log.
+            _redis_down_until[0] = time.monotonic() + REDIS_RETRY
+            logger.warning("Rate limits not counted for %d s: Redis unavailable (%s)",
+                           REDIS_RETRY, error)  # fmt: skip
     return Counted(count, WINDOW - (now % WINDOW), key)
 
 

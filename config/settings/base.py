@@ -1,6 +1,7 @@
 """Settings shared by every environment. Everything that differs between machines comes from
 the environment (or a `.env` file beside manage.py); `.env.example` documents each variable."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.metrics.RequestMetricsMiddleware",  # first: it counts every answer, as given
     "apps.core.middleware.RequestIdMiddleware",
     "apps.api.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -253,7 +255,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=25 * 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, sending only while it holds the beat lock: a second
+# beat stands by (apps/jobs/beat.py). Behind a transaction-mode pooler the lock needs a direct
+# URL of the database.
+CELERY_BEAT_SCHEDULER = "apps.jobs.beat:SingleBeatScheduler"
+BEAT_LOCK_DATABASE_URL = env("BEAT_LOCK_DATABASE_URL", default="")
 CELERY_TIMEZONE = "UTC"
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
@@ -314,12 +320,55 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Metrics and logs (docs/metrics.md) ------------------------------------------------------
+# Prometheus's scrape at /metrics. Off, and for every address not on METRICS_ALLOWED_IPS
+# (comma-separated addresses or networks: the client's address as TRUSTED_PROXY_COUNT says),
+# it answers the 404 of a path that does not exist.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS: {_network!r} is no address or network."
+        ) from None
+# Several web workers (granian, gunicorn): a directory they all write their counters to, so
+# that the scrape, whichever worker answers it, sums them. prometheus_client reads the
+# variable itself, from the environment (a .env file puts it there). Empty it before the
+# workers start.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+
+
+def log_format(*, default):
+    """LOG_FORMAT: "json" (one object a line, for a log shipper) or "plain" (for people)."""
+    value = env("LOG_FORMAT", default=default)
+    if value not in ("json", "plain"):
+        raise ImproperlyConfigured('LOG_FORMAT is "json" or "plain".')
+    return value
+
+
+LOG_FORMAT = log_format(default="plain")  # production's default: json
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "filters": {"without_traceback": {"()": "apps.core.logging.WithoutTraceback"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.core.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
+    "filters": {
+        "request_id": {"()": "apps.core.logging.RequestIdFilter"},
+        "without_traceback": {"()": "apps.core.logging.WithoutTraceback"},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.security.DisallowedHost": {"filters": ["without_traceback"]}},
 }

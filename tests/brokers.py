@@ -1,5 +1,6 @@
-"""A real Redis server for the broker-outage tests: started on a spare port, stopped and
-started again mid-test. Nothing about the broker is faked."""
+"""A real Redis server for the broker-outage tests (tests/core/test_outbox.py, the
+reliability suite): started on a spare port, stopped and started again mid-test. Nothing
+about the broker is faked. `redis_broker` is a fixture of every test (tests/conftest.py)."""
 
 import base64
 import json

@@ -1,0 +1,119 @@
+"""What the reliability tests share: CreditDesk under its production server (granian) in a
+process of its own, and client threads that drive the API and record every answer."""
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from itertools import count
+from typing import NamedTuple
+
+from django.conf import settings
+
+from tests.processes import spare_port, wait_until_listening
+
+
+@contextmanager
+def granian(env, log):
+    """The WSGI application (the fast lane in front of Django) under granian, one worker of
+    four threads; yields its port."""
+    port = spare_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [f"{sys.prefix}/bin/granian", "--interface", "wsgi", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1", "--blocking-threads", "4", "--no-ws",
+             "config.wsgi:application"],
+            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until_listening(port, process, log)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+class Answer(NamedTuple):
+    tag: str  # in the request's metadata (and its idempotency key, if keyed)
+    path: str
+    keyed: bool
+    status: int | None  # None: no answer
+    code: str | None
+    retry_after: str | None
+    replayed: bool
+    at: float  # when it came (time.monotonic())
+
+
+def call(conn, raw_key, path, tag, *, keyed=False):
+    """POST a consume or check for one credit of `api_call` on `acme`: `(status, error code,
+    Retry-After, replayed)`, or None when no answer came."""
+    headers = {"Authorization": f"Bearer {raw_key}", "Content-Type": "application/json"}
+    if keyed:
+        headers["Idempotency-Key"] = tag
+    body = {"account": "acme", "feature": "api_call"}
+    if path.endswith("consume"):
+        body["metadata"] = {"tag": tag}
+    try:
+        conn.request("POST", path, json.dumps(body), headers)
+        response = conn.getresponse()
+        payload = json.loads(response.read())
+    except (OSError, http.client.HTTPException):
+        return None
+    code = payload.get("error", {}).get("code") if response.status >= 400 else None
+    return (response.status, code, response.getheader("Retry-After"),
+            response.getheader("Idempotent-Replayed") == "true")  # fmt: skip
+
+
+class Load:
+    """Client threads, each calling in turn the paths of `mix` (e.g. consume, consume,
+    check); every other consume carries an idempotency key."""
+
+    def __init__(self, port, raw_key, *, clients=6, mix=("/api/v1/consume",)):
+        self.port, self.raw_key, self.clients, self.mix = port, raw_key, clients, mix
+        self.answers = []
+        self.numbers = count()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = []
+
+    def __enter__(self):
+        self.threads = [threading.Thread(target=self.client) for _ in range(self.clients)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def client(self):
+        conn = None
+        while not self.stopping.is_set():
+            with self.lock:
+                n = next(self.numbers)
+            path, tag = self.mix[n % len(self.mix)], f"r{n}"
+            keyed = path.endswith("consume") and n % 2 == 0
+            conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            answer = call(conn, self.raw_key, path, tag, keyed=keyed)
+            if answer is None:  # the server closed the connection: tried on a new one
+                conn.close()
+                conn = None
+            answer = Answer(tag, path, keyed, *(answer or (None, None, None, False)),
+                            time.monotonic())  # fmt: skip
+            with self.lock:
+                self.answers.append(answer)
+        if conn is not None:
+            conn.close()
+
+
+def outside(env, command):
+    """`python -m tests.reliability.outside <command>` in `env`: its output."""
+    done = subprocess.run([sys.executable, "-m", "tests.reliability.outside", command],
+                          cwd=settings.BASE_DIR, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
