@@ -123,6 +123,46 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.groups.add(Group.objects.get(name=name))
 
 
+class JobRunFactory(factory.django.DjangoModelFactory):
+    """A job run's row as the runner leaves it. `started_at` (stamped on insert) may be
+    given: it is written after the insert."""
+
+    class Meta:
+        model = "jobs.JobRun"
+
+    job = "expire_grants"
+    trigger = "beat"
+    status = "succeeded"
+    as_of = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyFunction(timezone.now)
+
+    @classmethod
+    def _create(cls, model_class, *args, started_at=None, **kwargs):
+        run = super()._create(model_class, *args, **kwargs)
+        if started_at is not None:
+            model_class.objects.filter(pk=run.pk).update(started_at=started_at)
+            run.started_at = started_at
+        return run
+
+
+def job_run_samples():
+    """The states the job-run list sets apart: an idle row standing for 57 runs, a failed
+    run, a run stuck past its interval and a job that has not succeeded for two hours."""
+    now = timezone.now()
+
+    def ago(minutes):
+        return now - timedelta(minutes=minutes)
+
+    JobRunFactory(job="check_balance_alerts", idle_runs=57, started_at=ago(58),
+                  last_started_at=ago(2), finished_at=ago(2))  # fmt: skip
+    JobRunFactory(job="post_revenue", status="failed", started_at=ago(3),
+                  counts={"failures": 1, "errors": ["line 7: ValueError: no price"]})  # fmt: skip
+    JobRunFactory(job="renew_due_subscriptions", status="running", finished_at=None,
+                  started_at=ago(20))  # fmt: skip
+    JobRunFactory(job="send_overage_charges", counts={"invoice_items": 2}, started_at=ago(120),
+                  finished_at=ago(120))  # fmt: skip
+
+
 def admin_samples():
     """One object of every model staff may see in the admin, made through the services where
     there is one (the permission matrix and the admin's browser walk need something to open)."""
@@ -159,6 +199,7 @@ def admin_samples():
         account=account, subscription=subscription, grant=grant, credits=1, unit_price=1, amount=1
     )
     JobRun.objects.create(job="expire_grants", as_of=timezone.now())
+    job_run_samples()
     endpoint = WebhookEndpoint.objects.create(account=account, url="https://example.com/hook")
     granted = {"id": grant.pk, "source": "promo", "amount": "100", "expires_at": None,
                "reference": None}  # fmt: skip

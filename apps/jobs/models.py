@@ -1,5 +1,6 @@
 """A record of every scheduled job run, so that ops and finance can see what renewed,
-rolled over and expired, and what failed."""
+rolled over and expired, and what failed. Beat's runs that found nothing to do are counted
+on one row rather than listed one by one (apps/jobs/services.py, `finish_run`)."""
 
 from django.db import models
 
@@ -21,6 +22,14 @@ class JobRun(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    idle_runs = models.PositiveIntegerField(
+        default=0,
+        help_text="How many runs by beat that found nothing to do this row stands for (0: a "
+        "run that did something, failed, is running or was started by hand).",
+    )
+    last_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last of the idle runs counted here started."
+    )
 
     class Meta:
         ordering = ["-started_at"]
@@ -28,6 +37,11 @@ class JobRun(models.Model):
 
     def __str__(self):
         return f"{self.job} at {self.started_at:%Y-%m-%d %H:%M:%S} ({self.status})"
+
+    @property
+    def is_idle(self):
+        """A row counting beat's runs that found nothing to do."""
+        return self.idle_runs > 0
 
     @property
     def duration(self):

@@ -1,4 +1,4 @@
-"""The scheduled jobs by name, and how a run of one is recorded (JobRun).
+"""The scheduled jobs by name, and running one (recorded as a JobRun by services.py).
 
 Every app registers its own jobs from its `AppConfig.ready()` (`apps/<app>/jobs.py`); this
 app imports none of them. `order` is the place of a job in a run of them all (the
@@ -6,15 +6,12 @@ app imports none of them. `order` is the place of a job in a run of them all (th
 did not close; the outbox sweeper last, so that it sends what the jobs before it could not
 publish. Beat runs each job on its own schedule, through its Celery task (tasks.py)."""
 
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.utils import timezone
-
 from apps.core import clock
 
-from .models import JobRun
+from . import services
 
 # Beat's rows in the database and messages already queued name the tasks so: they keep the
 # prefix of the app that used to run every job.
@@ -54,25 +51,20 @@ def register(name, function, *, order):
 
 def run_job(*, job, trigger, now=None, task_id="", chunk_size=None):
     """Run one job, recording it as a JobRun whose counts are saved after every chunk (a
-    run that dies shows how far it got). Returns the JobRun; re-raises what stopped it."""
+    run that dies shows how far it got); a run by beat that found nothing to do is counted on
+    the job's idle row (services.py). Returns the JobRun that records the run; re-raises what
+    stopped it."""
     function = JOBS[job].function
     as_of = now or clock.now()
-    run = JobRun.objects.create(job=job, trigger=trigger, as_of=as_of, task_id=task_id or "")
+    run = services.start_run(job=job, trigger=trigger, as_of=as_of, task_id=task_id)
 
     def progress(counts):
-        JobRun.objects.filter(pk=run.pk).update(counts=counts.as_dict())
+        services.save_progress(run=run, counts=counts)
 
     options = {"chunk_size": chunk_size} if chunk_size else {}
     try:
         counts = function(now=as_of, on_chunk=progress, **options)
     except BaseException as error:  # a time limit or a kill too: record it, then stop
-        run.status = JobRun.Status.FAILED
-        run.error = "".join(traceback.format_exception(error))[-4000:]
-        run.finished_at = timezone.now()  # real time, as started_at: the run's duration
-        run.save(update_fields=["status", "error", "finished_at"])
+        services.fail_run(run=run, error=error)
         raise
-    run.counts = counts.as_dict()
-    run.status = JobRun.Status.FAILED if counts.failures else JobRun.Status.SUCCEEDED
-    run.finished_at = timezone.now()
-    run.save(update_fields=["counts", "status", "finished_at"])
-    return run
+    return services.finish_run(run=run, counts=counts)
