@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: run test lint venv lock clean bench browser pooler sdk
+.PHONY: run test lint venv lock clean bench browser pooler sdk reliability
 
 venv: $(VENV)/.installed
 
@@ -56,6 +56,11 @@ test: lint browser pooler
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py sqlfunctions --check
 	# Two workers, one per core: each has its own test database, Celery queue and demo clock.
 	$(BIN)/pytest -n 2
+
+# The fault suite alone, printing what each fault did (docs/operations.md). Needs PostgreSQL
+# and Redis, as `make test` does for these tests: DATABASE_URL=postgres://… REDIS_URL=redis://…
+reliability: venv
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/pytest -m reliability -rP
 
 # Re-pin dependencies after editing requirements/*.in.
 lock: venv
