@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.billing.admin import djstripe_custom_action
-from apps.core.views import healthz, readyz
+from apps.core.views import healthz, metrics, readyz
 
 admin.site.site_header = "CreditDesk"
 admin.site.site_title = "CreditDesk admin"
@@ -19,6 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),  # 404 unless enabled, and for the allowed only
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("apps.api.urls")),

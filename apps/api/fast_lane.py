@@ -28,7 +28,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
 from apps.accounts.services import hash_api_key
+from apps.core import metrics
 from apps.core.errors import DomainError
+from apps.core.logging import REQUEST_ID
 from apps.core.middleware import request_id_for
 from apps.usage import api_calls, fast_path
 from apps.usage.api_calls import Caller, Refused
@@ -55,6 +57,7 @@ def _consume(caller, data):
         return outcome
     if outcome.error:
         return None  # a refusal writes nothing: Django answers it in the API's words
+    metrics.count_charged(replayed=outcome.replayed)
     return outcome.usage_event, REPLAYED if outcome.replayed else {}
 
 
@@ -145,6 +148,15 @@ def answer_request(environ):
     if prepared is None:
         return None
     request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
+    token = REQUEST_ID.set(request_id)  # on every line logged from here (apps/core/logging.py)
+    try:
+        return _answer(environ, lane, prepared, serializer_out, request_id)
+    finally:
+        REQUEST_ID.reset(token)
+
+
+def _answer(environ, lane, prepared, serializer_out, request_id):
+    """answer_request's, once the request is the lane's to try."""
     status = lane.status
     try:
         answer = lane.act(*prepared)
@@ -167,6 +179,8 @@ def answer_request(environ):
         status, extra_headers = "500 Internal Server Error", {}  # a 500 is no replay
         output = error_body("internal_error", INTERNAL_ERROR, {"request_id": request_id})
     content = _renderer.render(output)
+    # A key of LANES: "/" and the route Django's resolver names (the middleware's label).
+    metrics.count_request(endpoint=environ["PATH_INFO"][1:], method="POST", status=status)
     return status, _headers(environ, extra_headers, request_id, len(content)), content
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from djstripe import models as djstripe
 from djstripe.settings import djstripe_settings
 
+from apps.core import metrics
 from apps.core.currencies import (  # noqa: F401 - billing's callers import them from here
     ZERO_DECIMAL_CURRENCIES,
     currency_places,
@@ -67,11 +68,13 @@ def api_key():
 
 def call_stripe(operation, **params):
     """One Stripe API call with the configured key; Stripe's failures become
-    PaymentProviderError (logged with Stripe's request id)."""
+    PaymentProviderError (logged with Stripe's request id, counted in the metrics)."""
     try:
         return operation(api_key=api_key(), **params)
     except stripe.StripeError as error:
-        logger.warning("Stripe refused %s: %s", getattr(operation, "__qualname__", ""), error)
+        name = getattr(operation, "__qualname__", "")
+        logger.warning("Stripe refused %s: %s", name, error)
+        metrics.count_stripe_error(operation=name, error=type(error).__name__)
         problem = PaymentProviderError(
             f"Stripe: {error.user_message or 'the request failed'}",
             details={"stripe_request_id": error.request_id, "stripe_code": error.code},

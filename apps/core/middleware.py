@@ -1,10 +1,13 @@
 """Request ids: every response carries `X-Request-ID` (the caller's, if it sent a sane one),
-and errors are logged with it, so a customer's report can be matched to the log line."""
+and every line logged while the request is served carries it too (apps/core/logging.py), so
+a customer's report can be matched to the log lines."""
 
 import re
 import uuid
 
 from django.conf import settings
+
+from .logging import REQUEST_ID
 
 SANE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -15,6 +18,9 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         request.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
+        # Cleared on request_finished (apps.py), not here: Django logs a 4xx or 5xx answer
+        # after the middleware has returned it.
+        REQUEST_ID.set(request.request_id)
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response

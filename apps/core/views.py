@@ -1,11 +1,15 @@
 import logging
 
+from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
+
+from .metrics import CONTENT_TYPE, exposition, may_scrape
+from .middleware import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -61,3 +65,15 @@ def readyz(request):
         _database(), status="ok" if broker == "ok" else "degraded", broker=broker,
         warnings=warnings,
     )  # fmt: skip
+
+
+@never_cache
+def metrics(request):
+    """Prometheus's scrape (docs/metrics.md). With METRICS_ENABLED off, or for an address not
+    on METRICS_ALLOWED_IPS, the very 404 of a path that does not exist: to the public there is
+    no such endpoint."""
+    if not (settings.METRICS_ENABLED and may_scrape(client_ip(request))):
+        raise Http404
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE)

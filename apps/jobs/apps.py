@@ -6,4 +6,9 @@ class JobsConfig(AppConfig):
     verbose_name = "Scheduled jobs"
 
     def ready(self):
+        from apps.core.metrics import register_collector
+
         from . import jobs  # noqa: F401 - registers the outbox sweeper
+        from .metrics import job_gauges
+
+        register_collector(name="jobs", collect=job_gauges)

@@ -139,6 +139,12 @@ class WebhookDelivery(models.Model):
                 condition=Q(status="pending"),
                 name="webhook_delivery_due",
             ),
+            # The deliveries that gave up lately, for the metrics (apps/webhooks/metrics.py).
+            models.Index(
+                fields=["last_attempt_at"],
+                condition=Q(status="failed"),
+                name="webhook_delivery_gave_up",
+            ),
         ]
 
     def __str__(self):

@@ -6,7 +6,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, env
+from .base import BASE_DIR, LOGGING, env, log_format
 
 _missing = [
     name for name in ("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS") if not os.environ.get(name)
@@ -20,12 +20,16 @@ DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 
+# One JSON object a line, with the request's id on every line logged while serving it.
+LOG_FORMAT = log_format(default="json")
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+
 # The clock is real time: no demo clock file, `manage.py advance_clock` refuses.
 DEMO_CLOCK_FILE = None
 
 # TLS is terminated in front of the app; set SECURE_PROXY_SSL_HEADER_NAME when a proxy does it.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 if env("SECURE_PROXY_SSL_HEADER_NAME", default=""):
     SECURE_PROXY_SSL_HEADER = (env("SECURE_PROXY_SSL_HEADER_NAME"), "https")
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)

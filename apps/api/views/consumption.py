@@ -3,6 +3,7 @@ from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from apps.core import metrics
 from apps.core.errors import AccountNotFound, DomainError, NotFound
 from apps.usage import selectors as usage_selectors
 from apps.usage import services as usage_services
@@ -111,7 +112,12 @@ class ConsumeView(ApiView):
     )
     def post(self, request):
         data = self.valid(self.input_serializer, request.data)
-        outcome = usage_services.consume(account=self.account_for(data.pop("account")), **data)
+        try:
+            outcome = usage_services.consume(account=self.account_for(data.pop("account")), **data)
+        except DomainError as error:
+            metrics.count_consume(outcome=error.code)
+            raise
+        metrics.count_charged(replayed=outcome.replayed)
         return Response(
             self.output_serializer(outcome.usage_event).data,
             status=status.HTTP_201_CREATED,
@@ -192,6 +198,7 @@ class ConsumeBatchView(ApiView):
             if outcome.error is not None:
                 results[index] = _error_result(index, outcome.error)
             else:
+                metrics.count_charged(replayed=outcome.replayed)
                 results[index] = {
                     "index": index,
                     "status": 201,
@@ -205,6 +212,8 @@ class ConsumeBatchView(ApiView):
 
 
 def _error_result(index, error):
+    """A refused event's result, counted in the metrics as the single consume's refusal is."""
+    metrics.count_consume(outcome=error.code)
     body = error_body(error.code, error.message, error.details)["error"]
     return {"index": index, "status": domain_status(error), "error": body}
 
