@@ -3,6 +3,7 @@ process of its own, and client threads that drive the API and record every answe
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from itertools import count
 from typing import NamedTuple
 
 from django.conf import settings
+from django.db import connection
 
 from tests.processes import spare_port, wait_until_listening
 
@@ -117,3 +119,31 @@ def outside(env, command):
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def database_url():
+    """The test database's URL, for a process of the test's own."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def celery_worker(log, **env):
+    """A solo `celery worker` process on this test's queue and database (and REDIS_URL, unless
+    `env` says otherwise)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+           "DATABASE_URL": database_url(), **env}  # fmt: skip
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+             "--loglevel", "INFO", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE],
+            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def wait_for(condition, seconds, why):
+    """Until `condition()`; fails with `why()` after `seconds` of real time (a test's frozen
+    clock does not stop it)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.1)

@@ -11,10 +11,10 @@ import time
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.jobs.beat import STANDBY_RETRY
+from tests.reliability.load import database_url, wait_for
 
 pytestmark = [
     pytest.mark.postgres,
@@ -40,22 +40,12 @@ def beat(env, log):
         )  # fmt: skip
 
 
-def wait_for(condition, seconds, why):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, why()
-        time.sleep(0.1)
-
-
 def test_two_beats_send_each_schedule_once_and_the_standby_takes_over(redis_broker, tmp_path):
     PeriodicTask.objects.update(enabled=False)  # the real schedules would fill the queue
     every, _ = IntervalSchedule.objects.get_or_create(every=1, period="seconds")
     PeriodicTask.objects.create(name=EVERY_SECOND, task="periods.publish_outbox", interval=every)
-    db = connection.settings_dict
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
-                           f"{db['PORT'] or 5432}/{db['NAME']}",
-           "REDIS_URL": redis_broker.url}  # fmt: skip
+           "DATABASE_URL": database_url(), "REDIS_URL": redis_broker.url}  # fmt: skip
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
     beats = [beat(env, logs[0]), beat(env, logs[1])]
     try:

@@ -12,7 +12,6 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.db import connection
 
 from apps.accounts.services import create_api_key
 from apps.jobs.models import JobRun
@@ -20,7 +19,7 @@ from apps.jobs.registry import run_job
 from apps.usage.models import UsageEvent
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.ledger import assert_ledger_sound, priced_account
-from tests.reliability.load import Load, granian
+from tests.reliability.load import Load, database_url, granian
 from tests.workers import real_worker
 
 pytestmark = [
@@ -87,11 +86,8 @@ def test_redis_stopped_for_30_seconds_under_load_loses_no_request_and_no_webhook
     WebhookEndpoint.objects.create(account=account, url=url)
     _, raw_key = create_api_key(name="reliability", rate_limit_per_minute=10**9,
                                 scopes=["usage:read", "usage:write", "grants:write"])  # fmt: skip
-    db = connection.settings_dict
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "LOG_LEVEL": "ERROR",
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
-                           f"{db['PORT'] or 5432}/{db['NAME']}",
-           "REDIS_URL": redis_broker.url}  # fmt: skip
+           "DATABASE_URL": database_url(), "REDIS_URL": redis_broker.url}  # fmt: skip
 
     with granian(env, tmp_path / "granian.log") as port:
         grants = Grants(port, raw_key)

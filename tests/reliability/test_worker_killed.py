@@ -4,27 +4,29 @@ the job's next run (beat's next tick, sent again here) on a new worker leaves th
 ledger as an unbroken run: every due subscription renewed once. Real processes: two
 `celery worker`s one after the other, Redis, the test's PostgreSQL."""
 
-import os
 import signal
-import subprocess
-import sys
-import time
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from apps.accounts.models import Subscription
+from apps.core import clock
 from apps.jobs.models import JobRun
+from apps.jobs.registry import run_job
 from apps.jobs.tasks import TASKS
 from apps.wallets.models import CreditGrant
-from tests.ledger import assert_ledger_sound
+from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
+from apps.webhooks.services import SENDING_LEASE
+from tests.ledger import assert_ledger_sound, give, priced_account
 from tests.periods.conftest import (
     FEB_28,
     calendar,  # noqa: F401 - a fixture this test uses
     world,
 )
+from tests.reliability.load import celery_worker, database_url, wait_for
 from tests.workers import empty_queue
 
 pytestmark = [
@@ -37,36 +39,12 @@ ACCOUNTS = 30
 JOB = "renew_due_subscriptions"
 
 
-def database_url():
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def worker(log):
-    """A worker process on this test's queue, database and Redis."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-           "DATABASE_URL": database_url()}  # fmt: skip
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE],
-            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
 def waiting_on_a_row_lock(url):
     with psycopg.connect(url, autocommit=True) as probe:
         return probe.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
             "AND datname = current_database()"
         ).fetchone()[0]
-
-
-def wait_for(condition, seconds, log):
-    deadline = time.monotonic() + seconds  # real time: the test's clock stands still
-    while not condition():
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
 
 
 def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
@@ -79,7 +57,7 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
     url = database_url()
     empty_queue()
     first, second = tmp_path / "first.log", tmp_path / "second.log"
-    killed = worker(first)
+    killed = celery_worker(first)
     try:
         # One subscription's row is held: the run renews the others (SKIP LOCKED), then its
         # second pass waits on that row inside an open chunk. There the worker is killed.
@@ -87,7 +65,8 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
             gate.execute("SELECT 1 FROM accounts_subscription WHERE id = %s FOR UPDATE",
                          [held.pk])  # fmt: skip
             TASKS[JOB].apply_async(kwargs={"now": FEB_28.isoformat()})
-            wait_for(lambda: waiting_on_a_row_lock(url) > 0, 60, first)
+            wait_for(lambda: due.count() == 1 and waiting_on_a_row_lock(url) > 0, 60,
+                     first.read_text)  # fmt: skip
             killed.send_signal(signal.SIGKILL)
             killed.wait(timeout=10)
         (stuck,) = JobRun.objects.filter(job=JOB)
@@ -96,11 +75,11 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
         assert renewed_before_the_kill == ACCOUNTS - 1  # all but the held one: committed
 
         # Beat's next tick sends the job again; a new worker runs it.
-        restarted = worker(second)
+        restarted = celery_worker(second)
         try:
             TASKS[JOB].apply_async(kwargs={"now": FEB_28.isoformat()})
             wait_for(lambda: JobRun.objects.filter(job=JOB).exclude(
-                status=JobRun.Status.RUNNING).exists(), 60, second)  # fmt: skip
+                status=JobRun.Status.RUNNING).exists(), 60, second.read_text)  # fmt: skip
         finally:
             restarted.terminate()
             restarted.wait(timeout=30)
@@ -119,4 +98,74 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
         f"\nWorker killed mid renewal chunk: {renewed_before_the_kill} of {ACCOUNTS} renewed "
         f"before the kill, the held one's chunk rolled back; the next run renewed "
         f"{rerun.counts.get('renewed')}; every subscription renewed once; ledger sound"
+    )
+
+
+@pytest.fixture
+def slow_receiver():
+    """A webhook endpoint whose first POST hangs (until the test ends) and whose later ones
+    answer 200 at once: the event ids it was sent, in order."""
+    received, release = [], threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(self.headers["CreditDesk-Event-Id"])
+            if len(received) == 1:
+                release.wait(60)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks", received
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_worker_killed_mid_webhook_delivery_loses_no_delivery(slow_receiver, tmp_path):
+    url, received = slow_receiver
+    account, _ = priced_account(external_id="acme")
+    WebhookEndpoint.objects.create(account=account, url=url)
+    empty_queue()
+    give(account, 25)  # a credits.granted event, its delivery queued after the commit
+    (delivery,) = WebhookDelivery.objects.all()
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    killed = celery_worker(first)
+    try:
+        wait_for(lambda: len(received) == 1, 60, first.read_text)  # the POST is in flight
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=10)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+            killed.wait()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (WebhookDelivery.Status.PENDING, 0)
+
+    # The claim lasts SENDING_LEASE; once it has passed, beat's retry job queues the delivery
+    # again and a new worker sends it.
+    clock.advance(by=SENDING_LEASE + timedelta(minutes=1))
+    requeued = run_job(job="retry_webhook_deliveries", trigger="command")
+    restarted = celery_worker(second)
+    try:
+        wait_for(lambda: WebhookDelivery.objects.filter(
+            pk=delivery.pk, status=WebhookDelivery.Status.SUCCEEDED).exists(), 60,
+            second.read_text)  # fmt: skip
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1
+    # The receiver saw the event twice (the killed attempt reached it): the same event id,
+    # by which docs/webhooks.md tells receivers to drop a repeat.
+    assert received == [delivery.event_id, delivery.event_id]
+    print(
+        f"\nWorker killed mid webhook delivery: the delivery stayed pending under its "
+        f"{SENDING_LEASE} claim; the retry job queued {requeued.counts.get('deliveries')}; "
+        f"delivered on the next worker (the receiver saw event {delivery.event_id} twice)"
     )
