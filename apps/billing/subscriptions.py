@@ -117,7 +117,9 @@ def record_stripe_subscription(*, data):
     return ours
 
 
-def _start(data, status):
+def _start(data, status, period=None):
+    """Our Subscription for Stripe's, live (`status`), on its current period or `period`
+    (start, end); None if it is not one of ours to start."""
     if status not in (Status.ACTIVE, Status.TRIALING):
         return None
     account, plan = _account(data), _plan(data)
@@ -125,7 +127,7 @@ def _start(data, status):
         logger.warning("Stripe subscription %s: no account or plan to match it", data["id"])
         return None
     item = first_item(data)
-    start, end = subscription_period(data)
+    start, end = period or subscription_period(data)
     sales = starting_sales(account_id=account.pk, plan=plan)
     price = price_data(stripe_price_id(item)) or (
         item["price"] if isinstance(item.get("price"), dict) else {}
@@ -172,11 +174,32 @@ def ensure_subscription(*, stripe_id):
     ours = locked_subscription(stripe_subscription_id=stripe_id)
     if ours is not None:
         return ours
+    return record_stripe_subscription(data=_stripe_subscription(stripe_id))
+
+
+def _stripe_subscription(stripe_id):
+    """Stripe's subscription (JSON) as dj-stripe mirrors it, fetched from Stripe when its
+    own event has not come yet."""
     mirrored = djstripe.Subscription.objects.filter(id=stripe_id).first()
     if mirrored is None:
         remote = stripe.Subscription.retrieve(stripe_id, api_key=api_key())
         mirrored = djstripe.Subscription.sync_from_stripe_data(remote, api_key=api_key())
-    return record_stripe_subscription(data=mirrored.stripe_data)
+    return mirrored.stripe_data
+
+
+def _start_ended(data, invoice):
+    """Stripe's subscription `data` was canceled before any of its events were processed
+    here (Stripe holds them while the endpoint is down, for up to three days, and sends them
+    in any order, each read back as canceled): its paid `invoice` still bought a period.
+    Start our Subscription on that period, granting it, and end it now, as its events would
+    have in time. None if Stripe's is not canceled (or not ours), or nothing was paid (a
+    trial's invoice: its credits would end unused, and no money came in)."""
+    if data.get("status") != "canceled" or not invoice.get("total"):
+        return None
+    ends = [line.get("period", {}).get("end") for line in invoice["lines"]["data"]]
+    period = (_invoice_period_start(invoice), from_timestamp(max(e for e in ends if e)))
+    ours = _start(data, Status.ACTIVE, period)
+    return None if ours is None else end_subscription(subscription=ours)
 
 
 def _invoice_subscription(data):
@@ -188,11 +211,15 @@ def _invoice_subscription(data):
 def record_invoice(*, data):
     """A subscription's invoice was paid or its payment failed. Paid: the period it bills
     has begun, so renew through it (the job's path: whichever comes first wins), and a past
-    due subscription recovers. Failed: past due, with a grace before consumption stops."""
+    due subscription recovers; a subscription Stripe canceled before we heard of it is
+    recorded, ended, with the period paid (`_start_ended`). Failed: past due, with a grace
+    before consumption stops."""
     subscription_id = _invoice_subscription(data)
     if not subscription_id:
         return None
     ours = ensure_subscription(stripe_id=subscription_id)
+    if ours is None and data.get("status") == "paid":
+        return _start_ended(_stripe_subscription(subscription_id), data)
     if ours is None or ours.status == Status.CANCELED:
         return ours
     if data.get("status") == "paid":

@@ -22,8 +22,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.ledger import assert_ledger_sound, wallet_of
-
-from .conftest import checkout, pay
+from tests.stripe_helpers import checkout, pay
 
 pytestmark = pytest.mark.django_db
 D = Decimal

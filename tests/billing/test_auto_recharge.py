@@ -20,9 +20,8 @@ from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import AccountFactory, CreditPackFactory, FeatureFactory
 from tests.ledger import assert_ledger_sound, give, wallet_of
+from tests.stripe_helpers import checkout, pay
 from tests.workers import real_worker
-
-from .conftest import checkout, pay
 
 pytestmark = pytest.mark.django_db
 D = Decimal

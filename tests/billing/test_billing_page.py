@@ -26,8 +26,7 @@ from tests.factories import (
     PlanFeatureFactory,
 )
 from tests.ledger import assert_ledger_sound, give, wallet_of
-
-from .conftest import checkout, pay
+from tests.stripe_helpers import checkout, pay
 
 pytestmark = pytest.mark.django_db
 D = Decimal

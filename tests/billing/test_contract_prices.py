@@ -18,9 +18,8 @@ from apps.catalog.services import import_catalog
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from tests.factories import AccountFactory
+from tests.stripe_helpers import control, ours, subscribe
 from tests.workers import real_worker
-
-from .conftest import control, ours, subscribe
 
 JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)

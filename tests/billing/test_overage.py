@@ -25,9 +25,10 @@ from tests.factories import (
     PlanFeatureFactory,
 )
 from tests.ledger import assert_ledger_sound, wallet_of
+from tests.stripe_helpers import KEY, control, ours, subscribe
 from tests.workers import empty_queue, real_worker
 
-from .conftest import FEB_28, JAN_31, KEY, MAR_31, control, ours, subscribe
+from .conftest import FEB_28, JAN_31, MAR_31
 
 pytestmark = pytest.mark.django_db
 D = Decimal

@@ -21,8 +21,7 @@ from apps.webhooks.models import WebhookEvent
 from tests.commands import run, write
 from tests.factories import AccountFactory
 from tests.ledger import assert_ledger_sound, wallet_of
-
-from .conftest import control, subscribe
+from tests.stripe_helpers import control, subscribe
 
 JAN_31 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 FEB_28 = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)

@@ -17,8 +17,7 @@ from apps.webhooks.models import WebhookEndpoint, WebhookEvent
 from devtools.offline_stripe.wire import sign
 from tests.factories import FeatureFactory
 from tests.ledger import assert_ledger_sound, wallet_of
-
-from .conftest import KEY, SUCCESS_URL, buy, checkout, pay, refund
+from tests.stripe_helpers import KEY, SUCCESS_URL, buy, checkout, pay, refund
 
 pytestmark = pytest.mark.django_db
 

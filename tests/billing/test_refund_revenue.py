@@ -16,8 +16,7 @@ from apps.revenue.selectors import month_figures
 from apps.revenue.verify import verify_revenue
 from apps.usage.services import consume
 from tests.factories import FeatureFactory
-
-from .conftest import buy, refund
+from tests.stripe_helpers import buy, refund
 
 pytestmark = pytest.mark.django_db
 D = Decimal

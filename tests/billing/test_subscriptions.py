@@ -33,8 +33,9 @@ from tests.factories import (
     UserFactory,
 )
 from tests.ledger import assert_ledger_sound, wallet_of
+from tests.stripe_helpers import KEY, checkout, control, ours, pay, subscribe
 
-from .conftest import FEB_28, JAN_31, KEY, MAR_31, checkout, control, ours, pay, subscribe
+from .conftest import FEB_28, JAN_31, MAR_31
 
 D = Decimal
 
@@ -239,6 +240,28 @@ def test_cancel_at_period_end_then_cancel_now(
     assert subscription.status == Subscription.Status.CANCELED
     assert subscription.current_period_end == JAN_31 + timedelta(days=1)  # now, not Feb 28
     assert balance(account) == D(0)
+    assert_ledger_sound(account)
+
+
+@pytest.mark.django_db
+def test_a_subscription_canceled_before_its_events_arrive_is_recorded_with_the_period_paid(
+    authed_client, plan, offline_stripe, stripe_events, webhook, time_machine
+):
+    """Stripe holds events while the endpoint is down (for up to three days) and each is read
+    back as canceled; the invoice paid for the period all the same (the Stripe storm)."""
+    account = AccountFactory(external_id="acme")
+    stripe_id = subscribe(authed_client, account, plan, offline_stripe)
+    time_machine.move_to(JAN_31 + timedelta(hours=3), tick=False)
+    stripe.Subscription.cancel(stripe_id, api_key=KEY)
+    events = stripe_events.take()
+    webhook.deliver(list(reversed(events)) + events)
+
+    subscription = ours(stripe_id)
+    assert subscription.status == Subscription.Status.CANCELED
+    assert subscription.current_period_end == JAN_31 + timedelta(hours=3)
+    [paid] = CreditGrant.objects.filter(account=account, source="plan_period")
+    assert (paid.amount, paid.basis_amount) == (D(1000), D(20))
+    assert balance(account) == D(0)  # the period's credits ended with it
     assert_ledger_sound(account)
 
 

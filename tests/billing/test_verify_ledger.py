@@ -26,8 +26,9 @@ from tests.factories import (
     PlanFeatureFactory,
 )
 from tests.ledger import wallet_of
+from tests.stripe_helpers import buy, control, refund, subscribe
 
-from .conftest import FEB_28, JAN_31, MAR_31, buy, control, refund, subscribe
+from .conftest import FEB_28, JAN_31, MAR_31
 
 pytestmark = pytest.mark.django_db
 D = Decimal
