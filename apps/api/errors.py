@@ -53,9 +53,19 @@ DATABASE_RETRY_AFTER = 1  # seconds: a restart or failover takes a few
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
+# SQLSTATEs of a connection lost or refused: the server shutting down or restarting, or a
+# connection failure (class 08). Other operational errors (a deadlock, a lock or statement
+# timeout) are answered 503 too, but logged with their traceback: they may be bugs.
+CONNECTION_LOST = ("57P01", "57P02", "57P03")
+
+
 def database_unavailable(request_id, error):
     """`(status, headers, body)` of a request cut short by the database."""
-    logger.warning("Database unavailable (request %s): %s", request_id, error)
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    if sqlstate is None or sqlstate.startswith("08") or sqlstate in CONNECTION_LOST:
+        logger.warning("Database unavailable (request %s): %s", request_id, error)
+    else:
+        logger.error("Database error (request %s)", request_id, exc_info=error)
     return (
         503,
         {"Retry-After": str(DATABASE_RETRY_AFTER)},

@@ -238,10 +238,11 @@ def _recycle_connection(environ):
 def _closed_by_server(psycopg_connection):
     """Between requests nothing may arrive on an idle connection (nothing here LISTENs)."""
     try:
-        readable, _, _ = select.select([psycopg_connection.fileno()], [], [], 0)
+        poller = select.poll()  # not select.select: it refuses descriptors past 1023
+        poller.register(psycopg_connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):  # no socket any more
         return True
-    return bool(readable)
 
 
 def _headers(environ, extra, request_id, length):

@@ -68,8 +68,8 @@ def count_request(key_hash):
 def uncount_request(counted):
     """Take back a request the fast lane counted that Django REST framework would not have
     (the key unknown or without the scope): it counts only once the key and scope pass."""
-    if counted.number == 0:
-        return  # never counted (Redis was down)
+    if counted.number == 0 or time.monotonic() < _redis_down_until[0]:
+        return  # never counted (Redis was down), or Redis is not to be tried now
     try:
         if settings.REDIS_URL:
             _redis().decr(counted.window)

@@ -25,6 +25,14 @@ from django_celery_beat.schedulers import DatabaseScheduler
 logger = logging.getLogger(__name__)
 LOCK_KEY = zlib.crc32(b"creditdesk.beat")  # the advisory lock's key (any fixed number)
 STANDBY_RETRY = 3.0  # seconds between a standby's tries of the lock
+LOCK_CONNECTION = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,  # ms
+}
 
 
 class SingleBeatScheduler(DatabaseScheduler):
@@ -39,9 +47,14 @@ class SingleBeatScheduler(DatabaseScheduler):
 
     def tick(self, *args, **kwargs):
         if self._lock is not None and not _alive(self._lock):
-            logger.error("Beat lost its lock connection; exiting so that only one beat sends")
-            raise SystemExit(1)
+            # Not SystemExit: beat takes that for a clean shutdown and exits 0, which a
+            # supervisor restarting on failure would leave down.
+            raise BeatLockLost("Beat lost its lock connection; exiting so only one beat sends")
         return super().tick(*args, **kwargs)
+
+
+class BeatLockLost(RuntimeError):
+    """Another beat may hold the lock by now: this one must stop (and be restarted)."""
 
 
 def wait_for_beat_lock():
@@ -72,12 +85,17 @@ def _alive(lock):
 
 
 def _direct_connection_params():
+    """The database's connection parameters, with a short connect timeout and TCP keepalives:
+    a lock connection cut off by the network must be noticed (by this beat, and by the server,
+    which releases the lock then) in seconds, not at the system's two-hour keepalive."""
     if settings.BEAT_LOCK_DATABASE_URL:
         url = environ.Env.db_url_config(settings.BEAT_LOCK_DATABASE_URL)
-        return {"host": url["HOST"], "port": url["PORT"] or 5432, "user": url["USER"],
-                "password": url["PASSWORD"], "dbname": url["NAME"]}  # fmt: skip
-    params = connections["default"].get_connection_params()
-    params.pop("cursor_factory", None)  # Django's own, for its cursors
-    params.pop("context", None)
-    params.pop("prepare_threshold", None)
-    return params
+        params = {**url.get("OPTIONS", {}), "host": url["HOST"], "port": url["PORT"] or 5432,
+                  "user": url["USER"], "password": url["PASSWORD"],
+                  "dbname": url["NAME"]}  # fmt: skip
+    else:
+        params = connections["default"].get_connection_params()
+        params.pop("cursor_factory", None)  # Django's own, for its cursors
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+    return {**params, **LOCK_CONNECTION}

@@ -15,7 +15,7 @@ from apps.core.metrics import gauge
 
 from .models import JobRun
 from .registry import JOBS
-from .selectors import beat_intervals, stuck_runs
+from .selectors import beat_intervals, finished_runs, stuck_runs
 
 RECENT = timedelta(hours=1)
 RUNNING, SUCCEEDED, FAILED = JobRun.Status.RUNNING, JobRun.Status.SUCCEEDED, JobRun.Status.FAILED
@@ -85,7 +85,7 @@ def _recent_runs(now, intervals):
 def _latest(job):
     """(the status of the job's latest finished run, when its latest success finished), as the
     admin's job alerts order runs (apps/jobs/selectors.py); Nones for a job without them."""
-    finished = JobRun.objects.filter(job=job).exclude(status=RUNNING).order_by("-started_at", "-pk")
+    finished = finished_runs(job=job)
     latest = finished.values_list("status", "finished_at").first()
     if latest is None:
         return None, None

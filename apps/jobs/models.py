@@ -2,7 +2,13 @@
 rolled over and expired, and what failed. Beat's runs that found nothing to do are counted
 on one row rather than listed one by one (apps/jobs/services.py, `finish_run`)."""
 
+from datetime import timedelta
+
 from django.db import models
+
+# Celery ends a run by beat after this (its task's hard time limit, tasks.py): a row of beat's
+# still running past it belongs to a worker that was killed or lost.
+RUN_TIME_LIMIT = timedelta(minutes=16)
 
 
 class JobRun(models.Model):

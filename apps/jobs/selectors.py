@@ -12,12 +12,12 @@ from django_celery_beat.models import PeriodicTask
 
 from apps.core.humanize import group_digits
 
-from .models import JobRun
+from .models import RUN_TIME_LIMIT, JobRun
 from .registry import JOBS, task_name
 
 LAG_INTERVALS = 3  # a job that has not succeeded for this many of its intervals lags
-# A job beat does not run is stuck after its task's hard time limit (tasks.LIMITS).
-STUCK_WITHOUT_SCHEDULE = timedelta(minutes=16)
+# A job beat does not run is stuck after its task's hard time limit.
+STUCK_WITHOUT_SCHEDULE = RUN_TIME_LIMIT
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,15 @@ def marked_stuck(*, runs, now=None, intervals=None):
     return runs.annotate(stuck=ExpressionWrapper(condition, output_field=BooleanField()))
 
 
+def finished_runs(*, job):
+    """The job's finished runs (succeeded or failed), latest first."""
+    return (
+        JobRun.objects.filter(job=job)
+        .exclude(status=JobRun.Status.RUNNING)
+        .order_by("-started_at", "-pk")
+    )
+
+
 def job_alerts(*, now=None, intervals=None):
     """A JobAlert for each registered job whose latest finished run failed, or which beat runs
     and whose latest finished run succeeded longer ago than LAG_INTERVALS of its intervals.
@@ -69,13 +78,7 @@ def job_alerts(*, now=None, intervals=None):
     intervals = beat_intervals() if intervals is None else intervals
     alerts = []
     for job in JOBS:
-        latest = (
-            JobRun.objects.filter(job=job)
-            .exclude(status=JobRun.Status.RUNNING)
-            .order_by("-started_at", "-pk")
-            .only("status", "finished_at")
-            .first()
-        )
+        latest = finished_runs(job=job).only("status", "finished_at").first()
         if latest is None:
             continue
         if latest.status == JobRun.Status.FAILED:

@@ -17,15 +17,25 @@ from django.db.models import F
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from .models import JobRun
+from .models import RUN_TIME_LIMIT, JobRun
 
 FOLDED_TRIGGER = "beat"  # runs someone started by hand are theirs to see, one by one
 NOT_WHAT_IT_DID = {"chunks"}  # a count of transactions, not of work done
 MAX_ERROR_CHARS = 4000
+LOST = (
+    "No word from this run within its time limit: its worker was killed or lost. The job's "
+    "next runs pick up what it left undone."
+)
 
 
 def start_run(*, job, trigger, as_of, task_id=""):
-    """The row of a run that starts now."""
+    """The row of a run that starts now; rows of the job's runs by beat that a killed worker
+    left running are closed as failed first (Celery would have ended them by now)."""
+    now = timezone.now()
+    JobRun.objects.filter(
+        job=job, trigger=FOLDED_TRIGGER, status=JobRun.Status.RUNNING,
+        started_at__lt=now - RUN_TIME_LIMIT,
+    ).update(status=JobRun.Status.FAILED, finished_at=now, error=LOST)  # fmt: skip
     return JobRun.objects.create(job=job, trigger=trigger, as_of=as_of, task_id=task_id or "")
 
 

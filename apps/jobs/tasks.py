@@ -8,10 +8,15 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.dateparse import parse_datetime
 
+from .models import RUN_TIME_LIMIT
 from .registry import JOBS, run_job, task_name
 
 # A run works in chunks that each commit, so a time limit costs at most the chunk it cuts.
-LIMITS = {"soft_time_limit": 15 * 60, "time_limit": 16 * 60, "acks_late": True}
+LIMITS = {
+    "soft_time_limit": RUN_TIME_LIMIT.total_seconds() - 60,
+    "time_limit": RUN_TIME_LIMIT.total_seconds(),
+    "acks_late": True,
+}
 
 
 def _task_for(job):

@@ -47,11 +47,14 @@ def json_lines(name=""):
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
     target = logging.getLogger(name)
+    # Whatever level another test left (a Celery worker started in process sets its own).
+    level, target.level = target.level, logging.DEBUG
     target.addHandler(handler)
     try:
         yield lines
     finally:
         target.removeHandler(handler)
+        target.setLevel(level)
         lines += [json.loads(line) for line in stream.getvalue().splitlines()]
 
 

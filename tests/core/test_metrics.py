@@ -230,7 +230,11 @@ def test_a_failed_job_run_shows_in_the_job_metrics():
     # A job that never ran: its counts are there (zero), its times are not.
     never = frozenset({("job", "publish_outbox")})
     assert ("creditdesk_job_failed_runs_last_hour", never) in samples
-    assert value(samples, "creditdesk_job_seconds_since_success", job="publish_outbox") == 0
+    assert ("creditdesk_job_seconds_since_success", never) not in samples
+    # A run by beat left running past its job's interval (a killed worker) is stuck.
+    JobRun.objects.create(job="renew_due_subscriptions", trigger="beat", as_of=now)
+    JobRun.objects.filter(job="renew_due_subscriptions").update(started_at=now - timedelta(hours=1))
+    assert value(scrape(), "creditdesk_job_runs_stuck", job="renew_due_subscriptions") == 1
 
 
 @pytest.mark.usefixtures("metrics_on")

@@ -95,15 +95,16 @@ def test_history_reads_come_from_the_replica_and_money_is_decided_on_the_primary
 
 
 UNREACHABLE = """
-import logging, threading, django
+import logging, threading, time, django
 django.setup()
 from apps.core import replicas
 tries = []
 logging.getLogger("apps.core.replicas").addFilter(lambda record: tries.append(1))
 answers = []
 def reader():
-    for _ in range(20):
+    for _ in range(20):  # 0.4 s: 40 check intervals, past which only the retry holds it off
         answers.append(replicas.usable_replica())
+        time.sleep(0.02)
 threads = [threading.Thread(target=reader) for _ in range(4)]
 [t.start() for t in threads]
 [t.join() for t in threads]
@@ -112,8 +113,9 @@ print(len(tries), len(answers), set(answers))
 
 
 def test_an_unreachable_replica_is_tried_once_per_process_until_its_retry():
-    """Four threads read 80 times, checking every 10 ms: one connection attempt, not one per
-    thread per check (a host that does not answer costs the connect timeout each time)."""
+    """Four threads read 80 times over 0.4 s, a check due every 10 ms: one connection attempt
+    in all, not one per thread per check (a host that does not answer costs the connect
+    timeout each time); the next is 30 s away."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
            "DATABASE_REPLICA_URLS": f"postgres://postgres@127.0.0.1:{spare_port()}/none",
            "DATABASE_REPLICA_CHECK_INTERVAL": "0.01"}  # fmt: skip

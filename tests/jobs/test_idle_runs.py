@@ -7,14 +7,16 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from apps.core import clock
 from apps.jobs.counts import JobCounts
-from apps.jobs.models import JobRun
+from apps.jobs.models import RUN_TIME_LIMIT, JobRun
 from apps.jobs.registry import run_job
 from apps.jobs.selectors import idle_summary
-from apps.jobs.services import finish_run, start_run
+from apps.jobs.services import LOST, finish_run, start_run
 from apps.usage.services import reserve
+from tests.factories import JobRunFactory
 from tests.ledger import priced_account, race
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +151,18 @@ def test_copies_finishing_idle_runs_at_once_are_counted_on_one_row(beat, before)
     [row] = JobRun.objects.all()
     assert (row.idle_runs, row.status) == (before + 8, "succeeded")
     connection.close()
+
+
+def test_a_run_by_beat_left_running_past_its_time_limit_is_closed_as_lost_by_the_next():
+    now = timezone.now()
+    lost = JobRunFactory(job="expire_grants", status="running", finished_at=None,
+                         started_at=now - RUN_TIME_LIMIT - timedelta(minutes=1))  # fmt: skip
+    young = JobRunFactory(job="expire_grants", status="running", finished_at=None,
+                          started_at=now - timedelta(minutes=10))  # fmt: skip
+    by_hand = JobRunFactory(job="expire_grants", status="running", finished_at=None,
+                            trigger="command", started_at=now - timedelta(hours=2))  # fmt: skip
+    run_job(job="expire_grants", trigger="beat")
+    for run in (lost, young, by_hand):
+        run.refresh_from_db()
+    assert (lost.status, lost.error) == (JobRun.Status.FAILED, LOST)
+    assert young.status == by_hand.status == JobRun.Status.RUNNING

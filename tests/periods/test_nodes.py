@@ -42,7 +42,7 @@ def waiting_on_the_gate(url):
     with psycopg.connect(url, autocommit=True) as probe:
         return probe.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND query LIKE 'INSERT INTO \"jobs_jobrun\"%'"
+            "AND datname = current_database() AND query LIKE '%\"jobs_jobrun\"%'"
         ).fetchone()[0]
 
 

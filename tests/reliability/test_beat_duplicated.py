@@ -11,9 +11,10 @@ import time
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from apps.jobs.beat import STANDBY_RETRY
+from apps.jobs.beat import LOCK_KEY, STANDBY_RETRY
 from tests.reliability.load import database_url, wait_for
 
 pytestmark = [
@@ -82,3 +83,26 @@ def test_two_beats_send_each_schedule_once_and_the_standby_takes_over(redis_brok
         f"\nTwo beats: {in_six_seconds} sends in 6 s of an every-second schedule; the "
         f"standby took over {took_over:.1f} s after the leader was killed"
     )
+
+
+def test_a_beat_whose_lock_connection_dies_exits_with_an_error(redis_broker, tmp_path):
+    """A supervisor that restarts beat on failure must see one: exit status 1, not 0."""
+    PeriodicTask.objects.update(enabled=False)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+           "DATABASE_URL": database_url(), "REDIS_URL": redis_broker.url}  # fmt: skip
+    log = tmp_path / "beat.log"
+    process = beat(env, log)
+    try:
+        wait_for(lambda: "sends the schedule" in log.read_text(), 30, log.read_text)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND objid = %s AND granted",
+                [LOCK_KEY],
+            )
+            assert cursor.fetchall() == [(True,)]
+        assert process.wait(timeout=30) == 1, log.read_text()
+    finally:
+        process.kill()
+        process.wait()
+    assert "BeatLockLost" in log.read_text()
