@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import count
 from typing import NamedTuple
 
@@ -147,3 +148,32 @@ def wait_for(condition, seconds, why):
     while not condition():
         assert time.monotonic() < deadline, why()
         time.sleep(0.1)
+
+
+@contextmanager
+def webhook_receiver(*, first_hangs=False):
+    """An HTTP endpoint that takes webhooks: `(url, event ids received, in order)`. With
+    `first_hangs`, its first POST is answered only when the receiver stops (a worker sending
+    it can be killed mid-delivery)."""
+    received, release = [], threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(self.headers["CreditDesk-Event-Id"])
+            if first_hangs and len(received) == 1:
+                release.wait(60)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks", received
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()

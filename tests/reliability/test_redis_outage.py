@@ -9,7 +9,6 @@ import os
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,7 +18,7 @@ from apps.jobs.registry import run_job
 from apps.usage.models import UsageEvent
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.ledger import assert_ledger_sound, priced_account
-from tests.reliability.load import Load, database_url, granian
+from tests.reliability.load import Load, database_url, granian, webhook_receiver
 from tests.workers import real_worker
 
 pytestmark = [
@@ -34,24 +33,9 @@ MIX = ("/api/v1/consume", "/api/v1/consume", "/api/v1/check")
 
 @pytest.fixture
 def receiver():
-    """An HTTP endpoint that takes every webhook: the event ids it received."""
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(self.headers["CreditDesk-Event-Id"])
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hooks", received
-    server.shutdown()
-    server.server_close()
+    """A webhook endpoint (tests/reliability/load.py)."""
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 class Grants(threading.Thread):

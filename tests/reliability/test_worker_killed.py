@@ -5,9 +5,7 @@ ledger as an unbroken run: every due subscription renewed once. Real processes: 
 `celery worker`s one after the other, Redis, the test's PostgreSQL."""
 
 import signal
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
@@ -26,7 +24,7 @@ from tests.periods.conftest import (
     calendar,  # noqa: F401 - a fixture this test uses
     world,
 )
-from tests.reliability.load import celery_worker, database_url, wait_for
+from tests.reliability.load import celery_worker, database_url, wait_for, webhook_receiver
 from tests.workers import empty_queue
 
 pytestmark = [
@@ -103,28 +101,9 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
 
 @pytest.fixture
 def slow_receiver():
-    """A webhook endpoint whose first POST hangs (until the test ends) and whose later ones
-    answer 200 at once: the event ids it was sent, in order."""
-    received, release = [], threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(self.headers["CreditDesk-Event-Id"])
-            if len(received) == 1:
-                release.wait(60)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hooks", received
-    release.set()
-    server.shutdown()
-    server.server_close()
+    """A webhook endpoint whose first POST hangs (tests/reliability/load.py)."""
+    with webhook_receiver(first_hangs=True) as receiver:
+        yield receiver
 
 
 def test_a_worker_killed_mid_webhook_delivery_loses_no_delivery(slow_receiver, tmp_path):
