@@ -1,6 +1,7 @@
-"""PostgreSQL clusters the tests start for themselves (initdb, pg_ctl), on spare ports, so
-that a test may stop, restart or replicate a server without touching the machine's own:
-the replica test and the reliability suite."""
+"""PostgreSQL for tests that run processes beside their own: clusters they start for
+themselves (initdb, pg_ctl) on spare ports, so that a test may stop, restart or replicate a
+server without touching the machine's own (the replica test, the reliability suite); the test
+database's URL for a process of the test's own; who waits on a lock there."""
 
 import os
 import pwd
@@ -11,7 +12,9 @@ from contextlib import contextmanager
 from glob import glob
 from pathlib import Path
 
+import psycopg
 import pytest
+from django.db import connection
 
 from tests.processes import spare_port
 
@@ -94,3 +97,20 @@ def copy_schema(*, source_url, cluster, db="creditdesk"):
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", cluster.url(db)], input=schema,
                    check=True, capture_output=True, text=True)  # fmt: skip
     return cluster.url(db)
+
+
+def database_url():
+    """The test database's URL, for a process of the test's own."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def lock_waiters(url, *, query_like="%"):
+    """How many sessions of the database at `url` wait on a lock, running a statement LIKE
+    `query_like`: a process a test holds at a gate has reached it."""
+    with psycopg.connect(url, autocommit=True) as probe:
+        return probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND query LIKE %s",
+            [query_like],
+        ).fetchone()[0]

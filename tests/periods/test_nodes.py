@@ -12,10 +12,10 @@ import time
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from apps.accounts.models import Subscription
 from apps.wallets.models import CreditGrant
+from tests.clusters import database_url, lock_waiters
 from tests.ledger import assert_ledger_sound
 
 from .conftest import FEB_28, world
@@ -25,11 +25,11 @@ pytestmark = [pytest.mark.postgres,
 ACCOUNTS = 60
 
 
-def node(database_url):
+def node(url):
     """A node: `manage.py run_period_jobs` for the renewal as of FEB_28, in chunks of 2, in a
     process of its own with one job thread, on this test's database."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-           "DATABASE_URL": database_url, "PERIOD_JOB_WORKERS": "1"}  # fmt: skip
+           "DATABASE_URL": url, "PERIOD_JOB_WORKERS": "1"}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_period_jobs", "--job", "renew_due_subscriptions",
          "--now", FEB_28.isoformat(), "--chunk-size", "2"],
@@ -38,18 +38,9 @@ def node(database_url):
     )  # fmt: skip
 
 
-def waiting_on_the_gate(url):
-    with psycopg.connect(url, autocommit=True) as probe:
-        return probe.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND query LIKE '%\"jobs_jobrun\"%'"
-        ).fetchone()[0]
-
-
 def test_two_nodes_split_a_renewal_run_without_overlap(calendar):
     world("node-", accounts=ACCOUNTS, calendar=calendar)
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = database_url()
     # The gate: while this transaction holds the run table, each node's run waits to record
     # itself; released once both wait, they start together.
     nodes = []
@@ -58,7 +49,7 @@ def test_two_nodes_split_a_renewal_run_without_overlap(calendar):
             gate.execute("LOCK TABLE jobs_jobrun IN SHARE MODE")
             nodes = [node(url), node(url)]
             for _ in range(300):
-                if waiting_on_the_gate(url) == 2:
+                if lock_waiters(url, query_like='%"jobs_jobrun"%') == 2:
                     break
                 assert all(n.poll() is None for n in nodes), "a node ended before the gate"
                 time.sleep(0.1)  # real time: the test's clock stands still, the nodes' not

@@ -14,8 +14,8 @@ from itertools import count
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import connection
 
+from tests.clusters import database_url
 from tests.processes import spare_port, wait_until_listening
 
 
@@ -120,12 +120,6 @@ def outside(env, command):
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def database_url():
-    """The test database's URL, for a process of the test's own."""
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def celery_worker(log, **env):

@@ -15,7 +15,8 @@ from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.jobs.beat import LOCK_KEY, STANDBY_RETRY
-from tests.reliability.load import database_url, wait_for
+from tests.clusters import database_url
+from tests.reliability.load import wait_for
 
 pytestmark = [
     pytest.mark.postgres,

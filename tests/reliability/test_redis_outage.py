@@ -17,8 +17,9 @@ from apps.jobs.models import JobRun
 from apps.jobs.registry import run_job
 from apps.usage.models import UsageEvent
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests.clusters import database_url
 from tests.ledger import assert_ledger_sound, priced_account
-from tests.reliability.load import Load, database_url, granian, webhook_receiver
+from tests.reliability.load import Load, granian, webhook_receiver
 from tests.workers import real_worker
 
 pytestmark = [

@@ -18,13 +18,14 @@ from apps.jobs.tasks import TASKS
 from apps.wallets.models import CreditGrant
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from apps.webhooks.services import SENDING_LEASE
+from tests.clusters import database_url, lock_waiters
 from tests.ledger import assert_ledger_sound, give, priced_account
 from tests.periods.conftest import (
     FEB_28,
     calendar,  # noqa: F401 - a fixture this test uses
     world,
 )
-from tests.reliability.load import celery_worker, database_url, wait_for, webhook_receiver
+from tests.reliability.load import celery_worker, wait_for, webhook_receiver
 from tests.workers import empty_queue
 
 pytestmark = [
@@ -35,14 +36,6 @@ pytestmark = [
 ]
 ACCOUNTS = 30
 JOB = "renew_due_subscriptions"
-
-
-def waiting_on_a_row_lock(url):
-    with psycopg.connect(url, autocommit=True) as probe:
-        return probe.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()"
-        ).fetchone()[0]
 
 
 def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
@@ -63,7 +56,7 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
             gate.execute("SELECT 1 FROM accounts_subscription WHERE id = %s FOR UPDATE",
                          [held.pk])  # fmt: skip
             TASKS[JOB].apply_async(kwargs={"now": FEB_28.isoformat()})
-            wait_for(lambda: due.count() == 1 and waiting_on_a_row_lock(url) > 0, 60,
+            wait_for(lambda: due.count() == 1 and lock_waiters(url) > 0, 60,
                      first.read_text)  # fmt: skip
             killed.send_signal(signal.SIGKILL)
             killed.wait(timeout=10)
