@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import request_started
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -37,6 +38,7 @@ from apps.usage.api_calls import Caller, Refused
 from apps.usage.services import ConsumeRequest
 
 from .errors import DATABASE_ERRORS, INTERNAL_ERROR, database_unavailable, error_body
+from .flat_serializers import FlatInput, FlatOutput
 from .parsers import parse_exact_json
 from .throttling import COUNTED, count_request, uncount_request
 from .views.base import REPLAYED
@@ -89,12 +91,16 @@ LANES = {
 
 
 class _Serializers(threading.local):
-    """The views' serializers, one pair per path and thread (a serializer copies its fields
-    when first used; building one per request costs more than validating with it)."""
+    """The views' serializers, flattened (flat_serializers.py), one pair per path and thread
+    (a serializer copies its fields when first used; building one per request costs more
+    than validating with it)."""
 
     def __init__(self):
         self.by_path = {
-            path: (lane.view.input_serializer(), lane.view.output_serializer())
+            path: (
+                FlatInput(lane.view.input_serializer()),
+                FlatOutput(lane.view.output_serializer()),
+            )
             for path, lane in LANES.items()
         }
 
@@ -121,11 +127,11 @@ class FastLane:
 def answer_request(environ):
     """`(status line, headers, body)`, or None: Django answers (the body is put back)."""
     if not (
-        settings.API_FAST_LANE
-        and fast_path.enabled()  # its one statement is a PostgreSQL function
-        and environ["REQUEST_METHOD"] == "POST"
+        environ["REQUEST_METHOD"] == "POST"
         and environ.get("PATH_INFO") in LANES
         and not environ.get("SCRIPT_NAME")
+        and settings.API_FAST_LANE
+        and fast_path.enabled()  # its one statement is a PostgreSQL function
     ):
         return None
     try:
@@ -165,7 +171,7 @@ def _answer(environ, lane, prepared, serializer_out, request_id):
         if answer is None or isinstance(answer, Refused):
             return None
         result, extra_headers = answer
-        output = serializer_out.to_representation(result)
+        output = serializer_out(result)
     except DomainError:
         return None  # a refusal writes nothing: Django answers it in the API's words
     except DATABASE_ERRORS as error:
@@ -201,11 +207,9 @@ def _prepare(environ, body, serializer_in, scope):
         payload = parse_exact_json(body)
     except ValueError:
         return None
-    if not isinstance(payload, dict):
-        return None
     try:
-        data = serializer_in.run_validation(payload)
-    except ValidationError:
+        data = serializer_in(payload)
+    except (ValidationError, DjangoValidationError):
         return None
     raw_key = raw_key.strip()
     key_hash = hash_api_key(raw_key)
@@ -227,12 +231,11 @@ def _recycle_connection(environ):
     before the next query, a round trip as long as the lane's whole statement. Instead, an
     idle connection the server has closed (a restart, an idle timeout) is found without a
     round trip: its socket has something to read (the server's goodbye, or the end)."""
-    if connection.errors_occurred or (
-        connection.close_at is not None and time.monotonic() >= connection.close_at
-    ):
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` looks the thread's up again
+    if db.errors_occurred or (db.close_at is not None and time.monotonic() >= db.close_at):
         request_started.send(sender=FastLane, environ=environ)
-    elif connection.connection is not None and _closed_by_server(connection.connection):
-        connection.close()  # the statement below opens a new one
+    elif db.connection is not None and _closed_by_server(db.connection):
+        db.close()  # the statement below opens a new one
 
 
 def _closed_by_server(psycopg_connection):

@@ -1,4 +1,5 @@
 import logging
+import os
 import threading
 import time
 from typing import NamedTuple
@@ -72,7 +73,7 @@ def uncount_request(counted):
         return  # never counted (Redis was down), or Redis is not to be tried now
     try:
         if settings.REDIS_URL:
-            _redis().decr(counted.window)
+            _command("DECR", counted.window)
         else:
             cache.decr(counted.window)
     except (redis.RedisError, ValueError):  # not counted (Redis down), or the window expired
@@ -80,21 +81,32 @@ def uncount_request(counted):
 
 
 def _redis():
+    """This thread's own connection to Redis, without a pool: redis-py's client checks a
+    connection out of its pool, wraps the command in its retry policy and checks it back in,
+    four times the CPU of the command itself (bench/RESULTS.md). A failed command
+    disconnects it; the next one connects again."""
     client = getattr(_local, "client", None)
-    if client is None:
-        client = _local.client = redis.Redis.from_url(
+    if client is None or _local.pid != os.getpid():  # a socket is not shared across a fork
+        pool = redis.ConnectionPool.from_url(
             settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
         )
+        client = _local.client = pool.connection_class(**pool.connection_kwargs)
+        _local.pid = os.getpid()
     return client
 
 
-def _count_redis(key):
+def _command(*args):
     client = _redis()
-    count = client.incr(key)
+    client.send_command(*args)
+    return client.read_response()
+
+
+def _count_redis(key):
+    count = _command("INCR", key)
     if count == 1:
         # The window's first request sets its expiry. Were that lost, the key would only
         # linger: the next window has another name.
-        client.expire(key, 2 * WINDOW)
+        _command("EXPIRE", key, 2 * WINDOW)
     return count
 
 

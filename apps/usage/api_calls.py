@@ -9,11 +9,11 @@ import json
 from dataclasses import dataclass, replace
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS
 
 from apps.accounts.models import Account
 from apps.accounts.services import split_api_key
-from apps.core import clock
+from apps.core import clock, statements
 
 from . import fast_path
 from .outcomes import REFUSED_KEY, REFUSED_SCOPE
@@ -85,9 +85,7 @@ def consume(*, caller, request):
 def check(*, caller, feature, quantity):
     """`(account, CheckResult)` for `caller`, or Refused; raises the domain error as
     `selectors.check` does."""
-    with connection.cursor() as cursor:
-        cursor.execute(CHECK_CALL, [*caller.arguments(), feature, quantity, clock.now()])
-        row = cursor.fetchone()
+    [row] = statements.fetch_all(CHECK_CALL, [*caller.arguments(), feature, quantity, clock.now()])
     if row[0] is not None:
         return Refused(row[0])
     return _account(caller, row), check_answer(feature, quantity, *row[3:])
@@ -101,5 +99,5 @@ def _account(caller, row):
     """The account, with the fields the function read (others load on first use)."""
     _, account_id, status = row[:3]
     return Account.from_db(
-        connection.alias, ACCOUNT_FIELDS, [account_id, caller.external_id, status]
+        DEFAULT_DB_ALIAS, ACCOUNT_FIELDS, [account_id, caller.external_id, status]
     )

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from apps.core import clock
+from apps.core import clock, statements
 from apps.core.errors import (
     AccountSuspended,
     FeatureNotEnabled,
@@ -64,9 +64,8 @@ def run(sql, args):
         # commits or none, without the BEGIN and COMMIT round trips of atomic(). Inside one:
         # a durable atomic.
         scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
-        with scope, connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall()
+        with scope:
+            return statements.fetch_all(sql, args)
 
     try:
         return retry_on_idempotency_race(call)

@@ -1,0 +1,37 @@
+"""One statement on Django's connection with the least Python around it, for the calls made
+on every API request (the consume and check functions)."""
+
+import threading
+
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
+
+_local = threading.local()  # Django's connections are per thread too
+
+
+def fetch_all(sql, args, *, using=DEFAULT_DB_ALIAS):
+    """The rows of `sql`, its arguments bound by the server: psycopg sends them beside the
+    statement, where Django's cursors quote each into its text in Python. Errors are Django's,
+    as from any cursor. With queries logged (DEBUG, or a test counting them) it goes through
+    Django's debug cursor, so it is logged and counted."""
+    db = connections[using]
+    db.ensure_connection()
+    cursor = _cursor(db)
+    if db.queries_logged:
+        cursor = db.make_debug_cursor(cursor)
+    with db.wrap_database_errors:
+        cursor.execute(sql, args)
+        return cursor.fetchall()
+
+
+def _cursor(db):
+    """One cursor per connection, kept for its next statement: a new cursor finds again the
+    adapter that dumps each argument's type and loads each column's, which cost as much CPU
+    as the rest of the call (bench/RESULTS.md)."""
+    kept = getattr(_local, "cursors", None)
+    if kept is None:
+        kept = _local.cursors = {}
+    cursor = kept.get(db.alias)
+    if cursor is None or cursor.connection is not db.connection:
+        cursor = kept[db.alias] = psycopg.Cursor(db.connection)
+    return cursor
