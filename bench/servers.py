@@ -1,6 +1,6 @@
 """Benchmark: which server to run CreditDesk under, by measurement.
 
-    .venv/bin/python bench/servers.py [--seconds 15] [--connections 16]
+    .venv/bin/python bench/servers.py [--seconds 15] [--connections 16] [--server NAME ...]
 
 For each server shape of bench/request_costs.py's SERVERS (gunicorn gthread, gunicorn sync,
 granian's WSGI interface), in one run on one database: CreditDesk's consume (10,000 accounts,
@@ -38,6 +38,12 @@ def main():
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8126)))
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=list(SERVERS),
+        help="only this server shape (repeatable); all of them by default",
+    )
     options = parser.parse_args()
     yardsticks = [yardstick(options.connections, options.seconds, 10000)]
     db, key = bench_database()
@@ -47,7 +53,7 @@ def main():
             "connections": options.connections, "key": key}  # fmt: skip
     rows = []
     try:
-        for name in SERVERS:
+        for name in options.server or SERVERS:
             figures = []
             for app, env, cwd in ((CREDITDESK, app_env(db), ROOT),
                                   (FLOOR, floor_env, ROOT / "bench")):  # fmt: skip

@@ -12,6 +12,7 @@ already counted), which answers as if the lane did not exist: nothing has been w
 because a refused consume writes nothing. So every error body still comes from one handler.
 """
 
+import functools
 import io
 import logging
 import select
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.signals import request_started
+from django.core.signals import request_started, setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -65,7 +67,7 @@ def _consume(caller, data):
 
 def _check(caller, data):
     answer = api_calls.check(caller=caller, **data)
-    return answer if isinstance(answer, Refused) else (answer[1], {})
+    return answer if isinstance(answer, Refused) else (answer, {})
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,62 @@ _serializers = _Serializers()
 _renderer = JSONRenderer()
 
 
+class _Config:
+    """The settings the lane reads on every request, read once: each `settings.X` is a lazy
+    object's lookup in Python, and together they cost more CPU than rendering the answer.
+    Built again when a setting changes (Django's setting_changed, which tests send)."""
+
+    HOSTS_SEEN = 256
+
+    def __init__(self):
+        self.on = settings.API_FAST_LANE and fast_path.enabled()
+        self.ssl_redirect = settings.SECURE_SSL_REDIRECT
+        self.proxy_ssl_header = settings.SECURE_PROXY_SSL_HEADER
+        self.forwarded_host = settings.USE_X_FORWARDED_HOST
+        self.allowed_hosts = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not self.allowed_hosts:
+            self.allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+        self.hosts = {}  # Host header -> allowed, as Django judges it
+        self.hsts = None
+        if settings.SECURE_HSTS_SECONDS:
+            self.hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+            if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+                self.hsts += "; includeSubDomains"
+            if settings.SECURE_HSTS_PRELOAD:
+                self.hsts += "; preload"
+        # What Django's SecurityMiddleware and XFrameOptionsMiddleware add, in their order.
+        self.security_headers = []
+        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+            self.security_headers.append(("X-Content-Type-Options", "nosniff"))
+        if policy := settings.SECURE_REFERRER_POLICY:
+            if isinstance(policy, str):
+                policy = [part.strip() for part in policy.split(",")]
+            self.security_headers.append(("Referrer-Policy", ",".join(policy)))
+        if opener := settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+            self.security_headers.append(("Cross-Origin-Opener-Policy", opener))
+        self.security_headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS.upper()))
+
+    def host_allowed(self, host):
+        """Django's own Host check (HttpRequest.get_host), remembered per Host header."""
+        allowed = self.hosts.get(host)
+        if allowed is None:
+            if len(self.hosts) >= self.HOSTS_SEEN:
+                self.hosts.clear()  # a caller inventing Host headers gains nothing
+            domain, _ = split_domain_port(host)
+            allowed = self.hosts[host] = bool(domain) and validate_host(domain, self.allowed_hosts)
+        return allowed
+
+
+@functools.cache
+def _config():
+    return _Config()
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs):
+    _config.cache_clear()
+
+
 class FastLane:
     """WSGI middleware around Django's application."""
 
@@ -130,8 +188,7 @@ def answer_request(environ):
         environ["REQUEST_METHOD"] == "POST"
         and environ.get("PATH_INFO") in LANES
         and not environ.get("SCRIPT_NAME")
-        and settings.API_FAST_LANE
-        and fast_path.enabled()  # its one statement is a PostgreSQL function
+        and (config := _config()).on  # on PostgreSQL: its one statement is a function
     ):
         return None
     try:
@@ -145,7 +202,7 @@ def answer_request(environ):
     lane = LANES[environ["PATH_INFO"]]
     serializer_in, serializer_out = _serializers.by_path[environ["PATH_INFO"]]
     try:
-        prepared = _prepare(environ, body, serializer_in, lane.scope)
+        prepared = _prepare(environ, body, serializer_in, lane.scope, config)
     except Exception:
         # Nothing is written yet (the lane's one statement comes later): Django answers, and
         # logs whatever this was.
@@ -156,12 +213,12 @@ def answer_request(environ):
     request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
     token = REQUEST_ID.set(request_id)  # on every line logged from here (apps/core/logging.py)
     try:
-        return _answer(environ, lane, prepared, serializer_out, request_id)
+        return _answer(environ, lane, prepared, serializer_out, request_id, config)
     finally:
         REQUEST_ID.reset(token)
 
 
-def _answer(environ, lane, prepared, serializer_out, request_id):
+def _answer(environ, lane, prepared, serializer_out, request_id, config):
     """answer_request's, once the request is the lane's to try."""
     status = lane.status
     try:
@@ -187,16 +244,18 @@ def _answer(environ, lane, prepared, serializer_out, request_id):
     content = _renderer.render(output)
     # A key of LANES: "/" and the route Django's resolver names (the middleware's label).
     metrics.count_request(endpoint=environ["PATH_INFO"][1:], method="POST", status=status)
-    return status, _headers(environ, extra_headers, request_id, len(content)), content
+    return status, _headers(environ, extra_headers, request_id, len(content), config), content
 
 
-def _prepare(environ, body, serializer_in, scope):
+def _prepare(environ, body, serializer_in, scope, config):
     """`(caller, valid input)` if the lane can take this request, else None."""
-    if environ.get("CONTENT_TYPE", "").lower() not in JSON_TYPES or not _host_allowed(environ):
+    if environ.get("CONTENT_TYPE", "").lower() not in JSON_TYPES:
+        return None
+    if not config.host_allowed(_host(environ, config)):
         return None
     if environ.get("HTTP_ACCEPT", "*/*") not in ACCEPTED:
         return None  # DRF negotiates (406, or JSON with an indent the client asked for)
-    if settings.SECURE_SSL_REDIRECT and not _secure(environ):
+    if config.ssl_redirect and not _secure(environ, config):
         return None
     if "HTTP_IDEMPOTENCY_KEY" in environ:
         return None  # the views read the header (ApiView.valid): one place for its rules
@@ -248,7 +307,7 @@ def _closed_by_server(psycopg_connection):
         return True
 
 
-def _headers(environ, extra, request_id, length):
+def _headers(environ, extra, request_id, length, config):
     """The headers Django's stack gives the same answer (tests compare the two)."""
     headers = [
         ("Content-Type", "application/json"),
@@ -257,46 +316,26 @@ def _headers(environ, extra, request_id, length):
         *extra.items(),
         ("X-Request-ID", request_id),
     ]
-    if settings.SECURE_HSTS_SECONDS and _secure(environ):
-        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-            hsts += "; includeSubDomains"
-        if settings.SECURE_HSTS_PRELOAD:
-            hsts += "; preload"
-        headers.append(("Strict-Transport-Security", hsts))
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append(("X-Content-Type-Options", "nosniff"))
-    if settings.SECURE_REFERRER_POLICY:
-        policy = settings.SECURE_REFERRER_POLICY
-        if isinstance(policy, str):
-            policy = [part.strip() for part in policy.split(",")]
-        headers.append(("Referrer-Policy", ",".join(policy)))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
-    headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS.upper()))
+    if config.hsts and _secure(environ, config):
+        headers.append(("Strict-Transport-Security", config.hsts))
+    headers += config.security_headers
     return headers
 
 
-def _host_allowed(environ):
-    """Django's own Host check (HttpRequest.get_host), which would answer 400 otherwise. A Host
-    header that is there but empty is refused: only a missing one falls back to SERVER_NAME."""
-    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
-        host = environ["HTTP_X_FORWARDED_HOST"]
-    elif "HTTP_HOST" in environ:
-        host = environ["HTTP_HOST"]
-    else:
-        host = environ.get("SERVER_NAME", "")
-    allowed = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed:
-        allowed = [".localhost", "127.0.0.1", "[::1]"]
-    domain, _ = split_domain_port(host)
-    return bool(domain) and validate_host(domain, allowed)
+def _host(environ, config):
+    """HttpRequest.get_host()'s choice of header. One that is there but empty is refused (by
+    the check): only a missing Host falls back to SERVER_NAME."""
+    if config.forwarded_host and "HTTP_X_FORWARDED_HOST" in environ:
+        return environ["HTTP_X_FORWARDED_HOST"]
+    if "HTTP_HOST" in environ:
+        return environ["HTTP_HOST"]
+    return environ.get("SERVER_NAME", "")
 
 
-def _secure(environ):
+def _secure(environ, config):
     """HttpRequest.is_secure()."""
-    if settings.SECURE_PROXY_SSL_HEADER:
-        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+    if config.proxy_ssl_header:
+        header, secure_value = config.proxy_ssl_header
         value = environ.get(header)
         if value is not None:
             return value.split(",", 1)[0].strip() == secure_value

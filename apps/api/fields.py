@@ -6,11 +6,13 @@ blanks and surrounding spaces are not trimmed into something valid."""
 import json
 import math
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from apps.accounts.models import EXTERNAL_ID_PATTERN
 from apps.core.decimals import CREDIT_DIGITS, CREDIT_PLACES, DecimalInputError, parse_decimal
@@ -53,6 +55,8 @@ class CreditsField(serializers.Field):
     Booleans, empty strings, NaN, Infinity, exponents in strings and overflowing exponents
     are refused."""
 
+    pure_validation = True  # depends on the value alone (flat_serializers.FlatInput)
+
     def __init__(self, **kwargs):
         kwargs.setdefault("help_text", "Decimal string or number, > 0, at most 6 places.")
         super().__init__(**kwargs)
@@ -82,6 +86,8 @@ def format_credits(value):
 class StrictCharField(serializers.CharField):
     """A JSON string, taken as sent: numbers are not turned into strings and surrounding
     whitespace is kept (and judged), so what the schema calls a string is all it accepts."""
+
+    pure_validation = True  # depends on the value alone (flat_serializers.FlatInput)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
@@ -118,6 +124,25 @@ class StrictDateTimeField(serializers.DateTimeField):
         if not isinstance(value, str) or not DATE_TIME.fullmatch(value):
             self.fail("invalid", format="YYYY-MM-DDThh:mm:ss[.ffffff](Z|±hh:mm)")
         return super().to_internal_value(value)
+
+
+class Timestamp(serializers.DateTimeField):
+    """A moment in an answer: RFC 3339 in UTC, ending in Z, whichever time zone is active
+    (DateTimeField's would follow the current one, looked up for every value)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def to_representation(self, value):
+        """DateTimeField's, in fewer steps for what every answer holds: an aware datetime in
+        ISO 8601 (tests/api/test_fields.py holds the two equal)."""
+        if type(value) is datetime and value.tzinfo is not None and self._iso():
+            text = value.astimezone(UTC).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return super().to_representation(value)
+
+    def _iso(self):
+        return getattr(self, "format", api_settings.DATETIME_FORMAT).lower() == ISO_8601
 
 
 URL_PATTERN = (

@@ -3,7 +3,7 @@ and every line logged while the request is served carries it too (apps/core/logg
 a customer's report can be matched to the log lines."""
 
 import re
-import uuid
+import secrets
 
 from django.conf import settings
 
@@ -27,7 +27,7 @@ class RequestIdMiddleware:
 
 
 def request_id_for(incoming):
-    return incoming if SANE.match(incoming) else uuid.uuid4().hex
+    return incoming if SANE.match(incoming) else secrets.token_hex(16)
 
 
 def client_ip(request):

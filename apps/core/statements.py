@@ -9,12 +9,14 @@ from django.db import DEFAULT_DB_ALIAS, connections
 _local = threading.local()  # Django's connections are per thread too
 
 
-def fetch_all(sql, args, *, using=DEFAULT_DB_ALIAS):
-    """The rows of `sql`, its arguments bound by the server: psycopg sends them beside the
-    statement, where Django's cursors quote each into its text in Python. Errors are Django's,
-    as from any cursor. With queries logged (DEBUG, or a test counting them) it goes through
-    Django's debug cursor, so it is logged and counted."""
-    db = connections[using]
+def fetch_all(sql, args, *, db=None):
+    """The rows of `sql`, its arguments bound by the server (psycopg sends them beside the
+    statement, where Django's cursors quote each into its text in Python), the rows sent
+    back in binary. Errors are Django's, as from any cursor. With queries logged (DEBUG, or
+    a test counting them) it goes through Django's debug cursor, so it is logged and
+    counted. `db`: Django's connection, if the caller has it at hand (each
+    `connections[...]` looks the thread's up again)."""
+    db = db or connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
     cursor = _cursor(db)
     if db.queries_logged:
@@ -34,4 +36,7 @@ def _cursor(db):
     cursor = kept.get(db.alias)
     if cursor is None or cursor.connection is not db.connection:
         cursor = kept[db.alias] = psycopg.Cursor(db.connection)
+        # Rows in binary: psycopg's C loaders read them, where Django's loader for text
+        # timestamps is Python (the time zone is the session's, UTC, as Django sets it).
+        cursor.format = psycopg.pq.Format.BINARY
     return cursor

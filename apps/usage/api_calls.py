@@ -6,7 +6,7 @@ only. Anything but an answer (a refused caller, a grant due to be closed) is `Re
 `None`: Django's path then answers the request whole, in the API's words."""
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
@@ -79,16 +79,16 @@ def consume(*, caller, request):
         return None
     if row[0] is not None:
         return Refused(row[0])
-    return fast_path.outcome(replace(request, account=_account(caller, row)), row[3:])
+    return fast_path.outcome(request, row[3:], account=_account(caller, row))
 
 
 def check(*, caller, feature, quantity):
-    """`(account, CheckResult)` for `caller`, or Refused; raises the domain error as
+    """The CheckResult for `caller`, or Refused; raises the domain error as
     `selectors.check` does."""
     [row] = statements.fetch_all(CHECK_CALL, [*caller.arguments(), feature, quantity, clock.now()])
     if row[0] is not None:
         return Refused(row[0])
-    return _account(caller, row), check_answer(feature, quantity, *row[3:])
+    return check_answer(feature, quantity, *row[3:])
 
 
 def _first(rows):

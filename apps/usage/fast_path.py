@@ -7,7 +7,7 @@ import json
 from contextlib import nullcontext
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
 from apps.core import clock, statements
 from apps.core.errors import (
@@ -59,13 +59,15 @@ def run(sql, args):
     when a grant is due to be closed (then nothing is written). A call that lost an
     idempotency race is made again (it then finds the winner's event)."""
 
+    db = connections[DEFAULT_DB_ALIAS]
+
     def call():
         # One statement outside any transaction is a transaction of its own: all of it
         # commits or none, without the BEGIN and COMMIT round trips of atomic(). Inside one:
         # a durable atomic.
-        scope = nullcontext() if connection.get_autocommit() else transaction.atomic(durable=True)
+        scope = nullcontext() if db.get_autocommit() else transaction.atomic(durable=True)
         with scope:
-            return statements.fetch_all(sql, args)
+            return statements.fetch_all(sql, args, db=db)
 
     try:
         return retry_on_idempotency_race(call)
@@ -93,14 +95,15 @@ def _call(requests):
     return sql, args
 
 
-def outcome(request, row):
-    """The Outcome of a consume function's row (its 13 columns) for `request`."""
+def outcome(request, row, *, account=None):
+    """The Outcome of a consume function's row (its 13 columns) for `request`, charged to
+    `account` (the request's if not given)."""
     (outcome, event_id, credit_type, credits_per_unit, credits, balance_after, available_after,
      occurred_at, created_at, required, available, limit, used) = row  # fmt: skip
     if outcome in (CREATED, REPLAYED):
         charged = ChargedUsage(
             pk=event_id,
-            account=request.account,
+            account=request.account if account is None else account,
             feature=request.feature,
             credit_type=credit_type,
             quantity=request.quantity,  # the fingerprint guarantees a replay's is the same
