@@ -97,8 +97,15 @@ def _redis():
 
 def _command(*args):
     client = _redis()
-    client.send_command(*args)
-    return client.read_response()
+    try:
+        client.send_command(*args)
+        return client.read_response()
+    except redis.ConnectionError:
+        # A connection Redis closed while it was idle (a restart, its idle timeout): once
+        # more on a new one, as redis-py's client retries. (A timeout is not retried.)
+        client.disconnect()
+        client.send_command(*args)
+        return client.read_response()
 
 
 def _count_redis(key):

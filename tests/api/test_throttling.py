@@ -1,0 +1,34 @@
+"""The rate count in Redis (apps/api/throttling.py), on the thread's own connection."""
+
+import hashlib
+
+import pytest
+import redis
+from django.conf import settings
+
+from apps.api import throttling
+
+pytestmark = pytest.mark.redis
+
+
+def key_hash(name):
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def test_each_request_of_a_key_counts_once_in_its_window_and_can_be_taken_back():
+    hashed = key_hash("count-once")
+    first = throttling.count_request(hashed)
+    second = throttling.count_request(hashed)
+    assert second.number == first.number + 1
+    throttling.uncount_request(second)
+    assert throttling.count_request(hashed).number == second.number
+    assert 0 < redis.Redis.from_url(settings.REDIS_URL).ttl(first.window) <= 2 * throttling.WINDOW
+
+
+def test_a_connection_redis_closed_while_idle_is_replaced_and_the_request_still_counts():
+    hashed = key_hash("connection-killed")
+    before = throttling.count_request(hashed).number
+    host, port = throttling._redis()._sock.getsockname()[:2]
+    redis.Redis.from_url(settings.REDIS_URL).client_kill(f"{host}:{port}")  # Redis hangs up
+    assert throttling.count_request(hashed).number == before + 1
+    assert throttling.count_request(hashed).number == before + 2
