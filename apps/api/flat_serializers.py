@@ -2,8 +2,8 @@
 (consume and check), where DRF's per-request machinery (field lists rebuilt as generators,
 `validate_<field>` lookups, error collection, attribute paths walked through `Mapping`
 checks) cost more CPU than the fields themselves. Built from the views' serializers, so the
-fields, their rules and their order stay defined once; tests/api/test_fast_lane.py holds the
-two equal to the serializers on generated input."""
+fields, their rules and their order stay defined once; tests/api/test_flat_serializers.py
+holds the two equal to the serializers on generated input."""
 
 from operator import attrgetter
 

@@ -35,7 +35,7 @@ class SignedCredits(serializers.DecimalField):
 
     def to_representation(self, value):
         """DecimalField's, with its decimal context built once rather than copied from the
-        thread's for every value (a third of a consume's rendering)."""
+        thread's for every value (about a quarter of a consume's rendering)."""
         if not isinstance(value, Decimal):
             value = Decimal(str(value).strip())
         return format(value.quantize(SIX_PLACES, context=SIGNED_CREDITS_CONTEXT), "f")

@@ -86,13 +86,17 @@ def _redis():
     four times the CPU of the command itself (bench/RESULTS.md). A failed command
     disconnects it; the next one connects again."""
     client = getattr(_local, "client", None)
-    if client is None or _local.pid != os.getpid():  # a socket is not shared across a fork
+    if client is None:
         pool = redis.ConnectionPool.from_url(
             settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
         )
         client = _local.client = pool.connection_class(**pool.connection_kwargs)
-        _local.pid = os.getpid()
     return client
+
+
+# A socket is not shared across a fork: the child's one thread (the forking one) starts
+# without its parent's connection. (Set here once, not checked with a getpid() per request.)
+os.register_at_fork(after_in_child=lambda: _local.__dict__.pop("client", None))
 
 
 def _command(*args):

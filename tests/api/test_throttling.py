@@ -1,6 +1,7 @@
 """The rate count in Redis (apps/api/throttling.py), on the thread's own connection."""
 
 import hashlib
+import os
 
 import pytest
 import redis
@@ -32,3 +33,18 @@ def test_a_connection_redis_closed_while_idle_is_replaced_and_the_request_still_
     redis.Redis.from_url(settings.REDIS_URL).client_kill(f"{host}:{port}")  # Redis hangs up
     assert throttling.count_request(hashed).number == before + 1
     assert throttling.count_request(hashed).number == before + 2
+
+
+def test_a_forked_child_counts_on_a_connection_of_its_own():
+    hashed = key_hash("forked")
+    parent_client = throttling._redis()
+    throttling.count_request(hashed)
+    pid = os.fork()
+    if pid == 0:  # the child: its first count opens a new connection
+        ok = throttling._local.__dict__.get("client") is None
+        ok = ok and throttling._redis() is not parent_client
+        ok = ok and throttling.count_request(hashed).number > 0
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert throttling._redis() is parent_client
