@@ -1,6 +1,6 @@
 """Benchmark: CPU instructions per API request in the web process, counted, not timed.
 
-    .venv/bin/python bench/instructions.py [--requests 300] [--runs 3]
+    .venv/bin/python bench/instructions.py [--requests 300] [--runs 3] [--shape consume]
 
 Time per request drifts with whatever else this shared machine runs (the same run gave
 0.74 ms and 0.31 ms of web CPU for the bare floor on two days); the number of instructions
@@ -54,6 +54,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--shape",
+        action="append",
+        choices=SHAPES,
+        help="only this shape (repeatable); all of them by default",
+    )
     options = parser.parse_args()
     env = environment()
     subprocess.run([*PG, f"DROP DATABASE IF EXISTS {DB}"], check=True)
@@ -62,7 +68,7 @@ def main():
         key = subprocess.run([sys.executable, __file__, "--populate"], env=env, check=True,
                              capture_output=True, text=True).stdout.split()[-1]  # fmt: skip
         env["BENCH_KEY"] = key
-        for shape in SHAPES:
+        for shape in options.shape or SHAPES:
             base = count(env, shape, 0)
             per_request = sorted(
                 (count(env, shape, options.requests) - base) / options.requests

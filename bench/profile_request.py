@@ -90,7 +90,7 @@ def run(which, order):
     for _ in range(n):
         post(path, body)
     profile.disable()
-    pstats.Stats(profile).sort_stats(order).print_stats(40)
+    pstats.Stats(profile).sort_stats(order).print_stats(int(os.environ.get("PROFILE_LINES", 40)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from django.core.signals import request_started, setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.dispatch import receiver
 from django.http.request import split_domain_port, validate_host
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
@@ -108,7 +109,24 @@ class _Serializers(threading.local):
 
 
 _serializers = _Serializers()
-_renderer = JSONRenderer()
+
+
+def _json_encoder(renderer):
+    """The encoder DRF's JSONRenderer makes afresh for every answer (json.dumps with `cls`),
+    made once: the same options, as `render` sets them when no indent is asked for."""
+    return renderer.encoder_class(
+        ensure_ascii=renderer.ensure_ascii, allow_nan=not renderer.strict,
+        separators=SHORT_SEPARATORS if renderer.compact else LONG_SEPARATORS,
+    )  # fmt: skip
+
+
+_encoder = _json_encoder(JSONRenderer())
+
+
+def _render(output):
+    """JSONRenderer().render(output), byte for byte (tests/api/test_fast_lane.py)."""
+    text = _encoder.encode(output)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
 class _Config:
@@ -241,7 +259,7 @@ def _answer(environ, lane, prepared, serializer_out, request_id, config):
         logger.exception("Unhandled error in the fast lane (request %s)", request_id)
         status, extra_headers = "500 Internal Server Error", {}  # a 500 is no replay
         output = error_body("internal_error", INTERNAL_ERROR, {"request_id": request_id})
-    content = _renderer.render(output)
+    content = _render(output)
     # A key of LANES: "/" and the route Django's resolver names (the middleware's label).
     metrics.count_request(endpoint=environ["PATH_INFO"][1:], method="POST", status=status)
     return status, _headers(environ, extra_headers, request_id, len(content), config), content

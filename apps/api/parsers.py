@@ -36,10 +36,12 @@ TOO_DEEP = f"arrays and objects nest deeper than {MAX_JSON_DEPTH} levels"
 def parse_exact_json(body, encoding="utf-8"):
     """Raises ValueError for anything ExactJSONParser refuses."""
     text = body.decode(encoding)
-    if LONE_SURROGATE.search(text):
+    if "\\u" in text and LONE_SURROGATE.search(text):  # (the test alone is cheaper)
         raise ValueError("a \\u escape names half a surrogate pair, which is not text")
+    if text.startswith("\ufeff"):  # what json.loads refuses before decoding
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     try:
-        value = json.loads(text, parse_float=_decimal, parse_constant=_refuse)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise ValueError(TOO_DEEP) from None
     # Counting brackets (strings included) is cheap and bounds the depth from above.
@@ -68,3 +70,7 @@ def _decimal(text):
 
 def _refuse(name):
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+# Made once: json.loads with hooks makes a decoder per call.
+_DECODER = json.JSONDecoder(parse_float=_decimal, parse_constant=_refuse)

@@ -7,11 +7,10 @@ only. Anything but an answer (a refused caller, a grant due to be closed) is `Re
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS
 
-from apps.accounts.models import Account
 from apps.accounts.services import split_api_key
 from apps.core import clock, statements
 
@@ -26,7 +25,15 @@ CONSUME_CALL = (
     "%s, %s)"
 )
 CHECK_CALL = f"SELECT * FROM {API_CHECK.sql_name}(%s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
-ACCOUNT_FIELDS = ["id", "external_id", "status"]
+
+
+class CallerAccount(NamedTuple):
+    """The account as the function found it, all an answer shows of it: building an Account
+    model instance (Django's from_db) cost a twentieth of a consume's CPU in process."""
+
+    pk: int
+    external_id: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,9 @@ def consume(*, caller, request):
         return None
     if row[0] is not None:
         return Refused(row[0])
-    return fast_path.outcome(request, row[3:], account=_account(caller, row))
+    _, account_id, status = row[:3]
+    account = CallerAccount(account_id, caller.external_id, status)
+    return fast_path.outcome(request, row[3:], account=account)
 
 
 def check(*, caller, feature, quantity):
@@ -93,11 +102,3 @@ def check(*, caller, feature, quantity):
 
 def _first(rows):
     return rows[0] if rows else None
-
-
-def _account(caller, row):
-    """The account, with the fields the function read (others load on first use)."""
-    _, account_id, status = row[:3]
-    return Account.from_db(
-        DEFAULT_DB_ALIAS, ACCOUNT_FIELDS, [account_id, caller.external_id, status]
-    )

@@ -64,8 +64,8 @@ def run(sql, args):
     def call():
         # One statement outside any transaction is a transaction of its own: all of it
         # commits or none, without the BEGIN and COMMIT round trips of atomic(). Inside one:
-        # a durable atomic.
-        scope = nullcontext() if db.get_autocommit() else transaction.atomic(durable=True)
+        # a durable atomic. (in_atomic_block rather than get_autocommit(), which connects.)
+        scope = transaction.atomic(durable=True) if db.in_atomic_block else nullcontext()
         with scope:
             return statements.fetch_all(sql, args, db=db)
 

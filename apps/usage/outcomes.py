@@ -35,7 +35,7 @@ class ChargedUsage:
     fast path never builds a model instance: it costs more than the database call)."""
 
     pk: int
-    account: Account
+    account: Account  # or api_calls.CallerAccount, the fast lane's: what an answer shows of it
     feature: str
     credit_type: str
     quantity: Decimal

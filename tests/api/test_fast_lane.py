@@ -15,6 +15,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiKey
@@ -317,3 +318,11 @@ def test_any_check_body_gets_the_same_answer_from_the_lane_and_from_django(accou
     answers = [c.post("/api/v1/check", payload, content_type="application/json")
                for c in (lane, django)]  # fmt: skip
     assert comparable(answers[0]) == comparable(answers[1]), body
+
+
+ANSWER_VALUES = st.one_of(st.none(), st.integers(), st.text(), st.text(alphabet='a\u2028\u2029"\\'))
+
+
+@given(output=st.dictionaries(st.text(), ANSWER_VALUES))
+def test_the_lane_renders_an_answer_as_drfs_json_renderer(output):
+    assert fast_lane._render(output) == JSONRenderer().render(output)
