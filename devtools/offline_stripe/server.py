@@ -45,6 +45,8 @@ class OfflineStripeApp:
                         answer = LOST
                     if key and method == "POST":
                         self.stripe.idempotent[key] = answer
+                    if method == "POST" and (hold := self.stripe.holds.pop(path[4:], None)):
+                        hold.wait()  # done at Stripe; the answer waits (`hold_next_answer`)
                 if (replayed or answer) is LOST:
                     raise StripeError(500, "An unknown error occurred.", kind="api_error")
                 return self._json(start_response, 200, replayed or answer)

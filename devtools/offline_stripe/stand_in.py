@@ -29,6 +29,7 @@ class OfflineStripe(ApiObjects, World):
         self.objects = {}
         self.idempotent = {}  # Idempotency-Key -> answer, replayed as Stripe does
         self.lose_next_answer = False  # the next API write applies, then answers 500
+        self.holds = {}  # API path -> Hold: its next write applies, then its answer waits
         if self.state_file and self.state_file.exists():
             self.objects = json.loads(self.state_file.read_text())
 
@@ -38,6 +39,14 @@ class OfflineStripe(ApiObjects, World):
         with self.lock:
             self.objects = {}
             self.idempotent = {}
+            self.holds = {}
+
+    def hold_next_answer(self, path):
+        """The next write to `/v1/<path>` takes effect (and is kept for its idempotency key),
+        then its answer waits until the Hold is released: the caller can be killed while
+        Stripe has done what it asked."""
+        hold = self.holds[path] = Hold()
+        return hold
 
     def _save(self):
         if self.state_file:
@@ -143,3 +152,19 @@ class OfflineStripe(ApiObjects, World):
     @property
     def base_url(self):
         return getattr(self, "_base_url", "http://127.0.0.1:12111")
+
+
+class Hold:
+    """A write whose answer is held back: `reached` once it has taken effect; the answer goes
+    out when `release()` is called (or after a minute, so no thread waits forever)."""
+
+    def __init__(self):
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def wait(self):
+        self.reached.set()
+        self._released.wait(60)
+
+    def release(self):
+        self._released.set()

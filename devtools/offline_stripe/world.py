@@ -23,20 +23,7 @@ class World:
             session["customer"]
             or self.create_customer({"email": session.get("customer_email") or ""})["id"]
         )
-        method = self.new(
-            "payment_method",
-            type="card",
-            customer=customer,
-            card={
-                "brand": "visa",
-                "last4": card,
-                "exp_month": 12,
-                "exp_year": 2034,
-                "country": "US",
-                "funding": "credit",
-            },  # fmt: skip
-            billing_details={"email": session.get("customer_email"), "name": None},
-        )
+        method = self._card(customer, card, email=session.get("customer_email"))
         item = session["line_items_offline"][0]
         price = self.get("price", item["price"])
         amount = price["unit_amount"] * item["quantity"]
@@ -79,6 +66,29 @@ class World:
         session["status"] = "expired"
         self.emit("checkout.session.expired", session)
         return session
+
+    def save_card(self, customer_id, *, card="4242"):
+        """A card saved on the customer for off-session charges, as a paid Checkout that asked
+        for it saves one (card "0002" declines)."""
+        method = self._card(customer_id, card)
+        self._save_card(customer_id, method)
+        return method
+
+    def _card(self, customer_id, last4, *, email=None):
+        return self.new(
+            "payment_method",
+            type="card",
+            customer=customer_id,
+            card={
+                "brand": "visa",
+                "last4": last4,
+                "exp_month": 12,
+                "exp_year": 2034,
+                "country": "US",
+                "funding": "credit",
+            },  # fmt: skip
+            billing_details={"email": email, "name": None},
+        )
 
     def _save_card(self, customer_id, method):
         customer = self.get("customer", customer_id)

@@ -135,6 +135,17 @@ def celery_worker(log, **env):
         )  # fmt: skip
 
 
+def reaching_offline_stripe(folder, url):
+    """The environment of a process whose Stripe client calls the offline Stripe at `url`, as
+    the test's own client does: the test settings with STRIPE_API_HOST set (dj-stripe points
+    the client at it), in a settings module written to `folder`."""
+    (folder / "offline_stripe_settings.py").write_text(
+        f"from config.settings.test import *  # noqa: F403\nSTRIPE_API_HOST = {url!r}\n"
+    )
+    return {"DJANGO_SETTINGS_MODULE": "offline_stripe_settings",
+            "PYTHONPATH": os.pathsep.join([str(folder), str(settings.BASE_DIR)])}  # fmt: skip
+
+
 def wait_for(condition, seconds, why):
     """Until `condition()`; fails with `why()` after `seconds` of real time (a test's frozen
     clock does not stop it)."""
