@@ -161,21 +161,24 @@ def add_catalog_codes(result, generator, request, public):
         ("CheckoutInRequest", "plan"): Plan.objects.filter(current=True, **on_sale),
         ("CheckoutInRequest", "credit_pack"): CreditPack.objects.filter(**on_sale),
     }
+    codes[("GrantInRequest", "credit_type")] = CreditType.objects.all()
     try:
-        credit_types = list(CreditType.objects.order_by("code").values_list("code", flat=True))
         codes = {key: list(q.order_by("code").values_list("code", flat=True))
                  for key, q in codes.items()}  # fmt: skip
     except DatabaseError:
-        # No catalog to read (`check --deploy` before `migrate`, or no database): the schema
-        # is still built, with the codes left open.
-        return result
-    codes[("GrantInRequest", "credit_type")] = credit_types
+        # No catalog to read (`check --deploy` or `manage.py api_reference` before `migrate`,
+        # or no database): the fields are marked all the same, with the codes left open, so
+        # the reference written from the schema does not depend on a database.
+        codes = dict.fromkeys(codes)
+    credit_types = codes[("GrantInRequest", "credit_type")] or []
     for (component, field), values in codes.items():
         schema = schemas.get(component, {}).get("properties", {}).get(field)
         if schema is None:
             continue
-        # An empty enum is not valid JSON Schema; `not: {}` admits nothing, as the server does.
-        schema.update({"enum": values} if values else {"not": {}})
+        if values is not None:
+            # An empty enum is not valid JSON Schema; `not: {}` admits nothing, as the server
+            # does.
+            schema.update({"enum": values} if values else {"not": {}})
         schema["x-catalog-codes"] = True
     checkout = schemas.get("CheckoutInRequest")
     if checkout is not None:
