@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 _local = threading.local()
 REDIS_RETRY = 2  # seconds without counting after Redis failed
 _redis_down_until = [0.0]  # per process, shared by its threads
+_redis_down_lock = threading.Lock()
 
 
 class ApiKeyRateThrottle(BaseThrottle):
@@ -59,10 +60,14 @@ def count_request(key_hash):
             count = _count_redis(key)
         except redis.RedisError as error:
             # Not tried again for a while: a Redis that hangs would otherwise cost every
-            # request its socket timeout, and every request a line in the log.
-            _redis_down_until[0] = time.monotonic() + REDIS_RETRY
-            logger.warning("Rate limits not counted for %d s: Redis unavailable (%s)",
-                           REDIS_RETRY, error)  # fmt: skip
+            # request its socket timeout, and every request a line in the log. Threads that
+            # tried at once all fail: the first to record the pause says so, once.
+            with _redis_down_lock:
+                first = time.monotonic() >= _redis_down_until[0]
+                _redis_down_until[0] = time.monotonic() + REDIS_RETRY
+            if first:
+                logger.warning("Rate limits not counted for %d s: Redis unavailable (%s)",
+                               REDIS_RETRY, error)  # fmt: skip
     return Counted(count, WINDOW - (now % WINDOW), key)
 
 

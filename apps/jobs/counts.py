@@ -35,6 +35,7 @@ class JobCounts:
     posted: int = 0  # ledger entries posted into revenue lines
     fees_posted: int = 0  # platform fees posted into fee lines (written or cut since)
     stale_simulations: int = 0  # simulation runs ended as failed: their workers went silent
+    problems: int = 0  # differences a verification found (the ledger's invariants, revenue)
     chunks: int = 0
     failures: int = 0
     errors: list = field(default_factory=list)
@@ -52,6 +53,13 @@ class JobCounts:
         self.failures += 1
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append(f"{what}: {type(error).__name__}: {error}")
+
+    def problem(self, text):
+        """A difference a verification found: the run fails, the first ones kept."""
+        self.problems += 1
+        self.failures += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(text)
 
     def copy(self):
         return replace(self, errors=list(self.errors))

@@ -44,6 +44,12 @@ def job_gauges():
         "Runs of the job that failed within the last hour.",
         ["job"],
     )
+    problems = gauge(
+        "creditdesk_job_last_run_problems",
+        "Differences the job's latest finished run found: the verifications (verify_ledger, "
+        "verify_revenue) count each broken invariant; other jobs find none.",
+        ["job"],
+    )
     running = gauge("creditdesk_job_runs_in_progress", "Runs of the job still running.", ["job"])
     stuck = gauge(
         "creditdesk_job_runs_stuck",
@@ -59,13 +65,14 @@ def job_gauges():
         stuck.add_metric([job], row.get("stuck", 0))
         if job in intervals:
             interval.add_metric([job], intervals[job].total_seconds())
-        latest_status, success_at = _latest(job)
+        latest_status, latest_counts, success_at = _latest(job)
         if latest_status is not None:
             for status in (SUCCEEDED, FAILED):
                 last_run.add_metric([job, status], 1 if status == latest_status else 0)
+            problems.add_metric([job], latest_counts.get("problems", 0))
         if success_at is not None:
             since_success.add_metric([job], (now - success_at).total_seconds())
-    return [since_success, last_run, interval, failed, running, stuck]
+    return [since_success, last_run, problems, interval, failed, running, stuck]
 
 
 def _recent_runs(now, intervals):
@@ -83,14 +90,15 @@ def _recent_runs(now, intervals):
 
 
 def _latest(job):
-    """(the status of the job's latest finished run, when its latest success finished), as the
-    admin's job alerts order runs (apps/jobs/selectors.py); Nones for a job without them."""
+    """(the status and counts of the job's latest finished run, when its latest success
+    finished), as the admin's job alerts order runs (apps/jobs/selectors.py); Nones for a
+    job without them."""
     finished = finished_runs(job=job)
-    latest = finished.values_list("status", "finished_at").first()
+    latest = finished.values_list("status", "counts", "finished_at").first()
     if latest is None:
-        return None, None
-    status, finished_at = latest
+        return None, None, None
+    status, counts, finished_at = latest
     if status != SUCCEEDED:
         succeeded = finished.filter(status=SUCCEEDED)
         finished_at = succeeded.values_list("finished_at", flat=True).first()
-    return status, finished_at
+    return status, counts, finished_at

@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import socket
+import threading
 
 import pytest
 import redis
@@ -48,3 +50,29 @@ def test_a_forked_child_counts_on_a_connection_of_its_own():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert throttling._redis() is parent_client
+
+
+def test_threads_that_fail_at_once_pause_counting_and_say_so_once(settings, monkeypatch, caplog):
+    """Redis unavailable: every thread that tried fails (here all of them, a socket timeout
+    each), the first to record the pause logs it; the requests are served uncounted."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # connects, never answers
+    settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    monkeypatch.setattr(throttling, "_redis_down_until", [0.0])
+    together, counted = threading.Barrier(8), []
+
+    def count():  # a new thread: a new connection, to the silent server
+        together.wait()
+        counted.append(throttling.count_request(key_hash("silent")).number)
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    with caplog.at_level("WARNING", logger=throttling.logger.name):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    silent.close()
+
+    assert counted == [0] * 8
+    paused = [r for r in caplog.records if r.getMessage().startswith("Rate limits not counted")]
+    assert len(paused) == 1
+    assert throttling._redis_down_until[0] > 0

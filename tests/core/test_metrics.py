@@ -19,6 +19,8 @@ from apps.accounts.services import create_api_key
 from apps.billing.gateway import call_stripe
 from apps.core.errors import PaymentProviderError
 from apps.jobs.models import JobRun
+from apps.jobs.registry import run_job
+from apps.wallets.models import Wallet
 from apps.webhooks.models import WebhookDelivery
 from apps.webhooks.services import create_endpoint, record_events
 from tests.api.conftest import FastLaneClient
@@ -231,6 +233,21 @@ def test_a_failed_job_run_shows_in_the_job_metrics():
     JobRun.objects.create(job="renew_due_subscriptions", trigger="beat", as_of=now)
     JobRun.objects.filter(job="renew_due_subscriptions").update(started_at=now - timedelta(hours=1))
     assert value(scrape(), "creditdesk_job_runs_stuck", job="renew_due_subscriptions") == 1
+
+
+@pytest.mark.usefixtures("metrics_on")
+def test_a_broken_ledger_shows_as_the_verifications_problems():
+    account, _ = priced_account(credits=10)
+    run_job(job="verify_ledger", trigger="command")
+    assert value(scrape(), "creditdesk_job_last_run_problems", job="verify_ledger") == 0
+
+    Wallet.objects.filter(account=account).update(balance=10**6)  # what no service writes
+    found = run_job(job="verify_ledger", trigger="command").counts["problems"]
+
+    samples = scrape()
+    assert value(samples, "creditdesk_job_last_run_problems", job="verify_ledger") == found > 0
+    assert value(samples, "creditdesk_job_last_run_status", job="verify_ledger",
+                 status="failed") == 1  # fmt: skip
 
 
 @pytest.mark.usefixtures("metrics_on")

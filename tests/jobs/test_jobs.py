@@ -32,6 +32,8 @@ IN_ORDER = [
     "run_auto_recharges",
     "post_revenue",
     "fail_stale_simulations",
+    "verify_ledger",
+    "verify_revenue",
     "publish_outbox",
 ]
 
@@ -129,6 +131,8 @@ def test_beat_schedules_exist_in_the_database(db):
         "periods.run_auto_recharges": 1,
         "periods.post_revenue": 1,
         "periods.fail_stale_simulations": 5,
+        "periods.verify_ledger": 24 * 60,
+        "periods.verify_revenue": 24 * 60,
         "periods.publish_outbox": 1,
     }
     assert set(scheduled) <= set(app.tasks)
@@ -147,12 +151,15 @@ def test_each_job_runs_through_a_real_worker(calendar):
         billed = TASKS["send_overage_charges"].delay().get(timeout=60)
         recharged = TASKS["run_auto_recharges"].delay().get(timeout=60)
         posted = TASKS["post_revenue"].delay().get(timeout=60)
+        ledger = TASKS["verify_ledger"].delay().get(timeout=60)
+        revenue = TASKS["verify_revenue"].delay().get(timeout=60)
     assert posted["posted"] > 0 and verify_revenue() == []
+    assert "problems" not in ledger and "problems" not in revenue  # both clean
     assert renewed["renewed"] == 2 and renewed["periods"] == 4
     assert expired.get("failures", 0) == released.get("failures", 0) == 0
     assert suspended.get("suspended", 0) == 0
     assert billed.get("invoice_items", 0) == recharged.get("recharges", 0) == 0  # nothing due
-    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 7
+    assert JobRun.objects.filter(trigger="beat", status="succeeded").count() == 9
     assert_ledger_sound()
     connection.close()
 

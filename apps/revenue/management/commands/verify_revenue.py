@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.snapshots import one_snapshot
 from apps.revenue.posting import post_revenue
 from apps.revenue.verify import verify_revenue
 
@@ -18,7 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, no_post=False, **options):
         if not no_post:
             post_revenue()
-        problems = verify_revenue()
+        with one_snapshot():  # every figure compared from one moment, whatever posts meanwhile
+            problems = verify_revenue()
         for problem in problems:
             self.stderr.write(problem)
         if problems:

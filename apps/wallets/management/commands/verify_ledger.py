@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import Account
+from apps.core.snapshots import one_snapshot
 from apps.wallets.models import CreditGrant, LedgerEntry, Wallet
 from apps.wallets.selectors import ledger_violations
 
@@ -17,7 +18,6 @@ class Command(BaseCommand):
             scope = Account.objects.filter(external_id=account).first()
             if scope is None:
                 raise CommandError(f"No account has external id {account!r}.")
-        problems = ledger_violations(account=scope)
         wallets, grants, entries = Wallet.objects, CreditGrant.objects, LedgerEntry.objects
         if scope is not None:
             wallets, grants, entries = (
@@ -25,10 +25,12 @@ class Command(BaseCommand):
                 grants.filter(account=scope),
                 entries.filter(account=scope),
             )
-        summary = (
-            f"{wallets.count()} wallets, {grants.count()} grants, {entries.count()} ledger "
-            f"entries checked: {len(problems)} violation(s)."
-        )
+        with one_snapshot():  # the checks and the counts of one moment
+            problems = ledger_violations(account=scope)
+            summary = (
+                f"{wallets.count()} wallets, {grants.count()} grants, {entries.count()} ledger "
+                f"entries checked: {len(problems)} violation(s)."
+            )
         for problem in problems:
             self.stderr.write(problem)
         if problems:
