@@ -36,7 +36,7 @@ def main(action, db, accounts=10000):
     from apps.accounts.services import create_api_key
 
     populate(accounts)
-    _, raw = create_api_key(name="bench", scopes=["usage:write", "usage:read"],
+    _, raw = create_api_key(name="bench", scopes=["usage:write", "usage:read", "accounts:write"],
                             rate_limit_per_minute=10**9)  # fmt: skip
     print(raw)
 

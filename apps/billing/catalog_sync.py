@@ -10,7 +10,7 @@ from djstripe import models as djstripe
 from apps.catalog.models import CreditPack, Plan
 from apps.core.errors import PaymentProviderError
 
-from .gateway import api_key, call_stripe, to_minor_units
+from .gateway import api_key, call_stripe, stripe_request, to_minor_units
 
 
 @dataclass
@@ -142,7 +142,7 @@ def product_of(kind, item):
     product_id = f"{product_prefix(kind)}{code}".replace(".", "_")
     wanted = {"name": _title(kind, item), "metadata": {"creditdesk_item": f"{kind}:{code}"}}
     try:
-        product = stripe.Product.retrieve(product_id, api_key=api_key())
+        product = stripe_request(stripe.Product.retrieve, product_id, missing_ok=True)
     except stripe.InvalidRequestError as error:
         if error.code != "resource_missing":
             raise PaymentProviderError(f"Stripe: {error.user_message}") from None

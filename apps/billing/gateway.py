@@ -66,15 +66,26 @@ def api_key():
     return key
 
 
-def call_stripe(operation, **params):
-    """One Stripe API call with the configured key; Stripe's failures become
-    PaymentProviderError (logged with Stripe's request id, counted in the metrics)."""
+def stripe_request(operation, *args, missing_ok=False, **params):
+    """One Stripe API call with the configured key. A failure is counted in the metrics and
+    raised as Stripe's own error, for the callers that tell Stripe's errors apart (a declined
+    card, a reused idempotency key); every call to Stripe goes through here. `missing_ok`:
+    "no such object" is an answer the caller expects, not a failure, and is not counted."""
     try:
-        return operation(api_key=api_key(), **params)
+        return operation(*args, api_key=api_key(), **params)
     except stripe.StripeError as error:
-        name = getattr(operation, "__qualname__", "")
-        logger.warning("Stripe refused %s: %s", name, error)
-        metrics.count_stripe_error(operation=name, error=type(error).__name__)
+        if not (missing_ok and error.code == "resource_missing"):
+            metrics.count_stripe_error(operation=_name(operation), error=type(error).__name__)
+        raise
+
+
+def call_stripe(operation, **params):
+    """stripe_request, with Stripe's failures as PaymentProviderError (logged with Stripe's
+    request id)."""
+    try:
+        return stripe_request(operation, **params)
+    except stripe.StripeError as error:
+        logger.warning("Stripe refused %s: %s", _name(operation), error)
         problem = PaymentProviderError(
             f"Stripe: {error.user_message or 'the request failed'}",
             details={"stripe_request_id": error.request_id, "stripe_code": error.code},
@@ -82,6 +93,10 @@ def call_stripe(operation, **params):
         # No answer, or Stripe's own error: the request may have taken effect at Stripe.
         problem.outcome_unknown = isinstance(error, (stripe.APIConnectionError, stripe.APIError))
         raise problem from None
+
+
+def _name(operation):
+    return getattr(operation, "__qualname__", "")  # "Customer.create"
 
 
 # --- the webhook endpoint -----------------------------------------------------------------
@@ -109,7 +124,7 @@ def connect_stripe_webhook(*, base_url):
     prefix = f"{base_url}/stripe/webhook/"
     for endpoint in djstripe.WebhookEndpoint.objects.filter(url__startswith=prefix):
         try:
-            remote = stripe.WebhookEndpoint.retrieve(endpoint.id, api_key=api_key())
+            remote = stripe_request(stripe.WebhookEndpoint.retrieve, endpoint.id, missing_ok=True)
         except stripe.InvalidRequestError:
             continue  # gone at Stripe (e.g. the offline Stripe's state was reset)
         except stripe.StripeError as error:

@@ -9,7 +9,7 @@ from apps.jobs.counts import JobCounts
 from apps.jobs.registry import task_name
 
 from .checkout import stripe_customer
-from .gateway import api_key, in_smallest_unit, to_minor_units
+from .gateway import in_smallest_unit, stripe_request, to_minor_units
 from .models import OverageCharge
 
 
@@ -81,8 +81,8 @@ def _send(charge, counts):
         return
     credit_type = charge.grant.wallet.credit_type
     try:
-        item = stripe.InvoiceItem.create(
-            api_key=api_key(),
+        item = stripe_request(
+            stripe.InvoiceItem.create,
             idempotency_key=f"creditdesk-overage-{charge.grant_id}",
             customer=stripe_customer(account=charge.account).id,
             subscription=subscription.stripe_subscription_id,

@@ -28,7 +28,7 @@ from apps.wallets.models import Wallet
 from apps.webhooks.services import record_events
 
 from .checkout import stripe_customer
-from .gateway import api_key, to_minor_units
+from .gateway import stripe_request, to_minor_units
 from .models import AutoRecharge, Purchase
 from .purchases import grant_paid_purchase
 
@@ -139,11 +139,11 @@ def _charge(recharge, now, counts):
                 "creditdesk_auto_recharge": str(recharge.attempt)}  # fmt: skip
     try:
         customer = stripe_customer(account=account)
-        methods = stripe.Customer.list_payment_methods(customer.id, api_key=api_key(), limit=1)
+        methods = stripe_request(stripe.Customer.list_payment_methods, customer.id, limit=1)
         if not methods["data"]:
             return _settle(recharge, now, counts, reason="no_saved_card")
-        intent = stripe.PaymentIntent.create(
-            api_key=api_key(),
+        intent = stripe_request(
+            stripe.PaymentIntent.create,
             idempotency_key=f"creditdesk-recharge-{recharge.pk}-{recharge.attempt}",
             customer=customer.id,
             payment_method=methods["data"][0]["id"],

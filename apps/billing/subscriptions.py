@@ -34,7 +34,7 @@ from .contract_prices import (
     starting_sales,
     stripe_price_id,
 )
-from .gateway import api_key, first_item, from_timestamp, subscription_period
+from .gateway import api_key, first_item, from_timestamp, stripe_request, subscription_period
 from .purchases import record_mismatch
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _stripe_subscription(stripe_id):
     own event has not come yet."""
     mirrored = djstripe.Subscription.objects.filter(id=stripe_id).first()
     if mirrored is None:
-        remote = stripe.Subscription.retrieve(stripe_id, api_key=api_key())
+        remote = stripe_request(stripe.Subscription.retrieve, stripe_id)
         mirrored = djstripe.Subscription.sync_from_stripe_data(remote, api_key=api_key())
     return mirrored.stripe_data
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.billing.models import AutoRecharge, Purchase
@@ -92,6 +93,7 @@ def test_the_monthly_cap_is_never_exceeded(recharging, account, pack):
 def test_a_declined_card_grants_nothing_and_alerts(recharging, account, pack):
     recharge = recharging(card="0002")  # saved; off-session charges decline
     spend(account, 900)
+    declines = stripe_errors(operation="PaymentIntent.create", error="CardError")
 
     counts = run_auto_recharges()
 
@@ -101,7 +103,13 @@ def test_a_declined_card_grants_nothing_and_alerts(recharging, account, pack):
     assert recharge.charging_since is None
     assert wallet_of(account, pack.credit_type).balance == D(100)
     assert WebhookEvent.objects.get(type="auto_recharge.failed").data["reason"] == "card_declined"
+    # Counted in the metrics as every failed Stripe call is (docs/metrics.md).
+    assert stripe_errors(operation="PaymentIntent.create", error="CardError") == declines + 1
     assert run_auto_recharges().failures == 0  # not retried until the balance recovers
+
+
+def stripe_errors(**labels):
+    return REGISTRY.get_sample_value("creditdesk_stripe_errors_total", labels) or 0
 
 
 def test_an_attempt_cut_after_the_claim_is_finished_with_the_same_charge(

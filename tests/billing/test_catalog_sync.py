@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from djstripe import models as djstripe
+from prometheus_client import REGISTRY
 
 from apps.billing.catalog_sync import sync_stripe_catalog
 from apps.catalog.models import CreditPack, Plan
@@ -40,6 +41,22 @@ def test_sync_gives_each_item_a_product_and_a_price_of_the_right_kind(catalog, o
     assert plan_price["product"] == "creditdesk_plan_pro"
     assert offline_stripe.get("product", "creditdesk_pack_pack_500")["name"] == "500 credits"
     assert djstripe.Price.objects.filter(id__in=[plan_price["id"], pack_price["id"]]).count() == 2
+
+
+def test_a_product_not_yet_at_stripe_is_created_without_counting_a_failed_call(
+    catalog, offline_stripe
+):
+    """Sync asks Stripe for each product first: "no such product" is the expected answer the
+    first time, not a failure for the metrics (a declined card or an outage is)."""
+    before = failed_retrieves()
+    sync_stripe_catalog()
+    assert offline_stripe.all("product")  # created
+    assert failed_retrieves() == before
+
+
+def failed_retrieves():
+    labels = {"operation": "Product.retrieve", "error": "InvalidRequestError"}
+    return REGISTRY.get_sample_value("creditdesk_stripe_errors_total", labels) or 0
 
 
 def test_a_second_sync_changes_nothing(catalog, offline_stripe):
