@@ -4,6 +4,7 @@ process of its own, and client threads that drive the API and record every answe
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -133,6 +134,39 @@ def celery_worker(log, **env):
              "--loglevel", "INFO", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE],
             cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+
+
+@contextmanager
+def killed_worker(log, when, **env):
+    """A `celery worker` (celery_worker) that takes what the block queues, SIGKILLed as soon
+    as `when()` holds after the block."""
+    worker = celery_worker(log, **env)
+    try:
+        yield worker
+        wait_for(when, 60, log.read_text)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def run_on_a_new_worker(job, log, *, env=None, **kwargs):
+    """Beat's next tick of `job` (its task sent with `kwargs`), taken by a new worker; the
+    run's JobRun once it has finished (a killed run before it stays running)."""
+    from apps.jobs.models import JobRun
+    from apps.jobs.tasks import TASKS
+
+    worker = celery_worker(log, **(env or {}))
+    try:
+        TASKS[job].apply_async(kwargs=kwargs)
+        finished = JobRun.objects.filter(job=job).exclude(status=JobRun.Status.RUNNING)
+        wait_for(finished.exists, 60, log.read_text)
+        return finished.get()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 def reaching_offline_stripe(folder, url):

@@ -4,7 +4,6 @@ the job's next run (beat's next tick, sent again here) on a new worker leaves th
 ledger as an unbroken run: every due subscription renewed once. Real processes: two
 `celery worker`s one after the other, Redis, the test's PostgreSQL."""
 
-import signal
 from datetime import timedelta
 
 import psycopg
@@ -25,7 +24,13 @@ from tests.periods.conftest import (
     calendar,  # noqa: F401 - a fixture this test uses
     world,
 )
-from tests.reliability.load import celery_worker, wait_for, webhook_receiver
+from tests.reliability.load import (
+    celery_worker,
+    killed_worker,
+    run_on_a_new_worker,
+    wait_for,
+    webhook_receiver,
+)
 from tests.workers import empty_queue
 
 pytestmark = [
@@ -47,38 +52,23 @@ def test_a_worker_killed_mid_renewal_chunk_leaves_the_ledger_of_an_unbroken_run(
     held = due.first()
     url = database_url()
     empty_queue()
-    first, second = tmp_path / "first.log", tmp_path / "second.log"
-    killed = celery_worker(first)
-    try:
-        # One subscription's row is held: the run renews the others (SKIP LOCKED), then its
-        # second pass waits on that row inside an open chunk. There the worker is killed.
-        with psycopg.connect(url) as gate:
-            gate.execute("SELECT 1 FROM accounts_subscription WHERE id = %s FOR UPDATE",
-                         [held.pk])  # fmt: skip
-            TASKS[JOB].apply_async(kwargs={"now": FEB_28.isoformat()})
-            wait_for(lambda: due.count() == 1 and lock_waiters(url) > 0, 60,
-                     first.read_text)  # fmt: skip
-            killed.send_signal(signal.SIGKILL)
-            killed.wait(timeout=10)
-        (stuck,) = JobRun.objects.filter(job=JOB)
-        assert stuck.status == JobRun.Status.RUNNING
-        renewed_before_the_kill = ACCOUNTS - due.count()
-        assert renewed_before_the_kill == ACCOUNTS - 1  # all but the held one: committed
+    # One subscription's row is held: the run renews the others (SKIP LOCKED), then its
+    # second pass waits on that row inside an open chunk. There the worker is killed.
+    with psycopg.connect(url) as gate:
+        gate.execute("SELECT 1 FROM accounts_subscription WHERE id = %s FOR UPDATE", [held.pk])
 
-        # Beat's next tick sends the job again; a new worker runs it.
-        restarted = celery_worker(second)
-        try:
+        def waiting_on_it():
+            return due.count() == 1 and lock_waiters(url) > 0
+
+        with killed_worker(tmp_path / "first.log", waiting_on_it):
             TASKS[JOB].apply_async(kwargs={"now": FEB_28.isoformat()})
-            wait_for(lambda: JobRun.objects.filter(job=JOB).exclude(
-                status=JobRun.Status.RUNNING).exists(), 60, second.read_text)  # fmt: skip
-        finally:
-            restarted.terminate()
-            restarted.wait(timeout=30)
-    finally:
-        if killed.poll() is None:
-            killed.kill()
-            killed.wait()
-    rerun = JobRun.objects.filter(job=JOB).exclude(pk=stuck.pk).get()
+    (stuck,) = JobRun.objects.filter(job=JOB)
+    assert stuck.status == JobRun.Status.RUNNING
+    renewed_before_the_kill = ACCOUNTS - due.count()
+    assert renewed_before_the_kill == ACCOUNTS - 1  # all but the held one: committed
+
+    # Beat's next tick sends the job again; a new worker runs it.
+    rerun = run_on_a_new_worker(JOB, tmp_path / "second.log", now=FEB_28.isoformat())
     assert (rerun.status, rerun.counts.get("renewed")) == (JobRun.Status.SUCCEEDED, 1)
     assert not due.exists()
     periods = CreditGrant.objects.filter(account__external_id__startswith="kill-",
@@ -106,16 +96,8 @@ def test_a_worker_killed_mid_webhook_delivery_loses_no_delivery(slow_receiver, t
     empty_queue()
     give(account, 25)  # a credits.granted event, its delivery queued after the commit
     (delivery,) = WebhookDelivery.objects.all()
-    first, second = tmp_path / "first.log", tmp_path / "second.log"
-    killed = celery_worker(first)
-    try:
-        wait_for(lambda: len(received) == 1, 60, first.read_text)  # the POST is in flight
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=10)
-    finally:
-        if killed.poll() is None:
-            killed.kill()
-            killed.wait()
+    with killed_worker(tmp_path / "first.log", lambda: len(received) == 1):  # POST in flight
+        pass  # the delivery was queued by the grant's commit
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (WebhookDelivery.Status.PENDING, 0)
 
@@ -123,11 +105,11 @@ def test_a_worker_killed_mid_webhook_delivery_loses_no_delivery(slow_receiver, t
     # again and a new worker sends it.
     clock.advance(by=SENDING_LEASE + timedelta(minutes=1))
     requeued = run_job(job="retry_webhook_deliveries", trigger="command")
-    restarted = celery_worker(second)
+    restarted = celery_worker(tmp_path / "second.log")
     try:
         wait_for(lambda: WebhookDelivery.objects.filter(
             pk=delivery.pk, status=WebhookDelivery.Status.SUCCEEDED).exists(), 60,
-            second.read_text)  # fmt: skip
+            (tmp_path / "second.log").read_text)  # fmt: skip
     finally:
         restarted.terminate()
         restarted.wait(timeout=30)

@@ -5,8 +5,6 @@ key, Stripe answers with what it already made, and CreditDesk records it: one in
 one charge, one grant. Real processes: `celery worker`s one after the other, Redis, the test's
 PostgreSQL, the offline Stripe (its answer held back until the worker is dead)."""
 
-import signal
-from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -23,7 +21,7 @@ from apps.jobs.tasks import TASKS
 from apps.wallets.models import CreditGrant
 from tests.factories import CreditPackFactory, CreditTypeFactory
 from tests.ledger import assert_ledger_sound, give, priced_account, wallet_of
-from tests.reliability.load import celery_worker, reaching_offline_stripe, wait_for
+from tests.reliability.load import killed_worker, reaching_offline_stripe, run_on_a_new_worker
 from tests.workers import empty_queue
 
 pytestmark = [
@@ -41,36 +39,6 @@ def worker_env(offline_stripe, tmp_path):
     return reaching_offline_stripe(tmp_path, offline_stripe.url)
 
 
-@contextmanager
-def killed_once_stripe_has_done_it(hold, log, env):
-    """A worker that takes the job queued inside the block, and is SIGKILLed once its Stripe
-    call has taken effect at Stripe (`hold` reached); the held answer goes nowhere."""
-    worker = celery_worker(log, **env)
-    try:
-        yield
-        wait_for(hold.reached.is_set, 60, log.read_text)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        hold.release()
-
-
-def run_on_a_new_worker(job, log, env):
-    """Beat's next tick of `job`, taken by a worker started after the kill; its JobRun."""
-    worker = celery_worker(log, **env)
-    try:
-        TASKS[job].apply_async()
-        finished = JobRun.objects.filter(job=job).exclude(status=JobRun.Status.RUNNING)
-        wait_for(finished.exists, 60, log.read_text)
-        return finished.get()
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-
-
 def test_a_worker_killed_mid_overage_invoicing_bills_the_overage_once(
     offline_stripe, worker_env, tmp_path
 ):
@@ -86,14 +54,17 @@ def test_a_worker_killed_mid_overage_invoicing_bills_the_overage_once(
     )  # fmt: skip
     hold = offline_stripe.hold_next_answer("invoiceitems")
 
-    with killed_once_stripe_has_done_it(hold, tmp_path / "first.log", worker_env):
-        TASKS["send_overage_charges"].apply_async()
+    try:  # killed once Stripe has made the item, its answer held back
+        with killed_worker(tmp_path / "first.log", hold.reached.is_set, **worker_env):
+            TASKS["send_overage_charges"].apply_async()
+    finally:
+        hold.release()  # to a worker that is gone
 
     charge.refresh_from_db()
     assert (charge.status, charge.attempts) == (OverageCharge.Status.PENDING, 0)
     (made,) = offline_stripe.all("invoiceitem").values()  # Stripe made it; nobody heard
 
-    rerun = run_on_a_new_worker("send_overage_charges", tmp_path / "second.log", worker_env)
+    rerun = run_on_a_new_worker("send_overage_charges", tmp_path / "second.log", env=worker_env)
 
     assert (rerun.status, rerun.counts.get("invoice_items")) == (JobRun.Status.SUCCEEDED, 1)
     charge.refresh_from_db()
@@ -122,8 +93,11 @@ def test_a_worker_killed_mid_auto_recharge_charges_and_grants_once(
                                            monthly_cap=D(100))  # fmt: skip
     hold = offline_stripe.hold_next_answer("payment_intents")
 
-    with killed_once_stripe_has_done_it(hold, tmp_path / "first.log", worker_env):
-        TASKS["run_auto_recharges"].apply_async()
+    try:  # killed once Stripe has charged, its answer held back
+        with killed_worker(tmp_path / "first.log", hold.reached.is_set, **worker_env):
+            TASKS["run_auto_recharges"].apply_async()
+    finally:
+        hold.release()
 
     recharge.refresh_from_db()
     assert (recharge.attempt, recharge.charging_since is not None) == (1, True)  # claimed
@@ -134,7 +108,7 @@ def test_a_worker_killed_mid_auto_recharge_charges_and_grants_once(
 
     # Until RESUME_AFTER the attempt counts as in flight; then the next run finishes it.
     clock.advance(by=RESUME_AFTER + timedelta(minutes=1))
-    rerun = run_on_a_new_worker("run_auto_recharges", tmp_path / "second.log", worker_env)
+    rerun = run_on_a_new_worker("run_auto_recharges", tmp_path / "second.log", env=worker_env)
 
     assert (rerun.status, rerun.counts.get("recharges")) == (JobRun.Status.SUCCEEDED, 1)
     assert list(offline_stripe.all("payment_intent")) == [intent["id"]]  # charged once
