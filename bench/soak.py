@@ -137,9 +137,9 @@ def soak(options, key, processes):
             started = time.perf_counter()
             try:
                 label, status = kind(conn, f"bench-{rng.randrange(ACCOUNTS)}", rng)
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as error:  # no answer: which failure
                 conn.close()
-                conn, label, status = None, "connection", "error"
+                conn, label, status = None, "no answer", type(error).__name__
             took = time.perf_counter() - started
             with lock:
                 window["latencies"].append(took)
@@ -149,7 +149,7 @@ def soak(options, key, processes):
     for thread in threads:
         thread.start()
     lines, deadline = [], time.monotonic() + options.minutes * 60
-    print("window | requests/s | p50 ms | p99 ms | 5xx/errors | web RSS MB | worker RSS MB")
+    print("window | requests/s | p50 ms | p99 ms | 5xx/no answer | web RSS MB | worker RSS MB")
     try:
         while time.monotonic() < deadline:
             time.sleep(options.window)
@@ -158,7 +158,7 @@ def soak(options, key, processes):
                 window["latencies"], window["statuses"] = [], Counter()
             latencies.sort()
             bad = sum(n for (_, status), n in statuses.items()
-                      if status == "error" or status >= 500)  # fmt: skip
+                      if isinstance(status, str) or status >= 500)  # fmt: skip
             line = (len(latencies) / options.window, 1000 * statistics.median(latencies),
                     1000 * latencies[int(len(latencies) * 0.99)], bad,
                     rss_mb(processes["web"].pid), rss_mb(processes["worker"].pid),
@@ -182,7 +182,7 @@ def summarize(lines):
     print(
         f"RSS growth after warm-up: web {pct(warm[4], last[4])}, worker "
         f"{pct(warm[5], last[5])}; p99 per window {min(p99s):.1f}–{max(p99s):.1f} ms "
-        f"(median {statistics.median(p99s):.1f}); 5xx and errors {sum(x[3] for x in lines)}"
+        f"(median {statistics.median(p99s):.1f}); 5xx and no answers {sum(x[3] for x in lines)}"
     )
 
 

@@ -109,8 +109,9 @@ def real_clock():
 
 
 # Suites whose every test ends with revenue checked against the ledger (docs/revenue.md,
-# "Checking it"): whatever a billing or period scenario did, `verify_revenue` finds nothing.
-REVENUE_CHECKED = {"billing", "periods", "revenue"}
+# "Checking it"): whatever a billing or period scenario or a fault did, `verify_revenue`
+# finds nothing.
+REVENUE_CHECKED = {"billing", "periods", "revenue", "reliability"}
 
 
 def with_its_database(request):
