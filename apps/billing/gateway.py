@@ -69,8 +69,9 @@ def api_key():
 def stripe_request(operation, *args, missing_ok=False, **params):
     """One Stripe API call with the configured key. A failure is counted in the metrics and
     raised as Stripe's own error, for the callers that tell Stripe's errors apart (a declined
-    card, a reused idempotency key); every call to Stripe goes through here. `missing_ok`:
-    "no such object" is an answer the caller expects, not a failure, and is not counted."""
+    card, a reused idempotency key); every call CreditDesk makes goes through here (dj-stripe's
+    `sync_from_stripe_data` may fetch related objects by itself: those are not counted).
+    `missing_ok`: "no such object" is an answer the caller expects, and is not counted."""
     try:
         return operation(*args, api_key=api_key(), **params)
     except stripe.StripeError as error:

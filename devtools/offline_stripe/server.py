@@ -37,7 +37,9 @@ class OfflineStripeApp:
                 replayed = self.stripe.idempotent.get(key) if method == "POST" else None
                 if replayed is None:
                     params = decode_form(body if method == "POST" else query)
-                    answer = self.stripe.run(self.api, method, path[4:], params)
+                    with self.stripe.lock:  # a hold is for a write begun after it was set
+                        hold = self.stripe.holds.pop(path[4:], None) if method == "POST" else None
+                        answer = self.stripe.run(self.api, method, path[4:], params)
                     if method == "POST" and self.stripe.lose_next_answer:
                         # Done at Stripe, then a 500 (`lose_next_answer`); as Stripe does, a
                         # retry with the same key gets the same 500.
@@ -45,7 +47,7 @@ class OfflineStripeApp:
                         answer = LOST
                     if key and method == "POST":
                         self.stripe.idempotent[key] = answer
-                    if method == "POST" and (hold := self.stripe.holds.pop(path[4:], None)):
+                    if hold is not None:
                         hold.wait()  # done at Stripe; the answer waits (`hold_next_answer`)
                 if (replayed or answer) is LOST:
                     raise StripeError(500, "An unknown error occurred.", kind="api_error")

@@ -45,7 +45,8 @@ class OfflineStripe(ApiObjects, World):
         """The next write to `/v1/<path>` takes effect (and is kept for its idempotency key),
         then its answer waits until the Hold is released: the caller can be killed while
         Stripe has done what it asked."""
-        hold = self.holds[path] = Hold()
+        with self.lock:
+            hold = self.holds[path] = Hold()
         return hold
 
     def _save(self):

@@ -165,8 +165,18 @@ def run_on_a_new_worker(job, log, *, env=None, **kwargs):
         wait_for(finished.exists, 60, log.read_text)
         return finished.get()
     finally:
-        worker.terminate()
+        stop_worker(worker)
+
+
+def stop_worker(worker):
+    """A warm shutdown, or a kill if it takes too long: a worker left running would take the
+    next tests' tasks from this process's queue."""
+    worker.terminate()
+    try:
         worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
 
 
 def reaching_offline_stripe(folder, url):

@@ -28,6 +28,7 @@ from tests.reliability.load import (
     celery_worker,
     killed_worker,
     run_on_a_new_worker,
+    stop_worker,
     wait_for,
     webhook_receiver,
 )
@@ -111,8 +112,7 @@ def test_a_worker_killed_mid_webhook_delivery_loses_no_delivery(slow_receiver, t
             pk=delivery.pk, status=WebhookDelivery.Status.SUCCEEDED).exists(), 60,
             (tmp_path / "second.log").read_text)  # fmt: skip
     finally:
-        restarted.terminate()
-        restarted.wait(timeout=30)
+        stop_worker(restarted)
     delivery.refresh_from_db()
     assert delivery.attempts == 1
     # The receiver saw the event twice (the killed attempt reached it): the same event id,
