@@ -97,8 +97,11 @@ def test_a_beat_whose_lock_connection_dies_exits_with_an_error(redis_broker, tmp
         wait_for(lambda: "sends the schedule" in log.read_text(), 30, log.read_text)
         with connection.cursor() as cursor:
             cursor.execute(
+                # This database's beat lock only: another test process's beat holds the
+                # same key in its own database.
                 "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND objid = %s AND granted",
+                "WHERE locktype = 'advisory' AND objid = %s AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 [LOCK_KEY],
             )
             assert cursor.fetchall() == [(True,)]
