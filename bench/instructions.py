@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from request_costs import app_env
+
 ROOT = Path(__file__).resolve().parent.parent
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-d", "postgres", "-c"]
 DB = "creditdesk_instructions"
@@ -36,14 +38,11 @@ SHAPES = {  # name -> (application, path)
 
 
 def environment():
+    """request_costs.app_env's (production settings, connections kept: under valgrind 300
+    requests take a minute, and a reconnect within some runs and not others would show),
+    for the in-process Host header, with the floor's DSN."""
     return {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "SECRET_KEY": "instructions-only", "ALLOWED_HOSTS": "testserver",
-        "SECURE_SSL_REDIRECT": "false",
-        # Under valgrind 300 requests take a minute: the default CONN_MAX_AGE (60 s) would
-        # reconnect within some runs and not others, a cost a server spreads over far more.
-        "CONN_MAX_AGE": "3600",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+        **app_env(DB), "ALLOWED_HOSTS": "testserver",
         "FLOOR_DSN": f"postgresql://postgres@127.0.0.1:5432/{DB}",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"),
         "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}",

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 from django.conf import settings
 
+from apps.jobs.models import JobRun
+from apps.jobs.tasks import TASKS
 from tests.clusters import database_url
 from tests.processes import spare_port, wait_until_listening
 
@@ -155,9 +157,6 @@ def killed_worker(log, when, **env):
 def run_on_a_new_worker(job, log, *, env=None, **kwargs):
     """Beat's next tick of `job` (its task sent with `kwargs`), taken by a new worker; the
     run's JobRun once it has finished (a killed run before it stays running)."""
-    from apps.jobs.models import JobRun
-    from apps.jobs.tasks import TASKS
-
     worker = celery_worker(log, **(env or {}))
     try:
         TASKS[job].apply_async(kwargs=kwargs)
